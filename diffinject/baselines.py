@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import IN_TEST, default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar
+from .core import IN_TEST, default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std
 from .classifiers import (CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate, materialize,
                           train_classifier, train_vanilla, _batches, _cpu_state)
 
@@ -429,10 +429,6 @@ def compare_baselines(root, benchmark: str = 'cmnist', methods=METHODS, ratios=(
         atomic_write_text(Path(out_dir)/'comparison.md', comparison_table(rows, benchmark) + '\n')
     return rows
 
-def _mean_std(v):
-    v = np.asarray(v, dtype=float) * 100
-    return f'{v.mean():.2f} ± {v.std(ddof=1):.2f}' if len(v) > 1 else f'{v.mean():.2f}'
-
 def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', published=None) -> str:
     "Markdown table: per method and ratio, test `metric` (%) mean ± std (sample std over seeds) at best-valid / last / best-test, and the published number."
     published = PUBLISHED if published is None else published
@@ -443,7 +439,7 @@ def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', publi
         cells = [m]
         for r in ratios:
             sel = [x for x in rows if x['method'] == m and x['ratio'] == r]
-            cells += [_mean_std([x[f'{k}_{metric}'] for x in sel]) if sel else '' for k in CHECKPOINTS]
+            cells += [mean_std([x[f'{k}_{metric}'] for x in sel]) if sel else '' for k in CHECKPOINTS]
             p = published.get(benchmark, {}).get(m, {}).get(r)
             cells.append(f'{p:.2f}' if p is not None else 'n/a')
         out.append('| ' + ' | '.join(cells) + ' |')

@@ -12,7 +12,7 @@ from .core import default_device
 
 # %% auto #0
 __all__ = ['BENCH_COMMANDS', 'register_bench', 'time_per_call', 'count_flops', 'matmul_peak', 'cpu_name', 'fmt_si',
-           'bench_diffusion', 'print_bench', 'bench_cli']
+           'bench_diffusion', 'print_bench', 'bench_cli', 'bench_inject_cmd']
 
 # %% ../nbs/20_bench.ipynb #501979d6
 BENCH_COMMANDS = {}   # name -> function(**opts) -> dict of numbers; `diffinject_bench <name>` runs it
@@ -142,3 +142,19 @@ def bench_cli(
         from diffinject.core import write_json
         write_json(json_out, res)
     return res
+
+# %% ../nbs/20_bench.ipynb #f4754385
+@register_bench('inject')
+def bench_inject_cmd(preset='cmnist_32', batch_size=16, steps=25, device=None, min_time=2., verbose=True):
+    "`diffinject_bench inject`: injected vs plain DDIM step time and synthetic images/s of a UNet preset (see `diffinject.inject.bench_inject`)."
+    from diffinject.inject import bench_inject
+    from diffinject.unet import create_unet
+    device = torch.device(device) if device else default_device()
+    torch.manual_seed(0)
+    r = dict(preset=preset, **bench_inject(create_unet(preset), batch_size=batch_size, steps=steps, min_time=min_time, device=device))
+    if verbose:
+        print(f"inject benchmark: preset {preset} on {r['device']} ({r['threads']} torch threads), batch {batch_size}")
+        print(f"  plain DDIM step {1e3 * r['plain_step_s']:8.1f} ms   injected step {1e3 * r['inject_step_s']:8.1f} ms   "
+              f"ratio {r['ratio']:.2f}  (FLOP ratio {r['flop_ratio']:.2f}; three full passes: {r['full_3pass_ratio']:.2f})")
+        print(f"  synthetic images/s ({steps} inversion + {steps} sampling steps, content h cached): {r['images_per_s']:.3f}")
+    return r

@@ -12,7 +12,7 @@ from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
 __all__ = ['IN_TEST', 'default_device', 'seed_everything', 'asset_path', 'atomic_path', 'atomic_save', 'atomic_write_text',
-           'write_json', 'read_json', 'flatten_config', 'config_key', 'config_diff', 'pbar', 'check_images',
+           'write_json', 'read_json', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images',
            'check_prob', 'to_01', 'show_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
@@ -95,6 +95,15 @@ def config_diff(old: dict, new: dict) -> list:
     norm = lambda d: flatten_config(json.loads(json.dumps(d, sort_keys=True, default=_json_default)))
     fa, fb, unset = norm(old), norm(new), '<unset>'
     return [f'{k}: {fa.get(k, unset)!r} -> {fb.get(k, unset)!r}' for k in sorted(set(fa) | set(fb)) if fa.get(k, unset) != fb.get(k, unset)]
+
+# %% ../nbs/00_core.ipynb #59b20e8d
+def mean_std(values, scale: float = 100., digits: int = 2) -> str:
+    "`mean ± std` (sample std, ddof 1) of the finite `values` times `scale`; '' if none, no ± for a single value."
+    v = np.asarray([float(x) for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)] * scale
+    if not len(v): return ''
+    if len(v) == 1: return f'{v[0]:.{digits}f}'
+    return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}'
 
 # %% ../nbs/00_core.ipynb #7cadfba8
 def pbar(it, total=None, comment='', show=None, **kw):

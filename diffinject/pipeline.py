@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from fastcore.script import call_parse
 from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, read_json,
-                             atomic_write_text, config_key, config_diff, pbar, show_images)
+                             atomic_write_text, config_key, config_diff, pbar, show_images, mean_std)
 from .data import get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio
 from .classifiers import make_classifier, train_classifier, CHECKPOINTS
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
@@ -104,13 +104,14 @@ def make_config(preset='quick', dataset=None, **overrides) -> dict:
         get_benchmark(dataset); cfg = _paper(dataset)
     for k, v in overrides.items():
         if v is None: continue
-        if k not in cfg: raise ValueError(f'{k}: not a configuration key (expected one of {sorted(cfg)})')
+        if k not in cfg or k == 'preset': raise ValueError(f'{k}: not a configuration key (expected one of {sorted(set(cfg) - {"preset"})})')
         if isinstance(cfg[k], dict):
             if not isinstance(v, dict): raise ValueError(f'{k}: expected a dict of {sorted(cfg[k])}')
             bad = sorted(set(v) - set(cfg[k]))
             if bad: raise ValueError(f'{k}.{bad[0]}: not an option of {k} (expected one of {sorted(cfg[k])})')
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
         else: cfg[k] = v
+    cfg['preset'] = preset
     return _check_config(cfg)
 
 def _check_config(cfg):
@@ -145,7 +146,7 @@ def stage_data(run: RunDir, cfg) -> Path:
         elif spec.name == 'cifar10c':
             from diffinject.corruptions import build_corrupted_cifar10
             build_corrupted_cifar10(d, ratios=tuple(cfg['ratios']), source=cfg['source'], data_root=cfg['data_root'], download=cfg['download'])
-        else: raise ValueError(f"{spec.name}: cannot be built; download it (see README, 'Getting the data') and pass --data-root")
+        else: raise ValueError(f"{spec.name}: cannot be built; download it (see README, 'Getting the data') and pass --data_root")
     return run.path/'data'
 
 def splits(root, cfg, ratio, transform='train'):
@@ -189,8 +190,8 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
     if dc['ckpt']:                                                            # a released guided-diffusion / P2 checkpoint
         path = Path(dc['ckpt']).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"--diffusion-ckpt {path}: no such file. Download the released checkpoint (P2-weighting: "
-                                    f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion-ckpt to train a model")
+            raise FileNotFoundError(f"--diffusion_ckpt {path}: no such file. Download the released checkpoint (P2-weighting: "
+                                    f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt to train a model")
         if not dc['preset']: raise ValueError('diffusion.preset: required with a checkpoint (e.g. ffhq_p2, afhqdog_p2)')
         model = load_unet(path, dc['preset'], device=dev)
         return model, GaussianDiffusion(linear_beta_schedule(1000)).alphas_cumprod, None
@@ -304,11 +305,6 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
 # %% ../nbs/09c_pipeline.ipynb #69ff205c
 STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')
 
-def _mean_std(v):
-    v = [x for x in v if x is not None]
-    if not v: return ''
-    return f'{100*np.mean(v):.2f} ± {100*np.std(v, ddof=1) if len(v) > 1 else 0:.2f}'
-
 def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
     "Markdown table: method x ratio, unbiased-test `metric` (%) mean ± std over seeds, per checkpoint rule (labelled)."
     ratios = sorted({r['ratio'] for r in results}); methods = list(dict.fromkeys(r['method'] for r in results))
@@ -318,7 +314,7 @@ def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
         cells = [m]
         for r in ratios:
             sel = [x['row'] for x in results if x['method'] == m and x['ratio'] == r]
-            cells += [_mean_std([s.get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)})' for c in checkpoints]
+            cells += [mean_std([s.get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)})' for c in checkpoints]
         out.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(out)
 
@@ -395,9 +391,10 @@ def diffinject_run(
     ratios: str = None,               # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05)
     seeds: str = None,                # comma-separated classifier seeds (e.g. 0,1,2)
     data_root: str = None,            # a downloaded DisEnt/BE benchmark folder, or torchvision's root for MNIST/CIFAR-10
-    download: bool = False,           # let torchvision download MNIST / CIFAR-10 into --data-root
+    source: str = None,               # where the data comes from: mnist5k (quick), mnist, cifar10, or folder (a downloaded --data_root)
+    download: bool = False,           # let torchvision download MNIST / CIFAR-10 into --data_root
     diffusion_ckpt: str = None,       # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training one
-    diffusion_preset: str = None,     # the UNet preset of --diffusion-ckpt or of the model to train (e.g. ffhq_p2, cmnist_32)
+    diffusion_preset: str = None,     # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2, cmnist_32)
     diffusion_steps: int = None,      # diffusion training steps
     gamma: float = None,              # Slerp weight toward the content h, Eq. (8)
     t_edit: int = None,               # inject for t >= t_edit
@@ -409,8 +406,7 @@ def diffinject_run(
     threads: int = 1):                # torch CPU threads (1 is safest on a shared machine; 2+ on an idle one)
     "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report) in a resumable run directory."
     if threads: torch.set_num_threads(threads)
-    src = None
-    if data_root and (dataset or 'cmnist') in ('bffhq', 'dogs_and_cats'): src = 'folder'
+    src = source or ('folder' if data_root and (dataset or 'cmnist') in ('bffhq', 'dogs_and_cats') else None)
     ov = dict(dataset=dataset, ratios=_csv(ratios, float), seeds=_csv(seeds, int), methods=_csv(method, str), data_root=data_root,
               download=download or None, device=device, source=src,
               diffusion={k: v for k, v in dict(ckpt=diffusion_ckpt, preset=diffusion_preset, steps=diffusion_steps).items() if v is not None} or None,
@@ -418,7 +414,6 @@ def diffinject_run(
               classifier={k: v for k, v in dict(steps=classifier_steps, loss=loss).items() if v is not None} or None)
     try: cfg = make_config(preset, **{k: v for k, v in ov.items() if k != 'dataset'}, dataset=dataset)
     except ValueError as e: raise SystemExit(f'diffinject_run: {e}')
-    cfg['preset'] = preset
     stages = STAGES if stage == 'all' else STAGES[:STAGES.index(stage) + 1] if stage in STAGES else None
     if stages is None: raise SystemExit(f'diffinject_run: --stage {stage!r}: expected all or one of {STAGES}')
     t0 = time.time()
