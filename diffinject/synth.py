@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import asset_path, write_json, read_json, pbar, to_01
+from .core import asset_path, write_json, read_json, pbar, to_01, config_diff
 from .data import pct_name, write_sample, get_palette, split_files, BiasedDataset, get_benchmark
 from .train import fit_images, to_diffusion_range, load_images
 from .inject import (InjectConfig, check_config, check_model_images, invert_content, invert_style,
@@ -87,8 +87,6 @@ def _run_config(cfg, **kw):
     d = asdict(cfg); d.update(kw)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
-def _diff_keys(a: dict, b: dict) -> list:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 @torch.no_grad()
 def synthesize(model, alphas_cumprod, train_ds, content_idx, root, ratio, benchmark='cmnist', n=None, size_ratio=0.1,
@@ -119,7 +117,7 @@ def synthesize(model, alphas_cumprod, train_ds, content_idx, root, ratio, benchm
     cfg_path = pdir / 'synth_config.json'
     if cfg_path.exists():
         old = read_json(cfg_path)
-        if old != run: raise ValueError(f'{cfg_path}: an earlier run with different settings ({_diff_keys(old, run)}) is in this folder; '
+        if old != run: raise ValueError(f'{cfg_path}: an earlier run with different settings ({"; ".join(config_diff(old, run))}) is in this folder; '
                                         'use another root or delete the folder to start over')
     else: write_json(cfg_path, run)
     for kind in ('align', 'conflict'): (pdir / kind).mkdir(parents=True, exist_ok=True)   # the loader wants both folders

@@ -10,13 +10,13 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from fastcore.script import call_parse
-from .core import (IN_TEST, default_device, seed_everything, atomic_path, atomic_save, write_json, pbar,
+from .core import (IN_TEST, config_diff, default_device, seed_everything, atomic_path, atomic_save, write_json, pbar,
                              check_images, to_01)
 
 # %% auto #0
 __all__ = ['fit_images', 'to_diffusion_range', 'ImageFolderImages', 'ArrayImages', 'image_dataset', 'load_images', 'StepSampler',
-           'step_noise', 'ema_update', 'ema_rate_at', 'init_distributed', 'replica_max_diff', 'config_diff',
-           'state_signature', 'diffusion_signature', 'NonFiniteLossError', 'save_image_grid', 'DiffusionTrainer',
+           'step_noise', 'ema_update', 'ema_rate_at', 'init_distributed', 'replica_max_diff', 'state_signature',
+           'diffusion_signature', 'NonFiniteLossError', 'save_image_grid', 'DiffusionTrainer',
            'build_model_and_diffusion', 'train_diffusion', 'load_diffusion_checkpoint', 'train_diffusion_cli']
 
 # %% ../nbs/08_train.ipynb #5abc400c
@@ -163,19 +163,6 @@ def _rng_state():
 def _set_rng_state(s):
     random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-def _flatten(d, pre=''):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict): out.update(_flatten(v, f'{pre}{k}.'))
-        else: out[f'{pre}{k}'] = list(v) if isinstance(v, tuple) else v
-    return out
-
-def config_diff(saved, now):
-    "Lines `key: checkpoint=... now=...` for every entry where two (nested) configs differ."
-    a, b = _flatten(saved), _flatten(now)
-    return [f'{k}: checkpoint={a.get(k, "<absent>")!r} now={b.get(k, "<absent>")!r}'
-            for k in sorted(set(a) | set(b)) if a.get(k, '<absent>') != b.get(k, '<absent>')]
 
 def state_signature(model):
     "A config for a model that has none: `{param name: shape}`."
@@ -325,7 +312,7 @@ class DiffusionTrainer:
         path = Path(path)
         sd = torch.load(path, map_location='cpu', weights_only=False)    # RNG states must stay on the CPU
         diff = config_diff(sd['config'], self.config)
-        if diff: raise ValueError(f'{path}: checkpoint was written with another config; differences:\n  ' + '\n  '.join(diff[:20])
+        if diff: raise ValueError(f'{path}: checkpoint was written with another config; differences (checkpoint -> now):\n  ' + '\n  '.join(diff[:20])
                                   + (f'\n  ... and {len(diff) - 20} more' if len(diff) > 20 else ''))
         self.model.load_state_dict(sd['model']); self.ema.load_state_dict(sd['ema']); self.opt.load_state_dict(sd['opt'])
         self.step, self.history = sd['step'], list(sd['history'])
