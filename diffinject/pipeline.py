@@ -4,18 +4,17 @@
 
 # %% ../nbs/09c_pipeline.ipynb #4cc2ea91
 from __future__ import annotations
-import os, json, time, shutil, contextlib, copy
+import os, json, time, contextlib
 from pathlib import Path
 import numpy as np
 import torch
 from fastcore.script import call_parse
 from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, read_json,
-                             atomic_write_text, config_key, config_diff, pbar, show_images, mean_std)
+                             atomic_write_text, config_key, config_diff, show_images, mean_std)
 from .data import get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio
 from .classifiers import make_classifier, train_classifier, CHECKPOINTS
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
-from .baselines import run_method, METHODS as BASELINES, PUBLISHED, PUBLISHED_LABEL
-from .inject import InjectConfig
+from .baselines import run_method, METHODS as BASELINES
 
 # %% auto #0
 __all__ = ['PRESETS', 'STAGES', 'RunDir', 'make_config', 'data_key', 'stage_data', 'splits', 'stage_bias', 'stage_diffusion',
