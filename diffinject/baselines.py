@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import IN_TEST, default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std
 from .classifiers import (CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate, materialize,
-                          train_classifier, train_vanilla, _batches, _cpu_state)
+                          train_classifier, train_vanilla, _batches, keep_checkpoints)
 
 # %% auto #0
 __all__ = ['BASELINE_HPARAMS', 'QUICK_HPARAMS', 'METHODS', 'PUBLISHED', 'PUBLISHED_LABEL', 'method_hparams', 'hparams_table',
@@ -125,15 +125,6 @@ def _nanmean(v) -> float:
     v = [x for x in v if not math.isnan(x)]
     return sum(v) / len(v) if v else float('nan')
 
-def _keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=None):
-    "train_classifier's checkpoint rule, applied to one evaluation record `rec` (best_valid/best_test on strict improvement, last)."
-    labelled = dict(step=rec['step'], **{k: rec[k] for k in ('valid', 'test') if k in rec})
-    todo = ['last'] + [k for k, split in (('best_valid', 'valid'), ('best_test', 'test')) if split in rec and rec[split]['acc'] > best[k]]
-    for k in todo:
-        if k != 'last': best[k] = rec[k.split('_')[1]]['acc']
-        res.metrics[k], res.states[k] = labelled, _cpu_state(model)
-        if out_dir: atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir)/f'{k}.pt')
-
 def debias_loop(learner, train_ds, valid_ds=None, test_ds=None, steps: int = 1000, bs: int = 256, eval_every: int = 500,
                 seed: int = 0, device=None, out_dir=None, preload: bool = False, show_progress=None) -> TrainResult:
     "Train `learner` (networks + `step(x, y, index, step) -> dict`) and evaluate `learner.predictor` like `train_classifier`."
@@ -155,7 +146,7 @@ def debias_loop(learner, train_ds, valid_ds=None, test_ds=None, steps: int = 100
         rec = dict(step=step, **mean_log, seconds=round(time.time() - t0, 2),
                    **{k: evaluate(learner.predictor, v, device=device) for k, v in evals.items()})
         res.history.append(rec)
-        _keep_checkpoints(res, best, rec, learner.predictor, out_dir)
+        keep_checkpoints(res, best, rec, learner.predictor, out_dir)
         if out_dir: write_json(Path(out_dir)/'metrics.json', res.metrics); write_json(Path(out_dir)/'history.json', res.history)
         if hasattr(bar, 'comment'): bar.comment = f"loss {rec['loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}

@@ -18,8 +18,8 @@ from .data import BiasedDataset, get_benchmark
 
 # %% auto #0
 __all__ = ['CLASSIFIER_DEFAULTS', 'CHECKPOINTS', 'CMNISTMLP', 'resnet18', 'make_classifier', 'gce_loss', 'materialize', 'predict',
-           'accuracy_report', 'evaluate', 'per_sample_loss', 'TrainResult', 'train_classifier', 'train_vanilla',
-           'toy_biased_dataset']
+           'accuracy_report', 'evaluate', 'per_sample_loss', 'TrainResult', 'keep_checkpoints', 'train_classifier',
+           'train_vanilla', 'toy_biased_dataset']
 
 # %% ../nbs/03_classifiers.ipynb #49b6e2cb
 class CMNISTMLP(nn.Module):
@@ -215,6 +215,15 @@ def _resolve_hparams(benchmark, **given):
     d = CLASSIFIER_DEFAULTS[_check_benchmark(benchmark)] if missing else {}
     return {k: d[k] if v is None else v for k, v in given.items()}
 
+def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=None):
+    "The checkpoint rule for one evaluation `rec`: `last` always, `best_valid` / `best_test` on strict improvement of that split's accuracy."
+    labelled = dict(step=rec['step'], **{k: rec[k] for k in ('valid', 'test') if k in rec})
+    todo = ['last'] + [k for k, split in (('best_valid', 'valid'), ('best_test', 'test')) if split in rec and rec[split]['acc'] > best[k]]
+    for k in todo:
+        if k != 'last': best[k] = rec[k.split('_')[1]]['acc']
+        res.metrics[k], res.states[k] = labelled, _cpu_state(model)
+        if out_dir: atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir)/f'{k}.pt')
+
 def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', steps=None, bs=None, lr=None,
                      weight_decay: float = 0., eval_every=None, seed: int = 0, device=None, out_dir=None,
                      sample_weight_fn=None, benchmark=None, preload: bool = False, lr_decay_step=None,
@@ -249,13 +258,7 @@ def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', st
         rec = dict(step=step, train_loss=run_loss / (step - (res.history[-1]['step'] if res.history else 0)),
                    seconds=round(time.time() - t0, 2), **{k: evaluate(model, v, device=device) for k, v in evals.items()})
         run_loss = 0.; res.history.append(rec)
-        labelled = dict(step=step, **{k: rec[k] for k in evals})
-        todo = ['last'] + [k for k, split in (('best_valid', 'valid'), ('best_test', 'test'))
-                           if split in rec and rec[split]['acc'] > best[k]]
-        for k in todo:
-            if k != 'last': best[k] = rec[k.split('_')[1]]['acc']
-            res.metrics[k], res.states[k] = labelled, _cpu_state(model)
-            if out_dir: atomic_save({'model': res.states[k], 'step': step, 'metrics': labelled}, out_dir/f'{k}.pt')
+        keep_checkpoints(res, best, rec, model, out_dir)
         if out_dir: write_json(out_dir/'metrics.json', res.metrics); write_json(out_dir/'history.json', res.history)
         if hasattr(bar, 'comment'):
             bar.comment = f"loss {rec['train_loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
