@@ -338,16 +338,9 @@ def load_cifar10(data_root, train: bool = True, download: bool = False, verify: 
 # %% ../nbs/02_corruptions.ipynb #997bc42b
 _SPLITS = ('train', 'valid', 'test')
 
-def _per_class_tail(labels, frac):
-    "Boolean mask of the last round(n_c * frac) samples of each class (dataset order)."
-    m = np.zeros(len(labels), bool)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c); k = int(np.round(len(idx) * frac))
-        if k: m[idx[-k:]] = True
-    return m
-
 def corrupted_cifar10_source(source='cifar10', data_root=None, download=False, valid_frac=0.1, test_frac=1/6, verify=True) -> dict:
     "Clean images per split: {'train'|'valid'|'test': (images uint8 [N,32,32,3], labels, source ids)}."
+    from diffinject.data import per_class_holdout
     for v, n in ((valid_frac, 'valid_frac'), (test_frac, 'test_frac')):
         if not 0 < v < 1: raise ValueError(f'{n}={v}: expected a fraction in (0, 1)')
     if isinstance(source, str):
@@ -362,10 +355,10 @@ def corrupted_cifar10_source(source='cifar10', data_root=None, download=False, v
         if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3): raise ValueError(f'source images: expected uint8 [N, 32, 32, 3], got {x.dtype} {x.shape}')
         if len(x) != len(y): raise ValueError(f'source: {len(x)} images but {len(y)} labels')
         if len(y) and (y.min() < 0 or y.max() > 9): raise ValueError(f'source labels: expected classes 0..9, got {y.min()}..{y.max()}')
-        te = _per_class_tail(y, test_frac); ids, tids = np.flatnonzero(~te), np.flatnonzero(te)
+        ids, tids = per_class_holdout(y, test_frac)
         x, y, xt, yt = x[ids], y[ids], x[tids], y[tids]
-    va = _per_class_tail(y, valid_frac)
-    out = {'train': (x[~va], y[~va], ids[~va]), 'valid': (x[va], y[va], ids[va]), 'test': (xt, yt, tids)}
+    tr, va = per_class_holdout(y, valid_frac)
+    out = {'train': (x[tr], y[tr], ids[tr]), 'valid': (x[va], y[va], ids[va]), 'test': (xt, yt, tids)}
     for k, (xs, _, _) in out.items():
         if not len(xs): raise ValueError(f'source: the {k} split is empty; give more images (valid_frac={valid_frac}, test_frac={test_frac})')
     return out

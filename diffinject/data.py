@@ -20,8 +20,8 @@ __all__ = ['CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'IMAGE_EXTS', 'PALETTES', 'C
            'TEST_CONFLICT_RATIO', 'TORCHVISION_SOURCES', 'check_ratio', 'pct_name', 'pct_ratio', 'parse_name',
            'benchmark_transform', 'BenchmarkSpec', 'get_benchmark', 'read_image', 'BiasedDataset', 'write_sample',
            'write_biased_dataset', 'benchmark_root', 'split_files', 'load_split', 'split_counts', 'get_palette',
-           'colorize', 'assign_bias_attributes', 'colored_mnist_source', 'build_colored_mnist', 'brightest_pixel_color',
-           'show_bias_grid']
+           'colorize', 'assign_bias_attributes', 'per_class_holdout', 'colored_mnist_source', 'build_colored_mnist',
+           'brightest_pixel_color', 'show_bias_grid']
 
 # %% ../nbs/01_data.ipynb #d0c1c248
 def check_ratio(ratio, name='ratio'):
@@ -369,6 +369,12 @@ def _per_class_split(labels, sizes: dict) -> dict:
         for k, f in sizes.items(): n = f(len(idx)); out[k].append(idx[start:start + n]); start += n
     return {k: np.sort(np.concatenate(v)) for k, v in out.items()}
 
+def per_class_holdout(labels, frac: float):
+    "(kept, held-out) indices: the last round(n_c * frac) samples of each class, in dataset order, are held out."
+    held = lambda n: int(np.round(n * frac))
+    sp = _per_class_split(np.asarray(labels), {'kept': lambda n: n - held(n), 'held': held})
+    return sp['kept'], sp['held']
+
 def _torchvision_digits(source, data_root, train, download):
     from torchvision import datasets
     cls = getattr(datasets, TORCHVISION_SOURCES[source])
@@ -392,9 +398,9 @@ def colored_mnist_source(source='mnist5k', data_root=None, download=False) -> di
     if source not in TORCHVISION_SOURCES: raise ValueError(f'source={source!r}: expected "mnist5k" or one of {sorted(TORCHVISION_SOURCES)}')
     if data_root is None: raise ValueError(f'data_root: required for source={source!r} (folder holding {TORCHVISION_SOURCES[source]}/raw/)')
     x, y = _torchvision_digits(source, data_root, True, download)
-    sp = _per_class_split(y, {'train': lambda n: n - int(np.round(n * VALID_FRACTION)), 'valid': lambda n: int(np.round(n * VALID_FRACTION))})
+    tr, va = per_class_holdout(y, VALID_FRACTION)
     xt, yt = _torchvision_digits(source, data_root, False, download)
-    return {'train': (x[sp['train']], y[sp['train']], sp['train']), 'valid': (x[sp['valid']], y[sp['valid']], sp['valid']),
+    return {'train': (x[tr], y[tr], tr), 'valid': (x[va], y[va], va),
             'test': (xt, yt, np.arange(len(yt)))}
 
 def _rng(seed, split, ratio):
