@@ -4,7 +4,9 @@
 
 # %% ../nbs/00_core.ipynb #9448efbc
 from __future__ import annotations
-import os, json, random, tempfile, contextlib, importlib.resources, hashlib
+import os, io, json, random, tempfile, contextlib, importlib.resources, hashlib
+import argparse, functools, inspect, textwrap, tokenize, typing
+from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,7 +15,8 @@ from fastprogress.fastprogress import progress_bar
 # %% auto #0
 __all__ = ['IN_TEST', 'default_device', 'seed_everything', 'asset_path', 'atomic_path', 'atomic_save', 'atomic_write_text',
            'write_json', 'read_json', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images',
-           'check_prob', 'to_01', 'show_images']
+           'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script', 'cli_list', 'cli_check', 'to_01',
+           'show_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -133,6 +136,91 @@ def check_prob(v, name):
     "Check a number lies in [0, 1]."
     if not (0. <= float(v) <= 1.): raise ValueError(f'{name}={v}: expected a value in [0, 1]')
     return v
+
+# %% ../nbs/00_core.ipynb #80e8e240
+class UsageError(ValueError):
+    "A bad command-line value; `script` prints it as `prog: error: <message>` and exits with status 2."
+
+def arg_comments(func) -> dict:
+    "{parameter: help} from the comments after each parameter of `func`'s signature (comment-only lines continue it)."
+    try: src = textwrap.dedent(inspect.getsource(inspect.unwrap(func)))
+    except (OSError, TypeError): return {}
+    out, depth, last, code_line, prev, state = {}, 0, None, -1, None, 'find'
+    for t in tokenize.generate_tokens(io.StringIO(src).readline):
+        if state == 'find':
+            if t.type == tokenize.NAME and t.string == 'def': state = 'name'
+            continue
+        if t.type == tokenize.OP and t.string in '([{': depth += 1
+        elif t.type == tokenize.OP and t.string in ')]}': depth -= 1
+        elif t.type == tokenize.NAME and depth == 1 and prev in ('(', ',', '*', '**'): last = t.string
+        elif t.type == tokenize.COMMENT and last is not None:
+            text = t.string.lstrip('#').strip()
+            if t.start[0] == code_line or last not in out: out[last] = text       # the comment on the parameter's line
+            else: out[last] = f'{out[last]} {text}'                              # a comment-only line continues it
+        elif t.type == tokenize.NEWLINE and depth == 0 and state == 'args': break   # end of the `def` line(s)
+        if t.type == tokenize.OP and t.string == '(' and state == 'name': state = 'args'
+        if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            prev, code_line = t.string, t.start[0]
+    return out
+
+def _arg_type(hint):
+    "The converter argparse should use for an annotation (`int | None` -> int; unknown -> str)."
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if args: hint = args[0]
+    return hint if hint in (int, float, str) else str
+
+def cli_parser(func, prog=None) -> argparse.ArgumentParser:
+    "The argparse parser of `func`: see the rules above."
+    try: hints = typing.get_type_hints(func)
+    except Exception: hints = {}
+    docs = arg_comments(func)
+    p = argparse.ArgumentParser(prog=prog, description=inspect.getdoc(func))
+    for name, prm in inspect.signature(func).parameters.items():
+        if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD): continue
+        hint, default, h = hints.get(name), prm.default, docs.get(name, '').replace('%', '%%')
+        if default is prm.empty:
+            p.add_argument(name, type=_arg_type(hint), help=h)
+            continue
+        flags = [f'--{name}'] + ([f'--{name.replace("_", "-")}'] if '_' in name else [])
+        if hint is bool or isinstance(default, bool):
+            act = argparse.BooleanOptionalAction if default else 'store_true'
+            p.add_argument(*flags, dest=name, action=act, default=bool(default), help=h)
+            continue
+        shown = '' if default is None else f' (default: {default})'.replace('%', '%%')
+        p.add_argument(*flags, dest=name, type=_arg_type(hint), default=default, metavar=name.upper(), help=h + shown)
+    return p
+
+def script(func):
+    "Make `func` a command line (see above): with arguments it is `func`; without, it parses `sys.argv`."
+    @functools.wraps(func)
+    def _f(*args, **kwargs):
+        if args or kwargs: return func(*args, **kwargs)
+        return _f.main()
+    def main(argv=None):
+        p = cli_parser(func)
+        kw = vars(p.parse_args(argv))
+        try: r = func(**kw)
+        except UsageError as e: p.error(str(e))
+        return r if type(r) is int else None
+    _f.main, _f.parser = main, partial(cli_parser, func)
+    return _f
+
+def cli_list(s, typ, name) -> list | None:
+    "The comma- (or space-) separated values of option `name`, each converted by `typ`; None stays None."
+    if s is None: return None
+    kind = {int: 'integers', float: 'numbers'}.get(typ, 'values')
+    out = []
+    for v in str(s).replace(' ', ',').split(','):
+        if v == '': continue
+        try: out.append(typ(v))
+        except ValueError: raise UsageError(f'{name} {s}: {v!r} is not valid; expected comma-separated {kind}, e.g. {name} 0,1,2') from None
+    if not out: raise UsageError(f'{name} {s!r}: expected at least one value')
+    return out
+
+def cli_check(ok, name, value, expected):
+    "`value` if `ok`, else UsageError `<name> <value>: expected <expected>`."
+    if not ok: raise UsageError(f'{name} {value}: expected {expected}')
+    return value
 
 # %% ../nbs/00_core.ipynb #fb072d11
 def to_01(x):
