@@ -8,8 +8,7 @@ import time, math, functools
 from pathlib import Path
 import numpy as np
 import torch
-from fastcore.script import call_parse
-from .core import IN_TEST, seed_everything, write_json, read_json
+from .core import IN_TEST, seed_everything, write_json, read_json, script, cli_check, UsageError
 from .classifiers import (make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss,
                                     materialize, TrainResult)
 
@@ -166,7 +165,7 @@ def mining_table(metrics: list[dict]) -> str:
     return '\n'.join(rows)
 
 # %% ../nbs/05_bias.ipynb #aa3584e9
-@call_parse
+@script
 def diffinject_mine(out: str = 'runs/cmnist5k',       # output folder (data in <out>/data, results in <out>/<pct>)
                     ratio: float = 0.01,              # bias-conflicting ratio of the training set, a fraction (0.01 = 1 %)
                     k: int = 10,                      # top-K mined samples per class
@@ -177,7 +176,9 @@ def diffinject_mine(out: str = 'runs/cmnist5k',       # output folder (data in <
                     device: str = None,               # 'cpu', 'cuda', ... (default: fastest available)
                     threads: int = 1):                # torch CPU threads
     "Stage 1 of DiffInject on Colored MNIST built from the shipped MNIST-5k: vanilla MLP, GCE bias classifier, top-K mining."
-    if not 0 < ratio < 1: raise ValueError(f'--ratio {ratio}: expected a fraction in (0, 1), e.g. 0.01 for 1 %')
+    cli_check(0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01 for 1 %')
+    for name, v in (('--k', k), ('--steps', steps), ('--bias_steps', bias_steps), ('--eval_every', eval_every), ('--threads', threads)):
+        cli_check(v is None or v >= 1, name, v, 'a positive integer')
     torch.set_num_threads(threads)
     m = run_bias_mining(out, ratio=ratio, k=k, steps=steps, bias_steps=bias_steps, eval_every=eval_every, seed=seed,
                         device=device)
