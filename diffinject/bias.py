@@ -61,16 +61,22 @@ def mine_bias_conflicting(model, train_ds, k: int = 10, bs: int = 512, device=No
     return mine_topk(losses, train_ds.labels, k), losses
 
 # %% ../nbs/05_bias.ipynb #b18b21e2
-def _conflicting(ds) -> torch.BoolTensor:
+def _known(ds) -> torch.BoolTensor:
+    "Samples whose bias label is known (a negative bias label means unknown, e.g. a user's image folder)."
     if not (hasattr(ds, 'labels') and hasattr(ds, 'biases')):
         raise TypeError(f'ds: expected a dataset with .labels and .biases, got {type(ds).__name__}')
-    return torch.as_tensor(ds.labels).long() != torch.as_tensor(ds.biases).long()
+    return torch.as_tensor(ds.biases).long() >= 0
+
+def _conflicting(ds) -> torch.BoolTensor:
+    "Known bias-conflicting samples: bias label known and different from the label."
+    return _known(ds) & (torch.as_tensor(ds.labels).long() != torch.as_tensor(ds.biases).long())
 
 def mining_precision(indices, ds) -> float:
     "Precision@K: the fraction of mined samples `indices` that are truly bias-conflicting in `ds`."
     indices = torch.as_tensor(indices).long()
     if indices.numel() == 0: raise ValueError('indices: nothing was mined')
-    return int(_conflicting(ds)[indices].sum()) / len(indices)
+    n_known = int(_known(ds)[indices].sum())                             # mined samples with a bias label
+    return int(_conflicting(ds)[indices].sum()) / n_known if n_known else float('nan')
 
 def mining_recall(indices, ds) -> float:
     "Recall: the fraction of all bias-conflicting samples of `ds` that are among the mined `indices` (nan if there are none)."
@@ -83,7 +89,7 @@ def mining_report(indices, ds, k: int | None = None) -> dict:
     per_class = {int(c): mining_precision(indices[labels[indices] == c], ds) for c in labels[indices].unique()}
     return dict(k=k, precision=mining_precision(indices, ds), recall=mining_recall(indices, ds), n_mined=len(indices),
                 n_mined_conflicting=int(conf[indices].sum()), n_conflicting=int(conf.sum()), n_train=len(conf),
-                precision_per_class=per_class)
+                precision_per_class=per_class, n_mined_known=int(_known(ds)[indices].sum()))
 
 # %% ../nbs/05_bias.ipynb #0fcf48b5
 def show_mined(ds, indices, k: int | None = None, scale: float = 0.9, title: str | None = None):
