@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9448efbc
 from __future__ import annotations
-import os, io, json, random, tempfile, contextlib, importlib.resources, hashlib
+import os, io, re, json, math, errno, pickle, random, secrets, warnings, tempfile, contextlib, importlib.resources, hashlib
 import argparse, functools, inspect, textwrap, tokenize, typing
 from functools import partial
 from pathlib import Path
@@ -13,10 +13,11 @@ import torch
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['IN_TEST', 'default_device', 'seed_everything', 'asset_path', 'atomic_path', 'atomic_save', 'atomic_write_text',
-           'write_json', 'read_json', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images',
-           'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script', 'cli_list', 'cli_check', 'to_01',
-           'show_images']
+__all__ = ['IN_TEST', 'default_device', 'seed_everything', 'asset_path', 'WriteError', 'write_error', 'atomic_path',
+           'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full', 'json_data', 'write_json',
+           'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
+           'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images', 'check_prob',
+           'UsageError', 'arg_comments', 'cli_parser', 'script', 'cli_list', 'cli_check', 'to_01', 'show_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -39,21 +40,58 @@ def asset_path(name: str) -> Path:
     return p
 
 # %% ../nbs/00_core.ipynb #881e289c
+class WriteError(OSError):
+    "A write that failed (disk full, read-only, no permission): one line naming the file; the previous file is kept."
+    def __str__(self): return self.strerror
+
+_WRITE_HINTS = {errno.ENOSPC: 'free some disk space', errno.EDQUOT: 'free some space under your disk quota',
+                errno.EROFS: 'the file system is read-only: write somewhere else',
+                errno.EACCES: 'no permission to write there', errno.EPERM: 'no permission to write there',
+                errno.EFBIG: 'the file is too large for this file system', errno.EIO: 'an I/O error: check the disk'}
+
+def write_error(path, e: OSError) -> WriteError:
+    "The one-line `WriteError` for the `OSError` `e` met while writing `path`."
+    code = errno.errorcode.get(e.errno, 'OSError')
+    reason = e.strerror or str(e) or type(e).__name__
+    hint = _WRITE_HINTS.get(e.errno)
+    msg = f'{path}: not written ({code}: {reason}){"; " + hint if hint else ""}; the previous version, if any, is unchanged'
+    return WriteError(e.errno, msg, str(path))
+
+def _new_temp(path: Path) -> Path:
+    "An empty new file next to `path`, created with mode 0o666 so that the umask applies (as for a plain `open`)."
+    for _ in range(100):
+        tmp = path.parent/f'.{path.name}.{secrets.token_hex(4)}.tmp'
+        try: fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError: continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f'{path.parent}: could not pick a free temporary file name')
+
 @contextlib.contextmanager
 def atomic_path(path):
     "Yield a temporary path next to `path`; on success move it onto `path` atomically, on error delete it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
+    path, tmp = Path(path), None
     try:
-        yield Path(tmp)
-        with open(tmp, 'rb') as f: os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _new_temp(path)
+        except OSError as e: raise write_error(path, e) from None
+        try: yield tmp
+        except WriteError: raise
+        except OSError as e:
+            if e.errno in _WRITE_HINTS: raise write_error(path, e) from None   # the body's write hit the disk's limits
+            raise
+        try:
+            with open(tmp, 'rb') as f: os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e: raise write_error(path, e) from None
     finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+        if tmp is not None and os.path.exists(tmp):
+            with contextlib.suppress(OSError): os.unlink(tmp)
 
 def atomic_save(obj, path):
     "`torch.save` `obj` to `path` atomically (temp file + rename)."
-    with atomic_path(path) as tmp: torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f: torch.save(obj, f)
     return Path(path)
 
 def atomic_write_text(path, text: str):
@@ -61,9 +99,64 @@ def atomic_write_text(path, text: str):
     with atomic_path(path) as tmp: Path(tmp).write_text(text)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #d0475aa5
+@contextlib.contextmanager
+def simulate_os_error(target, name: str, code: int = errno.ENOSPC):
+    "Within the block, `target.name(...)` (e.g. `os.replace`) raises `OSError(code)`: a full or read-only disk, for tests."
+    orig = getattr(target, name)
+    def fail(*a, **kw): raise OSError(code, os.strerror(code))
+    setattr(target, name, fail)
+    try: yield
+    finally: setattr(target, name, orig)
+
+class _FullFile:
+    "A file opened for writing on a disk with `room` bytes left: a larger write raises `OSError(ENOSPC)`."
+    def __init__(self, f, room): self._f, self._room = f, room
+    def write(self, b):
+        if len(b) > self._room: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(b)
+        return self._f.write(b)
+    def __getattr__(self, k): return getattr(self._f, k)
+    def __enter__(self): return self
+    def __exit__(self, *a): self._f.close()
+
+@contextlib.contextmanager
+def simulate_disk_full(room: int = 0, ns: dict | None = None):
+    """Within the block, every file opened for writing with `open` / `io.open` takes `room` bytes, then raises ENOSPC.
+    `ns`: also replace `open` in this namespace (a notebook's `globals()`: IPython gives notebooks their own `open`)."""
+    import builtins
+    real, real_ns = builtins.open, (ns or {}).get('open')
+    def fake_open(file, mode='r', *a, **kw):
+        f = real(file, mode, *a, **kw)
+        return _FullFile(f, room) if any(c in mode for c in 'wax+') else f
+    builtins.open = io.open = fake_open
+    if real_ns is not None: ns['open'] = fake_open
+    try: yield
+    finally:
+        builtins.open = io.open = real
+        if real_ns is not None: ns['open'] = real_ns
+
+# %% ../nbs/00_core.ipynb #6b845f74
+def json_data(o):
+    "`o` as plain JSON data: paths as strings, NumPy/torch numbers and arrays as numbers and lists, NaN/inf as None."
+    if isinstance(o, dict): return {_json_key(k): json_data(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [json_data(v) for v in o]
+    if isinstance(o, (np.ndarray, torch.Tensor)): return json_data(o.tolist())
+    if o is None or isinstance(o, (str, bool)): return o
+    if isinstance(o, np.bool_): return bool(o)
+    if isinstance(o, (int, np.integer)): return int(o)
+    if isinstance(o, (float, np.floating)): return float(o) if math.isfinite(o) else None
+    if isinstance(o, Path): return str(o)
+    raise TypeError(f'cannot write {type(o).__name__} as JSON')
+
+def _json_key(k):
+    if isinstance(k, Path): return str(k)
+    if isinstance(k, np.integer): return int(k)
+    return k
+
 def write_json(path, obj, **kw):
-    "Write `obj` as indented JSON to `path` atomically."
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default, **kw) + '\n')
+    "Write `obj` as indented JSON to `path` atomically; non-finite floats are written as null."
+    return atomic_write_text(path, json.dumps(json_data(obj), indent=2, sort_keys=True, allow_nan=False, **kw) + '\n')
 
 def read_json(path):
     "Read a JSON file, naming the file if it is missing or malformed."
@@ -78,6 +171,85 @@ def _json_default(o):
     if isinstance(o, (np.floating,)): return float(o)
     if isinstance(o, (np.ndarray, torch.Tensor)): return o.tolist()
     raise TypeError(f'cannot write {type(o).__name__} as JSON')
+
+# %% ../nbs/00_core.ipynb #b4cf27d2
+class CheckpointError(ValueError):
+    "A file that cannot be loaded as what it should be (empty, truncated, unsafe, wrong dtype, NaN); names the file."
+    def __init__(self, path, reason):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f'{path}: {reason}')
+
+def _first_line(e, n=160) -> str:
+    "The first non-empty line of an exception's message, without terminal colour codes, at most `n` characters."
+    lines = [l.strip() for l in re.sub(r'\x1b\[[0-9;]*m', '', str(e)).splitlines() if l.strip()]
+    s = (lines[0] if lines else type(e).__name__).split('. ')[0]                # the first sentence
+    return s if len(s) <= n else s[:n - 3] + '...'
+
+def _check_file(path, what) -> Path:
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no such {what} file')
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, f'empty file (0 bytes), not a {what}: the write that made it did not finish')
+    return path
+
+def _numpy_globals():
+    "NumPy's array/dtype reconstructors: data, not code (admitted by `load_torch(allow_numpy=True)`)."
+    mods = [getattr(np, '_core', None), getattr(np, 'core', None)]
+    rec = [m.multiarray._reconstruct for m in mods if m is not None and hasattr(m, 'multiarray')]
+    dtypes = [type(np.dtype(t)) for t in ('uint32', 'int64', 'float64', 'bool')]
+    return list(dict.fromkeys(rec + [np.ndarray, np.dtype] + dtypes))
+
+def load_torch(path, map_location='cpu', allow_numpy: bool = False):
+    "`torch.load(path, weights_only=True)`: tensors and plain data only, never code; one-line `CheckpointError`s."
+    path = _check_file(path, 'torch checkpoint')
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_globals() if allow_numpy else []):
+            warnings.simplefilter('ignore', UserWarning)                  # torch warns about foreign pickle protocols
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' not in str(e):
+            raise CheckpointError(path, f'truncated or corrupt torch checkpoint ({_first_line(e)})') from None
+        g = re.search(r'GLOBAL ([\w.]+)', str(e))
+        what = f'it asks to import {g.group(1)}' if g else _first_line(str(e).split('WeightsUnpickler error:')[-1])
+        raise CheckpointError(path, f'refused: not a weights-only file ({what}); only tensors and plain data are loaded, '
+                                    'never pickled code') from None
+    except Exception as e:
+        raise CheckpointError(path, f'truncated or corrupt torch checkpoint ({_first_line(e)})') from None
+
+def save_weights(tensors: dict, path, metadata: dict | None = None) -> Path:
+    "Write a dict of tensors to `path` as safetensors, atomically, with `metadata` (JSON) in its header."
+    from safetensors.torch import save
+    sd = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    blob = save(sd, metadata={'diffinject': json.dumps(json_data(metadata or {}), sort_keys=True, allow_nan=False)})
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f: f.write(blob)
+    return Path(path)
+
+def read_weights(path, device='cpu') -> tuple:
+    "The tensors and the metadata dict of a safetensors file (written by `save_weights` or not); one-line errors."
+    from safetensors import safe_open
+    path = _check_file(path, 'safetensors')
+    try:
+        with safe_open(str(path), 'pt', device=str(device)) as f:
+            meta, sd = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(path, f'truncated or corrupt safetensors file ({_first_line(e)})') from None
+    try: info = json.loads(meta.get('diffinject', '{}'))
+    except json.JSONDecodeError as e: raise CheckpointError(path, f'its metadata is not valid JSON ({e})') from None
+    return sd, info
+
+def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
+    "Refuse a state dict read from `path` that a model cannot use: non-tensors, integer/bool tensors, NaN/inf values."
+    for k, v in sd.items():
+        if not isinstance(v, torch.Tensor): raise CheckpointError(path, f'entry {k!r} is a {type(v).__name__}, expected a tensor')
+        if not v.is_floating_point():
+            if v.dtype == torch.int64 and k.rsplit('.', 1)[-1] in int_ok: continue
+            raise CheckpointError(path, f'tensor {k!r} is {str(v.dtype).replace("torch.", "")}, expected floating-point '
+                                        'weights (not a model checkpoint, or a broken conversion)')
+        if v.device.type != 'meta':
+            bad = int((~torch.isfinite(v)).sum())
+            if bad: raise CheckpointError(path, f'tensor {k!r} has {bad} NaN/inf values out of {v.numel()} '
+                                                '(a diverged run or a corrupt file)')
+    return sd
 
 # %% ../nbs/00_core.ipynb #01927ae9
 def flatten_config(d: dict, prefix: str = '') -> dict:
