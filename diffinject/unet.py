@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from .core import check_images, read_json
+from .core import check_images, read_json, load_torch, read_weights, check_weights, CheckpointError
 
 # %% auto #0
 __all__ = ['UNET_PRESETS', 'timestep_embedding', 'GroupNorm32', 'normalization', 'conv_nd', 'avg_pool_nd', 'zero_module',
@@ -389,29 +389,24 @@ class CheckpointMismatchError(ValueError):
 _WRAPPER_KEYS = ('ema', 'model', 'state_dict')
 
 def read_state_dict(path, key=None) -> dict:
-    "Tensors of a `.pt` (weights only) or `.safetensors` checkpoint; `key` picks an entry of a wrapper dict."
+    "Tensors of a `.pt` (weights only) or `.safetensors` checkpoint, checked; `key` picks an entry of a wrapper dict."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'{path}: no such checkpoint file')
-    if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
-        sd = load_file(str(path))
-    else:
-        try: sd = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e: raise ValueError(f'{path}: cannot read as a weights-only torch checkpoint ({e})') from e
-    if not isinstance(sd, dict): raise ValueError(f'{path}: expected a state_dict (dict of tensors), got {type(sd).__name__}')
+    sd = read_weights(path)[0] if path.suffix == '.safetensors' else load_torch(path)
+    if not isinstance(sd, dict): raise CheckpointError(path, f'expected a state_dict (dict of tensors), got {type(sd).__name__}')
     if key is not None:
         if key not in sd: raise KeyError(f'{path}: no entry {key!r}; entries: {sorted(sd)[:20]}')
         sd = sd[key]
     elif not all(isinstance(v, torch.Tensor) for v in sd.values()):
         for k in _WRAPPER_KEYS:
             if isinstance(sd.get(k), dict): sd = sd[k]; break
-        else: raise ValueError(f'{path}: not a state_dict and none of the entries {_WRAPPER_KEYS} holds one; entries: {sorted(sd)[:20]}')
+        else: raise CheckpointError(path, f'not a state_dict and none of the entries {_WRAPPER_KEYS} holds one; entries: {sorted(sd)[:20]}')
     out = {}
     for k, v in sd.items():
         for pre in ('module.', '_orig_mod.'):
             if k.startswith(pre): k = k[len(pre):]
         out[k] = v
-    return out
+    return check_weights(out, path)
 
 def state_dict_mismatch(model: nn.Module, sd: dict) -> dict:
     "Missing keys, unexpected keys and shape differences between `model` and the state dict `sd`."
