@@ -11,12 +11,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from fastcore.script import call_parse
 from .core import (IN_TEST, config_diff, default_device, seed_everything, atomic_path, atomic_save, write_json, pbar,
-                             check_images, to_01)
+                             check_images, to_01, json_data, load_torch, read_weights, save_weights, check_weights,
+                             CheckpointError)
 
 # %% auto #0
-__all__ = ['fit_images', 'to_diffusion_range', 'ImageFolderImages', 'ArrayImages', 'image_dataset', 'load_images', 'StepSampler',
-           'step_noise', 'ema_update', 'ema_rate_at', 'init_distributed', 'replica_max_diff', 'state_signature',
-           'diffusion_signature', 'NonFiniteLossError', 'save_image_grid', 'DiffusionTrainer',
+__all__ = ['CKPT_FORMAT', 'fit_images', 'to_diffusion_range', 'ImageFolderImages', 'ArrayImages', 'image_dataset', 'load_images',
+           'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at', 'init_distributed', 'replica_max_diff',
+           'state_signature', 'diffusion_signature', 'NonFiniteLossError', 'save_image_grid', 'DiffusionTrainer',
            'build_model_and_diffusion', 'train_diffusion', 'load_diffusion_checkpoint', 'train_diffusion_cli']
 
 # %% ../nbs/09_train.ipynb #5abc400c
@@ -156,12 +157,25 @@ def replica_max_diff(model):
     return d.item()
 
 def _rng_state():
-    s = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    "Python, NumPy, torch (and CUDA) RNG states as tensors and plain numbers, so that a weights-only file holds them."
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    s = dict(python=dict(version=version, state=torch.tensor(words, dtype=torch.int64), gauss=gauss),
+             numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
+                        cached_gaussian=float(cached)),
+             torch=torch.get_rng_state())
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
 def _set_rng_state(s):
-    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
+    "Restore `_rng_state()` (or the pickled tuples of checkpoints written before it stored tensors)."
+    py, nps = s['python'], s['numpy']
+    if isinstance(py, dict): py = (py['version'], tuple(py['state'].tolist()), py['gauss'])
+    if isinstance(nps, dict):
+        nps = (nps['name'], nps['keys'].numpy().astype(np.uint32), nps['pos'], nps['has_gauss'], nps['cached_gaussian'])
+    random.setstate(py)
+    np.random.set_state(nps)
+    torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
 def state_signature(model):
@@ -190,6 +204,8 @@ def save_image_grid(x01, path, nrow=None):
     return Path(path)
 
 # %% ../nbs/09_train.ipynb #fb4f6091
+CKPT_FORMAT = 'diffinject.DiffusionTrainer/2'   # weights-only: tensors, plain data, RNG states as tensors
+
 class DiffusionTrainer:
     """Train an eps-prediction diffusion model (Eq. (5)): AdamW, EMA, grad clipping, bf16 autocast on CUDA, sample grids,
     atomic resumable checkpoints, DistributedDataParallel under `torchrun`. `batch_size` is the global batch."""
@@ -225,7 +241,7 @@ class DiffusionTrainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
-        self.step, self.history = 0, []
+        self.step, self.history, self.pending = 0, [], []                   # pending: losses since the last log record
         if resume and self.ckpt_path is not None and self.ckpt_path.exists(): self.load(self.ckpt_path)
 
     @property
@@ -274,18 +290,22 @@ class DiffusionTrainer:
         "Train until `steps` optimizer steps in total (resuming from `self.step`); checkpoint at the end."
         show = (self.rank == 0) and (self.show_progress if self.show_progress is not None else not IN_TEST)
         it = pbar(range(self.step, steps), total=steps - self.step, show=show)
-        acc, t0 = [], time.time()
+        t0 = time.time()
         for step in it:
             lg, gn = self.train_step(step)
-            self.step = step + 1; acc.append(lg)
+            self.step = step + 1
+            self.pending.append(lg)
             if self.step % self.log_every == 0 or self.step == steps:
-                rec = dict(step=self.step, loss=float(np.mean(acc)), grad_norm=gn, time=time.time() - t0)
-                self.history.append(rec); acc = []
+                rec = dict(step=self.step, loss=float(np.mean(self.pending)), grad_norm=gn, time=time.time() - t0)
+                self.history.append(rec)
+                self.pending = []
                 if show and hasattr(it, 'comment'): it.comment = f'loss {rec["loss"]:.4f}'
             if self.ckpt_every and self.step % self.ckpt_every == 0: self.save()
             if self.sample_every and self.step % self.sample_every == 0: self.sample_grid()
             if self.throttle: time.sleep(self.throttle)                     # for tests that kill a run mid-way
-        if self.ckpt_path is not None: self.save()
+        if self.ckpt_path is not None:
+            self.save()
+            self.export_ema()
         if self.world_size > 1: self.replica_max_diff = replica_max_diff(self.model)
         return self
 
@@ -295,9 +315,9 @@ class DiffusionTrainer:
         if self.world_size > 1:                                             # every rank's RNG, so dropout resumes exactly
             rngs = [None] * self.world_size; dist.all_gather_object(rngs, rng)
         else: rngs = [rng]
-        return dict(model=self.model.state_dict(), ema=self.ema.state_dict(), opt=self.opt.state_dict(), step=self.step,
-                    config=self.config, rng=rngs, data_order=self.sampler.state_dict(self.step), history=self.history,
-                    world_size=self.world_size)
+        return dict(format=CKPT_FORMAT, model=self.model.state_dict(), ema=self.ema.state_dict(), opt=self.opt.state_dict(),
+                    step=self.step, config=json_data(self.config), rng=rngs, data_order=self.sampler.state_dict(self.step),
+                    history=json_data(self.history), pending=list(self.pending), world_size=self.world_size)
 
     def save(self, path=None):
         "Write the checkpoint atomically (rank 0 only): model, EMA, optimizer, step, RNG states, data order, config."
@@ -310,15 +330,25 @@ class DiffusionTrainer:
     def load(self, path):
         "Resume from a checkpoint written with the same config; otherwise an error listing the differences."
         path = Path(path)
-        sd = torch.load(path, map_location='cpu', weights_only=False)    # RNG states must stay on the CPU
+        sd = load_torch(path, map_location='cpu', allow_numpy=True)      # on the CPU: RNG states; NumPy: older checkpoints
+        if not isinstance(sd, dict): raise CheckpointError(path, f'expected a DiffusionTrainer checkpoint (a dict), got {type(sd).__name__}')
+        missing = [k for k in ('model', 'ema', 'opt', 'step', 'config', 'rng', 'history') if k not in sd]
+        if missing: raise CheckpointError(path, f'not a DiffusionTrainer checkpoint (no {", ".join(missing)})')
+        check_weights({f'{w}.{k}': v for w in ('model', 'ema') for k, v in sd[w].items()}, path)
         diff = config_diff(sd['config'], self.config)
         if diff: raise ValueError(f'{path}: checkpoint was written with another config; differences (checkpoint -> now):\n  ' + '\n  '.join(diff[:20])
                                   + (f'\n  ... and {len(diff) - 20} more' if len(diff) > 20 else ''))
         self.model.load_state_dict(sd['model']); self.ema.load_state_dict(sd['ema']); self.opt.load_state_dict(sd['opt'])
-        self.step, self.history = sd['step'], list(sd['history'])
+        self.step, self.history, self.pending = sd['step'], list(sd['history']), list(sd.get('pending', []))
         if len(sd['rng']) == self.world_size: _set_rng_state(sd['rng'][self.rank])
         else: seed_everything(_mix(self.seed, self.step, self.rank) % 2**31)   # world size changed: fresh per-rank streams
         return self
+
+    def export_ema(self, path=None):
+        "Write the EMA weights (what sampling uses) as safetensors, `out_dir/ema.safetensors`, with config and step (rank 0)."
+        path = Path(path) if path is not None else None if self.out_dir is None else self.out_dir / 'ema.safetensors'
+        if self.rank != 0 or path is None: return None
+        return save_weights(self.ema.state_dict(), path, dict(kind='ema', step=self.step, config=self.config))
 
     # --- samples ---------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -364,12 +394,28 @@ def train_diffusion(data, out_dir=None, preset='cmnist_32', steps=1000, batch_si
     return tr.fit(steps)
 
 def load_diffusion_checkpoint(path, which='ema', device='cpu'):
-    "Rebuild the model saved by `train_diffusion` and load its `which` ('ema' or 'model') weights; returns (model, diffusion)."
-    sd = torch.load(path, map_location=device, weights_only=False)
+    """Rebuild the model saved by `train_diffusion` and load its `which` ('ema' or 'model') weights; returns (model, diffusion).
+    `path`: the trainer's `ckpt.pt` or the `ema.safetensors` written at the end of training (EMA weights only)."""
     if which not in ('ema', 'model'): raise ValueError(f'which={which!r}: expected "ema" or "model"')
-    c = sd['config']['model']
+    path = Path(path)
+    if path.suffix == '.safetensors':
+        weights, meta = read_weights(path)
+        if which != 'ema' or meta.get('kind') != 'ema':
+            raise CheckpointError(path, f'holds {meta.get("kind") or "unlabelled"} weights, not {which!r} weights written by DiffusionTrainer')
+        config = meta.get('config', {})
+    else:
+        sd = load_torch(path, allow_numpy=True)
+        if not isinstance(sd, dict) or which not in sd or 'config' not in sd:
+            raise CheckpointError(path, f'not a DiffusionTrainer checkpoint (no {which!r} weights or no config)')
+        weights, config = sd[which], sd['config']
+    c = config.get('model') or {}
+    if not all(k in c for k in ('unet', 'schedule', 'num_timesteps', 'p2_gamma', 'p2_k')):
+        raise CheckpointError(path, 'its config does not say how to rebuild the model (trained without build_model_and_diffusion); '
+                                    'load it with diffinject.unet.load_unet and the preset instead')
+    check_weights(weights, path)
     model, diffusion, _ = build_model_and_diffusion(c['unet'], None, c['schedule'], c['num_timesteps'], c['p2_gamma'], c['p2_k'])
-    model.load_state_dict(sd[which]); return model.to(device).eval(), diffusion
+    model.load_state_dict(weights)
+    return model.to(device).eval(), diffusion
 
 # %% ../nbs/09_train.ipynb #4e3da425
 @call_parse
