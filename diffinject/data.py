@@ -13,15 +13,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from PIL import Image
-from .core import asset_path, write_json, show_images
+from .core import asset_path, write_json, show_images, pbar
 
 # %% auto #0
-__all__ = ['CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'IMAGE_EXTS', 'PALETTES', 'COLOR_STD', 'MNIST5K_SPLIT', 'VALID_FRACTION',
-           'TEST_CONFLICT_RATIO', 'TORCHVISION_SOURCES', 'check_ratio', 'pct_name', 'pct_ratio', 'parse_name',
-           'benchmark_transform', 'BenchmarkSpec', 'get_benchmark', 'read_image', 'BiasedDataset', 'write_sample',
+__all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'IMAGE_EXTS', 'PALETTES', 'COLOR_STD', 'MNIST5K_SPLIT',
+           'VALID_FRACTION', 'TEST_CONFLICT_RATIO', 'TORCHVISION_SOURCES', 'FIXED_SIZE', 'MAX_LISTED',
+           'IMAGEFOLDER_EXTS', 'check_ratio', 'pct_name', 'pct_ratio', 'parse_name', 'benchmark_transform',
+           'BenchmarkSpec', 'imagefolder_spec', 'get_benchmark', 'read_image', 'BiasedDataset', 'write_sample',
            'write_biased_dataset', 'benchmark_root', 'split_files', 'load_split', 'split_counts', 'get_palette',
-           'colorize', 'assign_bias_attributes', 'per_class_holdout', 'colored_mnist_source', 'build_colored_mnist',
-           'brightest_pixel_color', 'show_bias_grid']
+           'colorize', 'assign_bias_attributes', 'per_class_holdout', 'read_idx', 'colored_mnist_source',
+           'build_colored_mnist', 'brightest_pixel_color', 'DataCheckError', 'problems_error', 'scan_images',
+           'check_benchmark', 'imagefolder_layout', 'read_bias_csv', 'load_imagefolder', 'check_imagefolder',
+           'show_bias_grid']
 
 # %% ../nbs/01_data.ipynb #d0c1c248
 def check_ratio(ratio, name='ratio'):
@@ -31,17 +34,21 @@ def check_ratio(ratio, name='ratio'):
     if not 0. < r < 1.: raise ValueError(f'{name}={ratio!r}: expected a fraction in (0, 1) (ratios are fractions: 0.01 = 1 %)')
     return r
 
+UNKNOWN_BIAS = -1   # the bias label of an image whose bias attribute is not known (a user's own image folder)
+
 def pct_name(ratio) -> str:
-    "DisEnt folder name of a bias-conflicting `ratio`: 0.005 -> '0.5pct', 0.01 -> '1pct'."
+    "DisEnt folder name of a bias-conflicting `ratio`: 0.005 -> '0.5pct', 0.01 -> '1pct'; None (ratio unknown) -> 'all'."
+    if ratio is None: return 'all'
     return f'{round(check_ratio(ratio) * 100, 6):g}pct'
 
-def pct_ratio(name: str) -> float:
-    "Inverse of `pct_name`: '0.5pct' -> 0.005."
+def pct_ratio(name: str) -> float | None:
+    "Inverse of `pct_name`: '0.5pct' -> 0.005, 'all' -> None."
+    if name == 'all': return None
     m = re.fullmatch(r'(\d+(?:\.\d+)?)pct', str(name))
     if not m: raise ValueError(f'{name!r}: expected a folder name like "0.5pct" or "1pct"')
     return check_ratio(float(m.group(1)) / 100, name)
 
-_NAME_RE = re.compile(r'(\d+)_(\d+)_(\d+)')
+_NAME_RE = re.compile(r'(\d+)_(\d+)_(\d+|-1)')          # bias -1: unknown
 
 def parse_name(path) -> tuple[int, int, int]:
     "(idx, label, bias) from a DisEnt file name `<idx>_<label>_<bias>.<ext>`."
@@ -62,8 +69,9 @@ def benchmark_transform(name: str, train: bool, image_size: int | None = None):
         return T.Compose(tf + [T.ToTensor()])                        # ToTensor only: float [0,1]
     if name == 'cifar10c':
         if size != spec.image_size: tf.append(T.Resize((size, size)))
+    elif name == 'imagefolder': tf += [T.Resize(size), T.CenterCrop(size)]   # any size: shorter side, then centre crop
     else: tf.append(T.Resize((size, size)))                           # bffhq / dogs_and_cats: 224 (raw sizes vary)
-    if train: tf += [T.RandomCrop(size, padding=4), T.RandomHorizontalFlip()]
+    if train: tf += [T.RandomCrop(size, padding=max(1, size // 8) if name == 'imagefolder' else 4), T.RandomHorizontalFlip()]
     return T.Compose(tf + [T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
 @dataclass(frozen=True)
@@ -89,7 +97,18 @@ BENCHMARKS = {
     'cifar10c':      _spec('cifar10c', 10, 32, (0.005, 0.01, 0.02, 0.05)),
     'bffhq':         _spec('bffhq', 2, 224, (0.005, 0.01, 0.02, 0.05), test_conflict_only=True, flat_valid=True, shared_valid=True),
     'dogs_and_cats': _spec('dogs_and_cats', 2, 224, (0.01, 0.05), flat_valid=True, ext='jpg'),
+    'imagefolder':   _spec('imagefolder', None, 64, (None,)),    # your own data: classes from the folder (imagefolder_spec)
 }
+
+def _sized_tf(name, train, default_size, image_size=None): return benchmark_transform(name, train, image_size or default_size)
+
+def imagefolder_spec(num_classes: int, image_size: int = 64) -> BenchmarkSpec:
+    "The `BenchmarkSpec` of a user's image folder with `num_classes` classes, fitted to `image_size` px."
+    if int(num_classes) < 2: raise ValueError(f'num_classes={num_classes}: expected at least 2 classes')
+    if int(image_size) < 8: raise ValueError(f'image_size={image_size}: expected at least 8 px')
+    s = int(image_size)
+    return BenchmarkSpec('imagefolder', int(num_classes), s, (None,), partial(_sized_tf, 'imagefolder', True, s),
+                         partial(_sized_tf, 'imagefolder', False, s))
 
 def get_benchmark(name) -> BenchmarkSpec:
     "The `BenchmarkSpec` called `name` (or `name` itself if it already is one)."
@@ -117,8 +136,12 @@ class BiasedDataset(Dataset):
     def __init__(self, files, transform=None, num_classes=None, verify=False, cache=False, images=None, labels=None, biases=None):
         if files is not None:
             self.files = [Path(f) for f in files]
-            parsed = [parse_name(f) for f in self.files]
-            labels, biases = [p[1] for p in parsed], [p[2] for p in parsed]
+            if labels is None:                                         # DisEnt names: <idx>_<label>_<bias>
+                parsed = [parse_name(f) for f in self.files]
+                labels, biases = [p[1] for p in parsed], [p[2] for p in parsed]
+            elif biases is None: biases = [UNKNOWN_BIAS] * len(self.files)
+            if not len(labels) == len(biases) == len(self.files):
+                raise ValueError(f'labels/biases: expected {len(self.files)} entries (one per file), got {len(labels)}/{len(biases)}')
         else: self.files = None                                        # in-memory (see from_arrays)
         self.images = images                                           # uint8 [H,W,3] per item, or None (read lazily)
         self.labels, self.biases = torch.as_tensor(labels, dtype=torch.long), torch.as_tensor(biases, dtype=torch.long)
@@ -140,7 +163,7 @@ class BiasedDataset(Dataset):
         "In-memory dataset from uint8 images [N,H,W,C] (C=1 or 3; grayscale is repeated to RGB)."
         images = _check_uint8_nhwc(images, 'images')
         if images.shape[-1] == 1: images = np.repeat(images, 3, axis=-1)
-        labels, biases = _check_labels(labels, 'labels', len(images)), _check_labels(biases, 'biases', len(images))
+        labels, biases = _check_labels(labels, 'labels', len(images)), _check_labels(biases, 'biases', len(images), unknown=True)
         return cls(None, transform, num_classes, images=images, labels=labels, biases=biases)
 
     def __len__(self): return len(self.labels)
@@ -155,16 +178,19 @@ class BiasedDataset(Dataset):
         return x, int(self.labels[i]), int(self.biases[i]), int(i)
 
     @property
+    def known_bias(self) -> torch.Tensor: return self.biases >= 0
+    @property
     def aligned(self) -> torch.Tensor: return self.labels == self.biases
     @property
-    def conflicting(self) -> torch.Tensor: return self.labels != self.biases
+    def conflicting(self) -> torch.Tensor: return (self.labels != self.biases) & self.known_bias
 
     def subset(self, indices) -> 'BiasedDataset':
         "A new `BiasedDataset` holding items `indices` (their returned index becomes their new position)."
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1).tolist()
         ims = None if self.images is None else [self.images[j] for j in idx]
         if self.files is None: return type(self)(None, self.transform, self.num_classes, images=ims, labels=self.labels[idx], biases=self.biases[idx])
-        return type(self)([self.files[j] for j in idx], self.transform, self.num_classes, images=ims)
+        return type(self)([self.files[j] for j in idx], self.transform, self.num_classes, images=ims,
+                          labels=self.labels[idx], biases=self.biases[idx])
 
     def __repr__(self):
         return (f'{type(self).__name__}(n={len(self)}, aligned={int(self.aligned.sum())}, conflicting={int(self.conflicting.sum())}, '
@@ -176,10 +202,11 @@ def _check_uint8_nhwc(images, name):
     if a.ndim != 4 or a.shape[-1] not in (1, 3): raise ValueError(f'{name}: expected uint8 images [N,H,W,C] with C in (1, 3), got shape {a.shape}')
     return a
 
-def _check_labels(v, name, n):
+def _check_labels(v, name, n, unknown=False):
     a = np.asarray(torch.as_tensor(v).cpu()).astype(np.int64).reshape(-1)
     if len(a) != n: raise ValueError(f'{name}: expected {n} entries (one per image), got {len(a)}')
-    if len(a) and a.min() < 0: raise ValueError(f'{name}: expected non-negative class ids, got {a.min()}')
+    if len(a) and a.min() < (UNKNOWN_BIAS if unknown else 0):
+        raise ValueError(f'{name}: expected non-negative class ids{" (or -1: unknown)" if unknown else ""}, got {a.min()}')
     return a
 
 # %% ../nbs/01_data.ipynb #b3d8dda5
@@ -202,12 +229,13 @@ def _unpack_split(split, name):
     if len(np.unique(ids)) != n: raise ValueError(f'{name} ids: expected unique ids (they name the files)')
     return images, labels, biases, ids
 
-def _write_folder(target: Path, items, ext):
+def _write_folder(target: Path, items, ext, total=None):
     "Write `items` [(subdir, idx, label, bias, img)] into a temp sibling of `target`, then swap it in (empty -> empty folder)."
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f'.{target.name}.tmp'))
     try:
-        for sub, idx, y, b, img in items: write_sample(tmp / sub, idx, y, b, img, ext)
+        bar = pbar(items, total=total, comment=f'writing {target.parent.name}/{target.name}', show=None if total else False)
+        for sub, idx, y, b, img in bar: write_sample(tmp / sub, idx, y, b, img, ext)
         if target.exists(): shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
@@ -220,12 +248,12 @@ def write_biased_dataset(root, ratio, train, valid, test, ext='png') -> Path:
     if train is not None:
         x, y, b, ids = _unpack_split(train, 'train')
         al = y == b
-        _write_folder(pdir / 'align', ((f'{y[i]}', ids[i], y[i], b[i], x[i]) for i in np.nonzero(al)[0]), ext)
-        _write_folder(pdir / 'conflict', ((f'{y[i]}', ids[i], y[i], b[i], x[i]) for i in np.nonzero(~al)[0]), ext)
+        _write_folder(pdir / 'align', ((f'{y[i]}', ids[i], y[i], b[i], x[i]) for i in np.nonzero(al)[0]), ext, int(al.sum()))
+        _write_folder(pdir / 'conflict', ((f'{y[i]}', ids[i], y[i], b[i], x[i]) for i in np.nonzero(~al)[0]), ext, int((~al).sum()))
     for split, target, name in ((valid, pdir / 'valid', 'valid'), (test, root / 'test', 'test')):
         if split is None: continue
         x, y, b, ids = _unpack_split(split, name)
-        _write_folder(target, ((f'{y[i]}', ids[i], y[i], b[i], x[i]) for i in range(len(x))), ext)
+        _write_folder(target, ((f'{y[i]}', ids[i], y[i], b[i], x[i]) for i in range(len(x))), ext, len(x))
     return root
 
 # %% ../nbs/01_data.ipynb #92db6b93
@@ -268,7 +296,8 @@ def split_files(root, benchmark, split, ratio=None) -> list[Path]:
     spec = get_benchmark(benchmark); root = benchmark_root(root, spec)
     if split not in ('train', 'valid', 'test'): raise ValueError(f"split={split!r}: expected 'train', 'valid' or 'test'")
     if split in ('train', 'valid'):
-        if ratio is None: raise ValueError(f'ratio: required for split={split!r} (one of {spec.ratios} for {spec.name})')
+        if ratio is None and spec.name != 'imagefolder':            # a user's folder: ratio None -> 'all'
+            raise ValueError(f'ratio: required for split={split!r} (one of {spec.ratios} for {spec.name})')
         pdir = root / pct_name(ratio)
     if split == 'train':
         files = []
@@ -375,18 +404,39 @@ def per_class_holdout(labels, frac: float):
     sp = _per_class_split(np.asarray(labels), {'kept': lambda n: n - held(n), 'held': held})
     return sp['kept'], sp['held']
 
+def read_idx(path) -> np.ndarray:
+    "A uint8 IDX file (MNIST's format), plain or gzipped (`.gz`), as an array; a malformed file raises naming `path`."
+    import gzip
+    path = Path(path)
+    with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: raw = f.read()
+    if len(raw) < 4 or raw[:3] != b'\x00\x00\x08':
+        raise ValueError(f'{path}: not a uint8 IDX file (expected the header bytes 00 00 08, got {raw[:3].hex(" ")})')
+    nd = raw[3]; shape = tuple(int.from_bytes(raw[4 + 4*i:8 + 4*i], 'big') for i in range(nd))
+    body = raw[4 + 4*nd:]
+    if len(body) != int(np.prod(shape)): raise ValueError(f'{path}: expected {int(np.prod(shape))} bytes for shape {shape}, got {len(body)}')
+    return np.frombuffer(body, np.uint8).reshape(shape).copy()
+
+def _idx_file(folders, name):
+    "The first of `<folder>/<name>` or `<folder>/<name>.gz` that exists, else None."
+    return next((f / n for f in folders for n in (name, f'{name}.gz') if (f / n).is_file()), None)
+
 def _torchvision_digits(source, data_root, train, download):
-    from torchvision import datasets
-    cls = getattr(datasets, TORCHVISION_SOURCES[source])
-    raw = Path(data_root) / cls.__name__ / 'raw'
-    try: ds = cls(str(data_root), train=train, download=download)
-    except Exception as e:
-        split = 'train' if train else 't10k'
-        raise FileNotFoundError(f'source={source!r}: could not load the {split} split from {raw} ({type(e).__name__}: {e}). Expected '
-            f'{raw}/{split}-images-idx3-ubyte and {raw}/{split}-labels-idx1-ubyte (uncompressed IDX). Get them with '
-            f'torchvision.datasets.{cls.__name__}({str(data_root)!r}, download=True) on a machine with internet, '
-            f'pass download=True, or use source="mnist5k" (shipped).') from e
-    return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
+    cls_name, split = TORCHVISION_SOURCES[source], 'train' if train else 't10k'
+    raw = Path(data_root) / cls_name / 'raw'
+    names = (f'{split}-images-idx3-ubyte', f'{split}-labels-idx1-ubyte')
+    found = [_idx_file([raw, Path(data_root)], n) for n in names]      # torchvision's folder, or the files themselves
+    if None in found and download:
+        from torchvision import datasets
+        getattr(datasets, cls_name)(str(data_root), train=train, download=True)
+        found = [_idx_file([raw], n) for n in names]
+    if None in found:
+        raise FileNotFoundError(f'source={source!r}: the {split} split is not in {raw} (nor in {data_root}). Expected '
+            f'{raw}/{names[0]} and {raw}/{names[1]} (IDX files, plain or .gz). Get them with '
+            f'torchvision.datasets.{cls_name}({str(data_root)!r}, download=True) on a machine with internet, '
+            f'pass download=True, or use source="mnist5k" (shipped).')
+    x, y = read_idx(found[0]), read_idx(found[1]).astype(np.int64)
+    if x.ndim != 3 or len(x) != len(y): raise ValueError(f'{found[0]}: expected [N,28,28] images matching {len(y)} labels, got {x.shape}')
+    return x, y
 
 def colored_mnist_source(source='mnist5k', data_root=None, download=False) -> dict:
     "Grayscale digits per split: {'train'|'valid'|'test': (digits uint8 [N,28,28], labels, source ids)}."
@@ -432,6 +482,156 @@ def brightest_pixel_color(x) -> torch.Tensor:
     flat = torch.as_tensor(x).flatten(2)                       # [N,3,HW]
     top = flat.sum(1).argmax(1)                                # brightest pixel (d = d_max, usually 255)
     return flat[torch.arange(len(flat)), :, top]               # = floor(255 c d_max/255)/255 ~ c
+
+# %% ../nbs/01_data.ipynb #d0965f6e
+FIXED_SIZE = {'cmnist': 28, 'cifar10c': 32}   # benchmarks whose images all have one size (the others are resized)
+MAX_LISTED = 50                               # offending paths listed in one error message
+
+class DataCheckError(ValueError):
+    "Problems found in a data folder, one line per offending path."
+
+def problems_error(head: str, problems: list) -> DataCheckError:
+    "A `DataCheckError`: `head`, then one line `<path>: <what is wrong>` per problem (the first `MAX_LISTED`)."
+    lines = [f'  {p}: {why}' for p, why in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED: lines.append(f'  ... and {len(problems) - MAX_LISTED} more')
+    return DataCheckError(f'{head} ({len(problems)} problem{"s" * (len(problems) != 1)}):\n' + '\n'.join(lines))
+
+def scan_images(files, size=None, rgb=False, progress=None, comment='checking images') -> tuple:
+    "Decode every file: ({'n', 'sizes', 'modes'}, [(path, problem)]); `size` (int or (W, H)) and `rgb` are requirements."
+    want = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+    sizes, modes, problems = {}, {}, []
+    for f in pbar(files, total=len(files), comment=comment, show=progress):
+        try:
+            with Image.open(f) as im:
+                im.load()                                               # a full decode: truncated files fail here
+                (w, h), mode = im.size, im.mode
+        except Exception as e:
+            problems.append((f, f'cannot read image ({type(e).__name__}: {e}); the file is corrupt or not an image'))
+            continue
+        sizes[f'{w}x{h}'], modes[mode] = sizes.get(f'{w}x{h}', 0) + 1, modes.get(mode, 0) + 1
+        if want is not None and (w, h) != want: problems.append((f, f'{w}x{h} px; expected {want[0]}x{want[1]}'))
+        if rgb and mode != 'RGB': problems.append((f, f'mode {mode}; expected an RGB (colour) image'))
+    return dict(n=len(files), sizes=sizes, modes=modes), problems
+
+def check_benchmark(root, benchmark, ratios, progress=None) -> dict:
+    "Decode and check every image of a DisEnt-layout `benchmark` folder at `ratios` (policy above): a summary per split."
+    spec = get_benchmark(benchmark); K = spec.num_classes
+    summary, problems = {}, []
+    for r in ratios:
+        for split in ('train', 'valid', 'test'):
+            fs = split_files(root, spec, split, r)                      # layout problems raise here, naming the path
+            key = split if split == 'test' else f'{pct_name(r)}/{split}'
+            if key in summary: continue                                 # test/ is shared by the ratios
+            lab = [parse_name(f)[1:] for f in fs]
+            problems += [(f, f'label {y} / bias {b} out of range; expected values in [0, {K - 1}]')
+                         for f, (y, b) in zip(fs, lab) if not (0 <= y < K and 0 <= b < K)]
+            if split == 'train':
+                missing = sorted(set(range(K)) - {y for y, _ in lab})
+                if missing: problems.append((benchmark_root(root, spec) / pct_name(r), f'no training image of class {missing}; '
+                                             f'expected images of every class 0..{K - 1}'))
+            s, p = scan_images(fs, FIXED_SIZE.get(spec.name), rgb=True, progress=progress, comment=f'checking {key}')
+            summary[key] = dict(s, per_class=[sum(y == c for y, _ in lab) for c in range(K)])
+            problems += p
+    if problems:
+        size = f'{FIXED_SIZE[spec.name]}x{FIXED_SIZE[spec.name]} ' if spec.name in FIXED_SIZE else ''
+        raise problems_error(f'{root}: {spec.name} images fail the check (expected {size}RGB images with labels in [0, {K - 1}])', problems)
+    return summary
+
+# %% ../nbs/01_data.ipynb #5c00083d
+IMAGEFOLDER_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+_LAYOUT = 'train/<class>/<image> with optional valid/<class>/ and test/<class>/ (torchvision ImageFolder layout)'
+
+def _visible(d: Path) -> list[Path]: return sorted(p for p in d.iterdir() if not p.name.startswith('.'))
+
+def imagefolder_layout(root) -> dict:
+    "Classes and image files per split and class of an image folder `root` (see above); every problem is listed at once."
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f'{root}: no such folder; expected an image folder {_LAYOUT}')
+    if not (root / 'train').is_dir():
+        raise FileNotFoundError(f'{root / "train"}: missing; expected {_LAYOUT} (found in {root}: {[p.name for p in _visible(root)]})')
+    classes = [p.name for p in _visible(root / 'train') if p.is_dir()]
+    problems, out = [], dict(root=root, classes=classes)
+    if len(classes) < 2: problems.append((root / 'train', f'{len(classes)} class folder(s) {classes}; expected at least 2 (one folder per class)'))
+    for split in ('train', 'valid', 'test'):
+        d = root / split
+        if not d.is_dir(): out[split] = None; continue
+        per = {}
+        for c in _visible(d):
+            if not c.is_dir(): problems.append((c, f'not in a class folder; expected {d}/<class>/{c.name}')); continue
+            if c.name not in classes: problems.append((c, f'class {c.name!r} is not a class of {root / "train"} {classes}')); continue
+            files = []
+            for p in sorted(c.rglob('*')):
+                if p.is_dir() or any(s.startswith('.') for s in p.relative_to(c).parts): continue
+                if p.suffix.lower() in IMAGEFOLDER_EXTS: files.append(p)
+                else: problems.append((p, f'not an image file; expected only images {" ".join(IMAGEFOLDER_EXTS)}'))
+            if not files: problems.append((c, 'empty class folder; expected at least one image'))
+            per[c.name] = files
+        if not per and split != 'train': problems.append((d, f'no class folders; expected {d}/<class>/<image> or no {split}/ at all'))
+        out[split] = per
+    if problems: raise problems_error(f'{root}: the image folder does not fit the layout {_LAYOUT}', problems)
+    return out
+
+def read_bias_csv(path, root, classes) -> dict:
+    "{resolved image path: bias class index} from a CSV with the header `path,bias` (see above); bad rows are listed."
+    import csv
+    path, root = Path(path), Path(root)
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no such bias-label CSV; expected a file with a header line path,bias')
+    with open(path, newline='') as f: rows = list(csv.reader(f))
+    head = [h.strip() for h in rows[0]] if rows else []
+    if 'path' not in head or 'bias' not in head: raise ValueError(f'{path}: expected a header line with the columns path,bias, got {head}')
+    ip, ib = head.index('path'), head.index('bias')
+    out, problems = {}, []
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(v.strip() for v in row): continue
+        p, b = (row[ip].strip() if ip < len(row) else ''), (row[ib].strip() if ib < len(row) else '')
+        q = Path(p) if Path(p).is_absolute() else root / p
+        v = classes.index(b) if b in classes else int(b) if b.isdigit() and int(b) < len(classes) else None
+        if v is None: problems.append((f'{path}:{n}', f'bias {b!r}; expected a class name {classes} or an index 0..{len(classes) - 1}'))
+        elif not q.is_file(): problems.append((f'{path}:{n}', f'{q}: no such image'))
+        else: out[q.resolve()] = v
+    if problems: raise problems_error(f'{path}: bad rows in the bias-label CSV', problems)
+    return out
+
+def _n_held(n): return max(1, int(round(n * VALID_FRACTION))) if n >= 2 else 0   # valid hold-out per class (>= 1)
+
+def load_imagefolder(root, image_size: int = 64, transform='train', max_train_per_class: int | None = None,
+                     bias_csv=None, seed: int = 0, layout=None) -> dict:
+    "train / valid / test `BiasedDataset`s of an image folder (test may be None), its classes and spec, and where each split comes from."
+    lay = layout or imagefolder_layout(root); classes = lay['classes']; spec = imagefolder_spec(len(classes), image_size)
+    bias = read_bias_csv(bias_csv, lay['root'], classes) if bias_csv else {}
+    train, valid, valid_from = dict(lay['train']), lay['valid'], 'valid/'
+    if valid is None:
+        valid = {c: fs[len(fs) - _n_held(len(fs)):] for c, fs in train.items()}
+        train = {c: fs[:len(fs) - _n_held(len(fs))] for c, fs in train.items()}
+        valid_from = f'train/ (the last {VALID_FRACTION:.3g} of each class, held out)'
+    if max_train_per_class is not None:
+        if int(max_train_per_class) < 1: raise ValueError(f'max_train_per_class={max_train_per_class}: expected a positive integer')
+        pick = lambda fs, ci: [fs[j] for j in np.sort(np.random.default_rng([seed, ci]).permutation(len(fs))[:int(max_train_per_class)])]
+        train = {c: pick(fs, classes.index(c)) for c, fs in train.items()}
+    tfs = dict(train=spec.train_tf(), eval=spec.eval_tf())
+    def make(per, tf):
+        files = [f for c in classes for f in per.get(c, [])]
+        labels = [classes.index(c) for c in classes for _ in per.get(c, [])]
+        return BiasedDataset(files, tfs.get(tf, tf) if isinstance(tf, str) else tf, len(classes), labels=labels,
+                             biases=[bias.get(f.resolve(), UNKNOWN_BIAS) for f in files])
+    if isinstance(transform, str) and transform not in tfs: raise ValueError(f"transform={transform!r}: expected 'train', 'eval', a callable or None")
+    test, test_from = (lay['test'], 'test/') if lay['test'] is not None else (lay['valid'], 'valid/ (no test/)') if lay['valid'] is not None else (None, None)
+    return dict(train=make(train, transform), valid=make(valid, 'eval'), test=make(test, 'eval') if test is not None else None,
+                classes=classes, spec=spec, valid_from=valid_from, test_from=test_from, n_bias_labels=len(bias))
+
+def check_imagefolder(root, bias_csv=None, progress=None) -> dict:
+    "Layout, bias CSV, and a full decode of every image of an image folder: a summary (classes, counts, sizes, modes)."
+    lay = imagefolder_layout(root)
+    if bias_csv: read_bias_csv(bias_csv, lay['root'], lay['classes'])
+    out, problems = dict(classes=lay['classes']), []
+    for split in ('train', 'valid', 'test'):
+        if lay[split] is None: out[split] = None; continue
+        files = [f for c in lay['classes'] for f in lay[split].get(c, [])]
+        s, p = scan_images(files, progress=progress, comment=f'checking {split}/')
+        out[split] = dict(s, per_class={c: len(lay[split].get(c, [])) for c in lay['classes']})
+        problems += p
+    if problems: raise problems_error(f'{root}: images that cannot be read', problems)
+    return out
 
 # %% ../nbs/01_data.ipynb #d3015d35
 def show_bias_grid(ds, n=4, classes=None, seed=0, title=None, scale=0.9):
