@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .core import IN_TEST, default_device, seed_everything, atomic_save, write_json, pbar
+from .core import IN_TEST, default_device, seed_everything, atomic_save, write_json, pbar, load_torch, check_weights
 from .data import BiasedDataset, get_benchmark
 
 # %% auto #0
@@ -50,10 +50,10 @@ def _imagenet_resnet18_state(pretrained, download: bool):
     if isinstance(pretrained, (str, Path)):
         p = Path(pretrained)
         if not p.exists(): raise FileNotFoundError(f'pretrained={str(p)!r}: no such weights file')
-        return torch.load(p, map_location='cpu', weights_only=True)
+        return check_weights(load_torch(p), p)
     url = ResNet18_Weights.IMAGENET1K_V1.url
     cached = Path(torch.hub.get_dir())/'checkpoints'/Path(url).name
-    if cached.exists(): return torch.load(cached, map_location='cpu', weights_only=True)
+    if cached.exists(): return check_weights(load_torch(cached), cached)
     if not download:
         raise FileNotFoundError(f'pretrained=True: ImageNet ResNet-18 weights not found at {cached}; pass download=True '
                                 f'(needs internet), or pretrained=<path to {Path(url).name}>')
