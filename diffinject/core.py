@@ -17,7 +17,8 @@ __all__ = ['IN_TEST', 'default_device', 'seed_everything', 'asset_path', 'WriteE
            'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full', 'json_data', 'write_json',
            'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
            'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images', 'check_prob',
-           'UsageError', 'arg_comments', 'cli_parser', 'script', 'cli_list', 'cli_check', 'to_01', 'show_images']
+           'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check', 'to_01',
+           'show_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -369,13 +370,21 @@ def script(func):
         if args or kwargs: return func(*args, **kwargs)
         return _f.main()
     def main(argv=None):
-        p = cli_parser(func)
+        p = cli_parser(func, None if argv is None else func.__name__)      # console: the script's name
         kw = vars(p.parse_args(argv))
         try: r = func(**kw)
         except UsageError as e: p.error(str(e))
         return r if type(r) is int else None
     _f.main, _f.parser = main, partial(cli_parser, func)
     return _f
+
+def run_cli(f, argv) -> tuple:
+    "(exit status, stdout, stderr) of command line `f` (a `script`) run in-process on the list `argv`."
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: code = f.main([str(a) for a in argv]) or 0
+        except SystemExit as e: code = e.code if isinstance(e.code, int) else 1 if e.code else 0
+    return code, out.getvalue(), err.getvalue()
 
 def cli_list(s, typ, name) -> list | None:
     "The comma- (or space-) separated values of option `name`, each converted by `typ`; None stays None."
