@@ -76,6 +76,7 @@ CLASSIFIER_DEFAULTS = {  # vanilla (CE) settings: DisEnt learner.py / scripts (C
     'cifar10c':      dict(lr=1e-3, bs=256, steps=50_000, eval_every=500),
     'bffhq':         dict(lr=1e-4, bs=64,  steps=50_000, eval_every=500),
     'dogs_and_cats': dict(lr=1e-4, bs=64,  steps=50_000, eval_every=500),
+    'imagefolder':   dict(lr=1e-3, bs=64,  steps=10_000, eval_every=500),   # a user's folder: ResNet-18 from scratch
 }
 
 def _check_benchmark(benchmark) -> str:
@@ -86,7 +87,8 @@ def _check_benchmark(benchmark) -> str:
 
 def make_classifier(benchmark: str, num_classes: int | None = None, **kwargs) -> nn.Module:
     "The reference architecture for `benchmark`: `CMNISTMLP` for 'cmnist', ResNet-18 (from scratch) otherwise."
-    name = _check_benchmark(benchmark); num_classes = num_classes or get_benchmark(name).num_classes
+    name = _check_benchmark(benchmark); num_classes = num_classes or get_benchmark(benchmark).num_classes
+    if not num_classes: raise ValueError(f'num_classes: required for benchmark={name!r} (the number of class folders)')
     return CMNISTMLP(num_classes, **kwargs) if name == 'cmnist' else resnet18(num_classes, **kwargs)
 
 # %% ../nbs/04_classifiers.ipynb #c75e1cee
@@ -136,21 +138,25 @@ def predict(model, x, bs: int = 512, device=None):
     try: return torch.cat([model(x[i:i+bs].to(device)).argmax(-1).cpu() for i in range(0, len(x), bs)])
     finally: model.train(was_training)
 
-def accuracy_report(pred, y, b) -> dict:
-    "Overall, bias-aligned, bias-conflicting and group-mean accuracy of predictions `pred` for labels `y`, bias labels `b`."
+def accuracy_report(pred, y, b, num_classes=None) -> dict:
+    "Overall, per-class, and (where bias labels are known) aligned / conflicting / group-mean / worst-group accuracy."
     pred, y, b = (torch.as_tensor(t).long().cpu() for t in (pred, y, b))
-    correct, aligned = (pred == y).float(), y == b
+    correct, known = (pred == y).float(), b >= 0                                  # b < 0: bias label unknown
+    aligned, conflicting = known & (y == b), known & (y != b)
     mean = lambda m: correct[m].mean().item() if m.any() else float('nan')
-    cells = torch.unique(torch.stack([y, b], 1), dim=0)                           # (label, bias) cells present
+    cells = torch.unique(torch.stack([y, b], 1)[known], dim=0)                    # (label, bias) cells present
     group_accs = [mean((y == c) & (b == a)) for c, a in cells.tolist()]
-    return dict(acc=mean(torch.ones_like(aligned)), aligned_acc=mean(aligned), conflicting_acc=mean(~aligned),
+    K = int(num_classes or (int(torch.cat([y, pred]).max()) + 1 if len(y) else 0))
+    return dict(acc=mean(torch.ones_like(known)), aligned_acc=mean(aligned), conflicting_acc=mean(conflicting),
                 group_mean_acc=float(np.mean(group_accs)) if group_accs else float('nan'),
-                n=len(y), n_aligned=int(aligned.sum()), n_conflicting=int((~aligned).sum()))
+                worst_group_acc=float(np.min(group_accs)) if group_accs else float('nan'),
+                class_acc=[mean(y == c) for c in range(K)],
+                n=len(y), n_aligned=int(aligned.sum()), n_conflicting=int(conflicting.sum()), n_known_bias=int(known.sum()))
 
 def evaluate(model, ds, bs: int = 512, device=None) -> dict:
     "Accuracies of `model` on `ds` (overall, aligned, conflicting, group-mean; counts). `ds` may be `materialize`d tensors."
     x, y, b, _ = materialize(ds, bs)
-    return accuracy_report(predict(model, x, bs, device), y, b)
+    return accuracy_report(predict(model, x, bs, device), y, b, getattr(ds, 'num_classes', None))
 
 # %% ../nbs/04_classifiers.ipynb #2d624d0e
 def _loss_fn(loss) -> Callable:
