@@ -313,6 +313,17 @@ def corrupt(img: np.ndarray, name: str, severity: int, rng=None) -> np.ndarray:
     return np.clip(np.asarray(out, dtype=np.float64), 0, 255).astype(np.uint8)
 
 # %% ../nbs/02_corruptions.ipynb #01538867
+class _DataUnpickler(pickle.Unpickler):
+    "An unpickler for data files: builtin containers and NumPy arrays/dtypes only; any other global is refused."
+    _ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+                ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
+                ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'),
+                ('numpy', 'ndarray'), ('numpy', 'dtype')}
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED or (module == 'numpy.dtypes' and name.endswith('DType')):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'refused to import {module}.{name} (a data file names no code)')
+
 def load_cifar10(data_root, train: bool = True, download: bool = False, verify: bool = True):
     "CIFAR-10 (images uint8 [N,32,32,3], labels int64 [N]) from `data_root/cifar-10-batches-py`."
     from torchvision.datasets import CIFAR10
@@ -330,7 +341,7 @@ def load_cifar10(data_root, train: bool = True, download: bool = False, verify: 
         p = folder / f
         if verify and not check_integrity(str(p), md5): raise ValueError(f'{p}: MD5 checksum mismatch (corrupt or not CIFAR-10); re-download it')
         try:
-            with open(p, 'rb') as fh: entry = pickle.load(fh, encoding='latin1')
+            with open(p, 'rb') as fh: entry = _DataUnpickler(fh, encoding='latin1').load()
             xs.append(np.asarray(entry['data'], dtype=np.uint8).reshape(-1, 3, 32, 32)); ys.extend(entry.get('labels', entry.get('fine_labels')))
         except Exception as e: raise ValueError(f'{p}: not a readable CIFAR-10 python batch ({e})') from e
     return np.concatenate(xs).transpose(0, 2, 3, 1).copy(), np.asarray(ys, dtype=np.int64)
