@@ -44,11 +44,14 @@ BASELINE_HPARAMS = {
                                                 swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.1)),
     'dogs_and_cats': _table('dogs_and_cats', 1e-4, dict(lr=1e-4, lambda_dis=1., lambda_swap=1., lambda_swap_align=1.,
                                                         swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.1)),
+    'imagefolder':   _table('imagefolder', 1e-3, dict(lr=1e-3, lambda_dis=1., lambda_swap=1., lambda_swap_align=1.,
+                                                      swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.5)),   # no reference
 }
 
 # CPU preset for Colored MNIST built from the shipped MNIST-5k (3.6k training images): 1/25 of the step budget,
 # every schedule point scaled by the same factor (see the justification below)
 QUICK_HPARAMS = {'cmnist': dict(steps=2_000, eval_every=100, swap_start=400, lr_decay_step=400, bias_iters=100, bias_eval_every=50)}
+QUICK_HPARAMS['imagefolder'] = QUICK_HPARAMS['cmnist']                      # a user's folder: the same CPU budget
 
 METHODS = ('vanilla', 'lff', 'disent', 'lff_be')
 
@@ -442,26 +445,28 @@ def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', publi
     return '\n'.join(out)
 
 # %% ../nbs/14_baselines.ipynb #4a756e2b
-from fastcore.script import call_parse, store_true
+from .core import script, cli_list, cli_check
 
-@call_parse
+@script
 def baselines_cli(out_dir: str = 'baselines_out',                      # where runs, comparison.json and comparison.md go
                   root: str = None,                                    # benchmark folder; default: Colored MNIST built from MNIST-5k into out_dir/cmnist
                   benchmark: str = 'cmnist',                           # cmnist | cifar10c | bffhq | dogs_and_cats
                   methods: str = ','.join(METHODS),                    # comma-separated subset of vanilla,lff,disent,lff_be
                   ratios: str = '0.01,0.05',                           # comma-separated conflicting fractions
                   seeds: str = '0,1,2',                                # comma-separated seeds
-                  full: store_true = False,                            # original step budget instead of the quick preset
+                  full: bool = False,                                  # original step budget instead of the quick preset
                   steps: int = None,                                   # override the number of steps
                   device: str = 'cpu',
                   threads: int = 1,                                    # torch CPU threads (shared machines: keep 1)
-                  quiet: store_true = False):                          # no progress bars
+                  quiet: bool = False):                                # no progress bars
     "Run baselines x ratios x seeds and print / save the Table-1 comparison (mean +- std, published numbers beside)."
-    torch.set_num_threads(threads)
-    ms = [m.strip() for m in methods.split(',') if m.strip()]
+    ms, rs, ss = cli_list(methods, str, '--methods'), cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds')
     bad = [m for m in ms if m not in METHODS]
-    if bad: raise ValueError(f'--methods: unknown {bad}; expected some of {METHODS}')
-    rs, ss = [float(r) for r in ratios.split(',')], [int(x) for x in seeds.split(',')]
+    cli_check(not bad, '--methods', methods, f'some of {",".join(METHODS)} (unknown: {",".join(bad)})')
+    for r in rs: cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
+    cli_check(steps is None or steps >= 1, '--steps', steps, 'a positive integer')
+    cli_check(threads >= 1, '--threads', threads, 'a positive integer')
+    torch.set_num_threads(threads)
     out = Path(out_dir)
     if root is None:
         if benchmark != 'cmnist': raise ValueError(f'--root: required for benchmark={benchmark!r} (only cmnist can be built here)')
