@@ -5,7 +5,7 @@
 # %% ../nbs/00_core.ipynb #9448efbc
 from __future__ import annotations
 import os, io, re, json, math, errno, pickle, random, secrets, warnings, tempfile, contextlib, importlib.resources, hashlib
-import argparse, functools, inspect, textwrap, tokenize, typing
+import sys, argparse, functools, inspect, textwrap, tokenize, typing
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -376,6 +376,8 @@ def script(func):
         except UsageError as e: p.error(str(e))
         return r if type(r) is int else None
     _f.main, _f.parser = main, partial(cli_parser, func)
+    fr = sys._getframe(1)                                                # `python -m pkg.module args`: run it now
+    if fr.f_globals.get('__name__') == '__main__' and fr.f_code.co_filename == fr.f_globals.get('__file__'): sys.exit(main())
     return _f
 
 def run_cli(f, argv) -> tuple:
