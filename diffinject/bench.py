@@ -7,8 +7,7 @@ from __future__ import annotations
 import os, time, json, platform
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from fastcore.script import call_parse
-from .core import default_device
+from .core import default_device, script, cli_check, UsageError
 
 # %% auto #0
 __all__ = ['BENCH_COMMANDS', 'register_bench', 'time_per_call', 'count_flops', 'matmul_peak', 'cpu_name', 'fmt_si',
@@ -124,7 +123,7 @@ def print_bench(r):
               f"  = {100 * r[f'{k}_fraction_of_peak']:.1f} % of matmul peak")
 
 # %% ../nbs/21_bench.ipynb #93d4ba30
-@call_parse
+@script
 def bench_cli(
     what:str,               # which benchmark: one of BENCH_COMMANDS ('diffusion', ...)
     device:str=None,        # 'cpu', 'cuda', ... (default: the fastest available)
@@ -134,10 +133,15 @@ def bench_cli(
     json_out:str=None,      # also write the numbers to this JSON file
 ):
     "Print throughput benchmarks: `diffinject_bench diffusion` (training/sampling images/s, FLOPs, fraction of matmul peak)."
-    if what not in BENCH_COMMANDS: raise SystemExit(f'what={what!r}: expected one of {sorted(BENCH_COMMANDS)}')
+    cli_check(what in BENCH_COMMANDS, 'what', repr(what), f'one of {sorted(BENCH_COMMANDS)}')
+    cli_check(threads is None or threads >= 1, '--threads', threads, 'a positive integer')
+    cli_check(min_time > 0, '--min_time', min_time, 'a positive number of seconds')
+    try: extra = json.loads(opts) if opts else {}
+    except json.JSONDecodeError as e: raise UsageError(f"--opts {opts}: not valid JSON ({e}); expected e.g. '{{\"batch_size\": 64}}'") from None
+    cli_check(isinstance(extra, dict), '--opts', opts, 'a JSON object of options')
     if threads: torch.set_num_threads(threads)
     devs = [device] if device else (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
-    res = [BENCH_COMMANDS[what](device=d, min_time=min_time, **(json.loads(opts) if opts else {})) for d in devs]
+    res = [BENCH_COMMANDS[what](device=d, min_time=min_time, **extra) for d in devs]
     if json_out:
         from diffinject.core import write_json
         write_json(json_out, res)
