@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
-from fastcore.script import call_parse
-from .core import (IN_TEST, config_diff, default_device, seed_everything, atomic_path, atomic_save, write_json, pbar,
+from .core import (script, cli_check, UsageError, IN_TEST, config_diff, default_device, seed_everything, atomic_path, atomic_save, write_json, pbar,
                              check_images, to_01, json_data, load_torch, read_weights, save_weights, check_weights,
                              CheckpointError)
 
@@ -418,7 +417,7 @@ def load_diffusion_checkpoint(path, which='ema', device='cpu'):
     return model.to(device).eval(), diffusion
 
 # %% ../nbs/09_train.ipynb #4e3da425
-@call_parse
+@script
 def train_diffusion_cli(
     data:str,                 # training images: an image folder, an .npz with `images`, or a benchmark root (with --benchmark)
     out_dir:str,              # where ckpt.pt and sample grids go (resumes from out_dir/ckpt.pt)
@@ -435,10 +434,23 @@ def train_diffusion_cli(
     device:str=None, threads:int=None, throttle:float=0.,  # throttle: sleep s/step (tests that kill a run)
 ):
     "Train (or resume) a diffusion model; run it under `torchrun --nproc_per_node N` for DistributedDataParallel."
+    for n, v in dict(steps=steps, batch_size=batch_size, sample_steps=sample_steps, log_every=log_every).items():
+        cli_check(v >= 1, f'--{n}', v, 'a positive integer')
+    for n, v in dict(ckpt_every=ckpt_every, sample_every=sample_every).items():
+        cli_check(v >= 0, f'--{n}', v, 'an integer >= 0 (0: never)')
+    for n, v in dict(lr=lr, p2_k=p2_k).items(): cli_check(v > 0, f'--{n}', v, 'a positive number')
+    for n, v in dict(weight_decay=weight_decay, grad_clip=grad_clip, p2_gamma=p2_gamma).items():
+        cli_check(v >= 0, f'--{n}', v, 'a number >= 0')
+    cli_check(0 <= ema_rate < 1, '--ema_rate', ema_rate, 'a decay rate in [0, 1), e.g. 0.9999')
+    cli_check(image_fit in (None, 'pad', 'resize'), '--image_fit', image_fit, "'pad' or 'resize'")
+    cli_check(ratio is None or 0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01')
+    cli_check(threads is None or threads >= 1, '--threads', threads, 'a positive integer')
+    try: model_overrides = json.loads(overrides) if overrides else None
+    except json.JSONDecodeError as e: raise UsageError(f"--overrides {overrides}: not valid JSON ({e})") from None
     if threads: torch.set_num_threads(threads)
     tr = train_diffusion(data, out_dir, preset=preset, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          ema_rate=ema_rate, grad_clip=grad_clip, p2_gamma=p2_gamma, p2_k=p2_k, image_fit=image_fit, seed=seed,
-                         model_overrides=json.loads(overrides) if overrides else None, benchmark=benchmark, ratio=ratio,
+                         model_overrides=model_overrides, benchmark=benchmark, ratio=ratio,
                          ckpt_every=ckpt_every, sample_every=sample_every, sample_steps=sample_steps, log_every=log_every,
                          device=device, throttle=throttle, show_progress=False)
     if tr.rank == 0:
