@@ -160,11 +160,11 @@ def write_json(path, obj, **kw):
     return atomic_write_text(path, json.dumps(json_data(obj), indent=2, sort_keys=True, allow_nan=False, **kw) + '\n')
 
 def read_json(path):
-    "Read a JSON file, naming the file if it is missing or malformed."
+    "Read a JSON file, naming the file if it is missing or malformed (`CheckpointError`, a `ValueError`)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'{path}: no such file')
     try: return json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f'{path}: not valid JSON ({e})') from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(path, f'not valid JSON ({e})') from None
 
 def _json_default(o):
     if isinstance(o, Path): return str(o)
