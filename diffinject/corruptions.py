@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_corruptions.ipynb #3e7a58d0
 from __future__ import annotations
-import importlib.util, io, pickle, time
+import importlib.util, io, math, pickle, time
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
@@ -13,14 +13,14 @@ import cv2
 import skimage as sk
 from skimage.filters import gaussian
 from scipy.ndimage import zoom as scizoom, map_coordinates
-from .core import IN_TEST, pbar
+from .core import IN_TEST, pbar, asset_path
 
 # %% auto #0
 __all__ = ['CORRUPTIONS_TYPE0', 'CORRUPTIONS_TYPE1', 'SEVERITIES', 'IMAGE_SIZE', 'CORRUPTIONS', 'lff_severity_level',
-           'corruption_set', 'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise', 'gaussian_blur',
-           'glass_blur', 'defocus_blur', 'motion_blur', 'zoom_blur', 'frost_texture_dir', 'frost', 'fog', 'snow',
-           'brightness', 'contrast', 'saturate', 'jpeg_compression', 'pixelate', 'elastic_transform', 'spatter',
-           'original', 'corrupt', 'load_cifar10', 'corrupted_cifar10_source', 'build_corrupted_cifar10']
+           'corruption_set', 'motion_blur_taps', 'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise',
+           'gaussian_blur', 'glass_blur', 'defocus_blur', 'motion_blur', 'zoom_blur', 'frost_texture_dir', 'frost',
+           'fog', 'snow', 'brightness', 'contrast', 'saturate', 'jpeg_compression', 'pixelate', 'elastic_transform',
+           'spatter', 'original', 'corrupt', 'load_cifar10', 'corrupted_cifar10_source', 'build_corrupted_cifar10']
 
 # %% ../nbs/02_corruptions.ipynb #afd46241
 CORRUPTIONS_TYPE0 = ['Snow', 'Frost', 'Fog', 'Brightness', 'Contrast', 'Spatter', 'Elastic', 'JPEG', 'Pixelate', 'Saturate']
@@ -88,15 +88,21 @@ def _plasma_fractal(rng, mapsize=32, wibbledecay=3):
     a -= a.min()
     return a / a.max()
 
-def _wand_motion_blur(gray_or_rgb_u8, radius, sigma, angle):
-    "ImageMagick motion blur (MagickMotionBlurImage through Wand) of a uint8 image; returns uint8 HxW(x3)."
-    from wand.image import Image as WandImage
-    buf = io.BytesIO(); Image.fromarray(gray_or_rgb_u8).save(buf, format='PNG')
-    with WandImage(blob=buf.getvalue()) as w:
-        w.motion_blur(radius=radius, sigma=sigma, angle=angle)
-        blob = w.make_blob('png')
-    out = Image.open(io.BytesIO(blob))
-    return np.asarray(out.convert('L' if gray_or_rgb_u8.ndim == 2 else 'RGB'))
+def motion_blur_taps(radius, sigma, angle):
+    "ImageMagick MotionBlurImage's taps: weights k [n] and pixel offsets [(dx, dy)] * n, with n = 2 ceil(radius) + 1."
+    n = 2 * int(math.ceil(radius)) + 1
+    k = np.exp(-np.arange(n) ** 2 / (2. * sigma ** 2)); k /= k.sum()             # one-sided Gaussian, sums to 1
+    px, py = n * math.sin(math.radians(angle)), n * math.cos(math.radians(angle))
+    h = math.hypot(px, py)
+    return k, [(math.ceil(i * py / h - 0.5), math.ceil(i * px / h - 0.5)) for i in range(n)]
+
+def _motion_blur(img_u8, radius, sigma, angle):
+    "Motion blur of a uint8 image HxW(x3) as ImageMagick (Q16) computes it: y(p) = sum_i k_i x(p + d_i), edges repeated."
+    k, off = motion_blur_taps(radius, sigma, angle)
+    a = np.asarray(img_u8, np.float64); h, w = a.shape[:2]; n = len(k)
+    pad = np.pad(a, ((n, n), (n, n)) + ((0, 0),) * (a.ndim - 2), mode='edge')
+    y = sum(ki * pad[n + dy:n + dy + h, n + dx:n + dx + w] for ki, (dx, dy) in zip(k, off))
+    return (np.floor(y * 257 + 0.5) // 257).clip(0, 255).astype(np.uint8)   # 16-bit quantum, then its 8-bit byte
 
 # %% ../nbs/02_corruptions.ipynb #2ceed121
 def _u(x): return np.asarray(x, dtype=np.float64) / 255.
@@ -155,9 +161,9 @@ def defocus_blur(x, s, rng):
     return np.clip(out, 0, 1) * 255
 
 def motion_blur(x, s, rng):
-    "CIFAR-10-C motion blur (ImageMagick via Wand), angle ~ U(-45, 45) degrees."
+    "CIFAR-10-C motion blur (ImageMagick's MotionBlurImage, in NumPy), angle ~ U(-45, 45) degrees."
     radius, sigma = [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)][s - 1]
-    out = _wand_motion_blur(np.uint8(x), radius, sigma, angle=rng.uniform(-45, 45))
+    out = _motion_blur(np.uint8(x), radius, sigma, angle=rng.uniform(-45, 45))
     return np.clip(out, 0, 255).astype(np.float64)
 
 def zoom_blur(x, s, rng):
@@ -172,14 +178,10 @@ def zoom_blur(x, s, rng):
 _FROST_FILES = ['frost1.png', 'frost2.png', 'frost3.png', 'frost4.jpg', 'frost5.jpg', 'frost6.jpg']
 
 def frost_texture_dir() -> Path:
-    """Folder of the frost textures shipped by the `imagecorruptions` PyPI package (the same six files as CIFAR-10-C).
-    Located without importing the package (its own code needs `pkg_resources` and an old SciPy)."""
-    spec = importlib.util.find_spec('imagecorruptions')
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError('frost textures: the `imagecorruptions` package is not installed (pip install imagecorruptions)')
-    d = Path(list(spec.submodule_search_locations)[0]) / 'frost'
+    "Folder of the six CIFAR-10-C frost textures, shipped in the package (`diffinject/assets/frost/`)."
+    d = asset_path('frost')
     missing = [f for f in _FROST_FILES if not (d / f).exists()]
-    if missing: raise FileNotFoundError(f'{d}: frost textures {missing} missing; reinstall imagecorruptions')
+    if missing: raise FileNotFoundError(f'{d}: frost textures {missing} missing; reinstall diffinject')
     return d
 
 @lru_cache(maxsize=None)
@@ -213,7 +215,7 @@ def snow(x, s, rng):
     layer = rng.normal(size=x.shape[:2], loc=mu, scale=sd)                # flakes: N(mu, sd^2)
     layer = _clipped_zoom(layer[..., None], z); layer[layer < t] = 0        # zoom, threshold
     layer = np.uint8(np.clip(layer.squeeze(), 0, 1) * 255)
-    layer = _wand_motion_blur(layer, r, sg, angle=rng.uniform(-135, -45)) / 255.   # falling streaks
+    layer = _motion_blur(layer, r, sg, angle=rng.uniform(-135, -45)) / 255.        # falling streaks
     layer = layer[..., None]
     gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).reshape(32, 32, 1)
     x = a * x + (1 - a) * np.maximum(x, gray * 1.5 + 0.5)                 # whiten
