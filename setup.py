@@ -32,14 +32,14 @@ setuptools.setup(
     author=cfg['author'], author_email=cfg['author_email'],
     url=cfg['git_url'],
     license=lic[0] if lic else cfg['license'],
-    classifiers=['Development Status :: ' + statuses[int(cfg['status'])],
+    classifiers=['Development Status :: ' + statuses[int(cfg['status']) - 1],   # status = 3 -> '3 - Alpha'
                  'Intended Audience :: ' + cfg['audience'],
                  'Natural Language :: ' + cfg['language'].title()]
                 + ([f'License :: {lic[1]}'] if lic else [])
                 + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_py):]],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_name']: ['assets/*']},
+    package_data={cfg['lib_name']: ['assets/*', 'assets/*/*']},
     install_requires=_split('requirements'),
     extras_require={'dev': _split('dev_requirements')},
     python_requires='>=' + min_py,
