@@ -22,6 +22,7 @@ BIAS_CLASSIFIER_DEFAULTS = {  # AmpliBias / DiffInject train_classifier (= A²):
     'cifar10c':      dict(lr=1e-3, bs=128, epochs=50),
     'bffhq':         dict(lr=1e-4, bs=128, epochs=50),
     'dogs_and_cats': dict(lr=1e-4, bs=64,  epochs=50),
+    'imagefolder':   dict(lr=1e-3, bs=64,  epochs=50),    # a user's folder: ResNet-18 from scratch (CIFAR10C's rate)
 }
 
 def train_bias_classifier(train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', seed: int = 0, q: float = 0.7,
