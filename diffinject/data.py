@@ -23,8 +23,8 @@ __all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'IMAGE_EXTS'
            'write_biased_dataset', 'benchmark_root', 'split_files', 'load_split', 'split_counts', 'get_palette',
            'colorize', 'assign_bias_attributes', 'per_class_holdout', 'read_idx', 'colored_mnist_source',
            'build_colored_mnist', 'brightest_pixel_color', 'DataCheckError', 'problems_error', 'scan_images',
-           'check_benchmark', 'imagefolder_layout', 'read_bias_csv', 'load_imagefolder', 'check_imagefolder',
-           'show_bias_grid']
+           'check_benchmark', 'imagefolder_layout', 'read_bias_csv', 'per_class_subset', 'load_imagefolder',
+           'check_imagefolder', 'show_bias_grid']
 
 # %% ../nbs/01_data.ipynb #d0c1c248
 def check_ratio(ratio, name='ratio'):
@@ -594,6 +594,14 @@ def read_bias_csv(path, root, classes) -> dict:
 
 def _n_held(n): return max(1, int(round(n * VALID_FRACTION))) if n >= 2 else 0   # valid hold-out per class (>= 1)
 
+def per_class_subset(labels, n: int, seed: int = 0) -> np.ndarray:
+    "Sorted indices of at most `n` items per class: for class c, the first `n` of a permutation seeded by (seed, c)."
+    if int(n) < 1: raise ValueError(f'max_train_per_class={n}: expected a positive integer')
+    y = np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
+    keep = [idx[np.random.default_rng([seed, int(c)]).permutation(len(idx))[:int(n)]]
+            for c in np.unique(y) for idx in [np.nonzero(y == c)[0]]]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
 def load_imagefolder(root, image_size: int = 64, transform='train', max_train_per_class: int | None = None,
                      bias_csv=None, seed: int = 0, layout=None) -> dict:
     "train / valid / test `BiasedDataset`s of an image folder (test may be None), its classes and spec, and where each split comes from."
@@ -605,8 +613,7 @@ def load_imagefolder(root, image_size: int = 64, transform='train', max_train_pe
         train = {c: fs[:len(fs) - _n_held(len(fs))] for c, fs in train.items()}
         valid_from = f'train/ (the last {VALID_FRACTION:.3g} of each class, held out)'
     if max_train_per_class is not None:
-        if int(max_train_per_class) < 1: raise ValueError(f'max_train_per_class={max_train_per_class}: expected a positive integer')
-        pick = lambda fs, ci: [fs[j] for j in np.sort(np.random.default_rng([seed, ci]).permutation(len(fs))[:int(max_train_per_class)])]
+        pick = lambda fs, ci: [fs[j] for j in per_class_subset([ci] * len(fs), max_train_per_class, seed)]
         train = {c: pick(fs, classes.index(c)) for c, fs in train.items()}
     tfs = dict(train=spec.train_tf(), eval=spec.eval_tf())
     def make(per, tf):
