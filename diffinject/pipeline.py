@@ -4,38 +4,119 @@
 
 # %% ../nbs/15_pipeline.ipynb #4cc2ea91
 from __future__ import annotations
-import os, json, time, contextlib
+import os, sys, json, time, errno, socket, weakref, warnings, contextlib
 from pathlib import Path
+try: import fcntl
+except ImportError: fcntl = None                                      # not POSIX: run directories are not locked
 import numpy as np
 import torch
 from fastcore.script import call_parse
 from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, read_json,
-                             atomic_write_text, config_key, config_diff, show_images, mean_std)
+                             atomic_write_text, config_key, config_diff, show_images, mean_std, save_weights,
+                             WriteError, write_error, CheckpointError)
 from .data import get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio
 from .classifiers import make_classifier, train_classifier, CHECKPOINTS
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
 from .baselines import run_method, METHODS as BASELINES
 
 # %% auto #0
-__all__ = ['PRESETS', 'STAGES', 'RunDir', 'make_config', 'data_key', 'stage_data', 'splits', 'stage_bias', 'stage_diffusion',
-           'stage_synth', 'stage_classifier', 'results_table', 'stage_times', 'write_report', 'run_pipeline',
-           'diffinject_run']
+__all__ = ['PRESETS', 'STAGES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'RunDir', 'make_config', 'data_key',
+           'stage_data', 'splits', 'stage_bias', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table',
+           'stage_times', 'write_report', 'run_pipeline', 'diffinject_run']
+
+# %% ../nbs/15_pipeline.ipynb #b613bc3d
+class RunDirLocked(BlockingIOError):
+    "Another process works in this run directory; the message names it (from the lock file)."
+    def __str__(self): return self.strerror
+
+_LOCKS = {}   # lock file (real path) -> [fd, number of RunDirs of this process that use it]
+
+def _holder(fd) -> str:
+    "The holder recorded in an open lock file, as text ('' if none)."
+    try: info = json.loads(os.pread(fd, 4096, 0).decode() or '{}')
+    except (ValueError, OSError): return 'holder unreadable'
+    if not info: return ''
+    who = f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
+    return f"{who}: {info['cmd']}" if info.get('cmd') else who
+
+def lock_run_dir(path):
+    "Lock `path/run.lock` for this process (exclusive, non-blocking `flock`); returns a key for `unlock_run_dir`."
+    path = Path(path)
+    lock = path/'run.lock'
+    key = os.path.realpath(lock)
+    if key in _LOCKS:
+        _LOCKS[key][1] += 1
+        return key
+    if fcntl is None: return None                                     # no flock (Windows): unprotected
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e: raise write_error(lock, e) from None
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = _holder(fd)
+        os.close(fd)
+        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            warnings.warn(f'{lock}: this file system has no locks ({e.strerror}); nothing stops a second run here')
+            return None
+        raise RunDirLocked(e.errno, f'{path}: in use by another run ({holder or "holder not recorded yet"}); wait for '
+                                    'it to end or stop it, or pass another run directory') from None
+    stale = _holder(fd)
+    cmd = ' '.join(sys.argv).replace('\n', ' ')[:300]
+    info = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S %z'), cmd=cmd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
+    os.fsync(fd)
+    if stale: print(f'{path}: took over the lock left by {stale}; that process no longer holds it', file=sys.stderr)
+    _LOCKS[key] = [fd, 1]
+    return key
+
+def unlock_run_dir(key, _locks=_LOCKS, _os=os):    # bound now: a RunDir collected at interpreter exit outlives globals
+    "Release one use of the lock `key`; the last one empties the lock file and drops the lock."
+    ent = _locks.get(key)
+    if ent is None: return
+    ent[1] -= 1
+    if ent[1] > 0: return
+    fd = _locks.pop(key)[0]
+    try: _os.ftruncate(fd, 0)                                          # an empty lock file: released cleanly
+    except OSError: pass
+    _os.close(fd)                                                      # closing the file drops the flock
 
 # %% ../nbs/15_pipeline.ipynb #ca85909c
+_BODY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}   # a stage's own write hit the disk
+
+def _stage_write_error(e: OSError, name, part) -> WriteError:
+    base = str(e) if isinstance(e, WriteError) else str(write_error(e.filename or part, e))
+    return WriteError(e.errno, f'{base}; stage {name} is unfinished: {part} is kept and the next run resumes it, '
+                               'finished stages are untouched', e.filename)
+
 class RunDir:
-    "A run directory bound to one configuration; see the rules above."
+    "A run directory bound to one configuration, locked for this process; see the rules above."
     def __init__(self, path, config: dict):
         self.path, self.config = Path(path), json.loads(json.dumps(config, default=str))
+        self._config_matches()                                   # a refused configuration touches nothing, not the lock
+        self._lock = lock_run_dir(self.path)
+        self._release = weakref.finalize(self, unlock_run_dir, self._lock)
+        self._release.atexit = False                             # at exit the OS closes the lock file: lock dropped
+        if not self._config_matches(): write_json(self.path/'config.json', self.config)
+
+    def _config_matches(self) -> bool:
+        "True if `config.json` exists and matches; False if there is none; an error listing the differences otherwise."
         cfg_file = self.path/'config.json'
-        if cfg_file.exists():
-            old = read_json(cfg_file)
-            diff = config_diff(old, self.config)
-            if diff:
-                raise ValueError(f'{cfg_file}: this run directory was made with a different configuration:\n  '
-                                 + '\n  '.join(diff[:20]) + ('\n  ...' if len(diff) > 20 else '')
-                                 + f'\nTo continue it, run again with its configuration (the options that produced {cfg_file}); '
-                                 f'to start fresh, pass another run directory. Nothing was changed in {self.path}.')
-        else: write_json(cfg_file, self.config)
+        if not cfg_file.exists(): return False
+        diff = config_diff(read_json(cfg_file), self.config)
+        if diff:
+            raise ValueError(f'{cfg_file}: this run directory was made with a different configuration:\n  '
+                             + '\n  '.join(diff[:20]) + ('\n  ...' if len(diff) > 20 else '')
+                             + f'\nTo continue it, run again with its configuration (the options that produced {cfg_file}); '
+                             f'to start fresh, pass another run directory. Nothing was changed in {self.path}.')
+        return True
+
+    def close(self):
+        "Release the lock (also done when the RunDir is garbage-collected, and by the OS when the process ends)."
+        self._release()
+    def __enter__(self): return self
+    def __exit__(self, *a): self.close()
 
     def done(self, name, key) -> bool:
         "Is stage `name` finished with this `key`? A finished stage with another key is an error."
@@ -53,14 +134,41 @@ class RunDir:
         if final.exists(): raise FileExistsError(f'{final}: stage already finished; check `done()` first')
         if part.exists():
             meta = part/'stage.json'
-            if meta.exists() and read_json(meta).get('key') != key: 
+            if meta.exists() and read_json(meta).get('key') != key:
                 raise ValueError(f'{part}: an unfinished stage with another configuration is in the way; move it aside to rerun')
-        part.mkdir(parents=True, exist_ok=True)
-        write_json(part/'stage.json', {'key': key, 'status': 'running', **(info or {})})
+        try:
+            part.mkdir(parents=True, exist_ok=True)
+            write_json(part/'stage.json', {'key': key, 'status': 'running', **(info or {})})
+        except OSError as e: raise _stage_write_error(e, name, part) from None
         t0 = time.time()
-        yield part
-        write_json(part/'stage.json', {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {})})
-        os.replace(part, final)
+        try: yield part
+        except OSError as e:
+            if isinstance(e, WriteError) or e.errno in _BODY_ERRNOS: raise _stage_write_error(e, name, part) from None
+            raise
+        try:
+            write_json(part/'stage.json', {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {})})
+            os.replace(part, final)
+        except OSError as e: raise _stage_write_error(e, name, part) from None
+
+    def stage_of(self, path):
+        "The stage directory of this run that holds `path` (its nearest parent with a `stage.json`), or None."
+        p, root = Path(path).resolve(), self.path.resolve()
+        for q in [p, *p.parents]:
+            if q == root or root not in q.parents: return None
+            if (q/'stage.json').exists(): return self.path/q.relative_to(root)
+        return None
+
+    @contextlib.contextmanager
+    def explaining(self):
+        "Re-raise a `CheckpointError` about a file of a stage with that stage and the way out (delete it, run again)."
+        try: yield
+        except CheckpointError as e:
+            st = self.stage_of(e.path)
+            if st is None: raise
+            name = st.relative_to(self.path).as_posix()
+            how = (f'delete {st} and run again to restart that unfinished stage' if name.endswith('.partial') else
+                   f'delete {st} and run again: that stage is redone, the other finished stages are kept')
+            raise CheckpointError(e.path, f'{e.reason} (stage {name} of the run in {self.path}; {how})') from None
 
 # %% ../nbs/15_pipeline.ipynb #99c8b403
 def _quick():
@@ -160,6 +268,13 @@ def _summ(res) -> dict:
     "Labelled test/valid metrics of the three checkpoints of a TrainResult (best-valid, last, best-test)."
     return {k: dict(step=m['step'], test=m.get('test'), valid=m.get('valid')) for k, m in res.metrics.items()}
 
+def _save_classifier(state, path, benchmark, **meta):
+    "A classifier's weights as `<path>.pt` and `<path>.safetensors` (to share; rebuild with `make_classifier`)."
+    spec = get_benchmark(benchmark)
+    atomic_save(state, path.with_suffix('.pt'))
+    save_weights(state, path.with_suffix('.safetensors'), dict(kind='classifier', benchmark=spec.name,
+                                                               num_classes=spec.num_classes, **meta))
+
 def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
     "Stage 1: the GCE bias classifier f_B (Eq. (1)) and its top-K per class (Eqs. (3)-(4)); precision@K for evaluation."
     b, name = cfg['bias'], f'{pct_name(ratio)}/seed{seed}/bias'
@@ -174,7 +289,9 @@ def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
         idx, losses = mine_bias_conflicting(res.load('best_valid'), ev, k=b['k'])   # best-valid f_B, as AmpliBias/BE
         out = dict(topk=[int(i) for i in idx], mining=mining_report(idx, ev, k=b['k']), checkpoints=_summ(res),
                    files=[str(ev.files[i]) for i in idx] if ev.files is not None else None)
-        atomic_save(res.states['best_valid'], d/'f_B.pt'); write_json(d/'bias.json', out)
+        _save_classifier(res.states['best_valid'], d/'f_B', cfg['dataset'], role='f_B', checkpoint='best_valid',
+                         ratio=ratio, seed=seed, step=res.metrics['best_valid']['step'])
+        write_json(d/'bias.json', out)                                  # NaN (e.g. recall without positives) -> null
         import matplotlib.pyplot as plt
         fig = show_mined(ev, idx, k=b['k'], title=f"top-{b['k']} per class under f_B, precision@K {out['mining']['precision']:.2f}")
         fig.savefig(d/'topk.png', dpi=100); plt.close(fig)
@@ -298,7 +415,9 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
             res, extra = r.train, {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str)) and k != 'seconds'}
         out = dict(method=method, ratio=ratio, seed=seed, checkpoints=_summ(res), row=_row(res.metrics),
                    seconds=round(time.time() - t0, 1), **extra)
-        atomic_save(res.states.get('best_valid', res.states.get('last')), d/'model_best_valid.pt')
+        ck = 'best_valid' if 'best_valid' in res.states else 'last'
+        _save_classifier(res.states[ck], d/'model_best_valid', spec.name, role=method, checkpoint=ck, ratio=ratio,
+                         seed=seed, step=res.metrics[ck]['step'])
         write_json(d/'result.json', out)
     return out
 
@@ -327,6 +446,10 @@ def stage_times(path) -> dict:
         out[f.parent.name] = out.get(f.parent.name, 0.) + m.get('wall_s', 0.)
     return out
 
+def _pct(v) -> str:
+    "A fraction as '12.3 %'; 'n/a' for None (a NaN written to JSON as null) or NaN."
+    return 'n/a' if v is None or v != v else f'{100*v:.1f} %'
+
 def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figures) -> dict:
     "`metrics.json` (everything, per ratio and seed) and `report.md` (tables + figures), both written atomically."
     as_rows = lambda d: [dict(ratio=r, seed=s, **v) for (r, s), v in sorted(d.items())]
@@ -343,12 +466,12 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
         lines += [f'## Test accuracy: {title}', '', results_table(results, metric), '']
     lines += ['## Bias mining (f_B top-K)', '', '| ratio | seed | precision@K | recall | mined conflicting / mined |', '|---|---|---|---|---|']
     for (r, s), b in sorted(bias_outs.items()):
-        m = b['mining']; lines.append(f"| {pct_name(r)} | {s} | {100*m['precision']:.1f} % | {100*m['recall']:.1f} % | {m['n_mined_conflicting']}/{m['n_mined']} |")
+        m = b['mining']; lines.append(f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |")
     if synth_outs:
         lines += ['', '## Synthetic set', '', '| ratio | seed | images | conflicting | fidelity: colour = style | digit = content | both |', '|---|---|---|---|---|---|---|']
         for (r, s), o in sorted(synth_outs.items()):
             f = o.get('fidelity') or {}
-            fmt = lambda k: f'{100*f[k]:.1f} %' if k in f else 'n/a'
+            fmt = lambda k: _pct(f.get(k))
             lines.append(f"| {pct_name(r)} | {s} | {o['n']} | {o['n_conflicting']} | {fmt('color')} | {fmt('digit')} | {fmt('both')} |")
     lines += ['', '## Wall time per stage (s)', '', 'Measured when each stage ran (from its `stage.json`), summed over ratios and seeds; '
               'a stage found finished costs nothing on a later call.', '', '| stage | seconds |', '|---|---|']
@@ -364,7 +487,10 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES) -> dict:
     run = RunDir(run_dir, cfg)
     timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
     def timed(name, f, *a):
-        t0 = time.time(); r = f(*a); timings[name] = timings.get(name, 0.) + time.time() - t0; return r
+        t0 = time.time()
+        with run.explaining(): r = f(*a)                              # a bad stage file: name the stage, the way out
+        timings[name] = timings.get(name, 0.) + time.time() - t0
+        return r
     root = timed('data', stage_data, run, cfg)
     if stages == ('data',): return {}
     need_di = 'diffinject' in cfg['methods']
@@ -430,7 +556,7 @@ def diffinject_run(
     if stages is None: raise SystemExit(f'diffinject_run: --stage {stage!r}: expected all or one of {STAGES}')
     t0 = time.time()
     try: m = run_pipeline(cfg, run_dir, stages)
-    except (ValueError, FileNotFoundError, FileExistsError) as e: raise SystemExit(f'diffinject_run: {e}')
+    except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')   # OSError: WriteError, RunDirLocked
     if m.get('results') and 'report' in stages:
         print(results_table(m['results'], 'acc')); print()
         print(results_table(m['results'], 'conflicting_acc'))
