@@ -385,7 +385,9 @@ def run_cli(f, argv) -> tuple:
     out, err, code = io.StringIO(), io.StringIO(), 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try: code = f.main([str(a) for a in argv]) or 0
-        except SystemExit as e: code = e.code if isinstance(e.code, int) else 1 if e.code else 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1 if e.code else 0
+            if e.code is not None and not isinstance(e.code, int): print(e.code, file=sys.stderr)   # as the interpreter does
     return code, out.getvalue(), err.getvalue()
 
 def cli_list(s, typ, name) -> list | None:
