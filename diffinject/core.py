@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #9448efbc
 from __future__ import annotations
-import os, io, re, json, math, errno, pickle, random, secrets, warnings, tempfile, contextlib, importlib.resources, hashlib
+import os, io, re, json, math, errno, pickle, random, secrets, warnings, tempfile, contextlib, hashlib
+import importlib.resources
 import sys, argparse, functools, inspect, textwrap, tokenize, typing
 from functools import partial
 from pathlib import Path
@@ -55,7 +56,8 @@ def write_error(path, e: OSError) -> WriteError:
     code = errno.errorcode.get(e.errno, 'OSError')
     reason = e.strerror or str(e) or type(e).__name__
     hint = _WRITE_HINTS.get(e.errno)
-    msg = f'{path}: not written ({code}: {reason}){"; " + hint if hint else ""}; the previous version, if any, is unchanged'
+    hint = f'; {hint}' if hint else ''
+    msg = f'{path}: not written ({code}: {reason}){hint}; the previous version, if any, is unchanged'
     return WriteError(e.errno, msg, str(path))
 
 def _new_temp(path: Path) -> Path:
@@ -103,7 +105,7 @@ def atomic_write_text(path, text: str):
 # %% ../nbs/00_core.ipynb #d0475aa5
 @contextlib.contextmanager
 def simulate_os_error(target, name: str, code: int = errno.ENOSPC):
-    "Within the block, `target.name(...)` (e.g. `os.replace`) raises `OSError(code)`: a full or read-only disk, for tests."
+    "Within the block `target.name(...)` (e.g. `os.replace`) raises `OSError(code)`: a full/read-only disk, for tests."
     orig = getattr(target, name)
     def fail(*a, **kw): raise OSError(code, os.strerror(code))
     setattr(target, name, fail)
@@ -164,7 +166,8 @@ def read_json(path):
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'{path}: no such file')
     try: return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(path, f'not valid JSON ({e})') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(path, f'not valid JSON ({e})') from None
 
 def _json_default(o):
     if isinstance(o, Path): return str(o)
@@ -212,8 +215,8 @@ def load_torch(path, map_location='cpu', allow_numpy: bool = False):
             raise CheckpointError(path, f'truncated or corrupt torch checkpoint ({_first_line(e)})') from None
         g = re.search(r'GLOBAL ([\w.]+)', str(e))
         what = f'it asks to import {g.group(1)}' if g else _first_line(str(e).split('WeightsUnpickler error:')[-1])
-        raise CheckpointError(path, f'refused: not a weights-only file ({what}); only tensors and plain data are loaded, '
-                                    'never pickled code') from None
+        raise CheckpointError(path, f'refused: not a weights-only file ({what}); only tensors and plain data are '
+                                    'loaded, never pickled code') from None
     except Exception as e:
         raise CheckpointError(path, f'truncated or corrupt torch checkpoint ({_first_line(e)})') from None
 
@@ -241,11 +244,13 @@ def read_weights(path, device='cpu') -> tuple:
 def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
     "Refuse a state dict read from `path` that a model cannot use: non-tensors, integer/bool tensors, NaN/inf values."
     for k, v in sd.items():
-        if not isinstance(v, torch.Tensor): raise CheckpointError(path, f'entry {k!r} is a {type(v).__name__}, expected a tensor')
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(path, f'entry {k!r} is a {type(v).__name__}, expected a tensor')
         if not v.is_floating_point():
             if v.dtype == torch.int64 and k.rsplit('.', 1)[-1] in int_ok: continue
-            raise CheckpointError(path, f'tensor {k!r} is {str(v.dtype).replace("torch.", "")}, expected floating-point '
-                                        'weights (not a model checkpoint, or a broken conversion)')
+            dtype = str(v.dtype).replace('torch.', '')
+            raise CheckpointError(path, f'tensor {k!r} is {dtype}, expected floating-point weights (not a model '
+                                        'checkpoint, or a broken conversion)')
         if v.device.type != 'meta':
             bad = int((~torch.isfinite(v)).sum())
             if bad: raise CheckpointError(path, f'tensor {k!r} has {bad} NaN/inf values out of {v.numel()} '

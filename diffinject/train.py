@@ -314,9 +314,10 @@ class DiffusionTrainer:
         if self.world_size > 1:                                             # every rank's RNG, so dropout resumes exactly
             rngs = [None] * self.world_size; dist.all_gather_object(rngs, rng)
         else: rngs = [rng]
-        return dict(format=CKPT_FORMAT, model=self.model.state_dict(), ema=self.ema.state_dict(), opt=self.opt.state_dict(),
-                    step=self.step, config=json_data(self.config), rng=rngs, data_order=self.sampler.state_dict(self.step),
-                    history=json_data(self.history), pending=list(self.pending), world_size=self.world_size)
+        return dict(format=CKPT_FORMAT, model=self.model.state_dict(), ema=self.ema.state_dict(),
+                    opt=self.opt.state_dict(), step=self.step, config=json_data(self.config), rng=rngs,
+                    data_order=self.sampler.state_dict(self.step), history=json_data(self.history),
+                    pending=list(self.pending), world_size=self.world_size)
 
     def save(self, path=None):
         "Write the checkpoint atomically (rank 0 only): model, EMA, optimizer, step, RNG states, data order, config."
@@ -329,8 +330,9 @@ class DiffusionTrainer:
     def load(self, path):
         "Resume from a checkpoint written with the same config; otherwise an error listing the differences."
         path = Path(path)
-        sd = load_torch(path, map_location='cpu', allow_numpy=True)      # on the CPU: RNG states; NumPy: older checkpoints
-        if not isinstance(sd, dict): raise CheckpointError(path, f'expected a DiffusionTrainer checkpoint (a dict), got {type(sd).__name__}')
+        sd = load_torch(path, map_location='cpu', allow_numpy=True)      # CPU: RNG states; NumPy: older checkpoints
+        if not isinstance(sd, dict):
+            raise CheckpointError(path, f'expected a DiffusionTrainer checkpoint (a dict), got {type(sd).__name__}')
         missing = [k for k in ('model', 'ema', 'opt', 'step', 'config', 'rng', 'history') if k not in sd]
         if missing: raise CheckpointError(path, f'not a DiffusionTrainer checkpoint (no {", ".join(missing)})')
         check_weights({f'{w}.{k}': v for w in ('model', 'ema') for k, v in sd[w].items()}, path)
@@ -344,7 +346,7 @@ class DiffusionTrainer:
         return self
 
     def export_ema(self, path=None):
-        "Write the EMA weights (what sampling uses) as safetensors, `out_dir/ema.safetensors`, with config and step (rank 0)."
+        "Write the EMA weights (what sampling uses) to `out_dir/ema.safetensors` with config and step (rank 0)."
         path = Path(path) if path is not None else None if self.out_dir is None else self.out_dir / 'ema.safetensors'
         if self.rank != 0 or path is None: return None
         return save_weights(self.ema.state_dict(), path, dict(kind='ema', step=self.step, config=self.config))
@@ -393,14 +395,15 @@ def train_diffusion(data, out_dir=None, preset='cmnist_32', steps=1000, batch_si
     return tr.fit(steps)
 
 def load_diffusion_checkpoint(path, which='ema', device='cpu'):
-    """Rebuild the model saved by `train_diffusion` and load its `which` ('ema' or 'model') weights; returns (model, diffusion).
+    """Rebuild the model saved by `train_diffusion`, load its `which` ('ema' or 'model') weights; (model, diffusion).
     `path`: the trainer's `ckpt.pt` or the `ema.safetensors` written at the end of training (EMA weights only)."""
     if which not in ('ema', 'model'): raise ValueError(f'which={which!r}: expected "ema" or "model"')
     path = Path(path)
     if path.suffix == '.safetensors':
         weights, meta = read_weights(path)
         if which != 'ema' or meta.get('kind') != 'ema':
-            raise CheckpointError(path, f'holds {meta.get("kind") or "unlabelled"} weights, not {which!r} weights written by DiffusionTrainer')
+            kind = meta.get('kind') or 'unlabelled'
+            raise CheckpointError(path, f'holds {kind} weights, not {which!r} weights written by DiffusionTrainer')
         config = meta.get('config', {})
     else:
         sd = load_torch(path, allow_numpy=True)
@@ -409,8 +412,8 @@ def load_diffusion_checkpoint(path, which='ema', device='cpu'):
         weights, config = sd[which], sd['config']
     c = config.get('model') or {}
     if not all(k in c for k in ('unet', 'schedule', 'num_timesteps', 'p2_gamma', 'p2_k')):
-        raise CheckpointError(path, 'its config does not say how to rebuild the model (trained without build_model_and_diffusion); '
-                                    'load it with diffinject.unet.load_unet and the preset instead')
+        raise CheckpointError(path, 'its config does not say how to rebuild the model (trained without '
+                                    'build_model_and_diffusion); load it with diffinject.unet.load_unet and the preset')
     check_weights(weights, path)
     model, diffusion, _ = build_model_and_diffusion(c['unet'], None, c['schedule'], c['num_timesteps'], c['p2_gamma'], c['p2_k'])
     model.load_state_dict(weights)

@@ -393,14 +393,16 @@ def read_state_dict(path, key=None) -> dict:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'{path}: no such checkpoint file')
     sd = read_weights(path)[0] if path.suffix == '.safetensors' else load_torch(path)
-    if not isinstance(sd, dict): raise CheckpointError(path, f'expected a state_dict (dict of tensors), got {type(sd).__name__}')
+    if not isinstance(sd, dict):
+        raise CheckpointError(path, f'expected a state_dict (dict of tensors), got {type(sd).__name__}')
     if key is not None:
         if key not in sd: raise KeyError(f'{path}: no entry {key!r}; entries: {sorted(sd)[:20]}')
         sd = sd[key]
     elif not all(isinstance(v, torch.Tensor) for v in sd.values()):
         for k in _WRAPPER_KEYS:
             if isinstance(sd.get(k), dict): sd = sd[k]; break
-        else: raise CheckpointError(path, f'not a state_dict and none of the entries {_WRAPPER_KEYS} holds one; entries: {sorted(sd)[:20]}')
+        else: raise CheckpointError(path, f'not a state_dict and none of the entries {_WRAPPER_KEYS} holds one; '
+                                          f'entries: {sorted(sd)[:20]}')
     out = {}
     for k, v in sd.items():
         for pre in ('module.', '_orig_mod.'):
