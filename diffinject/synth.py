@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from .core import write_json, read_json, pbar, to_01, config_diff, atomic_path
 from .data import pct_name, write_sample, split_files, BiasedDataset, get_benchmark
@@ -149,13 +150,27 @@ def _check_indices(idx, n, name):
     return idx
 
 # %% ../nbs/12_synth.ipynb #eac02c9d
+def _rank() -> int: return dist.get_rank() if dist.is_initialized() else 0
+def _world() -> int: return dist.get_world_size() if dist.is_initialized() else 1
+
+def _barrier():
+    if _world() > 1: dist.barrier()
+
+def _claim(cfg_path, run):
+    "Write the run's settings to `cfg_path`, or check that the ones there are the same."
+    if not cfg_path.exists(): return write_json(cfg_path, run)
+    old = read_json(cfg_path)
+    if old != run: raise ValueError(f'{cfg_path}: an earlier run with different settings ({"; ".join(config_diff(old, run))}) '
+                                    'is in this folder; use another root or delete the folder to start over')
+
 @torch.no_grad()
 def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress):
-    "Phase 1: run the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; skips finished batches."
+    "Phase 1: run the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; skips finished batches; rank r of W takes batches b = r mod W."
     device = next(model.parameters()).device
+    rank, world = _rank(), _world()
     uniq, cpos = np.unique(np.asarray(plan['content'], dtype=np.int64), return_inverse=True)
     batches = range(math.ceil(n / batch_size))
-    todo = [b for b in batches if not (parts / f'batch_{b:05d}.json').exists()]
+    todo = [b for b in batches if b % world == rank and not (parts / f'batch_{b:05d}.json').exists()]
     if todo:                                                               # invert the contents once: h_t cached per step
         content = to_model_images(load_images(train_ds, uniq), S, image_fit).to(device)
         content_h = invert_content(model, content, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
@@ -172,6 +187,7 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
         recs = [dict(pair=i, content_index=int(plan['content'][i]), style_index=int(plan['style'][i]), gamma=float(gammas[i]),
                      t_edit=int(t_edits[i]), t_boost=int(cfg.t_boost), seed=plan['seeds'][i]) for i in range(sl.start, sl.stop)]
         write_json(parts / f'batch_{b:05d}.json', recs)                    # after the images: the batch is done
+    _barrier()                                                             # every shard is written
     recs, ims = [], []
     for b in batches:
         recs += read_json(parts / f'batch_{b:05d}.json')
@@ -205,14 +221,12 @@ def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ra
                ratio=ratio, content_idx=content_idx.tolist(), n_style_pool=len(style_idx), n_train=len(train_ds),
                model_image_size=getattr(model, 'image_size', None))
     run = json.loads(json.dumps(run))                                      # as it reads back from disk
-    cfg_path = pdir / 'synth_config.json'
-    if cfg_path.exists():
-        old = read_json(cfg_path)
-        if old != run: raise ValueError(f'{cfg_path}: an earlier run with different settings ({"; ".join(config_diff(old, run))}) '
-                                        'is in this folder; use another root or delete the folder to start over')
-    else: write_json(cfg_path, run)
+    if _rank() == 0: _claim(pdir / 'synth_config.json', run)             # rank 0 checks and writes the settings
+    _barrier()                                                             # ... before any shard starts
     recs, ims = _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress)
-    return _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
+    if _rank() == 0: _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
+    _barrier()                                                             # rank 0 wrote the files and the manifest
+    return read_json(pdir / 'synth_manifest.json')
 
 # %% ../nbs/12_synth.ipynb #a606be78
 def _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset) -> dict:
