@@ -17,9 +17,10 @@ from .core import IN_TEST, default_device, seed_everything, atomic_save, write_j
 from .data import BiasedDataset, get_benchmark
 
 # %% auto #0
-__all__ = ['CLASSIFIER_DEFAULTS', 'CHECKPOINTS', 'CMNISTMLP', 'resnet18', 'make_classifier', 'gce_loss', 'materialize', 'predict',
-           'accuracy_report', 'evaluate', 'per_sample_loss', 'TrainResult', 'keep_checkpoints', 'train_classifier',
-           'train_vanilla', 'toy_biased_dataset']
+__all__ = ['CLASSIFIER_DEFAULTS', 'PRECISIONS', 'CHECKPOINTS', 'CMNISTMLP', 'resnet18', 'make_classifier', 'gce_loss',
+           'check_precision', 'precision_autocast', 'grad_scaler', 'loader_kwargs', 'materialize', 'predict',
+           'accuracy_report', 'evaluate', 'per_sample_loss', 'TrainResult', 'EpochSampler', 'keep_checkpoints',
+           'train_classifier', 'train_vanilla', 'toy_biased_dataset']
 
 # %% ../nbs/04_classifiers.ipynb #49b6e2cb
 class CMNISTMLP(nn.Module):
@@ -114,29 +115,66 @@ def gce_loss(logits, y, q: float = 0.7, reduction: str = 'mean', reference_scali
     else: loss = (1 - p_y_q) / q                                         # Eq. (1)
     return _reduce(loss, reduction)
 
+# %% ../nbs/04_classifiers.ipynb #e357ba34
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+def check_precision(precision: str) -> str:
+    "`precision` if it is one of `PRECISIONS` ('fp32', 'bf16', 'fp16'), else a one-line ValueError naming it."
+    if precision not in PRECISIONS: raise ValueError(f'precision={precision!r}: expected one of {list(PRECISIONS)}')
+    return precision
+
+def precision_autocast(device, precision: str = 'fp32'):
+    "The autocast context of `precision` on `device`: disabled for 'fp32', `torch.autocast(type, dtype)` otherwise."
+    check_precision(precision)
+    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision], enabled=precision != 'fp32')
+
+def grad_scaler(device, precision: str = 'fp32'):
+    "A `torch.amp.GradScaler`, enabled only for 'fp16' (bf16 and fp32 need no loss scaling)."
+    return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
+
+def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
+    "DataLoader options: `num_workers` processes; `pin_memory` (None: on for CUDA) only where the device is CUDA."
+    if not (isinstance(num_workers, int) and num_workers >= 0):
+        raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 (0 = load in the main process)')
+    cuda = torch.device(device).type == 'cuda'
+    return dict(num_workers=num_workers, pin_memory=cuda if pin_memory is None else bool(pin_memory) and cuda,
+                persistent_workers=num_workers > 0)
+
 # %% ../nbs/04_classifiers.ipynb #487f5852
-def _loader(ds, bs): return DataLoader(ds, batch_size=bs, shuffle=False, num_workers=0)
+def _loader(ds, bs, num_workers=0):
+    "A one-pass loader in dataset order (workers end with it)."
+    return DataLoader(ds, batch_size=bs, shuffle=False, **{**loader_kwargs('cpu', num_workers), 'persistent_workers': False})
 
 def _check_item(item, ds):
     if not (isinstance(item, (tuple, list)) and len(item) == 4):
         raise TypeError(f'{type(ds).__name__}: expected items (image, label, bias, index), got {type(item).__name__} '
                         f'of length {len(item) if isinstance(item, (tuple, list)) else "?"}')
 
-def materialize(ds, bs: int = 512):
+def materialize(ds, bs: int = 512, num_workers: int = 0):
     "Stack a dataset's items (image, label, bias, index) into tensors (x, y, b, idx); for deterministic transforms only."
     if isinstance(ds, tuple) and len(ds) == 4 and all(isinstance(t, torch.Tensor) for t in ds): return ds   # already stacked
     if len(ds) == 0: raise ValueError(f'{type(ds).__name__}: the dataset is empty')
     _check_item(ds[0], ds)
-    xs, ys, bs_, ids = zip(*[(x, y, b, i) for x, y, b, i in _loader(ds, bs)])
+    xs, ys, bs_, ids = zip(*[(x, y, b, i) for x, y, b, i in _loader(ds, bs, num_workers)])
     return torch.cat(xs), torch.cat(ys).long(), torch.cat(bs_).long(), torch.cat(ids).long()
 
 @torch.no_grad()
-def predict(model, x, bs: int = 512, device=None):
-    "Arg-max predictions of `model` on an image tensor `x` [N,C,H,W], in eval mode (the previous mode is restored)."
-    device = device or next(model.parameters()).device
-    was_training = model.training; model.eval()
-    try: return torch.cat([model(x[i:i+bs].to(device)).argmax(-1).cpu() for i in range(0, len(x), bs)])
+def _outputs(model, x, bs, device, precision, fn):
+    "fn(float32 logits, batch slice) over `x` in batches, in eval mode under `precision` (the previous mode is restored)."
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for i in range(0, len(x), bs):
+            with precision_autocast(device, precision): logits = model(x[i:i+bs].to(device))
+            out.append(fn(logits.float(), slice(i, i + bs)).cpu())
+        return torch.cat(out)
     finally: model.train(was_training)
+
+def predict(model, x, bs: int = 512, device=None, precision: str = 'fp32'):
+    "Arg-max predictions of `model` on an image tensor `x` [N,C,H,W], in eval mode, the forward under `precision`."
+    device = device or next(model.parameters()).device
+    return _outputs(model, x, bs, device, precision, lambda logits, _: logits.argmax(-1))
 
 def accuracy_report(pred, y, b, num_classes=None) -> dict:
     "Overall, per-class, and (where bias labels are known) aligned / conflicting / group-mean / worst-group accuracy."
@@ -153,10 +191,10 @@ def accuracy_report(pred, y, b, num_classes=None) -> dict:
                 class_acc=[mean(y == c) for c in range(K)],
                 n=len(y), n_aligned=int(aligned.sum()), n_conflicting=int(conflicting.sum()), n_known_bias=int(known.sum()))
 
-def evaluate(model, ds, bs: int = 512, device=None) -> dict:
+def evaluate(model, ds, bs: int = 512, device=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
     "Accuracies of `model` on `ds` (overall, aligned, conflicting, group-mean; counts). `ds` may be `materialize`d tensors."
-    x, y, b, _ = materialize(ds, bs)
-    return accuracy_report(predict(model, x, bs, device), y, b, getattr(ds, 'num_classes', None))
+    x, y, b, _ = materialize(ds, bs, num_workers)
+    return accuracy_report(predict(model, x, bs, device, precision), y, b, getattr(ds, 'num_classes', None))
 
 # %% ../nbs/04_classifiers.ipynb #2d624d0e
 def _loss_fn(loss) -> Callable:
@@ -166,17 +204,17 @@ def _loss_fn(loss) -> Callable:
     if loss == 'gce': return functools.partial(gce_loss, reduction='none')
     raise ValueError(f"loss={loss!r}: expected 'ce', 'gce' or a callable (logits, y) -> per-sample losses")
 
-@torch.no_grad()
-def per_sample_loss(model, ds, loss='ce', bs: int = 512, device=None) -> torch.Tensor:
-    "Per-sample loss of `model` over `ds` (eval mode), a FloatTensor [len(ds)] where entry i is the sample with index i."
-    x, y, _, idx = materialize(ds, bs)
+def per_sample_loss(model, ds, loss='ce', bs: int = 512, device=None, precision: str = 'fp32',
+                    num_workers: int = 0) -> torch.Tensor:
+    "Per-sample loss of `model` over `ds` (eval mode, forward under `precision`, loss in float32), entry i = index i."
+    x, y, _, idx = materialize(ds, bs, num_workers)
     if sorted(idx.tolist()) != list(range(len(idx))):
         raise ValueError(f'ds: expected indices 0..{len(idx)-1} (index = position), got {idx[:5].tolist()}...')
-    device = device or next(model.parameters()).device; fn = _loss_fn(loss)
-    was_training = model.training; model.eval()
-    try: l = torch.cat([fn(model(x[i:i+bs].to(device)), y[i:i+bs].to(device)).float().cpu() for i in range(0, len(x), bs)])
-    finally: model.train(was_training)
-    out = torch.empty(len(idx)); out[idx] = l
+    device = device or next(model.parameters()).device
+    fn = _loss_fn(loss)
+    l = _outputs(model, x, bs, device, precision, lambda logits, s: fn(logits, y[s].to(device)).float())
+    out = torch.empty(len(idx))
+    out[idx] = l
     return out
 
 # %% ../nbs/04_classifiers.ipynb #18086adc
@@ -206,14 +244,24 @@ class TrainResult:
 
 def _cpu_state(model): return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
-def _batches(ds, bs, generator, preload):
-    "Endless (x, y, b, idx) batches, reshuffled every epoch with `generator`."
+class EpochSampler(torch.utils.data.Sampler):
+    "Indices 0..n-1 in a new order every epoch, `torch.randperm(n, generator=generator)`, drawn in the main process."
+    def __init__(self, n: int, generator): self.n, self.generator = n, generator
+    def __len__(self): return self.n
+    def __iter__(self): return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+def _batches(ds, bs, generator, preload, loader=None, seed=0):
+    "Endless (x, y, b, idx) batches, reshuffled every epoch with `generator`; `loader`: extra DataLoader options."
     data = materialize(ds) if preload else None
-    while True:
-        perm = torch.randperm(len(data[1]) if preload else len(ds), generator=generator)   # same order either way
-        if preload:
-            for i in range(0, len(perm), bs): j = perm[i:i+bs]; yield tuple(t[j] for t in data)
-        else: yield from DataLoader(ds, batch_size=bs, sampler=perm.tolist(), num_workers=0)
+    if preload:
+        while True:
+            perm = torch.randperm(len(data[1]), generator=generator)               # the sampler's order
+            for i in range(0, len(perm), bs):
+                j = perm[i:i+bs]
+                yield tuple(t[j] for t in data)
+    worker_seeds = torch.Generator().manual_seed(seed + 1)                         # workers' base seed, not the order
+    dl = DataLoader(ds, batch_size=bs, sampler=EpochSampler(len(ds), generator), generator=worker_seeds, **(loader or {}))
+    while True: yield from dl
 
 def _resolve_hparams(benchmark, **given):
     missing = [k for k, v in given.items() if v is None]
@@ -233,36 +281,43 @@ def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=Non
 def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', steps=None, bs=None, lr=None,
                      weight_decay: float = 0., eval_every=None, seed: int = 0, device=None, out_dir=None,
                      sample_weight_fn=None, benchmark=None, preload: bool = False, lr_decay_step=None,
-                     lr_decay_gamma: float = 0.5, show_progress=None) -> TrainResult:
+                     lr_decay_gamma: float = 0.5, show_progress=None, precision: str = 'fp32', num_workers: int = 0,
+                     pin_memory=None) -> TrainResult:
     "Train `model` with Adam for `steps` steps on `train_ds`; evaluate every `eval_every`; keep best-valid/last/best-test."
     hp = _resolve_hparams(benchmark, steps=steps, bs=bs, lr=lr, eval_every=eval_every)
     steps, bs, lr, eval_every = hp['steps'], hp['bs'], hp['lr'], hp['eval_every']
     if steps < 1 or eval_every < 1: raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
     if len(train_ds) == 0: raise ValueError('train_ds: the training set is empty')
     device = torch.device(device) if device else default_device()
+    check_precision(precision)
+    loader = loader_kwargs(device, num_workers, pin_memory)
     seed_everything(seed); model.to(device).train()
     loss_fn, g = _loss_fn(loss), torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_decay_step, lr_decay_gamma) if lr_decay_step else None
-    evals = {k: materialize(v) for k, v in (('valid', valid_ds), ('test', test_ds)) if v is not None}
+    scaler = grad_scaler(device, precision)
+    evals = {k: materialize(v, num_workers=num_workers) for k, v in (('valid', valid_ds), ('test', test_ds)) if v is not None}
     res, best = TrainResult(model), {'best_valid': -1., 'best_test': -1.}
     out_dir = Path(out_dir) if out_dir else None
-    batches, run_loss, t0 = _batches(train_ds, bs, g, preload), 0., time.time()
+    batches, run_loss, t0 = _batches(train_ds, bs, g, preload, loader, seed), 0., time.time()
     bar = pbar(range(1, steps + 1), total=steps, show=show_progress)
     for step in bar:
         x, y, b, idx = next(batches)
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
+        x, y = x.to(device, non_blocking=loader['pin_memory']), y.to(device, non_blocking=loader['pin_memory'])
+        with precision_autocast(device, precision): logits = model(x).float()   # forward in `precision`, loss in fp32
         l = loss_fn(logits, y)                                                   # per-sample loss [B]
         if sample_weight_fn is not None: l = l * sample_weight_fn(idx, logits.detach(), y, step).to(l)
         l = l.mean()
         if not torch.isfinite(l): raise FloatingPointError(f'loss is {l.item()} at step {step}')
-        opt.zero_grad(set_to_none=True); l.backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(l).backward()                                               # fp16: scaled loss; else a no-op scale
+        scaler.step(opt)
+        scaler.update()
         if sched: sched.step()
         run_loss += l.item()
         if step % eval_every and step != steps: continue
         rec = dict(step=step, train_loss=run_loss / (step - (res.history[-1]['step'] if res.history else 0)),
-                   seconds=round(time.time() - t0, 2), **{k: evaluate(model, v, device=device) for k, v in evals.items()})
+                   seconds=round(time.time() - t0, 2), **{k: evaluate(model, v, device=device, precision=precision) for k, v in evals.items()})
         run_loss = 0.; res.history.append(rec)
         keep_checkpoints(res, best, rec, model, out_dir)
         if out_dir: write_json(out_dir/'metrics.json', res.metrics); write_json(out_dir/'history.json', res.history)
