@@ -10,19 +10,21 @@ try: import fcntl
 except ImportError: fcntl = None                                      # not POSIX: run directories are not locked
 import numpy as np
 import torch
-from fastcore.script import call_parse
 from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, read_json,
                              atomic_write_text, config_key, config_diff, show_images, mean_std, save_weights,
-                             WriteError, write_error, CheckpointError)
-from .data import get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio
+                             WriteError, write_error, CheckpointError, script, cli_list, cli_check)
+from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio,
+                             BenchmarkSpec, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout, imagefolder_spec,
+                             load_imagefolder, check_imagefolder, check_benchmark, read_bias_csv, per_class_subset)
 from .classifiers import make_classifier, train_classifier, CHECKPOINTS
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
 from .baselines import run_method, METHODS as BASELINES
 
 # %% auto #0
-__all__ = ['PRESETS', 'STAGES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'RunDir', 'make_config', 'data_key',
-           'stage_data', 'splits', 'stage_bias', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table',
-           'stage_times', 'write_report', 'run_pipeline', 'diffinject_run']
+__all__ = ['SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'STAGES', 'METRIC_TITLES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir',
+           'RunDir', 'make_config', 'run_spec', 'source_title', 'data_key', 'stage_data', 'splits', 'eval_description',
+           'stage_bias', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table', 'class_table',
+           'has_bias_labels', 'stage_times', 'report_intro', 'write_report', 'run_pipeline', 'diffinject_run', 'debias']
 
 # %% ../nbs/15_pipeline.ipynb #b613bc3d
 class RunDirLocked(BlockingIOError):
@@ -171,8 +173,8 @@ class RunDir:
             raise CheckpointError(e.path, f'{e.reason} (stage {name} of the run in {self.path}; {how})') from None
 
 # %% ../nbs/15_pipeline.ipynb #99c8b403
-def _quick():
-    return dict(
+def _quick(dataset='cmnist'):
+    cfg = dict(
         dataset='cmnist', source='mnist5k', data_root=None, download=False, ratios=[0.01], seeds=[0],
         methods=['vanilla', 'diffinject'], device=None,
         classifier=dict(steps=2000, eval_every=100, loss='ce', lr=None, bs=None),
@@ -181,6 +183,23 @@ def _quick():
                        seed=0, ckpt=None, image_fit='pad', sample_every=0, ckpt_every=250),
         inject=dict(gamma=0.5, t_edit=400, t_boost=200, steps=25, size_ratio=0.1, label_from='content', batch_size=32),
         baselines=dict(quick=True))
+    if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
+        cfg.update(dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64)
+        cfg['diffusion']['image_fit'] = 'resize'
+    return cfg
+
+SOURCES = {  # --source: (the dataset it builds or reads, what --data_root must hold)
+    'mnist5k':       ('cmnist', 'nothing: the 5,000 MNIST digits shipped in the package (the quick default)'),
+    'mnist':         ('cmnist', "torchvision's MNIST/raw/, or the four MNIST IDX files (plain or .gz)"),
+    'fashion_mnist': ('cmnist', "torchvision's FashionMNIST/raw/, or the four IDX files (plain or .gz)"),
+    'kmnist':        ('cmnist', "torchvision's KMNIST/raw/, or the four IDX files (plain or .gz)"),
+    'cifar10':       ('cifar10c', "torchvision's cifar-10-batches-py/"),
+    'folder':        (None, 'a downloaded DisEnt/BiasEnsemble benchmark folder: <pct>/align/, <pct>/conflict/, '
+                            'valid/, test/'),
+    'imagefolder':   ('imagefolder', 'your own images: train/<class>/*, optional valid/<class>/*, test/<class>/*'),
+}
+
+OPTIONAL_KEYS = ('image_size', 'max_train_per_class', 'bias_csv', 'classes')   # in a configuration only when set
 
 def _paper(dataset):
     spec = get_benchmark(dataset)
@@ -201,34 +220,114 @@ def _paper(dataset):
 
 PRESETS = ('quick', 'paper')
 
-def make_config(preset='quick', dataset=None, **overrides) -> dict:
-    "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge)."
+def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
+    "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
     if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
+    src = overrides.get('source')
+    if src is not None and src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
+    if src is not None and SOURCES[src][0] is not None:
+        if dataset not in (None, SOURCES[src][0]):
+            raise ValueError(f'dataset={dataset!r}: source={src!r} gives {SOURCES[src][0]}; '
+                             'drop --dataset or pick another source')
+        dataset = SOURCES[src][0]
     if preset == 'quick':
-        if dataset not in (None, 'cmnist'): raise ValueError(f"dataset={dataset!r}: the 'quick' preset is Colored MNIST (cmnist) only; use --preset paper")
-        cfg = _quick()
+        if dataset not in (None, 'cmnist', 'imagefolder'):
+            raise ValueError(f"dataset={dataset!r}: the 'quick' preset is Colored MNIST (cmnist) or your image folder; "
+                             'use --preset paper')
+        cfg = _quick(dataset or 'cmnist')
     else:
-        if dataset is None: raise ValueError("dataset: required with --preset paper (cmnist, cifar10c, bffhq, dogs_and_cats)")
+        if dataset == 'imagefolder':
+            raise ValueError("source='imagefolder': use the quick preset "
+                             '(longer runs: --classifier_steps, --diffusion_steps, --device)')
+        if dataset is None:
+            raise ValueError('dataset: required with --preset paper (cmnist, cifar10c, bffhq, dogs_and_cats)')
         get_benchmark(dataset); cfg = _paper(dataset)
+    synth_size = overrides.pop('synth_size', None)
     for k, v in overrides.items():
         if v is None: continue
-        if k not in cfg or k == 'preset': raise ValueError(f'{k}: not a configuration key (expected one of {sorted(set(cfg) - {"preset"})})')
+        if k in OPTIONAL_KEYS: cfg[k] = v; continue
+        if k not in cfg or k == 'preset':
+            known = sorted(set(cfg) - {'preset'} | set(OPTIONAL_KEYS))
+            raise ValueError(f'{k}: not a configuration key (expected one of {known})')
         if isinstance(cfg[k], dict):
             if not isinstance(v, dict): raise ValueError(f'{k}: expected a dict of {sorted(cfg[k])}')
-            bad = sorted(set(v) - set(cfg[k]))
+            bad = sorted(set(v) - set(cfg[k]) - ({'n'} if k == 'inject' else set()))
             if bad: raise ValueError(f'{k}.{bad[0]}: not an option of {k} (expected one of {sorted(cfg[k])})')
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
         else: cfg[k] = v
+    if synth_size is not None: cfg['inject']['n'] = int(synth_size)     # synthetic-set size (default: synthesis' rule)
     cfg['preset'] = preset
-    return _check_config(cfg)
+    if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
+        cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here
+    return _check_config(cfg, check_data)
 
-def _check_config(cfg):
-    for r in cfg['ratios']: check_ratio(r, 'ratios')
+def _check_config(cfg, check_data=True):
+    "Every check that needs no training: options, the source and what its data root holds (nothing is written)."
+    src, ds, root = cfg['source'], cfg['dataset'], cfg.get('data_root')
+    if src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
+    if SOURCES[src][0] not in (None, ds):
+        raise ValueError(f'source={src!r} builds {SOURCES[src][0]}, not dataset={ds!r}')
+    if ds == 'imagefolder':
+        if cfg['ratios'] != [None]:
+            raise ValueError("ratios: not used with source='imagefolder' (your data's bias ratio is unknown)")
+        if not cfg.get('image_size') or int(cfg['image_size']) < 8:
+            raise ValueError(f"image_size={cfg.get('image_size')}: expected at least 8 px")
+    else:
+        for r in cfg['ratios']: check_ratio(r, 'ratios')
+        for k in ('image_size', 'bias_csv'):
+            if cfg.get(k) is not None:
+                raise ValueError(f"{k}: only for source='imagefolder' (the benchmarks have their own size and bias labels)")
+    if cfg.get('max_train_per_class') is not None and int(cfg['max_train_per_class']) < 1:
+        raise ValueError(f"max_train_per_class={cfg['max_train_per_class']}: expected a positive integer")
+    if cfg['inject'].get('n') is not None and cfg['inject']['n'] < 0:
+        raise ValueError(f"synth_size={cfg['inject']['n']}: expected an integer >= 0")
     bad = [m for m in cfg['methods'] if m not in ('diffinject',) + tuple(BASELINES)]
     if bad: raise ValueError(f"methods: unknown method {bad[0]!r}; expected some of {('diffinject',) + tuple(BASELINES)}")
-    if cfg['inject']['label_from'] not in ('content', 'style'): raise ValueError("inject.label_from: expected 'content' or 'style'")
+    if cfg['inject']['label_from'] not in ('content', 'style'):
+        raise ValueError("inject.label_from: expected 'content' or 'style'")
     if cfg['classifier']['loss'] not in ('ce', 'gce'): raise ValueError("classifier.loss: expected 'ce' or 'gce'")
+    if check_data: _check_source(cfg)
     return cfg
+
+def _check_source(cfg):
+    "What `data_root` must hold for the source (SOURCES), by file names only; decoding is the data stage's job."
+    src, root = cfg['source'], cfg.get('data_root')
+    if src == 'mnist5k': return
+    want = f"source={src!r} needs --data_root: {SOURCES[src][1]}"
+    if not root: raise ValueError(f'data_root: required; {want}')
+    if not Path(root).is_dir() and not (cfg['download'] and src in (*TORCHVISION_SOURCES, 'cifar10')):
+        raise FileNotFoundError(f'{root}: no such folder; {want}')
+    if cfg['download']: return
+    if src in TORCHVISION_SOURCES:
+        raw = Path(root)/TORCHVISION_SOURCES[src]/'raw'
+        names = [f'{s}-{k}' for s in ('train', 't10k') for k in ('images-idx3-ubyte', 'labels-idx1-ubyte')]
+        missing = [n for n in names if _idx_file([raw, Path(root)], n) is None]
+        if missing: raise FileNotFoundError(f'{raw}: missing {missing} (plain or .gz); {want}, or pass --download')
+    elif src == 'cifar10':
+        f = Path(root)/'cifar-10-batches-py'
+        if not (f/'data_batch_1').is_file():
+            raise FileNotFoundError(f'{f}: no CIFAR-10 batches; {want}, or pass --download')
+    elif src == 'folder':
+        for r in cfg['ratios']:
+            for split in ('train', 'valid', 'test'): split_files(root, cfg['dataset'], split, r)   # names what is missing
+    elif src == 'imagefolder' and cfg.get('bias_csv'): read_bias_csv(cfg['bias_csv'], root, cfg['classes'])
+
+def run_spec(cfg) -> BenchmarkSpec:
+    "The `BenchmarkSpec` of a run: the benchmark's, or for an image folder its number of classes and `image_size`."
+    if cfg['dataset'] == 'imagefolder': return imagefolder_spec(len(cfg['classes']), cfg['image_size'])
+    return get_benchmark(cfg['dataset'])
+
+_TITLES = dict(cmnist='Colored MNIST', cifar10c='Corrupted CIFAR-10', bffhq='BFFHQ', dogs_and_cats='Dogs & Cats')
+
+_SOURCE_TITLES = dict(mnist5k='the shipped MNIST-5k', mnist='MNIST', fashion_mnist='Fashion-MNIST', kmnist='KMNIST',
+                      cifar10='CIFAR-10')
+
+def source_title(cfg) -> str:
+    "What a run's data is, in words: 'Colored MNIST from Fashion-MNIST', 'image folder my_data (3 classes)', ..."
+    if cfg['dataset'] == 'imagefolder': return f"image folder {cfg['data_root']} ({len(cfg['classes'])} classes)"
+    t = _TITLES.get(cfg['dataset'], cfg['dataset'])
+    if cfg['source'] == 'folder': return f"{t} from the folder {cfg['data_root']}"
+    return f"{t} from {_SOURCE_TITLES.get(cfg['source'], cfg['source'])}"
 
 # %% ../nbs/15_pipeline.ipynb #518c487c
 def _device(cfg): return torch.device(cfg['device']) if cfg.get('device') else default_device()
@@ -238,30 +337,53 @@ def _raw_transform(spec):
     import torchvision.transforms as T
     return T.Compose([T.Resize(spec.image_size), T.CenterCrop(spec.image_size), T.ToTensor()])
 
-def data_key(cfg): return config_key('data', {k: cfg[k] for k in ('dataset', 'source', 'data_root', 'ratios')})
+def data_key(cfg):
+    "The data stage's key: what the data is, plus the optional keys (image size, subset, bias CSV, classes) when set."
+    return config_key('data', {k: cfg[k] for k in ('dataset', 'source', 'data_root', 'ratios')},
+                      {k: cfg[k] for k in OPTIONAL_KEYS if cfg.get(k) is not None})
 
 def stage_data(run: RunDir, cfg) -> Path:
-    "Build the benchmark (Colored MNIST from MNIST-5k/MNIST, Corrupted CIFAR-10 from CIFAR-10) or check a downloaded folder."
-    spec, key = get_benchmark(cfg['dataset']), data_key(cfg)
-    if cfg['data_root'] and cfg['source'] == 'folder':                        # a downloaded DisEnt/BE folder: check, don't copy
-        root = Path(cfg['data_root'])
-        for r in cfg['ratios']: split_counts(root, spec.name, r)               # raises with the path if the layout is wrong
-        return root
-    if run.done('data', key): return run.path/'data'
-    with run.stage('data', key, dict(dataset=spec.name)) as d:
-        if spec.name == 'cmnist':
-            build_colored_mnist(d, ratios=tuple(cfg['ratios']), source=cfg['source'], data_root=cfg['data_root'], download=cfg['download'])
-        elif spec.name == 'cifar10c':
-            from diffinject.corruptions import build_corrupted_cifar10
-            build_corrupted_cifar10(d, ratios=tuple(cfg['ratios']), source=cfg['source'], data_root=cfg['data_root'], download=cfg['download'])
-        else: raise ValueError(f"{spec.name}: cannot be built; download it (see README, 'Getting the data') and pass --data_root")
-    return run.path/'data'
+    "Build the benchmark (Colored MNIST, Corrupted CIFAR-10) or take a folder as it is; decode and check every image."
+    spec, key, src = run_spec(cfg), data_key(cfg), cfg['source']
+    external = src in ('folder', 'imagefolder')                               # read in place, never copied
+    root = Path(cfg['data_root']) if external else run.path/'data'
+    if run.done('data', key): return root
+    with run.stage('data', key, dict(dataset=spec.name, source=src)) as d:
+        if src == 'imagefolder': check = check_imagefolder(root, cfg.get('bias_csv'), progress=not IN_TEST)
+        else:
+            if spec.name == 'cmnist' and not external:
+                build_colored_mnist(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
+                                    download=cfg['download'])
+            elif spec.name == 'cifar10c' and not external:
+                from diffinject.corruptions import build_corrupted_cifar10
+                build_corrupted_cifar10(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
+                                        download=cfg['download'])
+            elif not external:
+                raise ValueError(f"{spec.name}: cannot be built; download it (README, 'Getting the data') and pass --data_root")
+            check = check_benchmark(root if external else d, spec, cfg['ratios'], progress=not IN_TEST)
+        write_json(d/'check.json', check)                                     # sizes, modes, counts per split and class
+    return root
 
 def splits(root, cfg, ratio, transform='train'):
-    "(train, valid, test) of the run's benchmark at `ratio`; train with `transform`, valid/test with the eval transform."
+    "(train, valid, test) at `ratio`: train with `transform`, valid/test with the eval transform; test may be None."
+    n = cfg.get('max_train_per_class')
+    if cfg['dataset'] == 'imagefolder':
+        d = load_imagefolder(root, cfg['image_size'], transform, n, cfg.get('bias_csv'))
+        return d['train'], d['valid'], d['test']
     b = cfg['dataset']
-    return (load_split(root, b, 'train', ratio, transform=transform), load_split(root, b, 'valid', ratio, transform='eval'),
+    train = load_split(root, b, 'train', ratio, transform=transform)
+    if n is not None: train = train.subset(per_class_subset(train.labels, n))
+    return (train, load_split(root, b, 'valid', ratio, transform='eval'),
             load_split(root, b, 'test', None, transform='eval'))
+
+def eval_description(cfg) -> str:
+    "Where a run's accuracies are measured, in words (an image folder may have no test split)."
+    if cfg['dataset'] != 'imagefolder': return 'the unbiased test set'
+    lay, root = imagefolder_layout(cfg['data_root']), cfg['data_root']
+    if lay['test'] is not None: return f'{root}/test/'
+    if lay['valid'] is not None: return f'{root}/valid/ (there is no test/)'
+    return (f'the held-out part of {root}/train/ (there is no valid/ or test/, so no labelled test split: '
+            'this model-selection accuracy is all that can be reported)')
 
 # %% ../nbs/15_pipeline.ipynb #6ccbd573
 def _summ(res) -> dict:
@@ -285,11 +407,11 @@ def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
         res = train_bias_classifier(train, valid, test, benchmark=cfg['dataset'], seed=seed, q=b['q'], steps=b['steps'],
                                     eval_every=cfg['classifier']['eval_every'], device=_device(cfg),
                                     preload=cfg['dataset'] == 'cmnist', out_dir=None, show_progress=not IN_TEST)
-        ev = load_split(root, cfg['dataset'], 'train', ratio, transform='eval')
+        ev = splits(root, cfg, ratio, transform='eval')[0]                     # the training set, no augmentation
         idx, losses = mine_bias_conflicting(res.load('best_valid'), ev, k=b['k'])   # best-valid f_B, as AmpliBias/BE
         out = dict(topk=[int(i) for i in idx], mining=mining_report(idx, ev, k=b['k']), checkpoints=_summ(res),
                    files=[str(ev.files[i]) for i in idx] if ev.files is not None else None)
-        _save_classifier(res.states['best_valid'], d/'f_B', cfg['dataset'], role='f_B', checkpoint='best_valid',
+        _save_classifier(res.states['best_valid'], d/'f_B', run_spec(cfg), role='f_B', checkpoint='best_valid',
                          ratio=ratio, seed=seed, step=res.metrics['best_valid']['step'])
         write_json(d/'bias.json', out)                                  # NaN (e.g. recall without positives) -> null
         import matplotlib.pyplot as plt
@@ -381,10 +503,10 @@ def _synth_figure(train, man, d, ratio, spec, n=8):
 
 # %% ../nbs/15_pipeline.ipynb #bdfa6db8
 def _row(res_metrics) -> dict:
-    "Flatten labelled checkpoint metrics to {'<ckpt>_<metric>': value} on the test set."
+    "Flatten labelled checkpoint metrics to {'<ckpt>_<metric>': value} on the test set (valid when there is none)."
     out = {}
     for ck, m in res_metrics.items():
-        for a, v in (m.get('test') or {}).items():
+        for a, v in (m.get('test') or m.get('valid') or {}).items():
             if isinstance(v, float): out[f'{ck}_{a}'] = v
         out[f'{ck}_step'] = m['step']
     return out
@@ -395,14 +517,15 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
     parts = [data_key(cfg), ratio, seed, cc] + ([cfg['bias'], cfg['diffusion'], cfg['inject']] if method == 'diffinject' else [cfg['baselines']])
     key = config_key(method, *parts)
     if run.done(name, key): return read_json(run.path/name/'result.json')
-    spec = get_benchmark(cfg['dataset'])
-    train, valid, test = splits(root, cfg, ratio)
+    spec = run_spec(cfg)
+    train, valid, test = splits(root, cfg, ratio)                         # test None: evaluated on valid (see _row)
     hp = {k: cc[k] for k in ('steps', 'eval_every', 'lr', 'bs') if cc[k] is not None}
     t0 = time.time()
     with run.stage(name, key) as d:
         if method == 'diffinject':
-            syn = load_split(synth_dir, spec.name, 'train', ratio, transform='train')
-            both = BiasedDataset(list(train.files) + list(syn.files), transform=train.transform, num_classes=spec.num_classes)
+            syn = load_split(synth_dir, spec, 'train', ratio, transform='train')
+            both = BiasedDataset(list(train.files) + list(syn.files), transform=train.transform, num_classes=spec.num_classes,
+                                 labels=torch.cat([train.labels, syn.labels]), biases=torch.cat([train.biases, syn.biases]))
             seed_everything(seed)
             model = make_classifier(spec.name, spec.num_classes)
             res = train_classifier(model, both, valid, test, loss=cc['loss'], benchmark=spec.name, seed=seed, device=_device(cfg),
@@ -414,9 +537,9 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
                            show_progress=not IN_TEST, **({'steps': hp['steps']} if 'steps' in hp else {}))
             res, extra = r.train, {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str)) and k != 'seconds'}
         out = dict(method=method, ratio=ratio, seed=seed, checkpoints=_summ(res), row=_row(res.metrics),
-                   seconds=round(time.time() - t0, 1), **extra)
+                   eval_split='test' if test is not None else 'valid', seconds=round(time.time() - t0, 1), **extra)
         ck = 'best_valid' if 'best_valid' in res.states else 'last'
-        _save_classifier(res.states[ck], d/'model_best_valid', spec.name, role=method, checkpoint=ck, ratio=ratio,
+        _save_classifier(res.states[ck], d/'model_best_valid', spec, role=method, checkpoint=ck, ratio=ratio,
                          seed=seed, step=res.metrics[ck]['step'])
         write_json(d/'result.json', out)
     return out
@@ -424,10 +547,17 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
 # %% ../nbs/15_pipeline.ipynb #69ff205c
 STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')
 
+METRIC_TITLES = dict(acc='accuracy', conflicting_acc='bias-conflicting accuracy', aligned_acc='bias-aligned accuracy',
+                     group_mean_acc='group-mean accuracy', worst_group_acc='worst-group accuracy')
+
+def _ratio_label(r) -> str: return 'all' if r is None else f'{100*r:g}%'
+
 def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
-    "Markdown table: method x ratio, unbiased-test `metric` (%) mean ± std over seeds, per checkpoint rule (labelled)."
-    ratios = sorted({r['ratio'] for r in results}); methods = list(dict.fromkeys(r['method'] for r in results))
-    head = ['method'] + [f'{100*r:g}% {c}' for r in ratios for c in checkpoints]
+    "Markdown table: method x ratio, `metric` (%) mean ± std over seeds per checkpoint rule; the metric heads column 1."
+    ratios = sorted({r['ratio'] for r in results}, key=lambda r: -1 if r is None else r)
+    methods = list(dict.fromkeys(r['method'] for r in results))
+    head = [f'{METRIC_TITLES.get(metric, metric)} (%)'] + [f'{_ratio_label(r)} {c}' for r in ratios
+                                                             for c in checkpoints]
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for m in methods:
         cells = [m]
@@ -436,6 +566,29 @@ def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
             cells += [mean_std([s.get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)})' for c in checkpoints]
         out.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(out)
+
+def class_table(results: list, classes, checkpoint='best_valid') -> str:
+    "Markdown table: per-class accuracy (%) of each method at `checkpoint`, mean ± std over seeds and ratios."
+    methods = list(dict.fromkeys(r['method'] for r in results))
+    out = [f'| per-class accuracy (%), {checkpoint} | ' + ' | '.join(map(str, classes)) + ' |',
+           '|' + '---|' * (len(classes) + 1)]
+    for m in methods:
+        accs = []
+        for x in results:
+            ck = x['method'] == m and x['checkpoints'].get(checkpoint) or {}
+            ev = ck.get('test') or ck.get('valid') or {}
+            if ev.get('class_acc'): accs.append(ev['class_acc'])
+        cells = [mean_std([a[c] for a in accs if c < len(a)]) for c in range(len(classes))]
+        out.append(f'| {m} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(out)
+
+def has_bias_labels(results: list) -> bool:
+    "Do the evaluated samples carry bias labels (benchmarks; an image folder only with a bias-label CSV)?"
+    for x in results:
+        for ck in x['checkpoints'].values():
+            ev = ck.get('test') or ck.get('valid') or {}
+            if ev.get('n_known_bias', ev.get('n', 0)): return True
+    return False
 
 def stage_times(path) -> dict:
     "Wall seconds recorded by every finished stage under the run directory `path`, summed per stage kind."
@@ -450,6 +603,19 @@ def _pct(v) -> str:
     "A fraction as '12.3 %'; 'n/a' for None (a NaN written to JSON as null) or NaN."
     return 'n/a' if v is None or v != v else f'{100*v:.1f} %'
 
+def report_intro(cfg) -> list:
+    "The report's opening lines: the data, where accuracy is measured, and which metrics exist."
+    ratios = '' if cfg['dataset'] == 'imagefolder' else f"Ratios {', '.join(pct_name(r) for r in cfg['ratios'])}; "
+    out = [f"{ratios}Seeds {cfg['seeds']}; methods {', '.join(cfg['methods'])}. Accuracy (%) on {eval_description(cfg)}, mean ± sample std over seeds, "
+           'for three checkpoint rules: best-valid (selected on the valid set, biased like the training set), last step '
+           '(LfF), best-test (the best evaluation on the test set: what DisEnt/BE report).']
+    if cfg['dataset'] == 'imagefolder':
+        out += ['', f"Classes: {', '.join(cfg['classes'])}. " + (
+            f"Bias labels (evaluation only) from {cfg['bias_csv']}." if cfg.get('bias_csv') else
+            'No bias labels: bias-aligned / bias-conflicting / worst-group accuracy need a bias-label CSV (--bias_csv, '
+            'columns path,bias).')]
+    return out
+
 def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figures) -> dict:
     "`metrics.json` (everything, per ratio and seed) and `report.md` (tables + figures), both written atomically."
     as_rows = lambda d: [dict(ratio=r, seed=s, **v) for (r, s), v in sorted(d.items())]
@@ -457,13 +623,11 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
                    timings={k: round(v, 1) for k, v in timings.items()},        # this call
                    stage_seconds={k: round(v, 1) for k, v in stage_times(run.path).items()})  # when each stage ran
     write_json(run.path/'metrics.json', metrics)
-    lines = [f"# DiffInject run: {cfg['dataset']} ({cfg.get('preset', '')})", '',
-             f"Ratios {', '.join(pct_name(r) for r in cfg['ratios'])}; seeds {cfg['seeds']}; methods {', '.join(cfg['methods'])}. "
-             'Unbiased test accuracy (%), mean ± sample std over seeds, for three checkpoint rules: best-valid (the valid set '
-             'is biased, as in DisEnt), last step (LfF), best-test (what DisEnt/BE report).', '']
-    for metric, title in (('acc', 'overall'), ('conflicting_acc', 'bias-conflicting'), ('aligned_acc', 'bias-aligned'),
-                          ('group_mean_acc', 'group-mean')):
-        lines += [f'## Test accuracy: {title}', '', results_table(results, metric), '']
+    lines = [f"# DiffInject run: {source_title(cfg)} ({cfg.get('preset', '')} preset)", '', *report_intro(cfg), '']
+    groups = ('conflicting_acc', 'aligned_acc', 'group_mean_acc', 'worst_group_acc') if has_bias_labels(results) else ()
+    for metric in ('acc',) + groups:
+        lines += [f'## {METRIC_TITLES[metric].capitalize()}', '', results_table(results, metric), '']
+    if cfg['dataset'] == 'imagefolder': lines += ['## Per-class accuracy', '', class_table(results, cfg['classes']), '']
     lines += ['## Bias mining (f_B top-K)', '', '| ratio | seed | precision@K | recall | mined conflicting / mined |', '|---|---|---|---|---|']
     for (r, s), b in sorted(bias_outs.items()):
         m = b['mining']; lines.append(f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |")
@@ -480,13 +644,19 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
     atomic_write_text(run.path/'report.md', '\n'.join(lines) + '\n')
     return metrics
 
-def run_pipeline(cfg: dict, run_dir, stages=STAGES) -> dict:
+def _where(a) -> str:
+    "' (<pct>, seed <s>)' from a stage call's arguments (run, cfg, root, ratio, seed, ...)."
+    if len(a) < 4: return ''
+    return f' ({pct_name(a[3])}' + (f', seed {a[4]}' if len(a) > 4 and isinstance(a[4], int) else '') + ')'
+
+def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> dict:
     "Run (or resume) every stage of `cfg` in `run_dir`; finished stages with the same configuration are skipped."
     for s in stages:
         if s not in STAGES: raise ValueError(f'stage {s!r}: expected some of {STAGES}')
     run = RunDir(run_dir, cfg)
     timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
     def timed(name, f, *a):
+        if verbose: print(f'\n{time.strftime("%H:%M:%S")} stage {name}{_where(a)}', flush=True)   # as each stage starts
         t0 = time.time()
         with run.explaining(): r = f(*a)                              # a bad stage file: name the stage, the way out
         timings[name] = timings.get(name, 0.) + time.time() - t0
@@ -511,53 +681,96 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES) -> dict:
                 for m in cfg['methods']:
                     results.append(timed(m, stage_classifier, run, cfg, root, ratio, seed, m, run.path/p/'synth'))
     if 'report' not in stages: return dict(results=results)
-    keyed = lambda d: {(float(r), int(s)): v for (r, s), v in d.items()}
+    keyed = lambda d: {(None if r is None else float(r), int(s)): v for (r, s), v in d.items()}
     metrics = write_report(run, cfg, results, keyed(bias_outs), keyed(synth_outs), timings, figures)
     return metrics
 
 # %% ../nbs/15_pipeline.ipynb #3bf76257
-def _csv(s, typ):
-    if s is None: return None
-    return [typ(v) for v in str(s).replace(' ', ',').split(',') if v != '']
-
-@call_parse
+@script
 def diffinject_run(
-    run_dir: str = 'runs/quick',      # the run directory (created; an existing one must have the same configuration)
-    preset: str = 'quick',            # 'quick' (CPU, Colored MNIST from the shipped MNIST-5k) or 'paper' (GPU, full benchmarks)
-    dataset: str = None,              # cmnist, cifar10c, bffhq or dogs_and_cats (quick: cmnist)
-    method: str = None,               # comma-separated methods: diffinject, vanilla, lff, disent, lff_be (default: vanilla,diffinject)
+    run_dir: str = 'runs/quick',      # the run directory (an existing one must have the same configuration)
+    preset: str = 'quick',            # 'quick' (CPU: Colored MNIST from MNIST-5k, or your image folder) or 'paper' (GPU)
+    dataset: str = None,              # cmnist, cifar10c, bffhq or dogs_and_cats (default: what --source gives)
+    method: str = None,               # comma-separated: diffinject, vanilla, lff, disent, lff_be (default: vanilla,diffinject)
     ratios: str = None,               # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05)
     seeds: str = None,                # comma-separated classifier seeds (e.g. 0,1,2)
-    data_root: str = None,            # a downloaded DisEnt/BE benchmark folder, or torchvision's root for MNIST/CIFAR-10
-    source: str = None,               # where the data comes from: mnist5k (quick), mnist, cifar10, or folder (a downloaded --data_root)
-    download: bool = False,           # let torchvision download MNIST / CIFAR-10 into --data_root
-    diffusion_ckpt: str = None,       # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training one
-    diffusion_preset: str = None,     # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2, cmnist_32)
+    source: str = None,               # where the data comes from, and what --data_root must hold:
+                                      # mnist5k: nothing (MNIST digits shipped in the package; the quick default);
+                                      # mnist, fashion_mnist, kmnist: torchvision's MNIST/raw/ (FashionMNIST/, KMNIST/)
+                                      # or the four IDX files, plain or .gz (-> Colored MNIST);
+                                      # cifar10: torchvision's cifar-10-batches-py/ (-> Corrupted CIFAR-10);
+                                      # folder: a downloaded DisEnt/BE benchmark folder (<pct>/align, <pct>/conflict,
+                                      # valid, test; say which with --dataset);
+                                      # imagefolder: your images, train/<class>/*, optional valid/<class>/*, test/<class>/*
+    data_root: str = None,            # the folder --source reads (see --source)
+    download: bool = False,           # let torchvision download MNIST / Fashion-MNIST / KMNIST / CIFAR-10 into --data_root
+    image_size: int = None,           # imagefolder: model resolution in px (default 64; shorter side resized, centre crop)
+    max_train_per_class: int = None,  # keep at most N training images per class (a seeded draw: the same every run)
+    bias_csv: str = None,             # imagefolder: optional CSV path,bias, for group accuracies (evaluation only)
+    synth_size: int = None,           # number of synthetic images (default: the synthesis stage's size rule)
+    diffusion_ckpt: str = None,       # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training
+    diffusion_preset: str = None,     # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2)
     diffusion_steps: int = None,      # diffusion training steps
-    gamma: float = None,              # Slerp weight toward the content h, Eq. (8)
+    gamma: float = None,              # Slerp weight toward the content h, Eq. (8), in [0, 1]
     t_edit: int = None,               # inject for t >= t_edit
     t_boost: int = None,              # quality-boosting noise for t <= t_boost
     classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines)
     loss: str = None,                 # debiased classifier loss: ce (default) or gce (the reference code)
-    stage: str = 'all',               # run only up to this stage: data, bias, diffusion, synth, classifier, report (all)
+    stage: str = 'all',               # run only up to this stage: data, bias, diffusion, synth, classifier, report
     device: str = None,               # cpu, cuda, ... (default: the fastest available)
     threads: int = 1):                # torch CPU threads (1 is safest on a shared machine; 2+ on an idle one)
-    "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report) in a resumable run directory."
-    if threads: torch.set_num_threads(threads)
+    "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report), resumably."
+    cli_check(stage == 'all' or stage in STAGES, '--stage', stage, f'all or one of {", ".join(STAGES)}')
+    cli_check(source is None or source in SOURCES, '--source', source, f'one of {", ".join(SOURCES)}')
+    cli_check(threads >= 1, '--threads', threads, 'a positive integer')
+    rs, ss, ms = cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds'), cli_list(method, str, '--method')
+    for r in rs or []: cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
+    for n, v in (('--diffusion_steps', diffusion_steps), ('--classifier_steps', classifier_steps),
+                 ('--max_train_per_class', max_train_per_class)):
+        cli_check(v is None or v >= 1, n, v, 'a positive integer')
+    cli_check(synth_size is None or synth_size >= 0, '--synth_size', synth_size, 'an integer >= 0')
+    cli_check(image_size is None or image_size >= 8, '--image_size', image_size, 'at least 8 (px)')
+    cli_check(gamma is None or 0 <= gamma <= 1, '--gamma', gamma, 'a Slerp weight in [0, 1]')
+    for n, v in (('--t_edit', t_edit), ('--t_boost', t_boost)):
+        cli_check(v is None or 0 <= v < 1000, n, v, 'a timestep in 0..999')
+    cli_check(loss in (None, 'ce', 'gce'), '--loss', loss, 'ce or gce')
+    torch.set_num_threads(threads)
     src = source or ('folder' if data_root and (dataset or 'cmnist') in ('bffhq', 'dogs_and_cats') else None)
-    ov = dict(dataset=dataset, ratios=_csv(ratios, float), seeds=_csv(seeds, int), methods=_csv(method, str), data_root=data_root,
-              download=download or None, device=device, source=src,
-              diffusion={k: v for k, v in dict(ckpt=diffusion_ckpt, preset=diffusion_preset, steps=diffusion_steps).items() if v is not None} or None,
-              inject={k: v for k, v in dict(gamma=gamma, t_edit=t_edit, t_boost=t_boost).items() if v is not None} or None,
-              classifier={k: v for k, v in dict(steps=classifier_steps, loss=loss).items() if v is not None} or None)
-    try: cfg = make_config(preset, **{k: v for k, v in ov.items() if k != 'dataset'}, dataset=dataset)
-    except ValueError as e: raise SystemExit(f'diffinject_run: {e}')
-    stages = STAGES if stage == 'all' else STAGES[:STAGES.index(stage) + 1] if stage in STAGES else None
-    if stages is None: raise SystemExit(f'diffinject_run: --stage {stage!r}: expected all or one of {STAGES}')
+    given = lambda **kw: {k: v for k, v in kw.items() if v is not None} or None
+    ov = dict(ratios=rs, seeds=ss, methods=ms, data_root=data_root, download=download or None, device=device, source=src,
+              image_size=image_size, max_train_per_class=max_train_per_class, bias_csv=bias_csv, synth_size=synth_size,
+              diffusion=given(ckpt=diffusion_ckpt, preset=diffusion_preset, steps=diffusion_steps),
+              inject=given(gamma=gamma, t_edit=t_edit, t_boost=t_boost), classifier=given(steps=classifier_steps, loss=loss))
+    try: cfg = make_config(preset, dataset=dataset, **ov)                 # every check before anything is written
+    except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')
+    stages = STAGES if stage == 'all' else STAGES[:STAGES.index(stage) + 1]
+    print(f"diffinject_run: {source_title(cfg)}, {cfg['preset']} preset, methods {','.join(cfg['methods'])}, "
+          f'run directory {run_dir}', flush=True)
     t0 = time.time()
-    try: m = run_pipeline(cfg, run_dir, stages)
-    except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')   # OSError: WriteError, RunDirLocked
-    if m.get('results') and 'report' in stages:
-        print(results_table(m['results'], 'acc')); print()
-        print(results_table(m['results'], 'conflicting_acc'))
-    print(f'done in {time.time() - t0:.0f} s: {Path(run_dir)/"report.md"}')
+    try: m = run_pipeline(cfg, run_dir, stages, verbose=True)
+    except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')   # OSError: WriteError, RunDirLocked, ...
+    if 'report' not in stages:
+        print(f'done in {time.time() - t0:.0f} s: stages up to {stages[-1]} finished in {run_dir} '
+              f'(no report yet: run the same command without --stage to finish)')
+        return
+    res = m.get('results') or []
+    shown = ('acc', 'conflicting_acc') if has_bias_labels(res) else ('acc',)
+    for metric in shown:
+        print(f'\n{METRIC_TITLES[metric].capitalize()} (%) on {eval_description(cfg)}, mean ± std over seeds:')
+        print(results_table(res, metric))
+    if cfg['dataset'] == 'imagefolder':
+        print('\nPer-class accuracy (%), best-valid checkpoint:'); print(class_table(res, cfg['classes']))
+        if not has_bias_labels(res):
+            print('(no bias labels: pass --bias_csv, a CSV path,bias, for bias-conflicting and worst-group accuracy)')
+    print(f'\ndone in {time.time() - t0:.0f} s: {Path(run_dir)/"report.md"}')
+
+def debias(data_root, run_dir=None, methods=('vanilla', 'diffinject'), seeds=(0,), image_size: int = 64,
+           max_train_per_class: int | None = None, bias_csv=None, synth_size: int | None = None, classifier_steps=None,
+           diffusion_steps=None, device=None, stages=STAGES, verbose: bool = True) -> dict:
+    "DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/, test/."
+    ov = dict(classifier=dict(steps=classifier_steps) if classifier_steps else None,
+              diffusion=dict(steps=diffusion_steps) if diffusion_steps else None)
+    cfg = make_config('quick', source='imagefolder', data_root=str(data_root), methods=list(methods), seeds=list(seeds),
+                      image_size=image_size, max_train_per_class=max_train_per_class,
+                      bias_csv=str(bias_csv) if bias_csv else None, synth_size=synth_size, device=device, **ov)
+    return run_pipeline(cfg, run_dir or Path('runs')/Path(data_root).resolve().name, tuple(stages), verbose=verbose)
