@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from .core import IN_TEST, seed_everything, write_json, read_json, script, cli_check, UsageError
 from .classifiers import (make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss,
-                                    materialize, TrainResult)
+                                    materialize, TrainResult, check_precision)
 
 # %% auto #0
 __all__ = ['BIAS_CLASSIFIER_DEFAULTS', 'train_bias_classifier', 'mine_topk', 'mine_bias_conflicting', 'mining_precision',
@@ -56,9 +56,9 @@ def mine_topk(losses, labels, k: int = 10) -> torch.LongTensor:
         out.append(members[order[:k]])                                            # arg top-K of l_i
     return torch.cat(out)
 
-def mine_bias_conflicting(model, train_ds, k: int = 10, bs: int = 512, device=None):
-    "Per-sample CE of `model` (f_B) over `train_ds` (Eq. 3) and its top-`k` per class (Eq. 4): (indices, losses)."
-    losses = per_sample_loss(model, train_ds, loss='ce', bs=bs, device=device)
+def mine_bias_conflicting(model, train_ds, k: int = 10, bs: int = 512, device=None, precision: str = 'fp32'):
+    "Per-sample CE of `model` (f_B) over `train_ds` (Eq. 3, forward under `precision`) and its top-`k` per class (Eq. 4)."
+    losses = per_sample_loss(model, train_ds, loss='ce', bs=bs, device=device, precision=precision)
     return mine_topk(losses, train_ds.labels, k), losses
 
 # %% ../nbs/05_bias.ipynb #b18b21e2
@@ -124,7 +124,7 @@ def _fmt_ckpts(res: TrainResult) -> dict:
 
 def run_bias_mining(out_dir='runs/cmnist5k', ratio: float = 0.01, k: int = 10, steps: int = 2000, bias_steps=None,
                     eval_every: int = 100, seed: int = 0, device=None, data_root=None, which: str = 'best_valid',
-                    show_progress=None) -> dict:
+                    show_progress=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
     "Stage 1 on Colored MNIST from MNIST-5k at `ratio`: vanilla MLP + GCE f_B (mined with checkpoint `which`), top-`k` mining."
     data = _data_module()
     out_dir = Path(out_dir); data_root = Path(data_root) if data_root else out_dir/'data'
@@ -133,18 +133,20 @@ def run_bias_mining(out_dir='runs/cmnist5k', ratio: float = 0.01, k: int = 10, s
         data.build_colored_mnist(data_root, ratios=(ratio,), source='mnist5k', seed=seed)
     split = lambda s, tf: data.load_split(data_root, 'cmnist', s, ratio if s != 'test' else None, transform=tf)
     train_tf, train, valid, test = split('train', 'train'), split('train', 'eval'), split('valid', 'eval'), split('test', 'eval')
-    common = dict(benchmark='cmnist', seed=seed, eval_every=eval_every, preload=True, device=device, show_progress=show_progress)
+    check_precision(precision)
+    common = dict(benchmark='cmnist', seed=seed, eval_every=eval_every, preload=True, device=device, show_progress=show_progress,
+                  precision=precision, num_workers=num_workers)
     t0 = time.time()
     # CMNIST has no augmentation, so preloading the training set (train transform) is exact
     van = train_vanilla(train_tf, valid, test, steps=steps, out_dir=run_dir/'vanilla', **common)
     fb = train_bias_classifier(train_tf, valid, test, steps=bias_steps, out_dir=run_dir/'bias', **common)
     which = which if which in fb.states else 'last'
-    idx, losses = mine_bias_conflicting(fb.load(which), train, k=k)       # losses under the eval transform
+    idx, losses = mine_bias_conflicting(fb.load(which), train, k=k, precision=precision)   # losses under the eval transform
     rep = mining_report(idx, train, k=k)
     files = [str(f) for f in train.files] if hasattr(train, 'files') else None
     topk = [dict(index=int(i), label=int(train.labels[i]), bias=int(train.biases[i]), loss=float(losses[i]),
                  **({'file': files[i]} if files else {})) for i in idx]
-    metrics = dict(benchmark='cmnist', source='mnist5k', ratio=ratio, pct=pct, seed=seed, k=k,
+    metrics = dict(benchmark='cmnist', source='mnist5k', ratio=ratio, pct=pct, seed=seed, k=k, precision=precision,
                    n_train=len(train), n_valid=len(valid), n_test=len(test),
                    n_train_conflicting=int((train.labels != train.biases).sum()),
                    vanilla=dict(steps=steps, checkpoints=_fmt_ckpts(van)),
@@ -181,13 +183,15 @@ def diffinject_mine(out: str = 'runs/cmnist5k',       # output folder (data in <
                     eval_every: int = 100,            # evaluate every N steps
                     seed: int = 0,                    # seed for the data build and both trainings
                     device: str = None,               # 'cpu', 'cuda', ... (default: fastest available)
-                    threads: int = 1):                # torch CPU threads
+                    threads: int = 1,                 # torch CPU threads
+                    precision: str = 'fp32'):         # fp32 | bf16 | fp16: autocast of both trainings and the mining
     "Stage 1 of DiffInject on Colored MNIST built from the shipped MNIST-5k: vanilla MLP, GCE bias classifier, top-K mining."
     cli_check(0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01 for 1 %')
     for name, v in (('--k', k), ('--steps', steps), ('--bias_steps', bias_steps), ('--eval_every', eval_every), ('--threads', threads)):
         cli_check(v is None or v >= 1, name, v, 'a positive integer')
+    cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'one of fp32, bf16, fp16')
     torch.set_num_threads(threads)
     m = run_bias_mining(out, ratio=ratio, k=k, steps=steps, bias_steps=bias_steps, eval_every=eval_every, seed=seed,
-                        device=device)
+                        device=device, precision=precision)
     print(mining_table([m]))
     print(f"wrote {Path(out)/m['pct']}/{{metrics.json,topk.json,topk.png}} ({m['seconds']} s)")
