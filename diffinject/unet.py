@@ -134,8 +134,20 @@ class ResBlock(TimestepBlock):
 def _sdpa_heads(q, k, v):
     "SDPA over heads: q,k,v [B, H, c, T] -> [B, H*c, T]; default scale 1/sqrt(c) = (c^-1/4)^2 of the reference."
     b, nh, c, t = q.shape
-    a = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))  # [B,H,T,c]
-    return a.transpose(-1, -2).reshape(b, nh * c, t)
+    q, k, v = (z.transpose(-1, -2).contiguous() for z in (q, k, v))     # [B,H,T,c] dense: CPU flash kernel, not math
+    return F.scaled_dot_product_attention(q, k, v).transpose(-1, -2).reshape(b, nh * c, t)
+
+def _count_cpu_flash_flops():
+    "Let `FlopCounterMode` count SDPA's CPU flash kernel (forward, backward) as it counts the GPU ones."
+    try: from torch.utils.flop_counter import register_flop_formula, flop_registry, sdpa_flop, sdpa_backward_flop
+    except ImportError: return
+    for name, formula in (('_scaled_dot_product_flash_attention_for_cpu', sdpa_flop),   # already shape-wrapped
+                          ('_scaled_dot_product_flash_attention_for_cpu_backward', sdpa_backward_flop)):
+        op = getattr(torch.ops.aten, name, None)
+        if op is not None and op not in flop_registry and op.default not in flop_registry:
+            register_flop_formula(op, get_raw=True)(formula)
+
+_count_cpu_flash_flops()
 
 class QKVAttentionLegacy(nn.Module):
     "Multi-head attention on qkv [B, H*3c, T] laid out per head as [q|k|v] (ADM legacy order)."
