@@ -12,19 +12,23 @@ import numpy as np
 import torch
 from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, read_json,
                              atomic_write_text, config_key, config_diff, show_images, mean_std, save_weights,
-                             WriteError, write_error, CheckpointError, script, cli_list, cli_check)
+                             WriteError, write_error, CheckpointError, script, cli_list, cli_check, read_weights)
 from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio,
                              BenchmarkSpec, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout, imagefolder_spec,
                              load_imagefolder, check_imagefolder, check_benchmark, read_bias_csv, per_class_subset)
 from .classifiers import make_classifier, train_classifier, CHECKPOINTS
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
 from .baselines import run_method, METHODS as BASELINES
+from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS
+from .pretrained import TRAIN_ON, recipe_of
+from .oracles import SHAPE_SOURCES
 
 # %% auto #0
-__all__ = ['SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'STAGES', 'METRIC_TITLES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir',
-           'RunDir', 'make_config', 'run_spec', 'source_title', 'data_key', 'stage_data', 'splits', 'eval_description',
-           'stage_bias', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table', 'class_table',
-           'has_bias_labels', 'stage_times', 'report_intro', 'write_report', 'run_pipeline', 'diffinject_run', 'debias']
+__all__ = ['INJECT_DEFAULTS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'STAGES', 'METRIC_TITLES', 'RunDirLocked', 'lock_run_dir',
+           'unlock_run_dir', 'RunDir', 'make_config', 'run_spec', 'source_title', 'data_key', 'stage_data', 'splits',
+           'eval_description', 'stage_bias', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table',
+           'class_table', 'has_bias_labels', 'stage_times', 'report_intro', 'synth_table', 'write_report',
+           'run_pipeline', 'diffinject_run', 'debias']
 
 # %% ../nbs/15_pipeline.ipynb #b613bc3d
 class RunDirLocked(BlockingIOError):
@@ -179,14 +183,19 @@ def _quick(dataset='cmnist'):
         methods=['vanilla', 'diffinject'], device=None,
         classifier=dict(steps=2000, eval_every=100, loss='ce', lr=None, bs=None),
         bias=dict(steps=None, k=10, q=0.7),
-        diffusion=dict(preset='cmnist_quick', steps=1500, batch_size=32, lr=1e-3, ema_rate=0.999, p2_gamma=1.0, p2_k=1.0,
-                       seed=0, ckpt=None, image_fit='pad', sample_every=0, ckpt_every=250),
-        inject=dict(gamma=0.5, t_edit=400, t_boost=200, steps=25, size_ratio=0.1, label_from='content', batch_size=32),
+        diffusion=dict(pretrained='cmnist', train=False, train_on='source', preset=None, steps=1500, batch_size=32, lr=1e-3,
+                       ema_rate=0.999, p2_gamma=1.0, p2_k=1.0, seed=0, ckpt=None, image_fit='pad', sample_every=0,
+                       ckpt_every=250),
+        inject=dict(INJECT_DEFAULTS, steps=25, batch_size=32),
         baselines=dict(quick=True))
     if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
         cfg.update(dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64)
-        cfg['diffusion']['image_fit'] = 'resize'
+        cfg['diffusion'].update(pretrained='', preset='cmnist_quick', image_fit='resize')   # trained on your images
     return cfg
+
+# the injection settings of both presets (chosen on training pairs in 12_synth; paper values where it gives them)
+INJECT_DEFAULTS = dict(gamma=0.5, t_edit=400, t_boost=200, size_ratio=0.1, n=None, label_from='auto', filter='none',
+                       style_pool='fb', style_max_per_class=None)
 
 SOURCES = {  # --source: (the dataset it builds or reads, what --data_root must hold)
     'mnist5k':       ('cmnist', 'nothing: the 5,000 MNIST digits shipped in the package (the quick default)'),
@@ -213,9 +222,10 @@ def _paper(dataset):
         ratios=list(spec.ratios), seeds=[0, 1, 2], methods=['vanilla', 'diffinject'], device=None,
         classifier=dict(steps=None, eval_every=None, loss='ce', lr=None, bs=None),          # benchmark defaults (DisEnt/BE)
         bias=dict(steps=None, k=10, q=0.7),
-        diffusion=dict(dict(preset=None, steps=0, batch_size=64, lr=1e-4, ema_rate=0.9999, p2_gamma=1.0, p2_k=1.0, seed=0,
-                            ckpt=None, image_fit=None, sample_every=5000, ckpt_every=5000), **diffusion),
-        inject=dict(dict(t_edit=400, t_boost=200, steps=50, size_ratio=0.1, label_from='content', batch_size=64), **inject),
+        diffusion=dict(dict(pretrained='', train=False, train_on='source', preset=None, steps=0, batch_size=64, lr=1e-4,
+                            ema_rate=0.9999, p2_gamma=1.0, p2_k=1.0, seed=0, ckpt=None, image_fit=None, sample_every=5000,
+                            ckpt_every=5000), **diffusion),
+        inject=dict(INJECT_DEFAULTS, steps=50, batch_size=64, **inject),
         baselines=dict(quick=False))
 
 PRESETS = ('quick', 'paper')
@@ -251,7 +261,7 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             raise ValueError(f'{k}: not a configuration key (expected one of {known})')
         if isinstance(cfg[k], dict):
             if not isinstance(v, dict): raise ValueError(f'{k}: expected a dict of {sorted(cfg[k])}')
-            bad = sorted(set(v) - set(cfg[k]) - ({'n'} if k == 'inject' else set()))
+            bad = sorted(set(v) - set(cfg[k]))
             if bad: raise ValueError(f'{k}.{bad[0]}: not an option of {k} (expected one of {sorted(cfg[k])})')
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
         else: cfg[k] = v
@@ -279,12 +289,26 @@ def _check_config(cfg, check_data=True):
                 raise ValueError(f"{k}: only for source='imagefolder' (the benchmarks have their own size and bias labels)")
     if cfg.get('max_train_per_class') is not None and int(cfg['max_train_per_class']) < 1:
         raise ValueError(f"max_train_per_class={cfg['max_train_per_class']}: expected a positive integer")
-    if cfg['inject'].get('n') is not None and cfg['inject']['n'] < 0:
-        raise ValueError(f"synth_size={cfg['inject']['n']}: expected an integer >= 0")
+    ic, dc = cfg['inject'], cfg['diffusion']
+    if ic['n'] is not None and ic['n'] < 1:
+        raise ValueError(f"synth_size={ic['n']}: expected at least 1 synthetic image")
+    if not ic['size_ratio'] > 0: raise ValueError(f"inject.size_ratio={ic['size_ratio']}: expected a positive fraction of |train|")
+    check_choice(ic['label_from'], LABEL_FROM, 'label_from')
+    check_choice(ic['filter'], FILTERS, 'filter')
+    check_choice(ic['style_pool'], STYLE_POOLS, 'style_pool')
+    check_choice(dc['train_on'], TRAIN_ON, 'train_on')
+    if dc['pretrained']: recipe_of(dc['pretrained'])                         # names the shipped models if unknown ('' = none)
+    if dc['train'] and not dc['pretrained']:
+        raise ValueError('train_diffusion: retrains a shipped model with its recipe; this configuration has none (no pretrained model)')
+    if dc['train_on'] == 'source' and not (dc['ckpt'] or (dc['pretrained'] and not dc['train'])):
+        if ds == 'cmnist' and src not in SHAPE_SOURCES:
+            raise ValueError(f"train_on='source': Colored MNIST from source={src!r} has no grayscale digits to train the "
+                             f"diffusion model on; use a source in {SHAPE_SOURCES} or --train_on train")
+        if ds == 'cifar10c' and src != 'cifar10':
+            raise ValueError(f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
+                             "use --source cifar10 or --train_on train")
     bad = [m for m in cfg['methods'] if m not in ('diffinject',) + tuple(BASELINES)]
     if bad: raise ValueError(f"methods: unknown method {bad[0]!r}; expected some of {('diffinject',) + tuple(BASELINES)}")
-    if cfg['inject']['label_from'] not in ('content', 'style'):
-        raise ValueError("inject.label_from: expected 'content' or 'style'")
     if cfg['classifier']['loss'] not in ('ce', 'gce'): raise ValueError("classifier.loss: expected 'ce' or 'gce'")
     if check_data: _check_source(cfg)
     return cfg
@@ -420,29 +444,73 @@ def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
     return out
 
 # %% ../nbs/15_pipeline.ipynb #d3b7d6a1
+def _unet_for(preset, spec) -> dict:
+    "The UNet configuration of `preset` at the run's image size (an image folder's `image_size`)."
+    from diffinject.unet import unet_config
+    return unet_config(preset, **({'image_size': spec.image_size} if spec.name == 'imagefolder' else {}))
+
+def _train_minutes(unet_cfg, batch_size, steps, device, reps: int = 2) -> float:
+    "Estimated diffusion-training time in minutes: `reps` timed forward+backward passes of one batch, times `steps`."
+    from diffinject.unet import create_unet
+    m = create_unet(unet_cfg).to(device)
+    x = torch.randn(batch_size, m.in_channels, m.image_size, m.image_size, device=device)
+    t = torch.randint(0, 1000, (batch_size,), device=device)
+    m(x, t).square().mean().backward()                                    # warm-up
+    t0 = time.time()
+    for _ in range(reps): m(x, t).square().mean().backward()
+    return (time.time() - t0) / reps * steps / 60
+
+def _diffusion_dir(cfg, ratio) -> str:
+    "Stage directory of a trained diffusion model: one per run when trained on the source, one per ratio on the biased split."
+    return 'diffusion' if cfg['diffusion']['train_on'] == 'source' else f'{pct_name(ratio)}/diffusion'
+
 def stage_diffusion(run: RunDir, cfg, root, ratio):
-    "Stage 2: train the ADM UNet with P2 weighting (Eqs. (5)-(6)) on the biased training set, or load a released checkpoint."
+    "Stage 2: the shipped pretrained model, a released checkpoint, or an ADM UNet trained with P2 weighting (Eqs. (5)-(6))."
     from diffinject.train import train_diffusion, load_diffusion_checkpoint
     from diffinject.unet import load_unet
     from diffinject.diffusion import GaussianDiffusion, linear_beta_schedule
-    dc, name, dev = cfg['diffusion'], f'{pct_name(ratio)}/diffusion', _device(cfg)
+    from diffinject.pretrained import (load_pretrained, pretrained_registry, train_pretrained, export_pretrained,
+                                       diffusion_training_images, recipe_of)
+    dc, dev = cfg['diffusion'], _device(cfg)
     if dc['ckpt']:                                                            # a released guided-diffusion / P2 checkpoint
         path = Path(dc['ckpt']).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"--diffusion_ckpt {path}: no such file. Download the released checkpoint (P2-weighting: "
-                                    f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt to train a model")
-        if not dc['preset']: raise ValueError('diffusion.preset: required with a checkpoint (e.g. ffhq_p2, afhqdog_p2)')
-        model = load_unet(path, dc['preset'], device=dev)
+                                    f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt")
+        preset = dc['preset'] or (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] else None)
+        if not preset: raise ValueError('diffusion.preset: required with a checkpoint (e.g. ffhq_p2, afhqdog_p2)')
+        model = load_unet(path, preset, device=dev)
         return model, GaussianDiffusion(linear_beta_schedule(1000)).alphas_cumprod, None
-    key = config_key('diffusion', data_key(cfg), ratio, dc)
+    if dc['pretrained'] and not dc['train']:                                  # the shipped model: loaded, sha256-checked
+        model, ac = load_pretrained(dc['pretrained'], device=dev)
+        grid = run.path/'diffusion_samples.png'
+        if not grid.exists(): _sample_grid(model, ac, grid)
+        return model, ac, grid
+    name = _diffusion_dir(cfg, ratio)
+    key = config_key('diffusion', data_key(cfg), dc, *([ratio] if dc['train_on'] == 'train' else []))
     if not run.done(name, key):
-        spec = get_benchmark(cfg['dataset'])
-        train = load_split(root, spec.name, 'train', ratio, transform=_raw_transform(spec))
+        spec = run_spec(cfg)
         with run.stage(name, key) as d:
-            train_diffusion(train, out_dir=d, preset=dc['preset'], steps=dc['steps'], batch_size=dc['batch_size'], lr=dc['lr'],
-                            ema_rate=dc['ema_rate'], p2_gamma=dc['p2_gamma'], p2_k=dc['p2_k'], seed=dc['seed'],
-                            image_fit=dc['image_fit'], sample_every=dc['sample_every'], ckpt_every=dc['ckpt_every'],
-                            device=dev, show_progress=not IN_TEST)
+            if dc['pretrained']:                                              # --train_diffusion: the shipped recipe, retrained
+                r = recipe_of(dc['pretrained'])
+                print(f"training the diffusion model with the recipe of the shipped {dc['pretrained']!r} "
+                      f"({r['steps']} steps of {r['batch_size']} images; resumable)")
+                train_pretrained(dc['pretrained'], d, device=dev, show_progress=not IN_TEST)
+                entry = export_pretrained(dc['pretrained'], d/'ckpt.pt', d)
+                write_json(d/'pretrained_entry.json', entry)
+                shipped = pretrained_registry().get(dc['pretrained'], {}).get('sha256')
+                print(f"EMA weights: {d/entry['file']} sha256 {entry['sha256']} "
+                      f"({'identical to' if entry['sha256'] == shipped else 'differs from'} the shipped file)")
+            else:
+                train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
+                data = diffusion_training_images(spec, dc['train_on'], cfg['source'], cfg['data_root'], train_ds=train)
+                unet = _unet_for(dc['preset'], spec)
+                print(f"training the diffusion model on {len(data)} images: {dc['steps']} steps of {dc['batch_size']}, "
+                      f"about {_train_minutes(unet, dc['batch_size'], dc['steps'], dev):.0f} min here (resumable)", flush=True)
+                train_diffusion(data, out_dir=d, preset=unet, steps=dc['steps'], batch_size=dc['batch_size'], lr=dc['lr'],
+                                ema_rate=dc['ema_rate'], p2_gamma=dc['p2_gamma'], p2_k=dc['p2_k'], seed=dc['seed'],
+                                image_fit=dc['image_fit'], sample_every=dc['sample_every'], ckpt_every=dc['ckpt_every'],
+                                device=dev, show_progress=not IN_TEST)
             model, diffusion = load_diffusion_checkpoint(d/'ckpt.pt', 'ema', device=dev)
             _sample_grid(model, diffusion.alphas_cumprod, d/'samples.png', seed=dc['seed'])
     model, diffusion = load_diffusion_checkpoint(run.path/name/'ckpt.pt', 'ema', device=dev)
@@ -457,49 +525,76 @@ def _sample_grid(model, ac, path, n=16, steps=50, seed=0):
     with torch.no_grad(): x0 = ddim_sample(model, x_T, ac, steps, clip=True)
     save_image_grid(((x0 + 1) / 2).clamp(0, 1).cpu(), path, nrow=int(np.sqrt(n)))
 
+def _load_fb(d, spec, device):
+    "f_B as stage 1 saved it (safetensors), in eval mode."
+    sd, _ = read_weights(Path(d)/'f_B.safetensors')
+    fb = make_classifier(spec.name, spec.num_classes)
+    fb.load_state_dict(sd)
+    return fb.to(device).eval()
+
 def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dict:
-    "Stage 3: h-space content injection (Eqs. (7)-(8)): contents = f_B's top-K, styles = random aligned samples."
-    from diffinject.synth import synthesize
+    "Stage 3: h-space content injection (Eqs. (7)-(8)): contents = f_B's top-K, styles = f_B's pool; no bias label is read."
+    from diffinject.synth import synthesize, style_pool, aligned_pool, classifier_reader, synth_fidelity
+    from diffinject.classifiers import materialize, predict, per_sample_loss
     ic, name = cfg['inject'], f'{pct_name(ratio)}/seed{seed}/synth'
     key = config_key('synth', data_key(cfg), ratio, seed, cfg['bias'], cfg['diffusion'], ic)
     if run.done(name, key): return read_json(run.path/name/'synth.json')
-    spec = get_benchmark(cfg['dataset'])
-    train = load_split(root, spec.name, 'train', ratio, transform=_raw_transform(spec))
+    spec, dev = run_spec(cfg), _device(cfg)
+    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]     # the very training set stage 1 mined
+    ev = splits(root, cfg, ratio, transform='eval')[0]
+    fb = _load_fb(run.path/f'{pct_name(ratio)}/seed{seed}/bias', spec, dev)
+    topk = np.asarray(bias_out['topk'])
+    if ic['style_pool'] == 'fb':
+        x, _, _, _ = materialize(ev)
+        pool = style_pool(ev.labels, predict(fb, x), per_sample_loss(fb, ev), exclude=topk, max_per_class=ic['style_max_per_class'])
+    else: pool = aligned_pool(train, exclude=topk)                       # uses bias labels (reference code)
     with run.stage(name, key) as d:
-        man = synthesize(model, ac, train, bias_out['topk'], d, ratio, benchmark=spec.name, size_ratio=ic['size_ratio'],
-                         label_from=ic['label_from'], image_fit=cfg['diffusion']['image_fit'], batch_size=ic['batch_size'],
-                         seed=seed, gamma=ic['gamma'], t_edit=ic['t_edit'], t_boost=ic['t_boost'], steps=ic['steps'],
-                         progress=not IN_TEST)
-        out = dict(n=man['n'], n_conflicting=man['n_conflicting'], fidelity=_fidelity(d, ratio, man, cfg))
+        man = synthesize(model, ac, train, topk, pool, d, ratio, benchmark=spec, size_ratio=ic['size_ratio'], n=ic['n'],
+                         label_from=ic['label_from'], filter=ic['filter'], bias_reader=classifier_reader(fb, spec),
+                         image_fit=cfg['diffusion']['image_fit'], batch_size=ic['batch_size'], seed=seed, gamma=ic['gamma'],
+                         t_edit=ic['t_edit'], t_boost=ic['t_boost'], steps=ic['steps'], progress=not IN_TEST)
+        out = dict(n=man['n'], n_generated=man['n_generated'], n_conflicting_fb=man['n_conflicting_fb'], label_rule=man['label_rule'],
+                   label_evidence=man['label_evidence'], filter=man['filter'], style_pool=dict(kind=ic['style_pool'], n=len(pool)))
+        out.update(_synth_evaluation(d, ratio, man, train, pool, cfg))     # evaluation only: bias labels, oracles
         _synth_figure(train, man, d, ratio, spec)
         write_json(d/'synth.json', out)
     return out
 
-def _fidelity(d, ratio, man, cfg):
-    "Colored MNIST only: share of synthetic images with the style's colour and the content's digit (synth.synth_fidelity)."
-    if cfg['dataset'] != 'cmnist' or not man['items']: return None
-    from diffinject.synth import synth_fidelity, train_digit_reader
+def _synth_evaluation(d, ratio, man, train, pool, cfg) -> dict:
+    "Evaluation of a synthetic set (reads bias labels and oracles, never fed back): style-pool precision, oracle fidelity."
+    from diffinject.oracles import benchmark_oracles
+    from diffinject.synth import synth_fidelity
     from diffinject.train import load_images
-    syn = BiasedDataset([d/pct_name(ratio)/it['file'] for it in man['items']], transform=None)
-    net, acc = train_digit_reader(steps=200 if IN_TEST else 800)
-    f = synth_fidelity(load_images(syn, range(len(syn))), [it['content_label'] for it in man['items']],
-                       [it['style_bias'] for it in man['items']], net)
-    f.pop('per_image'); f['digit_reader_acc'] = acc
-    return f
+    known = train.biases[torch.as_tensor(pool)] >= 0                     # samples with a bias label (an image folder may have none)
+    al = (train.labels[torch.as_tensor(pool)] == train.biases[torch.as_tensor(pool)])[known]
+    out = dict(style_pool_aligned=float(al.float().mean()) if len(al) else None)
+    orc = benchmark_oracles(cfg['dataset'], cfg['source'], cfg['data_root'], steps=200 if IN_TEST else 800)
+    if orc is None: return dict(out, fidelity=None, oracles='not measured (no oracle for this benchmark and source)')
+    ims = []
+    for f in sorted((d/pct_name(ratio)/'synth_parts').glob('batch_*.npz')):
+        with np.load(f) as z: ims.append(z['images'])
+    x01 = torch.from_numpy(np.concatenate(ims)).permute(0, 3, 1, 2).float() / 255
+    items = man['items']
+    kept = [i for i, it in enumerate(items) if it['kept']]
+    fid = dict(generated=synth_fidelity(x01, items, train, orc))
+    if len(kept) < len(items): fid['kept'] = synth_fidelity(x01[kept], [items[i] for i in kept], train, orc)
+    return dict(out, fidelity=fid, oracles=orc['names'])
 
 def _synth_figure(train, man, d, ratio, spec, n=8):
-    "The paper's Fig. 2 layout: style (original) / content (top-K) / generated, for the first `n` pairs."
+    "The paper's Fig. 2 layout for the first `n` kept pairs: style / content (top-K) / generated (titles: ground truth, for reading)."
     import matplotlib.pyplot as plt
     from diffinject.train import load_images
-    its = man['items'][:n]
+    its = [it for it in man['items'] if it['kept']][:n]
     if not its: return
+    s_idx, c_idx = [it['style_index'] for it in its], [it['content_index'] for it in its]
     syn = BiasedDataset([d/pct_name(ratio)/it['file'] for it in its], transform=_raw_transform(spec))
-    ims = torch.cat([load_images(train, [it['style_index'] for it in its]), load_images(train, [it['content_index'] for it in its]),
-                     load_images(syn, range(len(its)))])
-    fig = show_images(ims, nrow=len(its), row_labels=['style', 'content (top-K)', 'generated'],
-                      titles=[f"y{it['style_label']} b{it['style_bias']}" for it in its] + [f"y{it['content_label']} b{it['content_bias']}" for it in its]
-                      + [f"y{it['label']} b{it['bias']}" for it in its])
-    fig.savefig(d/'fig2.png', dpi=100); plt.close(fig)
+    ims = torch.cat([load_images(train, s_idx), load_images(train, c_idx), load_images(syn, range(len(its)))])
+    yb = lambda i: f'y{int(train.labels[i])} b{int(train.biases[i])}'
+    titles = [yb(i) for i in s_idx] + [yb(i) for i in c_idx] + [f"label {it['label']} fB {it['bias_token']}" for it in its]
+    fig = show_images(ims, nrow=len(its), row_labels=['style', 'content (top-K)', 'generated'], titles=titles)
+    fig.savefig(d/'fig2.png', dpi=100)
+    plt.close(fig)
+
 
 # %% ../nbs/15_pipeline.ipynb #bdfa6db8
 def _row(res_metrics) -> dict:
@@ -616,6 +711,26 @@ def report_intro(cfg) -> list:
             'columns path,bias).')]
     return out
 
+def synth_table(synth_outs: dict) -> str:
+    "The synthetic sets of a run: size, label rule and its evidence, filter, style pool, and the oracle fidelity beside chance."
+    out = ['Label rule: `auto` decides from f_B\'s readings (a_style / a_content: how often f_B\'s reading of a generated '
+           'image follows the style\'s / the content\'s). The style pool comes from f_B (its aligned share is evaluation, '
+           'from the bias labels). Fidelity is read by the oracles (evaluation only), generated share (chance: the same '
+           'readers on the unmodified styles); "correct and conflicting" = task attribute equals the label and the bias '
+           'attribute differs from that label\'s bias.', '',
+           '| ratio | seed | generated | kept (filter) | label rule (a_style / a_content) | style pool (aligned) | task = content | '
+           'task = style | bias = content | bias = style | correct and conflicting |', '|---|' * 1 + '---|' * 10]
+    for (r, s), o in sorted(synth_outs.items()):
+        ev = o.get('label_evidence') or {}
+        rule = f"{o['label_rule']} ({ev.get('agree_style', float('nan')):.2f} / {ev.get('agree_content', float('nan')):.2f})"
+        sp = o.get('style_pool') or {}
+        pool = f"{sp.get('n', 'n/a')} ({_pct(o.get('style_pool_aligned'))})"
+        f = ((o.get('fidelity') or {}).get('kept') or (o.get('fidelity') or {}).get('generated'))
+        cells = ([f"{_pct(f[k])} ({_pct(f['chance'][k])})" for k in ('task_content', 'task_style', 'bias_content', 'bias_style',
+                                                                     'correct_conflicting')] if f else ['not measured'] * 5)
+        out.append(f"| {pct_name(r)} | {s} | {o['n_generated']} | {o['n']} ({o['filter']}) | {rule} | {pool} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(out)
+
 def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figures) -> dict:
     "`metrics.json` (everything, per ratio and seed) and `report.md` (tables + figures), both written atomically."
     as_rows = lambda d: [dict(ratio=r, seed=s, **v) for (r, s), v in sorted(d.items())]
@@ -632,11 +747,7 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
     for (r, s), b in sorted(bias_outs.items()):
         m = b['mining']; lines.append(f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |")
     if synth_outs:
-        lines += ['', '## Synthetic set', '', '| ratio | seed | images | conflicting | fidelity: colour = style | digit = content | both |', '|---|---|---|---|---|---|---|']
-        for (r, s), o in sorted(synth_outs.items()):
-            f = o.get('fidelity') or {}
-            fmt = lambda k: _pct(f.get(k))
-            lines.append(f"| {pct_name(r)} | {s} | {o['n']} | {o['n_conflicting']} | {fmt('color')} | {fmt('digit')} | {fmt('both')} |")
+        lines += ['', '## Synthetic set', '', synth_table(synth_outs)]
     lines += ['', '## Wall time per stage (s)', '', 'Measured when each stage ran (from its `stage.json`), summed over ratios and seeds; '
               'a stage found finished costs nothing on a later call.', '', '| stage | seconds |', '|---|---|']
     lines += [f'| {k} | {v:.1f} |' for k, v in stage_times(run.path).items()]
@@ -708,12 +819,17 @@ def diffinject_run(
     max_train_per_class: int = None,  # keep at most N training images per class (a seeded draw: the same every run)
     bias_csv: str = None,             # imagefolder: optional CSV path,bias, for group accuracies (evaluation only)
     synth_size: int = None,           # number of synthetic images (default: the synthesis stage's size rule)
+    train_diffusion: bool = False,    # retrain the shipped diffusion model from scratch with its recipe (resumable)
+    train_on: str = None,             # a diffusion model trained here learns from: source (unbiased source images) or train
     diffusion_ckpt: str = None,       # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training
     diffusion_preset: str = None,     # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2)
     diffusion_steps: int = None,      # diffusion training steps
     gamma: float = None,              # Slerp weight toward the content h, Eq. (8), in [0, 1]
     t_edit: int = None,               # inject for t >= t_edit
     t_boost: int = None,              # quality-boosting noise for t <= t_boost
+    label_from: str = None,           # synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)
+    filter: str = None,               # none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)
+    style_pool: str = None,           # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
     classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines)
     loss: str = None,                 # debiased classifier loss: ce (default) or gce (the reference code)
     stage: str = 'all',               # run only up to this stage: data, bias, diffusion, synth, classifier, report
@@ -728,7 +844,10 @@ def diffinject_run(
     for n, v in (('--diffusion_steps', diffusion_steps), ('--classifier_steps', classifier_steps),
                  ('--max_train_per_class', max_train_per_class)):
         cli_check(v is None or v >= 1, n, v, 'a positive integer')
-    cli_check(synth_size is None or synth_size >= 0, '--synth_size', synth_size, 'an integer >= 0')
+    cli_check(synth_size is None or synth_size >= 1, '--synth_size', synth_size, 'a positive integer')
+    for n, v, opts in (('--label_from', label_from, LABEL_FROM), ('--filter', filter, FILTERS),
+                       ('--style_pool', style_pool, STYLE_POOLS), ('--train_on', train_on, TRAIN_ON)):
+        cli_check(v is None or v in opts, n, v, f'one of {", ".join(opts)}')
     cli_check(image_size is None or image_size >= 8, '--image_size', image_size, 'at least 8 (px)')
     cli_check(gamma is None or 0 <= gamma <= 1, '--gamma', gamma, 'a Slerp weight in [0, 1]')
     for n, v in (('--t_edit', t_edit), ('--t_boost', t_boost)):
@@ -739,8 +858,11 @@ def diffinject_run(
     given = lambda **kw: {k: v for k, v in kw.items() if v is not None} or None
     ov = dict(ratios=rs, seeds=ss, methods=ms, data_root=data_root, download=download or None, device=device, source=src,
               image_size=image_size, max_train_per_class=max_train_per_class, bias_csv=bias_csv, synth_size=synth_size,
-              diffusion=given(ckpt=diffusion_ckpt, preset=diffusion_preset, steps=diffusion_steps),
-              inject=given(gamma=gamma, t_edit=t_edit, t_boost=t_boost), classifier=given(steps=classifier_steps, loss=loss))
+              diffusion=given(ckpt=diffusion_ckpt, preset=diffusion_preset, steps=diffusion_steps, train_on=train_on,
+                              train=train_diffusion or None,
+                              **({'pretrained': ''} if (diffusion_preset or diffusion_steps) and not diffusion_ckpt else {})),
+              inject=given(gamma=gamma, t_edit=t_edit, t_boost=t_boost, label_from=label_from, filter=filter,
+                           style_pool=style_pool), classifier=given(steps=classifier_steps, loss=loss))
     try: cfg = make_config(preset, dataset=dataset, **ov)                 # every check before anything is written
     except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')
     stages = STAGES if stage == 'all' else STAGES[:STAGES.index(stage) + 1]
