@@ -872,7 +872,7 @@ def diffinject_run(
     try: m = run_pipeline(cfg, run_dir, stages, verbose=True)
     except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')   # OSError: WriteError, RunDirLocked, ...
     if 'report' not in stages:
-        print(f'done in {time.time() - t0:.0f} s: stages up to {stages[-1]} finished in {run_dir} '
+        print(f'\ndone in {time.time() - t0:.0f} s: stages up to {stages[-1]} finished in {run_dir} '
               f'(no report yet: run the same command without --stage to finish)')
         return
     res = m.get('results') or []
