@@ -88,6 +88,7 @@ def label_rule_evidence(gen_pred, style_pred, content_pred) -> dict:
     frac = lambda m: (m & inf).sum().item() / max(n, 1)
     ev = dict(n_informative=n, agree_style=frac(g == s), agree_content=frac(g == c))
     ev['rule'] = 'content' if ev['agree_style'] >= ev['agree_content'] else 'style'
+    ev['inconclusive'] = n < 10 or abs(ev['agree_style'] - ev['agree_content']) < 0.05   # then 'content', the paper's reading
     return ev
 
 def synth_labels(content_labels, style_labels, rule: str):
