@@ -131,11 +131,10 @@ class ResBlock(TimestepBlock):
         return self.skip_connection(x) + h
 
 # %% ../nbs/06_unet.ipynb #4c666605
-def _sdpa_heads(q, k, v):
-    "SDPA over heads: q,k,v [B, H, c, T] -> [B, H*c, T]; default scale 1/sqrt(c) = (c^-1/4)^2 of the reference."
-    b, nh, c, t = q.shape
-    q, k, v = (z.transpose(-1, -2).contiguous() for z in (q, k, v))     # [B,H,T,c] dense: CPU flash kernel, not math
-    return F.scaled_dot_product_attention(q, k, v).transpose(-1, -2).reshape(b, nh * c, t)
+def _sdpa_btc(q, k, v):
+    "SDPA over heads: q,k,v [B, H, T, c] views (last dim dense) -> [B, T, H*c]; default scale 1/sqrt(c) = (c^-1/4)^2."
+    b, nh, t, c = q.shape
+    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, nh * c)
 
 def _count_cpu_flash_flops():
     "Let `FlopCounterMode` count SDPA's CPU flash kernel (forward, backward) as it counts the GPU ones."
@@ -152,18 +151,22 @@ _count_cpu_flash_flops()
 class QKVAttentionLegacy(nn.Module):
     "Multi-head attention on qkv [B, H*3c, T] laid out per head as [q|k|v] (ADM legacy order)."
     def __init__(self, n_heads): super().__init__(); self.n_heads = n_heads
-    def forward(self, qkv):
-        b, width, t = qkv.shape; c = width // (3 * self.n_heads)
-        q, k, v = qkv.reshape(b, self.n_heads, 3 * c, t).split(c, dim=2)   # head-major: [h0 q|k|v, h1 q|k|v, ...]
-        return _sdpa_heads(q, k, v)
+    def heads(self, qkv):
+        "q, k, v [B, H, T, c] views of qkv given as [B, T, H*3c]."
+        b, t, width = qkv.shape
+        c = width // (3 * self.n_heads)
+        return qkv.reshape(b, t, self.n_heads, 3 * c).transpose(1, 2).split(c, dim=-1)   # [h0 q|k|v, h1 q|k|v, ...]
+    def attend(self, qkv):
+        "Attention of qkv [B, T, H*3c] -> [B, T, H*c]."
+        return _sdpa_btc(*self.heads(qkv))
+    def forward(self, qkv): return self.attend(qkv.transpose(1, 2)).transpose(1, 2)          # [B, H*3c, T] -> [B, H*c, T]
 
-class QKVAttention(nn.Module):
+class QKVAttention(QKVAttentionLegacy):
     "Multi-head attention on qkv [B, 3*H*c, T] laid out as [all q | all k | all v] (ADM new order)."
-    def __init__(self, n_heads): super().__init__(); self.n_heads = n_heads
-    def forward(self, qkv):
-        b, width, t = qkv.shape; c = width // (3 * self.n_heads)
-        q, k, v = (z.reshape(b, self.n_heads, c, t) for z in qkv.chunk(3, dim=1))  # qkv-major, then heads
-        return _sdpa_heads(q, k, v)
+    def heads(self, qkv):
+        b, t, width = qkv.shape
+        c = width // (3 * self.n_heads)
+        return qkv.reshape(b, t, 3, self.n_heads, c).permute(2, 0, 3, 1, 4).unbind(0)         # qkv-major, then heads
 
 class AttentionBlock(nn.Module):
     "Self-attention over all spatial positions with a residual connection (ADM)."
@@ -184,8 +187,13 @@ class AttentionBlock(nn.Module):
     def _forward(self, x):
         b, c, *spatial = x.shape
         x = x.reshape(b, c, -1)                          # [B, C, T]
-        h = self.proj_out(self.attention(self.qkv(self.norm(x))))
-        return (x + h).reshape(b, c, *spatial)           # residual on the un-normalised x
+        qkv = _conv1x1_btc(self.qkv, self.norm(x).transpose(1, 2))          # [B, T, 3C]
+        h = _conv1x1_btc(self.proj_out, self.attention.attend(qkv))         # [B, T, C]
+        return (x + h.transpose(1, 2)).reshape(b, c, *spatial)              # residual on the un-normalised x
+
+def _conv1x1_btc(conv, x):
+    "A kernel-1 Conv1d applied to x laid out [B, T, C_in] -> [B, T, C_out] (a matmul, same weights and result)."
+    return F.linear(x, conv.weight[:, :, 0], conv.bias)
 
 # %% ../nbs/06_unet.ipynb #60b10c7e
 class UNetModel(nn.Module):
