@@ -41,7 +41,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={cfg['lib_name']: ['assets/*', 'assets/*/*']},
     install_requires=_split('requirements'),
-    extras_require={'dev': _split('dev_requirements')},
+    extras_require={'dev': _split('dev_requirements'), 'bench': _split('bench_requirements')},
     python_requires='>=' + min_py,
     zip_safe=False,
     entry_points={'console_scripts': console, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

@@ -12,13 +12,14 @@ import torch.nn.functional as F
 from .core import check_images, pbar
 from .diffusion import GaussianDiffusion, linear_beta_schedule, predict_x0
 from .ddim import ddim_sigma, ddim_step, ddim_timesteps, ddim_invert
+from .classifiers import check_precision, precision_autocast
 
 # %% auto #0
-__all__ = ['check_gamma', 'slerp', 'mask_to_h_grid', 'inject_h', 'reference_mask', 'eps_pair', 'asymmetric_step', 'InjectConfig',
-           'reference_config', 'check_config', 'closest_key', 'latent_calibration', 'pair_generators',
-           'model_image_spec', 'injection_grid', 'inject_sample', 'check_model_images', 'invert_content',
-           'invert_style', 'select_h', 'diff_inject', 'skip_resolutions_of', 'swap_groups', 'swap_shares',
-           'shares_markdown', 'attribute_transfer', 'transfer_markdown', 'bench_inject']
+__all__ = ['check_gamma', 'slerp', 'mask_to_h_grid', 'inject_h', 'reference_mask', 'with_precision', 'eps_pair',
+           'asymmetric_step', 'InjectConfig', 'reference_config', 'check_config', 'closest_key', 'latent_calibration',
+           'pair_generators', 'model_image_spec', 'injection_grid', 'inject_sample', 'check_model_images',
+           'invert_content', 'invert_style', 'select_h', 'diff_inject', 'skip_resolutions_of', 'swap_groups',
+           'swap_shares', 'shares_markdown', 'attribute_transfer', 'transfer_markdown']
 
 # %% ../nbs/11_inject.ipynb #3ab13afb
 _TINY = 1e-12
@@ -85,15 +86,37 @@ def reference_mask(size: int = 8) -> torch.Tensor:
 # %% ../nbs/11_inject.ipynb #c3ad97f5
 def _tvec(t, x): return torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
 
-def eps_pair(model, x, t, h_c=None, gamma=0., mask=None, match_norm=True, mask_match_norm=True):
-    "(eps(x_t), eps(x_t | h~)) for Eq. (7) from ONE encoder pass and two decoder passes sharing the skips."
+class _Autocast:
+    "A view of a UNet whose forward / encode / decode run under `precision` autocast and return float32 (h, eps)."
+    def __init__(self, model, precision):
+        self.model, self.precision = model, precision
+        self.device = next(model.parameters()).device
+    def __getattr__(self, name): return getattr(self.model, name)
+    def __call__(self, *args, **kwargs):
+        with precision_autocast(self.device, self.precision): return self.model(*args, **kwargs).float()
+    def encode(self, *args, **kwargs):
+        with precision_autocast(self.device, self.precision): h, skips, emb = self.model.encode(*args, **kwargs)
+        return h.float(), skips, emb
+    def decode(self, h, skips, emb):
+        with precision_autocast(self.device, self.precision): return self.model.decode(h, skips, emb).float()
+
+def with_precision(model, precision: str = 'fp32'):
+    "`model` itself for 'fp32'; for 'bf16' / 'fp16' a view whose UNet calls run under autocast and return float32."
+    return model if check_precision(precision) == 'fp32' else _Autocast(model, precision)
+
+def eps_pair(model, x, t, h_c=None, gamma=0., mask=None, match_norm=True, mask_match_norm=True, stack=None):
+    "(eps(x_t), eps(x_t | h~)) for Eq. (7): ONE encoder pass, two decoder passes (or one stacked) sharing the skips."
     C = x.shape[1]
     h, skips, emb = model.encode(x, _tvec(t, x))
-    eps = model.decode(h, skips, emb)[:, :C]                           # learn_sigma: keep the eps half
     g = torch.as_tensor(gamma, dtype=torch.float64)
-    if h_c is None or not (g > 0).any(): return eps, eps               # no injection: eps~ = eps, one decoder
+    if h_c is None or not (g > 0).any():                               # no injection: eps~ = eps, one decoder
+        eps = model.decode(h, skips, emb)[:, :C]                       # learn_sigma: keep the eps half
+        return eps, eps
     h_t = inject_h(h, h_c.to(h), gamma, mask, match_norm, mask_match_norm)
-    return eps, model.decode(h_t, skips, emb)[:, :C]
+    if x.device.type == 'cuda' if stack is None else stack:            # one decoder call on [h; h~]
+        out = model.decode(torch.cat([h, h_t.to(h)]), tuple(torch.cat([s, s]) for s in skips), torch.cat([emb, emb]))
+        return out[:len(x), :C], out[len(x):, :C]
+    return model.decode(h, skips, emb)[:, :C], model.decode(h_t, skips, emb)[:, :C]
 
 # %% ../nbs/11_inject.ipynb #aae37f79
 def asymmetric_step(x, eps, eps_inj, ab_t, ab_prev, eta=0., noise=None):
@@ -116,6 +139,7 @@ class InjectConfig:
     dt_end: int = 950
     omega: float = 0.0            # reference latent calibration (0 = off, as in all published scripts)
     eta_boost: float = 1.0        # eta of the boost steps
+    precision: str = 'fp32'       # fp32 | bf16 | fp16: autocast of the UNet calls (sampling and both inversions)
     match_norm: bool = True       # rescale h_c to ||h|| before the Slerp (both paper and reference)
     mask_match_norm: bool = True  # same inside a local mask (reference: False)
 
@@ -144,6 +168,7 @@ def check_config(cfg: InjectConfig, T: int, n: int | None = None) -> InjectConfi
     if not cfg.dt_lambda > 0: raise ValueError(f'dt_lambda={cfg.dt_lambda}: expected a positive number (1 = off)')
     if cfg.omega < 0: raise ValueError(f'omega={cfg.omega}: expected omega >= 0 (0 = off)')
     if not 0 <= cfg.eta_boost <= 1: raise ValueError(f'eta_boost={cfg.eta_boost}: expected a value in [0, 1]')
+    check_precision(cfg.precision)
     return cfg
 
 def closest_key(keys, t):
@@ -198,7 +223,7 @@ def inject_sample(model, x_T, content_h, alphas_cumprod, cfg: InjectConfig | Non
     gamma = torch.as_tensor(cfg.gamma, dtype=torch.float64).expand(B)
     t_edit = torch.as_tensor(cfg.t_edit).expand(B)
     grid, gens, seq = injection_grid(cfg, T), pair_generators(seeds, B), ddim_timesteps(cfg.steps, T, cfg.spacing)
-    x = x_T
+    model, x = with_precision(model, cfg.precision), x_T
     for i in pbar(range(len(seq) - 1, -1, -1), total=len(seq), show=progress):
         t = seq[i]
         a_t, a_p = ac[t].item(), (ac[seq[i - 1]].item() if i > 0 else 1.)   # ᾱ_{-1} = 1: the last step returns P_0
@@ -225,16 +250,18 @@ def check_model_images(model, x, name):
     return check_images(x, name, channels=C, size=S, vrange=(-1, 1))
 
 @torch.no_grad()
-def invert_content(model, content, alphas_cumprod, steps, spacing='linspace'):
+def invert_content(model, content, alphas_cumprod, steps, spacing='linspace', precision='fp32'):
     "DDIM-invert the content images and keep their h-space features per inversion step: {t: h_t [N,...]} (on CPU)."
     check_model_images(model, content, 'content')
-    _, hs = ddim_invert(model, content, alphas_cumprod, steps, return_h=True, spacing=spacing, h_device='cpu')
+    m = with_precision(model, precision)
+    _, hs = ddim_invert(m, content, alphas_cumprod, steps, return_h=True, spacing=spacing, h_device='cpu')
     return {int(t): h for t, h in hs.items()}
 
-def invert_style(model, style, alphas_cumprod, steps, spacing='linspace'):
+def invert_style(model, style, alphas_cumprod, steps, spacing='linspace', precision='fp32'):
     "DDIM-invert the style images; only their x_T is used."
     check_model_images(model, style, 'style')
-    return ddim_invert(model, style, alphas_cumprod, steps, return_h=False, spacing=spacing)[0]
+    m = with_precision(model, precision)
+    return ddim_invert(m, style, alphas_cumprod, steps, return_h=False, spacing=spacing)[0]
 
 def select_h(content_h, idx):
     "The cached content features of the pairs' contents: {t: h_t[idx]}."
@@ -254,8 +281,8 @@ def diff_inject(model, style, alphas_cumprod, content=None, content_h=None, cfg:
     if content is not None:
         if content.shape[0] != style.shape[0]:
             raise ValueError(f'content: expected {style.shape[0]} images (one per style), got {content.shape[0]}')
-        content_h = invert_content(model, content, ac, inv, cfg.spacing)
-    x_T = invert_style(model, style, ac, inv, cfg.spacing)                 # style: only its x_T is used
+        content_h = invert_content(model, content, ac, inv, cfg.spacing, cfg.precision)
+    x_T = invert_style(model, style, ac, inv, cfg.spacing, cfg.precision)  # style: only its x_T is used
     return inject_sample(model, x_T, content_h, ac, cfg, seeds=seeds, mask=mask, progress=progress)
 
 # %% ../nbs/11_inject.ipynb #8121e62e
@@ -347,28 +374,3 @@ def transfer_markdown(tr: dict) -> str:
     out += [f"| {k} | {v['content']:.2f} | {v['style']:.2f} | {v['neither']:.2f} | {v['chance_content']:.2f} | {v['chance_style']:.2f} |"
             for k, v in tr.items()]
     return '\n'.join(out)
-
-# %% ../nbs/11_inject.ipynb #fbf4af20
-@torch.no_grad()
-def bench_inject(model, batch_size=8, steps=20, inv_steps=None, min_time=1., device=None, T=1000):
-    "Time a plain DDIM step vs an injected step (1 encoder + 2 decoders) and synthetic images/s; returns a dict."
-    from diffinject.bench import time_per_call, count_flops             # the benchmark module's timer and FLOP counter
-    device = torch.device(device or next(model.parameters()).device)
-    model = model.to(device).eval()
-    C, S = model_image_spec(model); C, S = C or 3, S or 32
-    g = torch.Generator().manual_seed(0)
-    x, xc = (torch.randn(batch_size, C, S, S, generator=g).to(device) for _ in range(2))
-    hc = model.encode(xc, _tvec(T // 2, xc))[0]
-    t_plain = time_per_call(lambda: model(x, _tvec(T // 2, x)), device, min_time)           # 1 encoder + 1 decoder
-    t_inj = time_per_call(lambda: eps_pair(model, x, T // 2, hc, .5), device, min_time)      # 1 encoder + 2 decoders
-    t_full3 = time_per_call(lambda: [model(x, _tvec(T // 2, x)) for _ in range(3)], device, min_time)   # naive: 3 full passes
-    ac = GaussianDiffusion(linear_beta_schedule(T)).alphas_cumprod
-    content_h = {t: h.to(device) for t, h in invert_content(model, xc.clamp(-1, 1), ac, inv_steps or steps).items()}
-    run = lambda: diff_inject(model, x.clamp(-1, 1), ac, content_h=content_h, steps=steps, inv_steps=inv_steps,
-                              t_edit=T // 2, t_boost=T // 5)
-    t_syn = time_per_call(run, device, min_time, warmup=0)
-    f_plain, f_enc = count_flops(lambda: model(x, _tvec(T // 2, x))), count_flops(lambda: model.encode(x, _tvec(T // 2, x)))
-    return dict(device=str(device), threads=torch.get_num_threads(), batch_size=batch_size, plain_step_s=t_plain,
-                inject_step_s=t_inj, ratio=t_inj / t_plain, full_3pass_ratio=t_full3 / t_plain,
-                encoder_flop_share=f_enc / f_plain, flop_ratio=(2 * f_plain - f_enc) / f_plain,   # (E + 2D) / (E + D)
-                steps=steps, inv_steps=inv_steps or steps, images_per_s=batch_size / t_syn)
