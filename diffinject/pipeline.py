@@ -266,6 +266,9 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
         else: cfg[k] = v
     if synth_size is not None: cfg['inject']['n'] = int(synth_size)     # synthetic-set size (default: synthesis' rule)
+    if (cfg['source'] == 'folder' and cfg['dataset'] in ('cmnist', 'cifar10c')
+            and 'train_on' not in (overrides.get('diffusion') or {})):
+        cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
         cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here
