@@ -16,8 +16,9 @@ from .core import (script, cli_check, UsageError, IN_TEST, config_diff, default_
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'fit_images', 'to_diffusion_range', 'ImageFolderImages', 'ArrayImages', 'image_dataset', 'load_images',
            'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at', 'init_distributed', 'replica_max_diff',
-           'state_signature', 'diffusion_signature', 'NonFiniteLossError', 'save_image_grid', 'DiffusionTrainer',
-           'build_model_and_diffusion', 'train_diffusion', 'load_diffusion_checkpoint', 'train_diffusion_cli']
+           'state_signature', 'diffusion_signature', 'NonFiniteLossError', 'StepImages', 'step_loader',
+           'save_image_grid', 'DiffusionTrainer', 'build_model_and_diffusion', 'train_diffusion',
+           'load_diffusion_checkpoint', 'train_diffusion_cli']
 
 # %% ../nbs/09_train.ipynb #5abc400c
 def fit_images(x, size, mode=None, name='images'):
@@ -192,6 +193,21 @@ class NonFiniteLossError(FloatingPointError):
     "Raised when the training loss (or gradient norm) is NaN/inf; the last good checkpoint is left untouched."
 
 # %% ../nbs/09_train.ipynb #19170efe
+class StepImages(torch.utils.data.Dataset):
+    "Item `step`: (step, this rank's images of global batch `step`, fitted, in [-1,1]), for DataLoader workers."
+    def __init__(self, data, sampler, image_size, image_fit, name):
+        self.data, self.sampler, self.image_size, self.image_fit, self.name = data, sampler, image_size, image_fit, name
+    def __len__(self): return 2 ** 62                                  # indexed by step; the loader's sampler bounds it
+    def __getitem__(self, step):
+        x = load_images(self.data, self.sampler.local_batch(step)).float()
+        return step, to_diffusion_range(fit_images(x, self.image_size, self.image_fit, self.name))
+
+def step_loader(images: StepImages, start: int, stop: int, num_workers: int, pin_memory: bool = False):
+    "Batches of steps start..stop-1 in order, loaded by `num_workers` processes ahead of the training loop."
+    own = torch.Generator().manual_seed(0)         # the workers' base seed: not drawn from the global RNG (dropout's)
+    return torch.utils.data.DataLoader(images, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
+                                       pin_memory=pin_memory, prefetch_factor=2 if num_workers else None, generator=own)
+
 def save_image_grid(x01, path, nrow=None):
     "Save a batch [N,C,H,W] in [0,1] as one PNG grid, atomically."
     from torchvision.utils import make_grid
@@ -211,7 +227,7 @@ class DiffusionTrainer:
     def __init__(self, model, diffusion, data, out_dir=None, batch_size=32, lr=1e-4, weight_decay=0., ema_rate=0.9999,
                  ema_warmup=True, grad_clip=1., seed=0, image_fit=None, image_size=None, channels=None, ckpt_every=500,
                  sample_every=0, sample_n=16, sample_steps=20, log_every=10, amp=None, device=None, model_config=None,
-                 resume=True, show_progress=None, throttle=0.):
+                 resume=True, show_progress=None, throttle=0., num_workers=0, pin_memory=None):
         self.rank, self.world_size, local_rank = init_distributed()
         if device is None: device = torch.device(f'cuda:{local_rank}') if torch.cuda.is_available() else default_device()
         self.device = torch.device(device)
@@ -228,6 +244,12 @@ class DiffusionTrainer:
                           sample_steps=sample_steps, log_every=log_every, throttle=throttle, show_progress=show_progress)
         self.__dict__.update(hp)
         self.sampler = StepSampler(len(data), batch_size, seed, self.rank, self.world_size)
+        if not (isinstance(num_workers, int) and num_workers >= 0):
+            raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 (0 = load in the main process)')
+        self.num_workers, self._ready = num_workers, None                   # _ready: (step, images) from the workers
+        cuda = self.device.type == 'cuda'
+        self.pin_memory = cuda if pin_memory is None else bool(pin_memory) and cuda
+        self.images = StepImages(data, self.sampler, self.image_size, image_fit, self.data_name)
         self._check_data()
         self.config = dict(model=model_config if model_config is not None else state_signature(model),
                            diffusion=diffusion_signature(diffusion), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -258,11 +280,11 @@ class DiffusionTrainer:
 
     def get_batch(self, step):
         "This rank's slice of global batch `step`: (x0 in [-1,1], t, noise), a function of (seed, step) alone."
-        x = load_images(self.data, self.sampler.local_batch(step))
-        x = to_diffusion_range(fit_images(x.float(), self.image_size, self.image_fit, self.data_name))
+        ready, self._ready = self._ready, None
+        x = ready[1] if ready is not None and ready[0] == step else self.images[step][1]   # from a worker, or load now
         t, noise = step_noise(self.seed, step, self.batch_size, x.shape[1:], self.diffusion.num_timesteps)
         per = self.batch_size // self.world_size; sl = slice(self.rank * per, (self.rank + 1) * per)
-        return x.to(self.device), t[sl].to(self.device), noise[sl].to(self.device)
+        return x.to(self.device, non_blocking=self.pin_memory), t[sl].to(self.device), noise[sl].to(self.device)
 
     def train_step(self, step):
         "One AdamW step on the P2-weighted eps loss (Eq. (5)); returns (global mean loss, grad norm) as floats."
@@ -290,7 +312,11 @@ class DiffusionTrainer:
         show = (self.rank == 0) and (self.show_progress if self.show_progress is not None else not IN_TEST)
         it = pbar(range(self.step, steps), total=steps - self.step, show=show)
         t0 = time.time()
+        batches = None
+        if self.num_workers:
+            batches = iter(step_loader(self.images, self.step, steps, self.num_workers, self.pin_memory))
         for step in it:
+            if batches is not None: self._ready = next(batches)             # loaded off the main process, in step order
             lg, gn = self.train_step(step)
             self.step = step + 1
             self.pending.append(lg)
@@ -435,6 +461,7 @@ def train_diffusion_cli(
     image_fit:str=None,       # 'pad' or 'resize' images to the model size
     seed:int=0, ckpt_every:int=500, sample_every:int=1000, sample_steps:int=20, log_every:int=50,
     device:str=None, threads:int=None, throttle:float=0.,  # throttle: sleep s/step (tests that kill a run)
+    num_workers:int=0,        # processes loading the image batches ahead of training (0: the main process)
 ):
     "Train (or resume) a diffusion model; run it under `torchrun --nproc_per_node N` for DistributedDataParallel."
     for n, v in dict(steps=steps, batch_size=batch_size, sample_steps=sample_steps, log_every=log_every).items():
@@ -448,6 +475,7 @@ def train_diffusion_cli(
     cli_check(image_fit in (None, 'pad', 'resize'), '--image_fit', image_fit, "'pad' or 'resize'")
     cli_check(ratio is None or 0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01')
     cli_check(threads is None or threads >= 1, '--threads', threads, 'a positive integer')
+    cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0: load in the main process)')
     try: model_overrides = json.loads(overrides) if overrides else None
     except json.JSONDecodeError as e: raise UsageError(f"--overrides {overrides}: not valid JSON ({e})") from None
     if threads: torch.set_num_threads(threads)
@@ -455,7 +483,7 @@ def train_diffusion_cli(
                          ema_rate=ema_rate, grad_clip=grad_clip, p2_gamma=p2_gamma, p2_k=p2_k, image_fit=image_fit, seed=seed,
                          model_overrides=model_overrides, benchmark=benchmark, ratio=ratio,
                          ckpt_every=ckpt_every, sample_every=sample_every, sample_steps=sample_steps, log_every=log_every,
-                         device=device, throttle=throttle, show_progress=False)
+                         device=device, throttle=throttle, show_progress=False, num_workers=num_workers)
     if tr.rank == 0:
         for r in tr.history: print(json.dumps(r))
         if tr.world_size > 1: print(json.dumps(dict(world_size=tr.world_size, replica_max_diff=tr.replica_max_diff)))
