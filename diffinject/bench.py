@@ -376,12 +376,12 @@ def bench_synth(model, n_pairs=6, n_contents=2, steps=8, device=None, T=1000, ro
 # %% ../nbs/21_bench.ipynb #831b4447
 @register_bench('compare')
 def bench_compare(preset='cmnist_32', device=None, threads=1, batch_size=16, train_batch=8, inject_batch=8, rounds=5,
-                  synth_pairs=6, synth_contents=2, synth_steps=8, gd_path=None, min_time=0., smoke=False,
-                  verbose=True) -> dict:
+                  inject_rounds=10, synth_pairs=6, synth_contents=2, synth_steps=8, gd_path=None, min_time=0.,
+                  smoke=False, verbose=True) -> dict:
     "Ratios measured side by side in one run: UNet vs its peers, injected vs plain step, batched synthesis vs batch-1."
     from diffinject.unet import create_unet
     if smoke:                                                          # seconds: the tiny preset, tiny batches
-        preset, batch_size, train_batch, inject_batch, rounds = 'tiny_32', 2, 2, 2, 1
+        preset, batch_size, train_batch, inject_batch, rounds, inject_rounds = 'tiny_32', 2, 2, 2, 1, 1
         synth_pairs, synth_contents, synth_steps = 2, 1, 2
     device = torch.device(device) if device else default_device()
     old = torch.get_num_threads()
@@ -396,8 +396,8 @@ def bench_compare(preset='cmnist_32', device=None, threads=1, batch_size=16, tra
         _say(verbose, f'injected step (batch {inject_batch}):')
         torch.manual_seed(0)
         model = randomize_(create_unet(preset)).to(device)
-        r['inject'] = bench_inject(model, inject_batch, device=device, min_time=min_time, rounds=rounds, synth=False,
-                                   verbose=verbose)
+        r['inject'] = bench_inject(model, inject_batch, device=device, min_time=min_time, rounds=inject_rounds,
+                                   synth=False, verbose=verbose)
         _say(verbose, 'synthesis:')
         r['synth'] = bench_synth(model, synth_pairs, synth_contents, synth_steps, device, verbose=verbose)
     finally: torch.set_num_threads(old)
