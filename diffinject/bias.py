@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from .core import IN_TEST, seed_everything, write_json, read_json, script, cli_check, UsageError
 from .classifiers import (make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss,
-                                    materialize, TrainResult, check_precision)
+                                    materialize, TrainResult)
+from .core import check_precision
 
 # %% auto #0
 __all__ = ['BIAS_CLASSIFIER_DEFAULTS', 'train_bias_classifier', 'mine_topk', 'mine_bias_conflicting', 'mining_precision',

@@ -13,12 +13,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .core import IN_TEST, default_device, seed_everything, atomic_save, write_json, pbar, load_torch, check_weights
+from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, pbar, load_torch,
+                             check_weights, PRECISIONS, check_precision, precision_autocast, grad_scaler, loader_kwargs)
 from .data import BiasedDataset, get_benchmark
 
 # %% auto #0
-__all__ = ['CLASSIFIER_DEFAULTS', 'PRECISIONS', 'CHECKPOINTS', 'CMNISTMLP', 'resnet18', 'make_classifier', 'gce_loss',
-           'check_precision', 'precision_autocast', 'grad_scaler', 'loader_kwargs', 'materialize', 'predict',
+__all__ = ['CLASSIFIER_DEFAULTS', 'CHECKPOINTS', 'CMNISTMLP', 'resnet18', 'make_classifier', 'gce_loss', 'materialize', 'predict',
            'accuracy_report', 'evaluate', 'per_sample_loss', 'TrainResult', 'EpochSampler', 'keep_checkpoints',
            'train_classifier', 'train_vanilla', 'toy_biased_dataset']
 
@@ -114,31 +114,6 @@ def gce_loss(logits, y, q: float = 0.7, reduction: str = 'mean', reference_scali
     if reference_scaling: loss = -logp_y * (p_y_q.detach() * q)          # CE * (p_y^q * q), weight without gradient
     else: loss = (1 - p_y_q) / q                                         # Eq. (1)
     return _reduce(loss, reduction)
-
-# %% ../nbs/04_classifiers.ipynb #e357ba34
-PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-def check_precision(precision: str) -> str:
-    "`precision` if it is one of `PRECISIONS` ('fp32', 'bf16', 'fp16'), else a one-line ValueError naming it."
-    if precision not in PRECISIONS: raise ValueError(f'precision={precision!r}: expected one of {list(PRECISIONS)}')
-    return precision
-
-def precision_autocast(device, precision: str = 'fp32'):
-    "The autocast context of `precision` on `device`: disabled for 'fp32', `torch.autocast(type, dtype)` otherwise."
-    check_precision(precision)
-    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision], enabled=precision != 'fp32')
-
-def grad_scaler(device, precision: str = 'fp32'):
-    "A `torch.amp.GradScaler`, enabled only for 'fp16' (bf16 and fp32 need no loss scaling)."
-    return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
-
-def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
-    "DataLoader options: `num_workers` processes; `pin_memory` (None: on for CUDA) only where the device is CUDA."
-    if not (isinstance(num_workers, int) and num_workers >= 0):
-        raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 (0 = load in the main process)')
-    cuda = torch.device(device).type == 'cuda'
-    return dict(num_workers=num_workers, pin_memory=cuda if pin_memory is None else bool(pin_memory) and cuda,
-                persistent_workers=num_workers > 0)
 
 # %% ../nbs/04_classifiers.ipynb #487f5852
 def _loader(ds, bs, num_workers=0):

@@ -14,12 +14,12 @@ import torch
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['IN_TEST', 'default_device', 'seed_everything', 'asset_path', 'WriteError', 'write_error', 'atomic_path',
+__all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'seed_everything', 'asset_path', 'WriteError', 'write_error', 'atomic_path',
            'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full', 'json_data', 'write_json',
            'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
            'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images', 'check_prob',
-           'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check', 'to_01',
-           'show_images']
+           'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check', 'check_precision',
+           'precision_autocast', 'grad_scaler', 'loader_kwargs', 'to_01', 'show_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -411,6 +411,31 @@ def cli_check(ok, name, value, expected):
     "`value` if `ok`, else UsageError `<name> <value>: expected <expected>`."
     if not ok: raise UsageError(f'{name} {value}: expected {expected}')
     return value
+
+# %% ../nbs/00_core.ipynb #e357ba34
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+def check_precision(precision: str) -> str:
+    "`precision` if it is one of `PRECISIONS` ('fp32', 'bf16', 'fp16'), else a one-line ValueError naming it."
+    if precision not in PRECISIONS: raise ValueError(f'precision={precision!r}: expected one of {list(PRECISIONS)}')
+    return precision
+
+def precision_autocast(device, precision: str = 'fp32'):
+    "The autocast context of `precision` on `device`: disabled for 'fp32', `torch.autocast(type, dtype)` otherwise."
+    check_precision(precision)
+    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision], enabled=precision != 'fp32')
+
+def grad_scaler(device, precision: str = 'fp32'):
+    "A `torch.amp.GradScaler`, enabled only for 'fp16' (bf16 and fp32 need no loss scaling)."
+    return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
+
+def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
+    "DataLoader options: `num_workers` processes; `pin_memory` (None: on for CUDA) only where the device is CUDA."
+    if not (isinstance(num_workers, int) and num_workers >= 0):
+        raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 (0 = load in the main process)')
+    cuda = torch.device(device).type == 'cuda'
+    return dict(num_workers=num_workers, pin_memory=cuda if pin_memory is None else bool(pin_memory) and cuda,
+                persistent_workers=num_workers > 0)
 
 # %% ../nbs/00_core.ipynb #fb072d11
 def to_01(x):

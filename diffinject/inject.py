@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .core import check_images, pbar
 from .diffusion import GaussianDiffusion, linear_beta_schedule, predict_x0
 from .ddim import ddim_sigma, ddim_step, ddim_timesteps, ddim_invert
-from .classifiers import check_precision, precision_autocast
+from .core import check_precision, precision_autocast
 
 # %% auto #0
 __all__ = ['check_gamma', 'slerp', 'mask_to_h_grid', 'inject_h', 'reference_mask', 'with_precision', 'eps_pair',
