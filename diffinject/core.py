@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
@@ -19,7 +20,8 @@ __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'seed_everything', 'asset_
            'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
            'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images', 'check_prob',
            'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check', 'check_precision',
-           'precision_autocast', 'grad_scaler', 'loader_kwargs', 'to_01', 'show_images']
+           'precision_autocast', 'grad_scaler', 'loader_kwargs', 'to_01', 'show_images', 'fit_images',
+           'to_diffusion_range', 'ArrayImages', 'load_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -463,3 +465,44 @@ def show_images(ims, nrow=None, titles=None, scale=1.2, suptitle=None, row_label
     if suptitle: fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/00_core.ipynb #5abc400c
+def fit_images(x, size, mode=None, name='images'):
+    "Bring a batch [N,C,H,W] in [0,1] to `size`x`size`: 'pad' (centred, black), 'resize' (bilinear) or None (must match)."
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size): return x
+    if mode == 'pad':
+        dh, dw = size - h, size - w                                   # CMNIST: 32 - 28 = 4 -> 2 px each side
+        if dh < 0 or dw < 0:
+            raise ValueError(f'{name}: cannot pad {h}x{w} images to the model size {size}x{size}; use image_fit="resize"')
+        return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), value=0.)
+    if mode == 'resize':
+        return F.interpolate(x, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
+    if mode is None:
+        raise ValueError(f'{name}: images are {h}x{w} but the model expects {size}x{size}; pass image_fit="pad" or "resize"')
+    raise ValueError(f'image_fit={mode!r}: expected "pad", "resize" or None')
+
+def to_diffusion_range(x):
+    "Map images from [0, 1] to the diffusion range [-1, 1]: x -> 2x - 1."
+    return x * 2 - 1
+
+# %% ../nbs/00_core.ipynb #be784016
+class ArrayImages(torch.utils.data.Dataset):
+    "Images from a uint8 array [N,H,W] or [N,H,W,C] (e.g. an `.npz` with key `images`), as float [C,H,W] in [0,1]."
+    def __init__(self, images, name='array'):
+        a = torch.as_tensor(np.asarray(images))
+        if a.dtype != torch.uint8 or a.ndim not in (3, 4):
+            raise ValueError(f'{name}: expected uint8 images [N,H,W] or [N,H,W,C], got {a.dtype} {tuple(a.shape)}')
+        self.images, self.name = (a[..., None] if a.ndim == 3 else a), name
+    def __len__(self): return len(self.images)
+    def __getitem__(self, i): return self.images[i].permute(2, 0, 1).float() / 255
+    def __repr__(self): return f'ArrayImages({self.name!r}, n={len(self)})'
+
+def load_images(ds, idxs):
+    "Stack the images of items `idxs` of `ds` (items are images or tuples whose first element is the image)."
+    ims = []
+    for i in idxs:
+        im = ds[int(i)]
+        im = im[0] if isinstance(im, (tuple, list)) else im
+        ims.append(torch.as_tensor(im))
+    return torch.stack(ims)

@@ -11,34 +11,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from .core import (script, cli_check, UsageError, IN_TEST, config_diff, default_device, seed_everything, atomic_path, atomic_save, write_json, pbar,
                              check_images, to_01, json_data, load_torch, read_weights, save_weights, check_weights,
-                             CheckpointError)
+                             CheckpointError, fit_images, to_diffusion_range, ArrayImages, load_images)
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'fit_images', 'to_diffusion_range', 'ImageFolderImages', 'ArrayImages', 'image_dataset', 'load_images',
-           'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at', 'init_distributed', 'replica_max_diff',
-           'state_signature', 'diffusion_signature', 'NonFiniteLossError', 'StepImages', 'step_loader',
-           'save_image_grid', 'DiffusionTrainer', 'build_model_and_diffusion', 'train_diffusion',
-           'load_diffusion_checkpoint', 'train_diffusion_cli']
-
-# %% ../nbs/09_train.ipynb #5abc400c
-def fit_images(x, size, mode=None, name='images'):
-    "Bring a batch [N,C,H,W] in [0,1] to `size`x`size`: 'pad' (centred, black), 'resize' (bilinear) or None (must match)."
-    h, w = x.shape[-2:]
-    if (h, w) == (size, size): return x
-    if mode == 'pad':
-        dh, dw = size - h, size - w                                   # CMNIST: 32 - 28 = 4 -> 2 px each side
-        if dh < 0 or dw < 0:
-            raise ValueError(f'{name}: cannot pad {h}x{w} images to the model size {size}x{size}; use image_fit="resize"')
-        return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), value=0.)
-    if mode == 'resize':
-        return F.interpolate(x, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
-    if mode is None:
-        raise ValueError(f'{name}: images are {h}x{w} but the model expects {size}x{size}; pass image_fit="pad" or "resize"')
-    raise ValueError(f'image_fit={mode!r}: expected "pad", "resize" or None')
-
-def to_diffusion_range(x):
-    "Map images from [0, 1] to the diffusion range [-1, 1]: x -> 2x - 1."
-    return x * 2 - 1
+__all__ = ['CKPT_FORMAT', 'ImageFolderImages', 'image_dataset', 'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at',
+           'init_distributed', 'replica_max_diff', 'state_signature', 'diffusion_signature', 'NonFiniteLossError',
+           'StepImages', 'step_loader', 'save_image_grid', 'DiffusionTrainer', 'build_model_and_diffusion',
+           'train_diffusion', 'load_diffusion_checkpoint', 'train_diffusion_cli']
 
 # %% ../nbs/09_train.ipynb #f8e1b394
 class ImageFolderImages(torch.utils.data.Dataset):
@@ -57,17 +36,6 @@ class ImageFolderImages(torch.utils.data.Dataset):
         return im[None] if im.ndim == 2 else im.permute(2, 0, 1)
     def __repr__(self): return f'ImageFolderImages({str(self.root)!r}, n={len(self)})'
 
-class ArrayImages(torch.utils.data.Dataset):
-    "Images from a uint8 array [N,H,W] or [N,H,W,C] (e.g. an `.npz` with key `images`), as float [C,H,W] in [0,1]."
-    def __init__(self, images, name='array'):
-        a = torch.as_tensor(np.asarray(images))
-        if a.dtype != torch.uint8 or a.ndim not in (3, 4):
-            raise ValueError(f'{name}: expected uint8 images [N,H,W] or [N,H,W,C], got {a.dtype} {tuple(a.shape)}')
-        self.images, self.name = (a[..., None] if a.ndim == 3 else a), name
-    def __len__(self): return len(self.images)
-    def __getitem__(self, i): return self.images[i].permute(2, 0, 1).float() / 255
-    def __repr__(self): return f'ArrayImages({self.name!r}, n={len(self)})'
-
 def image_dataset(data, benchmark=None, ratio=None):
     "A dataset of training images from a Dataset, an `.npz` (key `images`), a benchmark root (with `benchmark`) or an image folder."
     if isinstance(data, torch.utils.data.Dataset): return data
@@ -83,15 +51,6 @@ def image_dataset(data, benchmark=None, ratio=None):
     return ImageFolderImages(p)
 
 def _dataset_name(ds): return getattr(ds, 'name', None) or repr(ds)[:120]
-
-def load_images(ds, idxs):
-    "Stack the images of items `idxs` of `ds` (items are images or tuples whose first element is the image)."
-    ims = []
-    for i in idxs:
-        im = ds[int(i)]
-        im = im[0] if isinstance(im, (tuple, list)) else im
-        ims.append(torch.as_tensor(im))
-    return torch.stack(ims)
 
 # %% ../nbs/09_train.ipynb #b5e337d3
 def _mix(*xs):
