@@ -16,7 +16,8 @@ from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_
 from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio,
                              BenchmarkSpec, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout, imagefolder_spec,
                              load_imagefolder, check_imagefolder, check_benchmark, read_bias_csv, per_class_subset)
-from .classifiers import make_classifier, train_classifier, CHECKPOINTS
+from .classifiers import make_classifier, CHECKPOINTS
+from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
 from .baselines import run_method, METHODS as BASELINES
 from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS
@@ -622,12 +623,9 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
     with run.stage(name, key) as d:
         if method == 'diffinject':
             syn = load_split(synth_dir, spec, 'train', ratio, transform='train')
-            both = BiasedDataset(list(train.files) + list(syn.files), transform=train.transform, num_classes=spec.num_classes,
-                                 labels=torch.cat([train.labels, syn.labels]), biases=torch.cat([train.biases, syn.biases]))
-            seed_everything(seed)
-            model = make_classifier(spec.name, spec.num_classes)
-            res = train_classifier(model, both, valid, test, loss=cc['loss'], benchmark=spec.name, seed=seed, device=_device(cfg),
-                                   preload=spec.name == 'cmnist', show_progress=not IN_TEST, **hp)
+            res = train_debiased(train, syn, valid, test, benchmark=spec.name, num_classes=spec.num_classes, seed=seed,
+                                 loss=cc['loss'], device=_device(cfg), preload=spec.name == 'cmnist',
+                                 show_progress=not IN_TEST, **hp)
             extra = dict(n_real=len(train), n_synthetic=len(syn))
         else:
             quick = cfg['baselines']['quick']
