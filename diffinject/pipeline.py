@@ -10,26 +10,25 @@ try: import fcntl
 except ImportError: fcntl = None                                      # not POSIX: run directories are not locked
 import numpy as np
 import torch
-from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, read_json,
+from .core import (IN_TEST, default_device, atomic_save, write_json, read_json,
                              atomic_write_text, config_key, config_diff, show_images, mean_std, save_weights,
                              WriteError, write_error, CheckpointError, script, cli_list, cli_check, read_weights)
-from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, split_counts, BiasedDataset, check_ratio,
-                             BenchmarkSpec, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout, imagefolder_spec,
-                             load_imagefolder, check_imagefolder, check_benchmark, read_bias_csv, per_class_subset)
+from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec,
+                             imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder, check_benchmark,
+                             per_class_subset)
 from .classifiers import make_classifier, CHECKPOINTS
 from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
-from .baselines import run_method, METHODS as BASELINES
-from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS
-from .pretrained import TRAIN_ON, recipe_of
-from .oracles import SHAPE_SOURCES
+from .baselines import run_method
+from .synth import LABEL_FROM, FILTERS, STYLE_POOLS
+from .pretrained import TRAIN_ON
+from .config import make_config, SOURCES, OPTIONAL_KEYS, INJECT_DEFAULTS  # noqa: F401 (re-exported)
 
 # %% auto #0
-__all__ = ['INJECT_DEFAULTS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'STAGES', 'METRIC_TITLES', 'RunDirLocked', 'lock_run_dir',
-           'unlock_run_dir', 'RunDir', 'make_config', 'run_spec', 'source_title', 'data_key', 'stage_data', 'splits',
-           'eval_description', 'stage_bias', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table',
-           'class_table', 'has_bias_labels', 'stage_times', 'report_intro', 'synth_table', 'write_report',
-           'run_pipeline', 'diffinject_run', 'debias']
+__all__ = ['STAGES', 'METRIC_TITLES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'RunDir', 'run_spec', 'source_title',
+           'data_key', 'stage_data', 'splits', 'eval_description', 'stage_bias', 'stage_diffusion', 'stage_synth',
+           'stage_classifier', 'results_table', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro',
+           'synth_table', 'write_report', 'run_pipeline', 'diffinject_run', 'debias']
 
 # %% ../nbs/15_pipeline.ipynb #b613bc3d
 class RunDirLocked(BlockingIOError):
@@ -178,168 +177,6 @@ class RunDir:
             raise CheckpointError(e.path, f'{e.reason} (stage {name} of the run in {self.path}; {how})') from None
 
 # %% ../nbs/15_pipeline.ipynb #99c8b403
-def _quick(dataset='cmnist'):
-    cfg = dict(
-        dataset='cmnist', source='mnist5k', data_root=None, download=False, ratios=[0.01], seeds=[0],
-        methods=['vanilla', 'diffinject'], device=None,
-        classifier=dict(steps=2000, eval_every=100, loss='ce', lr=None, bs=None),
-        bias=dict(steps=None, k=10, q=0.7),
-        diffusion=dict(pretrained='cmnist', train=False, train_on='source', preset=None, steps=1500, batch_size=32, lr=1e-3,
-                       ema_rate=0.999, p2_gamma=1.0, p2_k=1.0, seed=0, ckpt=None, image_fit='pad', sample_every=0,
-                       ckpt_every=250),
-        inject=dict(INJECT_DEFAULTS, steps=25, batch_size=32),
-        baselines=dict(quick=True))
-    if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
-        cfg.update(dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64)
-        cfg['diffusion'].update(pretrained='', preset='cmnist_quick', image_fit='resize')   # trained on your images
-    return cfg
-
-# the injection settings of both presets (chosen on training pairs in 12_synth; paper values where it gives them)
-INJECT_DEFAULTS = dict(gamma=0.5, t_edit=400, t_boost=200, size_ratio=0.1, n=None, label_from='auto', filter='none',
-                       style_pool='fb', style_max_per_class=None)
-
-SOURCES = {  # --source: (the dataset it builds or reads, what --data_root must hold)
-    'mnist5k':       ('cmnist', 'nothing: the 5,000 MNIST digits shipped in the package (the quick default)'),
-    'mnist':         ('cmnist', "torchvision's MNIST/raw/, or the four MNIST IDX files (plain or .gz)"),
-    'fashion_mnist': ('cmnist', "torchvision's FashionMNIST/raw/, or the four IDX files (plain or .gz)"),
-    'kmnist':        ('cmnist', "torchvision's KMNIST/raw/, or the four IDX files (plain or .gz)"),
-    'cifar10':       ('cifar10c', "torchvision's cifar-10-batches-py/"),
-    'folder':        (None, 'a downloaded DisEnt/BiasEnsemble benchmark folder: <pct>/align/, <pct>/conflict/, '
-                            'valid/, test/'),
-    'imagefolder':   ('imagefolder', 'your own images: train/<class>/*, optional valid/<class>/*, test/<class>/*'),
-}
-
-OPTIONAL_KEYS = ('image_size', 'max_train_per_class', 'bias_csv', 'classes')   # in a configuration only when set
-
-def _paper(dataset):
-    spec = get_benchmark(dataset)
-    diffusion = {'cmnist':   dict(preset='cmnist_32', steps=100_000, batch_size=128, image_fit='pad'),
-                 'cifar10c': dict(preset='cifar_32', steps=200_000, batch_size=128, image_fit=None),
-                 'bffhq':    dict(preset='ffhq_p2', ckpt='ffhq_p2.pt', image_fit='resize'),
-                 'dogs_and_cats': dict(preset='afhqdog_p2', ckpt='afhqdog_p2.pt', image_fit='resize')}[dataset]
-    inject = {'cmnist': dict(gamma=0.3), 'cifar10c': dict(gamma=0.3), 'bffhq': dict(gamma=0.7), 'dogs_and_cats': dict(gamma=0.7)}[dataset]
-    return dict(
-        dataset=dataset, source={'cmnist': 'mnist', 'cifar10c': 'cifar10'}.get(dataset, 'folder'), data_root=None, download=False,
-        ratios=list(spec.ratios), seeds=[0, 1, 2], methods=['vanilla', 'diffinject'], device=None,
-        classifier=dict(steps=None, eval_every=None, loss='ce', lr=None, bs=None),          # benchmark defaults (DisEnt/BE)
-        bias=dict(steps=None, k=10, q=0.7),
-        diffusion=dict(dict(pretrained='', train=False, train_on='source', preset=None, steps=0, batch_size=64, lr=1e-4,
-                            ema_rate=0.9999, p2_gamma=1.0, p2_k=1.0, seed=0, ckpt=None, image_fit=None, sample_every=5000,
-                            ckpt_every=5000), **diffusion),
-        inject=dict(INJECT_DEFAULTS, steps=50, batch_size=64, **inject),
-        baselines=dict(quick=False))
-
-PRESETS = ('quick', 'paper')
-
-def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
-    "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
-    if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
-    src = overrides.get('source')
-    if src is not None and src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
-    if src is not None and SOURCES[src][0] is not None:
-        if dataset not in (None, SOURCES[src][0]):
-            raise ValueError(f'dataset={dataset!r}: source={src!r} gives {SOURCES[src][0]}; '
-                             'drop --dataset or pick another source')
-        dataset = SOURCES[src][0]
-    if preset == 'quick':
-        if dataset not in (None, 'cmnist', 'imagefolder'):
-            raise ValueError(f"dataset={dataset!r}: the 'quick' preset is Colored MNIST (cmnist) or your image folder; "
-                             'use --preset paper')
-        cfg = _quick(dataset or 'cmnist')
-    else:
-        if dataset == 'imagefolder':
-            raise ValueError("source='imagefolder': use the quick preset "
-                             '(longer runs: --classifier_steps, --diffusion_steps, --device)')
-        if dataset is None:
-            raise ValueError('dataset: required with --preset paper (cmnist, cifar10c, bffhq, dogs_and_cats)')
-        get_benchmark(dataset); cfg = _paper(dataset)
-    synth_size = overrides.pop('synth_size', None)
-    for k, v in overrides.items():
-        if v is None: continue
-        if k in OPTIONAL_KEYS: cfg[k] = v; continue
-        if k not in cfg or k == 'preset':
-            known = sorted(set(cfg) - {'preset'} | set(OPTIONAL_KEYS))
-            raise ValueError(f'{k}: not a configuration key (expected one of {known})')
-        if isinstance(cfg[k], dict):
-            if not isinstance(v, dict): raise ValueError(f'{k}: expected a dict of {sorted(cfg[k])}')
-            bad = sorted(set(v) - set(cfg[k]))
-            if bad: raise ValueError(f'{k}.{bad[0]}: not an option of {k} (expected one of {sorted(cfg[k])})')
-            cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
-        else: cfg[k] = v
-    if synth_size is not None: cfg['inject']['n'] = int(synth_size)     # synthetic-set size (default: synthesis' rule)
-    if (cfg['source'] == 'folder' and cfg['dataset'] in ('cmnist', 'cifar10c')
-            and 'train_on' not in (overrides.get('diffusion') or {})):
-        cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
-    cfg['preset'] = preset
-    if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
-        cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here
-    return _check_config(cfg, check_data)
-
-def _check_config(cfg, check_data=True):
-    "Every check that needs no training: options, the source and what its data root holds (nothing is written)."
-    src, ds, root = cfg['source'], cfg['dataset'], cfg.get('data_root')
-    if src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
-    if SOURCES[src][0] not in (None, ds):
-        raise ValueError(f'source={src!r} builds {SOURCES[src][0]}, not dataset={ds!r}')
-    if ds == 'imagefolder':
-        if cfg['ratios'] != [None]:
-            raise ValueError("ratios: not used with source='imagefolder' (your data's bias ratio is unknown)")
-        if not cfg.get('image_size') or int(cfg['image_size']) < 8:
-            raise ValueError(f"image_size={cfg.get('image_size')}: expected at least 8 px")
-    else:
-        for r in cfg['ratios']: check_ratio(r, 'ratios')
-        for k in ('image_size', 'bias_csv'):
-            if cfg.get(k) is not None:
-                raise ValueError(f"{k}: only for source='imagefolder' (the benchmarks have their own size and bias labels)")
-    if cfg.get('max_train_per_class') is not None and int(cfg['max_train_per_class']) < 1:
-        raise ValueError(f"max_train_per_class={cfg['max_train_per_class']}: expected a positive integer")
-    ic, dc = cfg['inject'], cfg['diffusion']
-    if ic['n'] is not None and ic['n'] < 1:
-        raise ValueError(f"synth_size={ic['n']}: expected at least 1 synthetic image")
-    if not ic['size_ratio'] > 0: raise ValueError(f"inject.size_ratio={ic['size_ratio']}: expected a positive fraction of |train|")
-    check_choice(ic['label_from'], LABEL_FROM, 'label_from')
-    check_choice(ic['filter'], FILTERS, 'filter')
-    check_choice(ic['style_pool'], STYLE_POOLS, 'style_pool')
-    check_choice(dc['train_on'], TRAIN_ON, 'train_on')
-    if dc['pretrained']: recipe_of(dc['pretrained'])                         # names the shipped models if unknown ('' = none)
-    if dc['train'] and not dc['pretrained']:
-        raise ValueError('train_diffusion: retrains a shipped model with its recipe; this configuration has none (no pretrained model)')
-    if dc['train_on'] == 'source' and not (dc['ckpt'] or (dc['pretrained'] and not dc['train'])):
-        if ds == 'cmnist' and src not in SHAPE_SOURCES:
-            raise ValueError(f"train_on='source': Colored MNIST from source={src!r} has no grayscale digits to train the "
-                             f"diffusion model on; use a source in {SHAPE_SOURCES} or --train_on train")
-        if ds == 'cifar10c' and src != 'cifar10':
-            raise ValueError(f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
-                             "use --source cifar10 or --train_on train")
-    bad = [m for m in cfg['methods'] if m not in ('diffinject',) + tuple(BASELINES)]
-    if bad: raise ValueError(f"methods: unknown method {bad[0]!r}; expected some of {('diffinject',) + tuple(BASELINES)}")
-    if cfg['classifier']['loss'] not in ('ce', 'gce'): raise ValueError("classifier.loss: expected 'ce' or 'gce'")
-    if check_data: _check_source(cfg)
-    return cfg
-
-def _check_source(cfg):
-    "What `data_root` must hold for the source (SOURCES), by file names only; decoding is the data stage's job."
-    src, root = cfg['source'], cfg.get('data_root')
-    if src == 'mnist5k': return
-    want = f"source={src!r} needs --data_root: {SOURCES[src][1]}"
-    if not root: raise ValueError(f'data_root: required; {want}')
-    if not Path(root).is_dir() and not (cfg['download'] and src in (*TORCHVISION_SOURCES, 'cifar10')):
-        raise FileNotFoundError(f'{root}: no such folder; {want}')
-    if cfg['download']: return
-    if src in TORCHVISION_SOURCES:
-        raw = Path(root)/TORCHVISION_SOURCES[src]/'raw'
-        names = [f'{s}-{k}' for s in ('train', 't10k') for k in ('images-idx3-ubyte', 'labels-idx1-ubyte')]
-        missing = [n for n in names if _idx_file([raw, Path(root)], n) is None]
-        if missing: raise FileNotFoundError(f'{raw}: missing {missing} (plain or .gz); {want}, or pass --download')
-    elif src == 'cifar10':
-        f = Path(root)/'cifar-10-batches-py'
-        if not (f/'data_batch_1').is_file():
-            raise FileNotFoundError(f'{f}: no CIFAR-10 batches; {want}, or pass --download')
-    elif src == 'folder':
-        for r in cfg['ratios']:
-            for split in ('train', 'valid', 'test'): split_files(root, cfg['dataset'], split, r)   # names what is missing
-    elif src == 'imagefolder' and cfg.get('bias_csv'): read_bias_csv(cfg['bias_csv'], root, cfg['classes'])
-
 def run_spec(cfg) -> BenchmarkSpec:
     "The `BenchmarkSpec` of a run: the benchmark's, or for an image folder its number of classes and `image_size`."
     if cfg['dataset'] == 'imagefolder': return imagefolder_spec(len(cfg['classes']), cfg['image_size'])
