@@ -144,8 +144,9 @@ class InjectConfig:
     mask_match_norm: bool = True  # same inside a local mask (reference: False)
 
 def reference_config(**kw) -> InjectConfig:
-    "The official InjectFusion/DiffInject settings: 1000 steps, 50-point injection grid, dt_lambda 0.9985, no mask norm-matching."
-    return InjectConfig(**{**dict(gamma=0.3, t_edit=400, t_boost=200, steps=1000, inv_steps=1000, replace_steps=50,
+    """The official InjectFusion/DiffInject settings: 1000 steps, 50-point injection grid, dt_lambda 0.9985, no mask
+    norm-matching; gamma, t_edit and t_boost are the defaults above (the reference's too)."""
+    return InjectConfig(**{**dict(steps=1000, inv_steps=1000, replace_steps=50,
                                   dt_lambda=0.9985, dt_end=950, omega=0., mask_match_norm=False), **kw})
 
 def check_config(cfg: InjectConfig, T: int, n: int | None = None) -> InjectConfig:
