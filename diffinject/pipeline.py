@@ -26,9 +26,9 @@ from .config import make_config, SOURCES, OPTIONAL_KEYS, INJECT_DEFAULTS  # noqa
 
 # %% auto #0
 __all__ = ['STAGES', 'METRIC_TITLES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'RunDir', 'run_spec', 'source_title',
-           'data_key', 'stage_data', 'splits', 'eval_description', 'stage_bias', 'stage_diffusion', 'stage_synth',
-           'stage_classifier', 'results_table', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro',
-           'synth_table', 'write_report', 'run_pipeline', 'diffinject_run', 'debias']
+           'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description', 'stage_bias', 'stage_diffusion',
+           'stage_synth', 'stage_classifier', 'results_table', 'class_table', 'has_bias_labels', 'stage_times',
+           'report_intro', 'synth_table', 'write_report', 'run_pipeline', 'diffinject_run', 'debias']
 
 # %% ../nbs/15_pipeline.ipynb #b613bc3d
 class RunDirLocked(BlockingIOError):
@@ -207,9 +207,19 @@ def data_key(cfg):
     return config_key('data', {k: cfg[k] for k in ('dataset', 'source', 'data_root', 'ratios')},
                       {k: cfg[k] for k in OPTIONAL_KEYS if cfg.get(k) is not None})
 
+def stage_key(cfg, stage, ratio=None, seed=None) -> str:
+    "The key of `stage` ('data', 'bias', 'diffusion', 'synth' or a method) at `ratio`, `seed`: a hash of what it reads."
+    d, dc = data_key(cfg), cfg['diffusion']
+    if stage == 'data': return d
+    if stage == 'bias': return config_key('bias', d, ratio, seed, cfg['bias'])
+    if stage == 'diffusion': return config_key('diffusion', d, dc, *([ratio] if dc['train_on'] == 'train' else []))
+    if stage == 'synth': return config_key('synth', d, ratio, seed, cfg['bias'], dc, cfg['inject'])
+    upstream = [cfg['bias'], dc, cfg['inject']] if stage == 'diffinject' else [cfg['baselines']]
+    return config_key(stage, d, ratio, seed, cfg['classifier'], *upstream)
+
 def stage_data(run: RunDir, cfg) -> Path:
     "Build the benchmark (Colored MNIST, Corrupted CIFAR-10) or take a folder as it is; decode and check every image."
-    spec, key, src = run_spec(cfg), data_key(cfg), cfg['source']
+    spec, key, src = run_spec(cfg), stage_key(cfg, 'data'), cfg['source']
     external = src in ('folder', 'imagefolder')                               # read in place, never copied
     root = Path(cfg['data_root']) if external else run.path/'data'
     if run.done('data', key): return root
@@ -265,7 +275,7 @@ def _save_classifier(state, path, benchmark, **meta):
 def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
     "Stage 1: the GCE bias classifier f_B (Eq. (1)) and its top-K per class (Eqs. (3)-(4)); precision@K for evaluation."
     b, name = cfg['bias'], f'{pct_name(ratio)}/seed{seed}/bias'
-    key = config_key('bias', data_key(cfg), ratio, seed, b)
+    key = stage_key(cfg, 'bias', ratio, seed)
     if run.done(name, key): return read_json(run.path/name/'bias.json')
     train, valid, test = splits(root, cfg, ratio)
     with run.stage(name, key) as d:
@@ -328,7 +338,7 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
         if not grid.exists(): _sample_grid(model, ac, grid)
         return model, ac, grid
     name = _diffusion_dir(cfg, ratio)
-    key = config_key('diffusion', data_key(cfg), dc, *([ratio] if dc['train_on'] == 'train' else []))
+    key = stage_key(cfg, 'diffusion', ratio)
     if not run.done(name, key):
         spec = run_spec(cfg)
         with run.stage(name, key) as d:
@@ -378,7 +388,7 @@ def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dic
     from diffinject.synth import synthesize, style_pool, aligned_pool, classifier_reader, synth_fidelity
     from diffinject.classifiers import materialize, predict, per_sample_loss
     ic, name = cfg['inject'], f'{pct_name(ratio)}/seed{seed}/synth'
-    key = config_key('synth', data_key(cfg), ratio, seed, cfg['bias'], cfg['diffusion'], ic)
+    key = stage_key(cfg, 'synth', ratio, seed)
     if run.done(name, key): return read_json(run.path/name/'synth.json')
     spec, dev = run_spec(cfg), _device(cfg)
     train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]     # the very training set stage 1 mined
@@ -436,7 +446,6 @@ def _synth_figure(train, man, d, ratio, spec, n=8):
     fig.savefig(d/'fig2.png', dpi=100)
     plt.close(fig)
 
-
 # %% ../nbs/15_pipeline.ipynb #bdfa6db8
 def _row(res_metrics) -> dict:
     "Flatten labelled checkpoint metrics to {'<ckpt>_<metric>': value} on the test set (valid when there is none)."
@@ -450,8 +459,7 @@ def _row(res_metrics) -> dict:
 def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None) -> dict:
     "Stage 4 (`diffinject`): the classifier on real + synthetic data (CE, or GCE as the reference code); or a baseline `method`."
     cc, name = cfg['classifier'], f'{pct_name(ratio)}/seed{seed}/{method}'
-    parts = [data_key(cfg), ratio, seed, cc] + ([cfg['bias'], cfg['diffusion'], cfg['inject']] if method == 'diffinject' else [cfg['baselines']])
-    key = config_key(method, *parts)
+    key = stage_key(cfg, method, ratio, seed)
     if run.done(name, key): return read_json(run.path/name/'result.json')
     spec = run_spec(cfg)
     train, valid, test = splits(root, cfg, ratio)                         # test None: evaluated on valid (see _row)
