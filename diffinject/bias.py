@@ -12,6 +12,7 @@ from .core import IN_TEST, seed_everything, write_json, read_json, script, cli_c
 from .classifiers import (make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss,
                                     materialize, TrainResult)
 from .core import check_precision
+from .data import pct_name, build_colored_mnist, load_split
 
 # %% auto #0
 __all__ = ['BIAS_CLASSIFIER_DEFAULTS', 'train_bias_classifier', 'mine_topk', 'mine_bias_conflicting', 'mining_precision',
@@ -114,11 +115,6 @@ def show_mined(ds, indices, k: int | None = None, scale: float = 0.9, title: str
     return fig
 
 # %% ../nbs/05_bias.ipynb #9f7d5083
-def _data_module():
-    try: import diffinject.data as data
-    except ImportError as e: raise ImportError(f'diffinject.data is needed to build Colored MNIST ({e})') from e
-    return data
-
 def _fmt_ckpts(res: TrainResult) -> dict:
     "metrics per checkpoint, test and valid accuracies, labelled with the step."
     return {k: dict(step=m['step'], **{s: m[s] for s in ('valid', 'test') if s in m}) for k, m in res.metrics.items()}
@@ -127,12 +123,11 @@ def run_bias_mining(out_dir='runs/cmnist5k', ratio: float = 0.01, k: int = 10, s
                     eval_every: int = 100, seed: int = 0, device=None, data_root=None, which: str = 'best_valid',
                     show_progress=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
     "Stage 1 on Colored MNIST from MNIST-5k at `ratio`: vanilla MLP + GCE f_B (mined with checkpoint `which`), top-`k` mining."
-    data = _data_module()
     out_dir = Path(out_dir); data_root = Path(data_root) if data_root else out_dir/'data'
-    pct = data.pct_name(ratio); run_dir = out_dir/pct
+    pct = pct_name(ratio); run_dir = out_dir/pct
     if not (data_root/pct/'align').exists():
-        data.build_colored_mnist(data_root, ratios=(ratio,), source='mnist5k', seed=seed)
-    split = lambda s, tf: data.load_split(data_root, 'cmnist', s, ratio if s != 'test' else None, transform=tf)
+        build_colored_mnist(data_root, ratios=(ratio,), source='mnist5k', seed=seed)
+    split = lambda s, tf: load_split(data_root, 'cmnist', s, ratio if s != 'test' else None, transform=tf)
     train_tf, train, valid, test = split('train', 'train'), split('train', 'eval'), split('valid', 'eval'), split('test', 'eval')
     check_precision(precision)
     common = dict(benchmark='cmnist', seed=seed, eval_every=eval_every, preload=True, device=device, show_progress=show_progress,
