@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
+from fastcore.basics import patch
 from .core import (script, cli_check, UsageError, IN_TEST, config_diff, default_device, seed_everything, atomic_path, atomic_save, write_json, pbar,
                              check_images, to_01, json_data, load_torch, read_weights, save_weights, check_weights,
                              CheckpointError, fit_images, to_diffusion_range, ArrayImages, load_images)
@@ -177,7 +178,7 @@ def save_image_grid(x01, path, nrow=None):
     with atomic_path(path) as tmp: im.save(tmp, format='PNG')
     return Path(path)
 
-# %% ../nbs/09_train.ipynb #fb4f6091
+# %% ../nbs/09_train.ipynb #08e14351
 CKPT_FORMAT = 'diffinject.DiffusionTrainer/2'   # weights-only: tensors, plain data, RNG states as tensors
 
 class DiffusionTrainer:
@@ -237,121 +238,132 @@ class DiffusionTrainer:
             raise type(e)(f'{e} (model expects [{self.channels},{self.image_size},{self.image_size}] images in [0,1]'
                           f'{", image_fit=" + repr(self.image_fit) if self.image_fit else ""})') from None
 
-    def get_batch(self, step):
-        "This rank's slice of global batch `step`: (x0 in [-1,1], t, noise), a function of (seed, step) alone."
-        ready, self._ready = self._ready, None
-        x = ready[1] if ready is not None and ready[0] == step else self.images[step][1]   # from a worker, or load now
-        t, noise = step_noise(self.seed, step, self.batch_size, x.shape[1:], self.diffusion.num_timesteps)
-        per = self.batch_size // self.world_size; sl = slice(self.rank * per, (self.rank + 1) * per)
-        return x.to(self.device, non_blocking=self.pin_memory), t[sl].to(self.device), noise[sl].to(self.device)
+# %% ../nbs/09_train.ipynb #350fc312
+@patch
+def get_batch(self: DiffusionTrainer, step):
+    "This rank's slice of global batch `step`: (x0 in [-1,1], t, noise), a function of (seed, step) alone."
+    ready, self._ready = self._ready, None
+    x = ready[1] if ready is not None and ready[0] == step else self.images[step][1]   # from a worker, or load now
+    t, noise = step_noise(self.seed, step, self.batch_size, x.shape[1:], self.diffusion.num_timesteps)
+    per = self.batch_size // self.world_size; sl = slice(self.rank * per, (self.rank + 1) * per)
+    return x.to(self.device, non_blocking=self.pin_memory), t[sl].to(self.device), noise[sl].to(self.device)
 
-    def train_step(self, step):
-        "One AdamW step on the P2-weighted eps loss (Eq. (5)); returns (global mean loss, grad norm) as floats."
-        self.model.train()
-        x0, t, noise = self.get_batch(step)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            losses = self.diffusion.training_losses(self.ddp or self.model, x0, t, noise)
-        loss = losses['loss'].float().mean()                                 # mean over this rank's micro-batch
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()                                                      # DDP all-reduces (averages) grads here
-        gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip if self.grad_clip else float('inf'))
-        lg = loss.detach().clone()
-        if self.world_size > 1: dist.all_reduce(lg); lg /= self.world_size   # global mean loss, for logging
-        lg, gn = lg.item(), gn.item()
-        if not (math.isfinite(lg) and math.isfinite(gn)):
-            last = f'the last good checkpoint {self.ckpt_path} is kept' if self.ckpt_path and self.ckpt_path.exists() else 'no checkpoint was written'
-            raise NonFiniteLossError(f'non-finite training loss {lg} (grad norm {gn}) at step {step}; stopped before '
-                                     f'the update; {last}')
-        self.opt.step()
-        ema_update(self.ema, self.model, ema_rate_at(step, self.ema_rate, self.ema_warmup))
-        return lg, gn
+@patch
+def train_step(self: DiffusionTrainer, step):
+    "One AdamW step on the P2-weighted eps loss (Eq. (5)); returns (global mean loss, grad norm) as floats."
+    self.model.train()
+    x0, t, noise = self.get_batch(step)
+    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        losses = self.diffusion.training_losses(self.ddp or self.model, x0, t, noise)
+    loss = losses['loss'].float().mean()                                 # mean over this rank's micro-batch
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()                                                      # DDP all-reduces (averages) grads here
+    gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip if self.grad_clip else float('inf'))
+    lg = loss.detach().clone()
+    if self.world_size > 1: dist.all_reduce(lg); lg /= self.world_size   # global mean loss, for logging
+    lg, gn = lg.item(), gn.item()
+    if not (math.isfinite(lg) and math.isfinite(gn)):
+        last = f'the last good checkpoint {self.ckpt_path} is kept' if self.ckpt_path and self.ckpt_path.exists() else 'no checkpoint was written'
+        raise NonFiniteLossError(f'non-finite training loss {lg} (grad norm {gn}) at step {step}; stopped before '
+                                 f'the update; {last}')
+    self.opt.step()
+    ema_update(self.ema, self.model, ema_rate_at(step, self.ema_rate, self.ema_warmup))
+    return lg, gn
 
-    def fit(self, steps):
-        "Train until `steps` optimizer steps in total (resuming from `self.step`); checkpoint at the end."
-        show = (self.rank == 0) and (self.show_progress if self.show_progress is not None else not IN_TEST)
-        it = pbar(range(self.step, steps), total=steps - self.step, show=show)
-        t0 = time.time()
-        batches = None
-        if self.num_workers:
-            batches = iter(step_loader(self.images, self.step, steps, self.num_workers, self.pin_memory))
-        for step in it:
-            if batches is not None: self._ready = next(batches)             # loaded off the main process, in step order
-            lg, gn = self.train_step(step)
-            self.step = step + 1
-            self.pending.append(lg)
-            if self.step % self.log_every == 0 or self.step == steps:
-                rec = dict(step=self.step, loss=float(np.mean(self.pending)), grad_norm=gn, time=time.time() - t0)
-                self.history.append(rec)
-                self.pending = []
-                if show and hasattr(it, 'comment'): it.comment = f'loss {rec["loss"]:.4f}'
-            if self.ckpt_every and self.step % self.ckpt_every == 0: self.save()
-            if self.sample_every and self.step % self.sample_every == 0: self.sample_grid()
-            if self.throttle: time.sleep(self.throttle)                     # for tests that kill a run mid-way
-        if self.ckpt_path is not None:
-            self.save()
-            self.export_ema()
-        if self.world_size > 1: self.replica_max_diff = replica_max_diff(self.model)
-        return self
+# %% ../nbs/09_train.ipynb #2b891ea8
+@patch
+def fit(self: DiffusionTrainer, steps):
+    "Train until `steps` optimizer steps in total (resuming from `self.step`); checkpoint at the end."
+    show = (self.rank == 0) and (self.show_progress if self.show_progress is not None else not IN_TEST)
+    it = pbar(range(self.step, steps), total=steps - self.step, show=show)
+    t0 = time.time()
+    batches = None
+    if self.num_workers:
+        batches = iter(step_loader(self.images, self.step, steps, self.num_workers, self.pin_memory))
+    for step in it:
+        if batches is not None: self._ready = next(batches)             # loaded off the main process, in step order
+        lg, gn = self.train_step(step)
+        self.step = step + 1
+        self.pending.append(lg)
+        if self.step % self.log_every == 0 or self.step == steps:
+            rec = dict(step=self.step, loss=float(np.mean(self.pending)), grad_norm=gn, time=time.time() - t0)
+            self.history.append(rec)
+            self.pending = []
+            if show and hasattr(it, 'comment'): it.comment = f'loss {rec["loss"]:.4f}'
+        if self.ckpt_every and self.step % self.ckpt_every == 0: self.save()
+        if self.sample_every and self.step % self.sample_every == 0: self.sample_grid()
+        if self.throttle: time.sleep(self.throttle)                     # for tests that kill a run mid-way
+    if self.ckpt_path is not None:
+        self.save()
+        self.export_ema()
+    if self.world_size > 1: self.replica_max_diff = replica_max_diff(self.model)
+    return self
 
-    # --- checkpoints -----------------------------------------------------------------------------------------
-    def state_dict(self):
-        rng = _rng_state()
-        if self.world_size > 1:                                             # every rank's RNG, so dropout resumes exactly
-            rngs = [None] * self.world_size; dist.all_gather_object(rngs, rng)
-        else: rngs = [rng]
-        return dict(format=CKPT_FORMAT, model=self.model.state_dict(), ema=self.ema.state_dict(),
-                    opt=self.opt.state_dict(), step=self.step, config=json_data(self.config), rng=rngs,
-                    data_order=self.sampler.state_dict(self.step), history=json_data(self.history),
-                    pending=list(self.pending), world_size=self.world_size)
+# %% ../nbs/09_train.ipynb #02f770eb
+@patch
+def state_dict(self: DiffusionTrainer):
+    rng = _rng_state()
+    if self.world_size > 1:                                             # every rank's RNG, so dropout resumes exactly
+        rngs = [None] * self.world_size; dist.all_gather_object(rngs, rng)
+    else: rngs = [rng]
+    return dict(format=CKPT_FORMAT, model=self.model.state_dict(), ema=self.ema.state_dict(),
+                opt=self.opt.state_dict(), step=self.step, config=json_data(self.config), rng=rngs,
+                data_order=self.sampler.state_dict(self.step), history=json_data(self.history),
+                pending=list(self.pending), world_size=self.world_size)
 
-    def save(self, path=None):
-        "Write the checkpoint atomically (rank 0 only): model, EMA, optimizer, step, RNG states, data order, config."
-        path = Path(path) if path is not None else self.ckpt_path
-        sd = self.state_dict()                                              # collective under DDP: all ranks call it
-        if self.rank == 0 and path is not None: atomic_save(sd, path)
-        if self.world_size > 1: dist.barrier()
-        return path
+@patch
+def save(self: DiffusionTrainer, path=None):
+    "Write the checkpoint atomically (rank 0 only): model, EMA, optimizer, step, RNG states, data order, config."
+    path = Path(path) if path is not None else self.ckpt_path
+    sd = self.state_dict()                                              # collective under DDP: all ranks call it
+    if self.rank == 0 and path is not None: atomic_save(sd, path)
+    if self.world_size > 1: dist.barrier()
+    return path
 
-    def load(self, path):
-        "Resume from a checkpoint written with the same config; otherwise an error listing the differences."
-        path = Path(path)
-        sd = load_torch(path, map_location='cpu', allow_numpy=True)      # CPU: RNG states; NumPy: older checkpoints
-        if not isinstance(sd, dict):
-            raise CheckpointError(path, f'expected a DiffusionTrainer checkpoint (a dict), got {type(sd).__name__}')
-        missing = [k for k in ('model', 'ema', 'opt', 'step', 'config', 'rng', 'history') if k not in sd]
-        if missing: raise CheckpointError(path, f'not a DiffusionTrainer checkpoint (no {", ".join(missing)})')
-        check_weights({f'{w}.{k}': v for w in ('model', 'ema') for k, v in sd[w].items()}, path)
-        diff = config_diff(sd['config'], self.config)
-        if diff: raise ValueError(f'{path}: checkpoint was written with another config; differences (checkpoint -> now):\n  ' + '\n  '.join(diff[:20])
-                                  + (f'\n  ... and {len(diff) - 20} more' if len(diff) > 20 else ''))
-        self.model.load_state_dict(sd['model']); self.ema.load_state_dict(sd['ema']); self.opt.load_state_dict(sd['opt'])
-        self.step, self.history, self.pending = sd['step'], list(sd['history']), list(sd.get('pending', []))
-        if len(sd['rng']) == self.world_size: _set_rng_state(sd['rng'][self.rank])
-        else: seed_everything(_mix(self.seed, self.step, self.rank) % 2**31)   # world size changed: fresh per-rank streams
-        return self
+@patch
+def load(self: DiffusionTrainer, path):
+    "Resume from a checkpoint written with the same config; otherwise an error listing the differences."
+    path = Path(path)
+    sd = load_torch(path, map_location='cpu', allow_numpy=True)      # CPU: RNG states; NumPy: older checkpoints
+    if not isinstance(sd, dict):
+        raise CheckpointError(path, f'expected a DiffusionTrainer checkpoint (a dict), got {type(sd).__name__}')
+    missing = [k for k in ('model', 'ema', 'opt', 'step', 'config', 'rng', 'history') if k not in sd]
+    if missing: raise CheckpointError(path, f'not a DiffusionTrainer checkpoint (no {", ".join(missing)})')
+    check_weights({f'{w}.{k}': v for w in ('model', 'ema') for k, v in sd[w].items()}, path)
+    diff = config_diff(sd['config'], self.config)
+    if diff: raise ValueError(f'{path}: checkpoint was written with another config; differences (checkpoint -> now):\n  ' + '\n  '.join(diff[:20])
+                              + (f'\n  ... and {len(diff) - 20} more' if len(diff) > 20 else ''))
+    self.model.load_state_dict(sd['model']); self.ema.load_state_dict(sd['ema']); self.opt.load_state_dict(sd['opt'])
+    self.step, self.history, self.pending = sd['step'], list(sd['history']), list(sd.get('pending', []))
+    if len(sd['rng']) == self.world_size: _set_rng_state(sd['rng'][self.rank])
+    else: seed_everything(_mix(self.seed, self.step, self.rank) % 2**31)   # world size changed: fresh per-rank streams
+    return self
 
-    def export_ema(self, path=None):
-        "Write the EMA weights (what sampling uses) to `out_dir/ema.safetensors` with config and step (rank 0)."
-        path = Path(path) if path is not None else None if self.out_dir is None else self.out_dir / 'ema.safetensors'
-        if self.rank != 0 or path is None: return None
-        return save_weights(self.ema.state_dict(), path, dict(kind='ema', step=self.step, config=self.config))
+@patch
+def export_ema(self: DiffusionTrainer, path=None):
+    "Write the EMA weights (what sampling uses) to `out_dir/ema.safetensors` with config and step (rank 0)."
+    path = Path(path) if path is not None else None if self.out_dir is None else self.out_dir / 'ema.safetensors'
+    if self.rank != 0 or path is None: return None
+    return save_weights(self.ema.state_dict(), path, dict(kind='ema', step=self.step, config=self.config))
 
-    # --- samples ---------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n=None, steps=None, seed=None, clip=True):
-        "DDIM samples (eta=0, `steps` steps, x0 clipped to [-1,1] as ADM samples) from the EMA model, in [0,1]; fixed x_T."
-        from diffinject.ddim import ddim_sample
-        n, steps = n or self.sample_n, steps or self.sample_steps
-        g = torch.Generator().manual_seed(_mix(self.seed if seed is None else seed, 99))
-        xT = torch.randn(n, self.channels, self.image_size, self.image_size, generator=g).to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            x = ddim_sample(self.ema, xT, self.diffusion.alphas_cumprod, steps, clip=clip)
-        return to_01(x.float())
+# %% ../nbs/09_train.ipynb #9bed2c45
+@patch
+@torch.no_grad()
+def sample(self: DiffusionTrainer, n=None, steps=None, seed=None, clip=True):
+    "DDIM samples (eta=0, `steps` steps, x0 clipped to [-1,1] as ADM samples) from the EMA model, in [0,1]; fixed x_T."
+    from diffinject.ddim import ddim_sample
+    n, steps = n or self.sample_n, steps or self.sample_steps
+    g = torch.Generator().manual_seed(_mix(self.seed if seed is None else seed, 99))
+    xT = torch.randn(n, self.channels, self.image_size, self.image_size, generator=g).to(self.device)
+    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        x = ddim_sample(self.ema, xT, self.diffusion.alphas_cumprod, steps, clip=clip)
+    return to_01(x.float())
 
-    def sample_grid(self, path=None):
-        "Save a grid of EMA samples to `out_dir/samples_<step>.png` (rank 0 only)."
-        if self.rank != 0 or (path is None and self.out_dir is None): return None
-        return save_image_grid(self.sample(), path or self.out_dir / f'samples_{self.step:07d}.png')
+@patch
+def sample_grid(self: DiffusionTrainer, path=None):
+    "Save a grid of EMA samples to `out_dir/samples_<step>.png` (rank 0 only)."
+    if self.rank != 0 or (path is None and self.out_dir is None): return None
+    return save_image_grid(self.sample(), path or self.out_dir / f'samples_{self.step:07d}.png')
 
 # %% ../nbs/09_train.ipynb #a70ea30f
 def build_model_and_diffusion(preset='cmnist_32', model_overrides=None, schedule='linear', num_timesteps=1000,
