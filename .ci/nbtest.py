@@ -29,7 +29,8 @@ passed = failed = 0
 with ThreadPoolExecutor(args.jobs) as ex:
     for nb, r, dt in ex.map(run, nbs):
         ok = r.returncode == 0
-        passed += ok; failed += not ok
+        passed += ok
+        failed += not ok
         print(f"{'PASS' if ok else 'FAIL'} {nb.relative_to(root)} {dt:.1f}s", flush=True)
         if not ok: print(r.stdout[-4000:], r.stderr[-8000:], sep='\n', flush=True)
 print(f'{passed} passed, {failed} failed')

@@ -4,14 +4,13 @@
 
 # %% ../nbs/14_baselines.ipynb #a12d4c27
 from __future__ import annotations
-import copy, functools, math, time
+import functools, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import IN_TEST, default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std
+from .core import default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std
 from .classifiers import (CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate, materialize,
                           train_classifier, train_vanilla, _batches, keep_checkpoints)
 
@@ -145,12 +144,15 @@ def debias_loop(learner, train_ds, valid_ds=None, test_ds=None, steps: int = 100
         out = learner.step(x.to(device), y.to(device), idx, step, bias=b)
         logs.append(out)
         if step % eval_every and step != steps: continue
-        mean_log = {k: _nanmean([o[k] for o in logs]) for k in logs[0]}; logs = []
+        mean_log = {k: _nanmean([o[k] for o in logs]) for k in logs[0]}
+        logs = []
         rec = dict(step=step, **mean_log, seconds=round(time.time() - t0, 2),
                    **{k: evaluate(learner.predictor, v, device=device) for k, v in evals.items()})
         res.history.append(rec)
         keep_checkpoints(res, best, rec, learner.predictor, out_dir)
-        if out_dir: write_json(Path(out_dir)/'metrics.json', res.metrics); write_json(Path(out_dir)/'history.json', res.history)
+        if out_dir:
+            write_json(Path(out_dir)/'metrics.json', res.metrics)
+            write_json(Path(out_dir)/'history.json', res.history)
         if hasattr(bar, 'comment'): bar.comment = f"loss {rec['loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}
     return res
@@ -177,23 +179,27 @@ class LfFLearner(nn.Module):
     def step(self, x, y, index, step, bias=None):
         logit_b, logit_d = self.model_b(x), self.model_d(x)
         ce_b, ce_d = F.cross_entropy(logit_b, y, reduction='none'), F.cross_entropy(logit_d, y, reduction='none')
-        self.ema_b.update(ce_b, index); self.ema_d.update(ce_d, index)       # per-sample EMAs of CE
+        self.ema_b.update(ce_b, index)
+        self.ema_d.update(ce_d, index)       # per-sample EMAs of CE
         w = relative_difficulty(self.ema_b, self.ema_d, index).to(x.device)   # W(x), detached
         if self.aligned_mask is None: loss_b = gce_loss(logit_b, y, self.q, reduction='mean', reference_scaling=True)
         else: loss_b = _masked_mean(ce_b, self.aligned_mask[torch.as_tensor(index).cpu()].to(x.device))  # BE: CE on pseudo-aligned
         loss_d = (ce_d * w).mean()                                            # W-weighted CE for f_D
         loss = loss_b + loss_d
         if not torch.isfinite(loss): raise FloatingPointError(f'LfF loss is {loss.item()} at step {step}')
-        self.opt_b.zero_grad(set_to_none=True); self.opt_d.zero_grad(set_to_none=True)
+        self.opt_b.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_b.step(); self.opt_d.step()
+        self.opt_b.step()
+        self.opt_d.step()
         return _w_log(loss, w, y, bias)
 
 def _w_log(loss, w, y, bias):
     "Loss and the mean W on aligned / conflicting samples of the batch (true bias labels used for logging only)."
     out = dict(loss=loss.item(), w_aligned=float('nan'), w_conflicting=float('nan'))
     if bias is not None:
-        al = (y.cpu() == bias.cpu()); w = w.cpu()
+        al = (y.cpu() == bias.cpu())
+        w = w.cpu()
         if al.any(): out['w_aligned'] = w[al].mean().item()
         if (~al).any(): out['w_conflicting'] = w[~al].mean().item()
     return out
@@ -204,7 +210,8 @@ def _encoder(make_model):
     net = make_model()
     if not isinstance(getattr(net, 'fc', None), nn.Linear):
         raise TypeError(f'{type(net).__name__}: DisEnt needs a network whose last layer is a Linear `fc` (features -> classes)')
-    d = net.fc.in_features; net.fc = nn.Identity()
+    d = net.fc.in_features
+    net.fc = nn.Identity()
     return net, d
 
 class DisEntNet(nn.Module):
@@ -250,7 +257,8 @@ class DisEntLearner(nn.Module):
         pred_l = n.fc_l(torch.cat((z_l, z_b.detach()), 1))         # C_i([z_l, sg(z_b)])
         pred_b = n.fc_b(torch.cat((z_l.detach(), z_b), 1))         # C_b([sg(z_l), z_b])
         ce_l, ce_b = F.cross_entropy(pred_l, y, reduction='none'), F.cross_entropy(pred_b, y, reduction='none')
-        self.ema_l.update(ce_l, index); self.ema_b.update(ce_b, index)
+        self.ema_l.update(ce_l, index)
+        self.ema_b.update(ce_b, index)
         w = relative_difficulty(self.ema_b, self.ema_l, index).to(x.device)   # W = l_b/(l_b + l_i), detached
         L_dis = (ce_l * w).mean() + self.lambda_dis * gce(pred_b, y).mean()
         out = dict(L_dis=L_dis, w=w)
@@ -267,9 +275,11 @@ class DisEntLearner(nn.Module):
         out = self.losses(x, y, index, step)
         loss = out['loss']
         if not torch.isfinite(loss): raise FloatingPointError(f'DisEnt loss is {loss.item()} at step {step}')
-        self.opt_l.zero_grad(set_to_none=True); self.opt_b.zero_grad(set_to_none=True)
+        self.opt_l.zero_grad(set_to_none=True)
+        self.opt_b.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_l.step(); self.opt_b.step()
+        self.opt_l.step()
+        self.opt_b.step()
         if step >= self.swap_start:
             for s in self.scheds: s.step()                         # lr decay only after swap_start (DisEnt)
         return dict(_w_log(loss, out['w'], y, bias), L_dis=out['L_dis'].item(), L_swap=out['L_swap'].item())
@@ -287,10 +297,12 @@ def label_probability(model, ds, bs: int = 512, device=None) -> torch.Tensor:
     "p(y|x) of `model` (eval mode) for every sample of `ds`, ordered by dataset index."
     x, y, _, idx = ds if isinstance(ds, tuple) else materialize(ds, bs)
     device = device or next(model.parameters()).device
-    was = model.training; model.eval()
+    was = model.training
+    model.eval()
     try: p = torch.cat([F.softmax(model(x[i:i+bs].to(device)), -1).gather(1, y[i:i+bs, None].to(device))[:, 0].cpu() for i in range(0, len(x), bs)])
     finally: model.train(was)
-    out = torch.empty(len(idx)); out[idx] = p
+    out = torch.empty(len(idx))
+    out[idx] = p
     return out
 
 def train_bias_committee(make_model, train_ds, valid_ds, n_models: int = 5, iters: int = 1000, eval_every: int = 500,
@@ -300,7 +312,8 @@ def train_bias_committee(make_model, train_ds, valid_ds, n_models: int = 5, iter
     train_t = materialize(train_ds) if preload and not isinstance(train_ds, tuple) else train_ds
     for m in range(n_models):
         s = seed * 1000 + 101 * (m + 1)                     # a distinct, reproducible init and batch order per member
-        seed_everything(s); model = make_model()
+        seed_everything(s)
+        model = make_model()
         res = train_classifier(model, train_t, valid_ds, None,
                                loss=functools.partial(gce_loss, q=q, reduction='none', reference_scaling=True),
                                steps=iters, bs=min(bs, _n(train_t)), lr=lr, eval_every=eval_every, seed=s, device=device,
@@ -338,7 +351,9 @@ def _num_classes(ds, benchmark):
 def _labels(ds) -> torch.Tensor:
     "Training labels ordered by dataset index (`.labels` when the dataset has it, else read from the items)."
     if getattr(ds, 'labels', None) is not None and len(ds.labels) == len(ds): return torch.as_tensor(ds.labels).long()
-    _, y, _, idx = materialize(ds); out = torch.empty(len(idx), dtype=torch.long); out[idx] = y
+    _, y, _, idx = materialize(ds)
+    out = torch.empty(len(idx), dtype=torch.long)
+    out[idx] = y
     return out
 
 def run_method(method: str, train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', ratio: float | None = None,
@@ -416,7 +431,8 @@ def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', publi
     "Markdown table per method and ratio: test `metric` (%), mean ± std over seeds per checkpoint rule; the published one."
     from diffinject.report import PUBLISHED_TABLE1, PUBLISHED_LABEL, PUBLISHED_SOURCE   # (report imports no baselines)
     published = PUBLISHED_TABLE1 if published is None else published
-    ratios = sorted({r['ratio'] for r in rows}); methods = list(dict.fromkeys(r['method'] for r in rows))
+    ratios = sorted({r['ratio'] for r in rows})
+    methods = list(dict.fromkeys(r['method'] for r in rows))
     head = ['method'] + [f'{100*r:g}% {c}' for r in ratios for c in ('best-valid', 'last', 'best-test', PUBLISHED_LABEL)]
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for m in methods:
@@ -440,17 +456,17 @@ def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', publi
 from .core import script, cli_list, cli_check
 
 @script
-def baselines_cli(out_dir: str = 'baselines_out',                      # where runs, comparison.json and comparison.md go
-                  root: str = None,                                    # benchmark folder; default: Colored MNIST built from MNIST-5k into out_dir/cmnist
-                  benchmark: str = 'cmnist',                           # cmnist | cifar10c | bffhq | dogs_and_cats
-                  methods: str = ','.join(METHODS),                    # comma-separated subset of vanilla,lff,disent,lff_be
-                  ratios: str = '0.01,0.05',                           # comma-separated conflicting fractions
-                  seeds: str = '0,1,2',                                # comma-separated seeds
-                  full: bool = False,                                  # original step budget instead of the quick preset
-                  steps: int = None,                                   # override the number of steps
+def baselines_cli(out_dir: str = 'baselines_out',      # where runs, comparison.json and comparison.md go
+                  root: str = None,                    # benchmark folder; default: Colored MNIST built from MNIST-5k into out_dir/cmnist
+                  benchmark: str = 'cmnist',           # cmnist | cifar10c | bffhq | dogs_and_cats
+                  methods: str = ','.join(METHODS),    # comma-separated subset of vanilla,lff,disent,lff_be
+                  ratios: str = '0.01,0.05',           # comma-separated conflicting fractions
+                  seeds: str = '0,1,2',                # comma-separated seeds
+                  full: bool = False,                  # original step budget instead of the quick preset
+                  steps: int = None,                   # override the number of steps
                   device: str = 'cpu',
-                  threads: int = 1,                                    # torch CPU threads (shared machines: keep 1)
-                  quiet: bool = False):                                # no progress bars
+                  threads: int = 1,                    # torch CPU threads (shared machines: keep 1)
+                  quiet: bool = False):                # no progress bars
     "Run baselines x ratios x seeds and print / save the Table-1 comparison (mean +- std, published numbers beside)."
     ms, rs, ss = cli_list(methods, str, '--methods'), cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds')
     bad = [m for m in ms if m not in METHODS]
@@ -467,6 +483,7 @@ def baselines_cli(out_dir: str = 'baselines_out',                      # where r
     rows = compare_baselines(root, benchmark, ms, rs, ss, quick=not full, out_dir=out/'runs', device=device, steps=steps,
                              show_progress=False if quiet else None)
     tab = comparison_table(rows, benchmark)
-    write_json(out/'comparison.json', rows); atomic_write_text(out/'comparison.md', tab + '\n')
+    write_json(out/'comparison.json', rows)
+    atomic_write_text(out/'comparison.md', tab + '\n')
     print(tab)
     return rows

@@ -6,11 +6,10 @@
 from __future__ import annotations
 import time, math, functools
 from pathlib import Path
-import numpy as np
 import torch
-from .core import IN_TEST, seed_everything, write_json, read_json, script, cli_check, UsageError
+from .core import seed_everything, write_json, script, cli_check
 from .classifiers import (make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss,
-                                    materialize, TrainResult)
+                                    TrainResult)
 from .core import check_precision
 from .data import pct_name, build_colored_mnist, load_split
 
@@ -40,15 +39,29 @@ def train_bias_classifier(train_ds, valid_ds=None, test_ds=None, benchmark: str 
     seed_everything(seed)
     model = make_classifier(benchmark, getattr(train_ds, 'num_classes', None), **(model_kwargs or {}))
     loss = functools.partial(gce_loss, q=q, reduction='none', reference_scaling=reference_scaling)
-    return train_classifier(model, train_ds, valid_ds, test_ds, loss=loss, steps=steps, bs=bs, lr=lr, eval_every=eval_every,
-                            benchmark=benchmark, seed=seed, **kwargs)
+    return train_classifier(
+        model,
+        train_ds,
+        valid_ds,
+        test_ds,
+        loss=loss,
+        steps=steps,
+        bs=bs,
+        lr=lr,
+        eval_every=eval_every,
+        benchmark=benchmark,
+        seed=seed,
+        **kwargs,
+    )
 
 # %% ../nbs/05_bias.ipynb #de852258
 def mine_topk(losses, labels, k: int = 10) -> torch.LongTensor:
     "Eqs. (3)-(4): per class, the indices of the `k` samples with the highest loss (class by class, hardest first)."
     losses, labels = torch.as_tensor(losses).float().cpu(), torch.as_tensor(labels).long().cpu()
     if losses.shape != labels.shape or losses.ndim != 1:
-        raise ValueError(f'losses {tuple(losses.shape)} and labels {tuple(labels.shape)}: expected two vectors of the same length')
+        raise ValueError(
+            f'losses {tuple(losses.shape)} and labels {tuple(labels.shape)}: expected two vectors of the same length'
+        )
     if k < 1: raise ValueError(f'k={k}: expected a positive integer')
     if not torch.isfinite(losses).all(): raise ValueError('losses: contain nan/inf')
     out = []
@@ -83,12 +96,14 @@ def mining_precision(indices, ds) -> float:
 
 def mining_recall(indices, ds) -> float:
     "Recall: the fraction of all bias-conflicting samples of `ds` that are among the mined `indices` (nan if there are none)."
-    conf = _conflicting(ds); n = int(conf.sum())
+    conf = _conflicting(ds)
+    n = int(conf.sum())
     return conf[torch.as_tensor(indices).long().unique()].sum().item() / n if n else float('nan')
 
 def mining_report(indices, ds, k: int | None = None) -> dict:
     "Precision@K, recall and counts of a mining result, overall and per class."
-    indices = torch.as_tensor(indices).long(); conf, labels = _conflicting(ds), torch.as_tensor(ds.labels).long()
+    indices = torch.as_tensor(indices).long()
+    conf, labels = _conflicting(ds), torch.as_tensor(ds.labels).long()
     per_class = {int(c): mining_precision(indices[labels[indices] == c], ds) for c in labels[indices].unique()}
     return dict(k=k, precision=mining_precision(indices, ds), recall=mining_recall(indices, ds), n_mined=len(indices),
                 n_mined_conflicting=int(conf[indices].sum()), n_conflicting=int(conf.sum()), n_train=len(conf),
@@ -98,13 +113,17 @@ def mining_report(indices, ds, k: int | None = None) -> dict:
 def show_mined(ds, indices, k: int | None = None, scale: float = 0.9, title: str | None = None):
     "Grid of mined samples: one row per class, titles = bias label (green: conflicting, red: aligned). Returns the figure."
     import matplotlib.pyplot as plt
-    indices = torch.as_tensor(indices).long(); labels = torch.as_tensor(ds.labels).long()[indices]
-    classes = labels.unique().tolist(); k = k or max(int((labels == c).sum()) for c in classes)
+    indices = torch.as_tensor(indices).long()
+    labels = torch.as_tensor(ds.labels).long()[indices]
+    classes = labels.unique().tolist()
+    k = k or max(int((labels == c).sum()) for c in classes)
     fig, axs = plt.subplots(len(classes), k, figsize=(scale * k, scale * len(classes) + 0.4), squeeze=False)
     for r, c in enumerate(classes):
         row = indices[labels == c]
         for j, ax in enumerate(axs[r]):
-            ax.set_xticks([]); ax.set_yticks([]); [s.set_visible(False) for s in ax.spines.values()]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            [s.set_visible(False) for s in ax.spines.values()]
             if j == 0: ax.set_ylabel(f'y={c}', fontsize=8)
             if j >= len(row): continue
             img, y, b, _ = ds[int(row[j])]
@@ -123,36 +142,74 @@ def run_bias_mining(out_dir='runs/cmnist5k', ratio: float = 0.01, k: int = 10, s
                     eval_every: int = 100, seed: int = 0, device=None, data_root=None, which: str = 'best_valid',
                     show_progress=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
     "Stage 1 on Colored MNIST from MNIST-5k at `ratio`: vanilla MLP + GCE f_B (mined with checkpoint `which`), top-`k` mining."
-    out_dir = Path(out_dir); data_root = Path(data_root) if data_root else out_dir/'data'
-    pct = pct_name(ratio); run_dir = out_dir/pct
+    out_dir = Path(out_dir)
+    data_root = Path(data_root) if data_root else out_dir / 'data'
+    pct = pct_name(ratio)
+    run_dir = out_dir / pct
     if not (data_root/pct/'align').exists():
         build_colored_mnist(data_root, ratios=(ratio,), source='mnist5k', seed=seed)
     split = lambda s, tf: load_split(data_root, 'cmnist', s, ratio if s != 'test' else None, transform=tf)
-    train_tf, train, valid, test = split('train', 'train'), split('train', 'eval'), split('valid', 'eval'), split('test', 'eval')
+    train_tf, train, valid, test = (
+        split('train', 'train'),
+        split('train', 'eval'),
+        split('valid', 'eval'),
+        split('test', 'eval'),
+    )
     check_precision(precision)
-    common = dict(benchmark='cmnist', seed=seed, eval_every=eval_every, preload=True, device=device, show_progress=show_progress,
-                  precision=precision, num_workers=num_workers)
+    common = dict(
+        benchmark='cmnist',
+        seed=seed,
+        eval_every=eval_every,
+        preload=True,
+        device=device,
+        show_progress=show_progress,
+        precision=precision,
+        num_workers=num_workers,
+    )
     t0 = time.time()
     # CMNIST has no augmentation, so preloading the training set (train transform) is exact
     van = train_vanilla(train_tf, valid, test, steps=steps, out_dir=run_dir/'vanilla', **common)
     fb = train_bias_classifier(train_tf, valid, test, steps=bias_steps, out_dir=run_dir/'bias', **common)
     which = which if which in fb.states else 'last'
-    idx, losses = mine_bias_conflicting(fb.load(which), train, k=k, precision=precision)   # losses under the eval transform
+    idx, losses = mine_bias_conflicting(
+        fb.load(which), train, k=k, precision=precision
+    )  # losses under the eval transform
     rep = mining_report(idx, train, k=k)
     files = [str(f) for f in train.files] if hasattr(train, 'files') else None
     topk = [dict(index=int(i), label=int(train.labels[i]), bias=int(train.biases[i]), loss=float(losses[i]),
                  **({'file': files[i]} if files else {})) for i in idx]
-    metrics = dict(benchmark='cmnist', source='mnist5k', ratio=ratio, pct=pct, seed=seed, k=k, precision=precision,
-                   n_train=len(train), n_valid=len(valid), n_test=len(test),
-                   n_train_conflicting=int((train.labels != train.biases).sum()),
-                   vanilla=dict(steps=steps, checkpoints=_fmt_ckpts(van)),
-                   bias_classifier=dict(steps=fb.metrics['last']['step'], loss='gce q=0.7', lr=BIAS_CLASSIFIER_DEFAULTS['cmnist']['lr'],
-                                        mined_with=which, mined_step=fb.metrics[which]['step'], checkpoints=_fmt_ckpts(fb)),
-                   mining=rep, seconds=round(time.time() - t0, 1))
-    write_json(run_dir/'metrics.json', metrics); write_json(run_dir/'topk.json', topk)
+    metrics = dict(
+        benchmark='cmnist',
+        source='mnist5k',
+        ratio=ratio,
+        pct=pct,
+        seed=seed,
+        k=k,
+        precision=precision,
+        n_train=len(train),
+        n_valid=len(valid),
+        n_test=len(test),
+        n_train_conflicting=int((train.labels != train.biases).sum()),
+        vanilla=dict(steps=steps, checkpoints=_fmt_ckpts(van)),
+        bias_classifier=dict(
+            steps=fb.metrics['last']['step'],
+            loss='gce q=0.7',
+            lr=BIAS_CLASSIFIER_DEFAULTS['cmnist']['lr'],
+            mined_with=which,
+            mined_step=fb.metrics[which]['step'],
+            checkpoints=_fmt_ckpts(fb),
+        ),
+        mining=rep,
+        seconds=round(time.time() - t0, 1),
+    )
+    write_json(run_dir / 'metrics.json', metrics)
+    write_json(run_dir / 'topk.json', topk)
     fig = show_mined(train, idx, k=k, title=f'CMNIST (MNIST-5k) {pct}: top-{k} per class under f_B '
                                             f'(precision@{k} {rep["precision"]:.2f}, recall {rep["recall"]:.2f})')
-    fig.savefig(run_dir/'topk.png', dpi=110); import matplotlib.pyplot as plt; plt.close(fig)
+    fig.savefig(run_dir / 'topk.png', dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     return metrics
 
 def mining_table(metrics: list[dict]) -> str:
@@ -165,8 +222,11 @@ def mining_table(metrics: list[dict]) -> str:
                 rows.append(f"{m['pct']:>6} {model:<8} {ck:<10} {r['step']:>5} " + ' '.join(
                     f"{100*t[a]:6.2f}" for a in ('acc', 'aligned_acc', 'conflicting_acc', 'group_mean_acc')))
         mi = m['mining']
-        rows.append(f"{m['pct']:>6} mining   f_B {m['bias_classifier']['mined_with']} (step {m['bias_classifier']['mined_step']}): precision@{m['k']} {100*mi['precision']:.1f} %  recall {100*mi['recall']:.1f} % "
-                    f"({mi['n_mined_conflicting']}/{mi['n_mined']} mined conflicting, {mi['n_conflicting']} conflicting in train)")
+        rows.append(
+            f"{m['pct']:>6} mining   f_B {m['bias_classifier']['mined_with']} (step {m['bias_classifier']['mined_step']}): "
+            f"precision@{m['k']} {100 * mi['precision']:.1f} %  recall {100 * mi['recall']:.1f} % "
+            f"({mi['n_mined_conflicting']}/{mi['n_mined']} mined conflicting, {mi['n_conflicting']} conflicting in train)"
+        )
     return '\n'.join(rows)
 
 # %% ../nbs/05_bias.ipynb #aa3584e9

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_classifiers.ipynb #e1e73ee0
 from __future__ import annotations
-import copy, math, time, functools
+import time, functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .core import (IN_TEST, default_device, seed_everything, atomic_save, write_json, pbar, load_torch,
-                             check_weights, PRECISIONS, check_precision, precision_autocast, grad_scaler, loader_kwargs)
+from .core import (default_device, seed_everything, atomic_save, write_json, pbar, load_torch,
+                             check_weights, check_precision, precision_autocast, grad_scaler, loader_kwargs)
 from .data import BiasedDataset, get_benchmark
 
 # %% auto #0
@@ -56,8 +56,10 @@ def _imagenet_resnet18_state(pretrained, download: bool):
     cached = Path(torch.hub.get_dir())/'checkpoints'/Path(url).name
     if cached.exists(): return check_weights(load_torch(cached), cached)
     if not download:
-        raise FileNotFoundError(f'pretrained=True: ImageNet ResNet-18 weights not found at {cached}; pass download=True '
-                                f'(needs internet), or pretrained=<path to {Path(url).name}>')
+        raise FileNotFoundError(
+            f'pretrained=True: ImageNet ResNet-18 weights not found at {cached}; pass download=True '
+            f'(needs internet), or pretrained=<path to {Path(url).name}>'
+        )
     try: return torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False)
     except Exception as e:
         raise RuntimeError(f'pretrained=True: could not download ImageNet ResNet-18 weights from {url} ({e}); '
@@ -73,22 +75,24 @@ def resnet18(num_classes: int, pretrained=False, download: bool = False) -> nn.M
 
 # %% ../nbs/04_classifiers.ipynb #58b00e80
 CLASSIFIER_DEFAULTS = {  # vanilla (CE) settings: DisEnt learner.py / scripts (CMNIST, CIFAR10C, BFFHQ), BiasEnsemble (Dogs & Cats)
-    'cmnist':        dict(lr=1e-2, bs=256, steps=50_000, eval_every=500),
-    'cifar10c':      dict(lr=1e-3, bs=256, steps=50_000, eval_every=500),
-    'bffhq':         dict(lr=1e-4, bs=64,  steps=50_000, eval_every=500),
-    'dogs_and_cats': dict(lr=1e-4, bs=64,  steps=50_000, eval_every=500),
-    'imagefolder':   dict(lr=1e-3, bs=64,  steps=10_000, eval_every=500),   # a user's folder: ResNet-18 from scratch
+    'cmnist': dict(lr=1e-2, bs=256, steps=50_000, eval_every=500),
+    'cifar10c': dict(lr=1e-3, bs=256, steps=50_000, eval_every=500),
+    'bffhq': dict(lr=1e-4, bs=64, steps=50_000, eval_every=500),
+    'dogs_and_cats': dict(lr=1e-4, bs=64, steps=50_000, eval_every=500),
+    'imagefolder': dict(lr=1e-3, bs=64, steps=10_000, eval_every=500),  # a user's folder: ResNet-18 from scratch
 }
 
 def _check_benchmark(benchmark) -> str:
     "The benchmark's name; an unknown name is an error listing the known ones."
     name = get_benchmark(benchmark).name
-    if name not in CLASSIFIER_DEFAULTS: raise ValueError(f'benchmark={name!r}: no classifier defaults (known: {sorted(CLASSIFIER_DEFAULTS)})')
+    if name not in CLASSIFIER_DEFAULTS:
+        raise ValueError(f'benchmark={name!r}: no classifier defaults (known: {sorted(CLASSIFIER_DEFAULTS)})')
     return name
 
 def make_classifier(benchmark: str, num_classes: int | None = None, **kwargs) -> nn.Module:
     "The reference architecture for `benchmark`: `CMNISTMLP` for 'cmnist', ResNet-18 (from scratch) otherwise."
-    name = _check_benchmark(benchmark); num_classes = num_classes or get_benchmark(benchmark).num_classes
+    name = _check_benchmark(benchmark)
+    num_classes = num_classes or get_benchmark(benchmark).num_classes
     if not num_classes: raise ValueError(f'num_classes: required for benchmark={name!r} (the number of class folders)')
     return CMNISTMLP(num_classes, **kwargs) if name == 'cmnist' else resnet18(num_classes, **kwargs)
 
@@ -118,7 +122,9 @@ def gce_loss(logits, y, q: float = 0.7, reduction: str = 'mean', reference_scali
 # %% ../nbs/04_classifiers.ipynb #487f5852
 def _loader(ds, bs, num_workers=0):
     "A one-pass loader in dataset order (workers end with it)."
-    return DataLoader(ds, batch_size=bs, shuffle=False, **{**loader_kwargs('cpu', num_workers), 'persistent_workers': False})
+    return DataLoader(
+        ds, batch_size=bs, shuffle=False, **{**loader_kwargs('cpu', num_workers), 'persistent_workers': False}
+    )
 
 def _check_item(item, ds):
     if not (isinstance(item, (tuple, list)) and len(item) == 4):
@@ -127,7 +133,8 @@ def _check_item(item, ds):
 
 def materialize(ds, bs: int = 512, num_workers: int = 0):
     "Stack a dataset's items (image, label, bias, index) into tensors (x, y, b, idx); for deterministic transforms only."
-    if isinstance(ds, tuple) and len(ds) == 4 and all(isinstance(t, torch.Tensor) for t in ds): return ds   # already stacked
+    if isinstance(ds, tuple) and len(ds) == 4 and all(isinstance(t, torch.Tensor) for t in ds):
+        return ds   # already stacked
     if len(ds) == 0: raise ValueError(f'{type(ds).__name__}: the dataset is empty')
     _check_item(ds[0], ds)
     xs, ys, bs_, ids = zip(*[(x, y, b, i) for x, y, b, i in _loader(ds, bs, num_workers)])
@@ -160,11 +167,18 @@ def accuracy_report(pred, y, b, num_classes=None) -> dict:
     cells = torch.unique(torch.stack([y, b], 1)[known], dim=0)                    # (label, bias) cells present
     group_accs = [mean((y == c) & (b == a)) for c, a in cells.tolist()]
     K = int(num_classes or (int(torch.cat([y, pred]).max()) + 1 if len(y) else 0))
-    return dict(acc=mean(torch.ones_like(known)), aligned_acc=mean(aligned), conflicting_acc=mean(conflicting),
-                group_mean_acc=float(np.mean(group_accs)) if group_accs else float('nan'),
-                worst_group_acc=float(np.min(group_accs)) if group_accs else float('nan'),
-                class_acc=[mean(y == c) for c in range(K)],
-                n=len(y), n_aligned=int(aligned.sum()), n_conflicting=int(conflicting.sum()), n_known_bias=int(known.sum()))
+    return dict(
+        acc=mean(torch.ones_like(known)),
+        aligned_acc=mean(aligned),
+        conflicting_acc=mean(conflicting),
+        group_mean_acc=float(np.mean(group_accs)) if group_accs else float('nan'),
+        worst_group_acc=float(np.min(group_accs)) if group_accs else float('nan'),
+        class_acc=[mean(y == c) for c in range(K)],
+        n=len(y),
+        n_aligned=int(aligned.sum()),
+        n_conflicting=int(conflicting.sum()),
+        n_known_bias=int(known.sum()),
+    )
 
 def evaluate(model, ds, bs: int = 512, device=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
     "Accuracies of `model` on `ds` (overall, aligned, conflicting, group-mean; counts). `ds` may be `materialize`d tensors."
@@ -206,15 +220,21 @@ class TrainResult:
     def load(self, which: str = 'best_valid') -> nn.Module:
         "Load the weights of checkpoint `which` into `self.model` and return it."
         if which not in self.states: raise KeyError(f'which={which!r}: available checkpoints are {list(self.states)}')
-        self.model.load_state_dict(self.states[which]); return self.model
+        self.model.load_state_dict(self.states[which])
+        return self.model
 
     def table(self, split: str = 'test') -> str:
         "A small text table of the `split` accuracies of each checkpoint."
         rows = [f"{'checkpoint':<11} {'step':>6} {'acc':>6} {'align':>6} {'confl':>6} {'group':>6}"]
         for k, m in self.metrics.items():
             r = m.get(split)
-            if r: rows.append(f"{k:<11} {m['step']:>6} " + ' '.join(f"{100*r[a]:6.2f}" for a in
-                                                                   ('acc', 'aligned_acc', 'conflicting_acc', 'group_mean_acc')))
+            if r:
+                rows.append(
+                    f"{k:<11} {m['step']:>6} "
+                    + ' '.join(
+                        f"{100 * r[a]:6.2f}" for a in ('acc', 'aligned_acc', 'conflicting_acc', 'group_mean_acc')
+                    )
+                )
         return '\n'.join(rows)
 
 def _cpu_state(model): return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -235,23 +255,31 @@ def _batches(ds, bs, generator, preload, loader=None, seed=0):
                 j = perm[i:i+bs]
                 yield tuple(t[j] for t in data)
     worker_seeds = torch.Generator().manual_seed(seed + 1)                         # workers' base seed, not the order
-    dl = DataLoader(ds, batch_size=bs, sampler=EpochSampler(len(ds), generator), generator=worker_seeds, **(loader or {}))
+    dl = DataLoader(
+        ds, batch_size=bs, sampler=EpochSampler(len(ds), generator), generator=worker_seeds, **(loader or {})
+    )
     while True: yield from dl
 
 def _resolve_hparams(benchmark, **given):
     missing = [k for k, v in given.items() if v is None]
-    if missing and benchmark is None: raise ValueError(f'{", ".join(missing)}: not given and benchmark=None (no defaults)')
+    if missing and benchmark is None:
+        raise ValueError(f'{", ".join(missing)}: not given and benchmark=None (no defaults)')
     d = CLASSIFIER_DEFAULTS[_check_benchmark(benchmark)] if missing else {}
     return {k: d[k] if v is None else v for k, v in given.items()}
 
 def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=None):
     "The checkpoint rule for one evaluation `rec`: `last` always, `best_valid` / `best_test` on strict improvement of that split's accuracy."
     labelled = dict(step=rec['step'], **{k: rec[k] for k in ('valid', 'test') if k in rec})
-    todo = ['last'] + [k for k, split in (('best_valid', 'valid'), ('best_test', 'test')) if split in rec and rec[split]['acc'] > best[k]]
+    todo = ['last'] + [
+        k
+        for k, split in (('best_valid', 'valid'), ('best_test', 'test'))
+        if split in rec and rec[split]['acc'] > best[k]
+    ]
     for k in todo:
         if k != 'last': best[k] = rec[k.split('_')[1]]['acc']
         res.metrics[k], res.states[k] = labelled, _cpu_state(model)
-        if out_dir: atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir)/f'{k}.pt')
+        if out_dir:
+            atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir)/f'{k}.pt')
 
 def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', steps=None, bs=None, lr=None,
                      weight_decay: float = 0., eval_every=None, seed: int = 0, device=None, out_dir=None,
@@ -261,17 +289,21 @@ def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', st
     "Train `model` with Adam for `steps` steps on `train_ds`; evaluate every `eval_every`; keep best-valid/last/best-test."
     hp = _resolve_hparams(benchmark, steps=steps, bs=bs, lr=lr, eval_every=eval_every)
     steps, bs, lr, eval_every = hp['steps'], hp['bs'], hp['lr'], hp['eval_every']
-    if steps < 1 or eval_every < 1: raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
+    if steps < 1 or eval_every < 1:
+        raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
     if len(train_ds) == 0: raise ValueError('train_ds: the training set is empty')
     device = torch.device(device) if device else default_device()
     check_precision(precision)
     loader = loader_kwargs(device, num_workers, pin_memory)
-    seed_everything(seed); model.to(device).train()
+    seed_everything(seed)
+    model.to(device).train()
     loss_fn, g = _loss_fn(loss), torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_decay_step, lr_decay_gamma) if lr_decay_step else None
     scaler = grad_scaler(device, precision)
-    evals = {k: materialize(v, num_workers=num_workers) for k, v in (('valid', valid_ds), ('test', test_ds)) if v is not None}
+    evals = {
+        k: materialize(v, num_workers=num_workers) for k, v in (('valid', valid_ds), ('test', test_ds)) if v is not None
+    }
     res, best = TrainResult(model), {'best_valid': -1., 'best_test': -1.}
     out_dir = Path(out_dir) if out_dir else None
     batches, run_loss, t0 = _batches(train_ds, bs, g, preload, loader, seed), 0., time.time()
@@ -291,11 +323,18 @@ def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', st
         if sched: sched.step()
         run_loss += l.item()
         if step % eval_every and step != steps: continue
-        rec = dict(step=step, train_loss=run_loss / (step - (res.history[-1]['step'] if res.history else 0)),
-                   seconds=round(time.time() - t0, 2), **{k: evaluate(model, v, device=device, precision=precision) for k, v in evals.items()})
-        run_loss = 0.; res.history.append(rec)
+        rec = dict(
+            step=step,
+            train_loss=run_loss / (step - (res.history[-1]['step'] if res.history else 0)),
+            seconds=round(time.time() - t0, 2),
+            **{k: evaluate(model, v, device=device, precision=precision) for k, v in evals.items()},
+        )
+        run_loss = 0.0
+        res.history.append(rec)
         keep_checkpoints(res, best, rec, model, out_dir)
-        if out_dir: write_json(out_dir/'metrics.json', res.metrics); write_json(out_dir/'history.json', res.history)
+        if out_dir:
+            write_json(out_dir / 'metrics.json', res.metrics)
+            write_json(out_dir / 'history.json', res.history)
         if hasattr(bar, 'comment'):
             bar.comment = f"loss {rec['train_loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}  # fixed order
@@ -316,6 +355,6 @@ def toy_biased_dataset(n: int, conflict_ratio: float, num_classes: int = 10, see
     b = torch.where(conflict, (y + torch.randint(1, num_classes, (n,), generator=g)) % num_classes, y)
     hue = torch.rand(num_classes, 3, generator=torch.Generator().manual_seed(1234))    # one colour per bias attribute
     x = 0.6 * hue[b][:, None, None, :].expand(n, size, size, 3).clone()                # NHWC
-    x[torch.arange(n), 4 + 2 * y] += 0.3                                                # the (weak) label signal: a bar at row 4+2y
+    x[torch.arange(n), 4 + 2 * y] += 0.3  # the (weak) label signal: a bar at row 4+2y
     x += 0.05 * torch.rand(x.shape, generator=g)
     return BiasedDataset.from_arrays((x.clamp(0, 1) * 255).round().byte().numpy(), y, b, num_classes=num_classes)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9448efbc
 from __future__ import annotations
-import os, io, re, json, math, errno, pickle, random, secrets, warnings, tempfile, contextlib, hashlib
+import os, io, re, json, math, errno, pickle, random, secrets, warnings, contextlib, hashlib
 import importlib.resources
 import sys, argparse, functools, inspect, textwrap, tokenize, typing
 from functools import partial
@@ -20,8 +20,8 @@ __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'seed_everything', 'asset_
            'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
            'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images', 'check_prob',
            'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check', 'check_precision',
-           'precision_autocast', 'grad_scaler', 'loader_kwargs', 'to_01', 'show_images', 'fit_images',
-           'to_diffusion_range', 'ArrayImages', 'load_images']
+           'precision_autocast', 'grad_scaler', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'to_01',
+           'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -29,12 +29,15 @@ IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
 def default_device() -> torch.device:
     "The fastest available device: CUDA, then Apple MPS, then CPU."
     if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+        return torch.device('mps')
     return torch.device('cpu')
 
 def seed_everything(seed: int):
     "Seed Python, NumPy and torch (all devices) so that a run is repeatable."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
 def asset_path(name: str) -> Path:
@@ -277,7 +280,11 @@ def config_diff(old: dict, new: dict) -> list:
     "Differences between two nested configs as `key: old -> new` strings (JSON-normalised, so tuples equal lists)."
     norm = lambda d: flatten_config(json.loads(json.dumps(d, sort_keys=True, default=_json_default)))
     fa, fb, unset = norm(old), norm(new), '<unset>'
-    return [f'{k}: {fa.get(k, unset)!r} -> {fb.get(k, unset)!r}' for k in sorted(set(fa) | set(fb)) if fa.get(k, unset) != fb.get(k, unset)]
+    return [
+        f'{k}: {fa.get(k, unset)!r} -> {fb.get(k, unset)!r}'
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k, unset) != fb.get(k, unset)
+    ]
 
 # %% ../nbs/00_core.ipynb #59b20e8d
 def mean_std(values, scale: float = 100., digits: int = 2) -> str:
@@ -293,7 +300,8 @@ def pbar(it, total=None, comment='', show=None, **kw):
     "A fastprogress bar over `it`, hidden when `show` is False (default: hidden under `nbdev_test`)."
     if show is None: show = not IN_TEST
     if not show: return it
-    pb = progress_bar(it, total=total, **kw); pb.comment = comment
+    pb = progress_bar(it, total=total, **kw)
+    pb.comment = comment
     return pb
 
 # %% ../nbs/00_core.ipynb #2a69f81d
@@ -306,10 +314,13 @@ def check_images(x, name='x', channels=None, size=None, vrange=None):
         raise ValueError(f'{name}: expected {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})')
     if size is not None:
         hw = (size, size) if isinstance(size, int) else tuple(size)
-        if tuple(x.shape[-2:]) != hw: raise ValueError(f'{name}: expected {hw[0]}x{hw[1]} images, got {x.shape[-2]}x{x.shape[-1]}')
+        if tuple(x.shape[-2:]) != hw:
+            raise ValueError(f'{name}: expected {hw[0]}x{hw[1]} images, got {x.shape[-2]}x{x.shape[-1]}')
     if vrange is not None and x.numel():
-        lo, hi = vrange; xmin, xmax = x.min().item(), x.max().item()
-        if xmin < lo - 1e-3 or xmax > hi + 1e-3: raise ValueError(f'{name}: expected values in [{lo}, {hi}], got [{xmin:.3g}, {xmax:.3g}]')
+        lo, hi = vrange
+        xmin, xmax = x.min().item(), x.max().item()
+        if xmin < lo - 1e-3 or xmax > hi + 1e-3:
+            raise ValueError(f'{name}: expected values in [{lo}, {hi}], got [{xmin:.3g}, {xmax:.3g}]')
     return x
 
 def check_prob(v, name):
@@ -384,7 +395,8 @@ def script(func):
         return r if type(r) is int else None
     _f.main, _f.parser = main, partial(cli_parser, func)
     fr = sys._getframe(1)                                                # `python -m pkg.module args`: run it now
-    if fr.f_globals.get('__name__') == '__main__' and fr.f_code.co_filename == fr.f_globals.get('__file__'): sys.exit(main())
+    if fr.f_globals.get('__name__') == '__main__' and fr.f_code.co_filename == fr.f_globals.get('__file__'):
+        sys.exit(main())
     return _f
 
 def run_cli(f, argv) -> tuple:
@@ -394,7 +406,8 @@ def run_cli(f, argv) -> tuple:
         try: code = f.main([str(a) for a in argv]) or 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1 if e.code else 0
-            if e.code is not None and not isinstance(e.code, int): print(e.code, file=sys.stderr)   # as the interpreter does
+            if e.code is not None and not isinstance(e.code, int):
+                print(e.code, file=sys.stderr)   # as the interpreter does
     return code, out.getvalue(), err.getvalue()
 
 def cli_list(s, typ, name) -> list | None:
@@ -405,7 +418,10 @@ def cli_list(s, typ, name) -> list | None:
     for v in str(s).replace(' ', ',').split(','):
         if v == '': continue
         try: out.append(typ(v))
-        except ValueError: raise UsageError(f'{name} {s}: {v!r} is not valid; expected comma-separated {kind}, e.g. {name} 0,1,2') from None
+        except ValueError:
+            raise UsageError(
+                f'{name} {s}: {v!r} is not valid; expected comma-separated {kind}, e.g. {name} 0,1,2'
+            ) from None
     if not out: raise UsageError(f'{name} {s!r}: expected at least one value')
     return out
 
@@ -439,6 +455,18 @@ def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
     return dict(num_workers=num_workers, pin_memory=cuda if pin_memory is None else bool(pin_memory) and cuda,
                 persistent_workers=num_workers > 0)
 
+# %% ../nbs/00_core.ipynb #3fab58a7
+def rank_and_world() -> tuple:
+    "(rank, world size) of this process: (0, 1) unless `torch.distributed` is initialised (e.g. under `torchrun`)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def dist_barrier():
+    "Wait until every rank reaches this point (returns at once in one process)."
+    import torch.distributed as dist
+    if rank_and_world()[1] > 1: dist.barrier()
+
 # %% ../nbs/00_core.ipynb #fb072d11
 def to_01(x):
     "Map a tensor from the diffusion range [-1, 1] to [0, 1]."
@@ -447,11 +475,14 @@ def to_01(x):
 def show_images(ims, nrow=None, titles=None, scale=1.2, suptitle=None, row_labels=None):
     "Show a batch [N,C,H,W] (float in [0,1] or uint8) or a list of images on a grid; returns the figure."
     import matplotlib.pyplot as plt
-    ims = [im for im in ims]; n = len(ims)
-    ncol = nrow or int(np.ceil(np.sqrt(n))); nr = int(np.ceil(n / ncol))
+    ims = [im for im in ims]
+    n = len(ims)
+    ncol = nrow or int(np.ceil(np.sqrt(n)))
+    nr = int(np.ceil(n / ncol))
     fig, axs = plt.subplots(nr, ncol, figsize=(scale*ncol, scale*nr + (0.3 if suptitle else 0)), squeeze=False)
     for i, ax in enumerate(axs.flat):
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_yticks([])
         for s in ax.spines.values(): s.set_visible(False)
         if i >= n: continue
         im = torch.as_tensor(ims[i]).detach().cpu()
@@ -474,12 +505,16 @@ def fit_images(x, size, mode=None, name='images'):
     if mode == 'pad':
         dh, dw = size - h, size - w                                   # CMNIST: 32 - 28 = 4 -> 2 px each side
         if dh < 0 or dw < 0:
-            raise ValueError(f'{name}: cannot pad {h}x{w} images to the model size {size}x{size}; use image_fit="resize"')
+            raise ValueError(
+                f'{name}: cannot pad {h}x{w} images to the model size {size}x{size}; use image_fit="resize"'
+            )
         return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), value=0.)
     if mode == 'resize':
         return F.interpolate(x, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
     if mode is None:
-        raise ValueError(f'{name}: images are {h}x{w} but the model expects {size}x{size}; pass image_fit="pad" or "resize"')
+        raise ValueError(
+            f'{name}: images are {h}x{w} but the model expects {size}x{size}; pass image_fit="pad" or "resize"'
+        )
     raise ValueError(f'image_fit={mode!r}: expected "pad", "resize" or None')
 
 def to_diffusion_range(x):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_corruptions.ipynb #3e7a58d0
 from __future__ import annotations
-import importlib.util, io, math, pickle, time
+import io, math, pickle
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
@@ -13,7 +13,7 @@ import cv2
 import skimage as sk
 from skimage.filters import gaussian
 from scipy.ndimage import zoom as scizoom, map_coordinates
-from .core import IN_TEST, pbar, asset_path
+from .core import pbar, asset_path
 
 # %% auto #0
 __all__ = ['CORRUPTIONS_TYPE0', 'CORRUPTIONS_TYPE1', 'SEVERITIES', 'IMAGE_SIZE', 'CORRUPTIONS', 'lff_severity_level',
@@ -23,7 +23,18 @@ __all__ = ['CORRUPTIONS_TYPE0', 'CORRUPTIONS_TYPE1', 'SEVERITIES', 'IMAGE_SIZE',
            'spatter', 'original', 'corrupt', 'load_cifar10', 'corrupted_cifar10_source', 'build_corrupted_cifar10']
 
 # %% ../nbs/02_corruptions.ipynb #afd46241
-CORRUPTIONS_TYPE0 = ['Snow', 'Frost', 'Fog', 'Brightness', 'Contrast', 'Spatter', 'Elastic', 'JPEG', 'Pixelate', 'Saturate']
+CORRUPTIONS_TYPE0 = [
+    'Snow',
+    'Frost',
+    'Fog',
+    'Brightness',
+    'Contrast',
+    'Spatter',
+    'Elastic',
+    'JPEG',
+    'Pixelate',
+    'Saturate',
+]
 CORRUPTIONS_TYPE1 = ['Gaussian Noise', 'Shot Noise', 'Impulse Noise', 'Speckle Noise', 'Gaussian Blur', 'Defocus Blur',
                      'Glass Blur', 'Motion Blur', 'Zoom Blur', 'Original']
 SEVERITIES = (1, 2, 3, 4, 5)  # Hendrycks levels; LfF tag Severity{k} == level k+1
@@ -38,18 +49,25 @@ def corruption_set(corruption_type) -> list[str]:
     "LfF's corruption list for `corruption_type` 0 (DisEnt's cifar10c) or 1."
     if corruption_type in (0, '0', 'type0'): return list(CORRUPTIONS_TYPE0)
     if corruption_type in (1, '1', 'type1'): return list(CORRUPTIONS_TYPE1)
-    raise ValueError(f'corruption_type={corruption_type!r}: expected 0 (Type0: {", ".join(CORRUPTIONS_TYPE0)}) or 1 (Type1)')
+    raise ValueError(
+        f'corruption_type={corruption_type!r}: expected 0 (Type0: {", ".join(CORRUPTIONS_TYPE0)}) or 1 (Type1)'
+    )
 
 def _check_severity(severity):
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
-        raise ValueError(f'severity={severity!r}: expected a Hendrycks level in 1..5 (LfF tag k -> level k+1, see lff_severity_level)')
+        raise ValueError(
+            f'severity={severity!r}: expected a Hendrycks level in 1..5 (LfF tag k -> level k+1, see lff_severity_level)'
+        )
     return int(severity)
 
 def _check_image(img, name='img'):
-    if not isinstance(img, np.ndarray): raise TypeError(f'{name}: expected a numpy uint8 array HxWx3, got {type(img).__name__}')
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f'{name}: expected a numpy uint8 array HxWx3, got {type(img).__name__}')
     if img.dtype != np.uint8: raise TypeError(f'{name}: expected dtype uint8 (values 0..255), got {img.dtype}')
     if img.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
-        raise ValueError(f'{name}: expected shape (32, 32, 3) (CIFAR-10-C constants are for 32x32 RGB), got {img.shape}')
+        raise ValueError(
+            f'{name}: expected shape (32, 32, 3) (CIFAR-10-C constants are for 32x32 RGB), got {img.shape}'
+        )
     return img
 
 # %% ../nbs/02_corruptions.ipynb #6ce84843
@@ -58,12 +76,15 @@ def _disk(radius, alias_blur=0.1, dtype=np.float32):
     L = np.arange(-8, 8 + 1) if radius <= 8 else np.arange(-radius, radius + 1)
     ksize = (3, 3) if radius <= 8 else (5, 5)
     X, Y = np.meshgrid(L, L)
-    d = np.array(X**2 + Y**2 <= radius**2, dtype=dtype); d /= d.sum()
+    d = np.array(X**2 + Y**2 <= radius**2, dtype=dtype)
+    d /= d.sum()
     return cv2.GaussianBlur(d, ksize=ksize, sigmaX=alias_blur)
 
 def _clipped_zoom(img, zoom_factor):
     "Zoom the centre of an HxWxC array by `zoom_factor` (linear) and crop back to HxW."
-    h = img.shape[0]; ch = int(np.ceil(h / zoom_factor)); top = (h - ch) // 2
+    h = img.shape[0]
+    ch = int(np.ceil(h / zoom_factor))
+    top = (h - ch) // 2
     img = scizoom(img[top:top + ch, top:top + ch], (zoom_factor, zoom_factor, 1), order=1)
     trim = (img.shape[0] - h) // 2
     return img[trim:trim + h, trim:trim + h]
@@ -71,27 +92,31 @@ def _clipped_zoom(img, zoom_factor):
 def _plasma_fractal(rng, mapsize=32, wibbledecay=3):
     "Diamond-square height map in [0, 1] (fog); `mapsize` must be a power of two."
     assert mapsize & (mapsize - 1) == 0
-    a = np.empty((mapsize, mapsize), dtype=np.float64); a[0, 0] = 0
+    a = np.empty((mapsize, mapsize), dtype=np.float64)
+    a[0, 0] = 0
     step, wibble = mapsize, 100.
     def wibbled(arr): return arr / 4 + wibble * rng.uniform(-wibble, wibble, arr.shape)   # mean of 4 + noise
     while step >= 2:
         s2 = step // 2
         # squares: centre of each square = mean of its 4 corners + noise
         c = a[0:mapsize:step, 0:mapsize:step]
-        sq = c + np.roll(c, -1, axis=0); sq += np.roll(sq, -1, axis=1)
+        sq = c + np.roll(c, -1, axis=0)
+        sq += np.roll(sq, -1, axis=1)
         a[s2:mapsize:step, s2:mapsize:step] = wibbled(sq)
         # diamonds: edge midpoints = mean of the 2 adjacent corners and 2 adjacent centres + noise
         dr, ul = a[s2:mapsize:step, s2:mapsize:step], a[0:mapsize:step, 0:mapsize:step]
         a[0:mapsize:step, s2:mapsize:step] = wibbled(dr + np.roll(dr, 1, axis=0) + ul + np.roll(ul, -1, axis=1))
         a[s2:mapsize:step, 0:mapsize:step] = wibbled(dr + np.roll(dr, 1, axis=1) + ul + np.roll(ul, -1, axis=0))
-        step //= 2; wibble /= wibbledecay
+        step //= 2
+        wibble /= wibbledecay
     a -= a.min()
     return a / a.max()
 
 def motion_blur_taps(radius, sigma, angle):
     "ImageMagick MotionBlurImage's taps: weights k [n] and pixel offsets [(dx, dy)] * n, with n = 2 ceil(radius) + 1."
     n = 2 * int(math.ceil(radius)) + 1
-    k = np.exp(-np.arange(n) ** 2 / (2. * sigma ** 2)); k /= k.sum()             # one-sided Gaussian, sums to 1
+    k = np.exp(-(np.arange(n) ** 2) / (2.0 * sigma**2))
+    k /= k.sum()  # one-sided Gaussian, sums to 1
     px, py = n * math.sin(math.radians(angle)), n * math.cos(math.radians(angle))
     h = math.hypot(px, py)
     return k, [(math.ceil(i * py / h - 0.5), math.ceil(i * px / h - 0.5)) for i in range(n)]
@@ -99,7 +124,9 @@ def motion_blur_taps(radius, sigma, angle):
 def _motion_blur(img_u8, radius, sigma, angle):
     "Motion blur of a uint8 image HxW(x3) as ImageMagick (Q16) computes it: y(p) = sum_i k_i x(p + d_i), edges repeated."
     k, off = motion_blur_taps(radius, sigma, angle)
-    a = np.asarray(img_u8, np.float64); h, w = a.shape[:2]; n = len(k)
+    a = np.asarray(img_u8, np.float64)
+    h, w = a.shape[:2]
+    n = len(k)
     pad = np.pad(a, ((n, n), (n, n)) + ((0, 0),) * (a.ndim - 2), mode='edge')
     y = sum(ki * pad[n + dy:n + dy + h, n + dx:n + dx + w] for ki, (dx, dy) in zip(k, off))
     return (np.floor(y * 257 + 0.5) // 257).clip(0, 255).astype(np.uint8)   # 16-bit quantum, then its 8-bit byte
@@ -110,12 +137,14 @@ def _u(x): return np.asarray(x, dtype=np.float64) / 255.
 def gaussian_noise(x, s, rng):
     "CIFAR-10-C Gaussian noise: clip(x + N(0, c^2))."
     c = [.04, .06, .08, .09, .10][s - 1]
-    x = _u(x); return np.clip(x + rng.normal(size=x.shape, scale=c), 0, 1) * 255
+    x = _u(x)
+    return np.clip(x + rng.normal(size=x.shape, scale=c), 0, 1) * 255
 
 def shot_noise(x, s, rng):
     "CIFAR-10-C shot noise: Poisson(c x) / c."
     c = [500, 250, 100, 75, 50][s - 1]
-    x = _u(x); return np.clip(rng.poisson(x * c) / c, 0, 1) * 255
+    x = _u(x)
+    return np.clip(rng.poisson(x * c) / c, 0, 1) * 255
 
 def impulse_noise(x, s, rng):
     "CIFAR-10-C impulse noise: salt & pepper on a fraction c of the values (scikit-image)."
@@ -126,7 +155,8 @@ def impulse_noise(x, s, rng):
 def speckle_noise(x, s, rng):
     "CIFAR-10-C speckle noise: clip(x + x N(0, c^2))."
     c = [.06, .1, .12, .16, .2][s - 1]
-    x = _u(x); return np.clip(x + x * rng.normal(size=x.shape, scale=c), 0, 1) * 255
+    x = _u(x)
+    return np.clip(x + x * rng.normal(size=x.shape, scale=c), 0, 1) * 255
 
 # %% ../nbs/02_corruptions.ipynb #545a05d3
 def gaussian_blur(x, s, rng):
@@ -142,7 +172,8 @@ def _glass_shuffle(x, delta, iterations, rng):
         k = 0
         for h in range(IMAGE_SIZE - delta, delta, -1):
             for w in range(IMAGE_SIZE - delta, delta, -1):
-                dx, dy = d[k]; k += 1
+                dx, dy = d[k]
+                k += 1
                 x[h, w] = x[h + dy, w + dx]                  # the reference's tuple "swap" on views == this copy
     return x
 
@@ -156,7 +187,8 @@ def glass_blur(x, s, rng):
 def defocus_blur(x, s, rng):
     "CIFAR-10-C defocus blur: convolution with an anti-aliased disk."
     radius, alias = [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)][s - 1]
-    x = _u(x); kernel = _disk(radius=radius, alias_blur=alias)
+    x = _u(x)
+    kernel = _disk(radius=radius, alias_blur=alias)
     out = np.stack([cv2.filter2D(x[..., ch], -1, kernel) for ch in range(3)], axis=-1)
     return np.clip(out, 0, 1) * 255
 
@@ -170,7 +202,8 @@ def zoom_blur(x, s, rng):
     "CIFAR-10-C zoom blur: mean of the image and its centre zooms."
     zooms = [np.arange(1, 1.06, .01), np.arange(1, 1.11, .01), np.arange(1, 1.16, .01),
              np.arange(1, 1.21, .01), np.arange(1, 1.26, .01)][s - 1]
-    x = _u(x).astype(np.float32); out = np.zeros_like(x)
+    x = _u(x).astype(np.float32)
+    out = np.zeros_like(x)
     for z in zooms: out += _clipped_zoom(x, z)
     return np.clip((x + out) / (len(zooms) + 1), 0, 1) * 255
 
@@ -203,17 +236,24 @@ def frost(x, s, rng):
 def fog(x, s, rng):
     "CIFAR-10-C fog: add a plasma fractal, rescale by max / (max + c)."
     c0, decay = [(.2, 3), (.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][s - 1]
-    x = _u(x); m = x.max()
+    x = _u(x)
+    m = x.max()
     x = x + c0 * _plasma_fractal(rng, wibbledecay=decay)[:32, :32][..., None]
     return np.clip(x * m / (m + c0), 0, 1) * 255
 
 def snow(x, s, rng):
     "CIFAR-10-C snow: whiten, add motion-blurred flakes (and their 180-degree rotation)."
-    mu, sd, z, t, r, sg, a = [(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-                              (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)][s - 1]
+    mu, sd, z, t, r, sg, a = [
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ][s - 1]
     x = np.asarray(x, dtype=np.float32) / 255.
     layer = rng.normal(size=x.shape[:2], loc=mu, scale=sd)                # flakes: N(mu, sd^2)
-    layer = _clipped_zoom(layer[..., None], z); layer[layer < t] = 0        # zoom, threshold
+    layer = _clipped_zoom(layer[..., None], z)
+    layer[layer < t] = 0  # zoom, threshold
     layer = np.uint8(np.clip(layer.squeeze(), 0, 1) * 255)
     layer = _motion_blur(layer, r, sg, angle=rng.uniform(-135, -45)) / 255.        # falling streaks
     layer = layer[..., None]
@@ -225,25 +265,29 @@ def snow(x, s, rng):
 def brightness(x, s, rng):
     "CIFAR-10-C brightness: V += c in HSV."
     c = [.05, .1, .15, .2, .3][s - 1]
-    h = sk.color.rgb2hsv(_u(x)); h[..., 2] = np.clip(h[..., 2] + c, 0, 1)
+    h = sk.color.rgb2hsv(_u(x))
+    h[..., 2] = np.clip(h[..., 2] + c, 0, 1)
     return np.clip(sk.color.hsv2rgb(h), 0, 1) * 255
 
 def contrast(x, s, rng):
     "CIFAR-10-C contrast: scale deviations from the per-channel mean by c."
     c = [.75, .5, .4, .3, .15][s - 1]
-    x = _u(x); mu = x.mean(axis=(0, 1), keepdims=True)
+    x = _u(x)
+    mu = x.mean(axis=(0, 1), keepdims=True)
     return np.clip((x - mu) * c + mu, 0, 1) * 255
 
 def saturate(x, s, rng):
     "CIFAR-10-C saturate: S = S c0 + c1 in HSV."
     c0, c1 = [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)][s - 1]
-    h = sk.color.rgb2hsv(_u(x)); h[..., 1] = np.clip(h[..., 1] * c0 + c1, 0, 1)
+    h = sk.color.rgb2hsv(_u(x))
+    h[..., 1] = np.clip(h[..., 1] * c0 + c1, 0, 1)
     return np.clip(sk.color.hsv2rgb(h), 0, 1) * 255
 
 def jpeg_compression(x, s, rng):
     "CIFAR-10-C JPEG: Pillow re-encoding at a given quality."
     q = [80, 65, 58, 50, 40][s - 1]
-    buf = io.BytesIO(); Image.fromarray(np.uint8(x)).save(buf, 'JPEG', quality=q)
+    buf = io.BytesIO()
+    Image.fromarray(np.uint8(x)).save(buf, 'JPEG', quality=q)
     return np.asarray(Image.open(buf).convert('RGB')).astype(np.float64)
 
 def pixelate(x, s, rng):
@@ -256,9 +300,12 @@ def elastic_transform(x, s, rng):
     "CIFAR-10-C elastic: random affine warp, then a smoothed random displacement field."
     c0, c1, c2 = [(32 * 0, 32 * 0, 32 * 0.08), (32 * 0.05, 32 * 0.2, 32 * 0.07), (32 * 0.08, 32 * 0.06, 32 * 0.06),
                   (32 * 0.1, 32 * 0.04, 32 * 0.05), (32 * 0.1, 32 * 0.03, 32 * 0.03)][s - 1]
-    img = np.asarray(x, dtype=np.float32) / 255.; shape = img.shape; hw = shape[:2]
+    img = np.asarray(x, dtype=np.float32) / 255.0
+    shape = img.shape
+    hw = shape[:2]
     # random affine: move 3 reference points by U(-c2, c2)
-    ctr = np.float32(hw) // 2; sq = min(hw) // 3
+    ctr = np.float32(hw) // 2
+    sq = min(hw) // 3
     p1 = np.float32([ctr + sq, [ctr[0] + sq, ctr[1] - sq], ctr - sq])
     p2 = p1 + rng.uniform(-c2, c2, size=p1.shape).astype(np.float32)
     img = cv2.warpAffine(img, cv2.getAffineTransform(p1, p2), hw[::-1], borderMode=cv2.BORDER_REFLECT_101)
@@ -271,8 +318,13 @@ def elastic_transform(x, s, rng):
 
 def spatter(x, s, rng):
     "CIFAR-10-C spatter: water drops (levels 1-3) or mud (levels 4-5)."
-    mu, sd, rho, t, c4, mud = [(0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
-                               (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)][s - 1]
+    mu, sd, rho, t, c4, mud = [
+        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+        (0.65, 0.3, 1, 0.69, 0.5, 0),
+        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+    ][s - 1]
     x = np.asarray(x, dtype=np.float32) / 255.
     liquid = gaussian(rng.normal(size=x.shape[:2], loc=mu, scale=sd), sigma=rho)   # smoothed liquid layer L
     liquid[liquid < t] = 0
@@ -284,12 +336,14 @@ def spatter(x, s, rng):
         dist = cv2.equalizeHist(cv2.blur(dist, (3, 3)).astype(np.uint8))
         ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])                     # ... embossed into a shading D
         dist = cv2.blur(cv2.filter2D(dist, cv2.CV_8U, ker), (3, 3)).astype(np.float32)
-        m = liquid * dist; mx = m.max()
+        m = liquid * dist
+        mx = m.max()
         if mx == 0: return x * 255                                             # no drop at all: nothing to add
         m = (m / mx * c4)[..., None]
         color = np.array([175, 238, 238], np.float32) / 255.                   # pale turquoise (R, G, B)
         return np.clip(x + m * color, 0, 1) * 255
-    m = gaussian(np.where(liquid > t, 1, 0).astype(np.float32), sigma=c4); m[m < 0.8] = 0
+    m = gaussian(np.where(liquid > t, 1, 0).astype(np.float32), sigma=c4)
+    m[m < 0.8] = 0
     color = np.array([63, 42, 20], np.float32) / 255. * m[..., None]           # mud brown
     return np.clip(x * (1 - m[..., None]) + color, 0, 1) * 255
 
@@ -298,18 +352,36 @@ def original(x, s, rng):
     return np.asarray(x, dtype=np.float64)
 
 # %% ../nbs/02_corruptions.ipynb #281ad8b8
-CORRUPTIONS = {'Gaussian Noise': gaussian_noise, 'Shot Noise': shot_noise, 'Impulse Noise': impulse_noise,
-               'Speckle Noise': speckle_noise, 'Gaussian Blur': gaussian_blur, 'Defocus Blur': defocus_blur,
-               'Glass Blur': glass_blur, 'Motion Blur': motion_blur, 'Zoom Blur': zoom_blur, 'Snow': snow, 'Frost': frost,
-               'Fog': fog, 'Brightness': brightness, 'Contrast': contrast, 'Elastic': elastic_transform, 'Pixelate': pixelate,
-               'JPEG': jpeg_compression, 'Spatter': spatter, 'Saturate': saturate, 'Original': original}
+CORRUPTIONS = {
+    'Gaussian Noise': gaussian_noise,
+    'Shot Noise': shot_noise,
+    'Impulse Noise': impulse_noise,
+    'Speckle Noise': speckle_noise,
+    'Gaussian Blur': gaussian_blur,
+    'Defocus Blur': defocus_blur,
+    'Glass Blur': glass_blur,
+    'Motion Blur': motion_blur,
+    'Zoom Blur': zoom_blur,
+    'Snow': snow,
+    'Frost': frost,
+    'Fog': fog,
+    'Brightness': brightness,
+    'Contrast': contrast,
+    'Elastic': elastic_transform,
+    'Pixelate': pixelate,
+    'JPEG': jpeg_compression,
+    'Spatter': spatter,
+    'Saturate': saturate,
+    'Original': original,
+}
 
 def corrupt(img: np.ndarray, name: str, severity: int, rng=None) -> np.ndarray:
     """Apply CIFAR-10-C corruption `name` at Hendrycks level `severity` (1..5) to a 32x32x3 uint8 image; returns uint8.
     `rng`: seed (int), `numpy.random.Generator`, or None (fresh entropy)."""
     if name not in CORRUPTIONS:
         raise ValueError(f'name={name!r}: unknown corruption; expected one of {sorted(CORRUPTIONS)}')
-    s = _check_severity(severity); _check_image(img)
+    s = _check_severity(severity)
+    _check_image(img)
     g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     out = CORRUPTIONS[name](img, s, g)
     return np.clip(np.asarray(out, dtype=np.float64), 0, 255).astype(np.uint8)
@@ -330,21 +402,27 @@ def load_cifar10(data_root, train: bool = True, download: bool = False, verify: 
     "CIFAR-10 (images uint8 [N,32,32,3], labels int64 [N]) from `data_root/cifar-10-batches-py`."
     from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import check_integrity
-    if data_root is None: raise ValueError("data_root: expected the folder that holds (or will hold) 'cifar-10-batches-py'")
-    root = Path(data_root); folder = root / CIFAR10.base_folder
+    if data_root is None:
+        raise ValueError("data_root: expected the folder that holds (or will hold) 'cifar-10-batches-py'")
+    root = Path(data_root)
+    folder = root / CIFAR10.base_folder
     if download: CIFAR10(str(root), train=train, download=True)
     files = CIFAR10.train_list if train else CIFAR10.test_list
     missing = [f for f, _ in files if not (folder / f).exists()]
     if missing:
-        raise FileNotFoundError(f'{folder}: CIFAR-10 files {missing} not found. Pass download=True (needs internet), or '
-                                f'download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into {root}')
+        raise FileNotFoundError(
+            f'{folder}: CIFAR-10 files {missing} not found. Pass download=True (needs internet), or '
+            f'download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into {root}'
+        )
     xs, ys = [], []
     for f, md5 in files:
         p = folder / f
-        if verify and not check_integrity(str(p), md5): raise ValueError(f'{p}: MD5 checksum mismatch (corrupt or not CIFAR-10); re-download it')
+        if verify and not check_integrity(str(p), md5):
+            raise ValueError(f'{p}: MD5 checksum mismatch (corrupt or not CIFAR-10); re-download it')
         try:
             with open(p, 'rb') as fh: entry = _DataUnpickler(fh, encoding='latin1').load()
-            xs.append(np.asarray(entry['data'], dtype=np.uint8).reshape(-1, 3, 32, 32)); ys.extend(entry.get('labels', entry.get('fine_labels')))
+            xs.append(np.asarray(entry['data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.extend(entry.get('labels', entry.get('fine_labels')))
         except Exception as e: raise ValueError(f'{p}: not a readable CIFAR-10 python batch ({e})') from e
     return np.concatenate(xs).transpose(0, 2, 3, 1).copy(), np.asarray(ys, dtype=np.int64)
 
@@ -357,7 +435,8 @@ def corrupted_cifar10_source(source='cifar10', data_root=None, download=False, v
     for v, n in ((valid_frac, 'valid_frac'), (test_frac, 'test_frac')):
         if not 0 < v < 1: raise ValueError(f'{n}={v}: expected a fraction in (0, 1)')
     if isinstance(source, str):
-        if source != 'cifar10': raise ValueError(f"source={source!r}: expected 'cifar10' or a tuple (images_uint8_NHWC, labels)")
+        if source != 'cifar10':
+            raise ValueError(f"source={source!r}: expected 'cifar10' or a tuple (images_uint8_NHWC, labels)")
         x, y = load_cifar10(data_root, train=True, download=download, verify=verify)
         xt, yt = load_cifar10(data_root, train=False, download=download, verify=verify)
         ids, tids = np.arange(len(y)), np.arange(len(yt))
@@ -365,15 +444,20 @@ def corrupted_cifar10_source(source='cifar10', data_root=None, download=False, v
         if not (isinstance(source, (tuple, list)) and len(source) == 2):
             raise TypeError(f'source: expected a tuple (images_uint8_NHWC, labels), got {type(source).__name__}')
         x, y = np.asarray(source[0]), np.asarray(source[1]).astype(np.int64).reshape(-1)
-        if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3): raise ValueError(f'source images: expected uint8 [N, 32, 32, 3], got {x.dtype} {x.shape}')
+        if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3):
+            raise ValueError(f'source images: expected uint8 [N, 32, 32, 3], got {x.dtype} {x.shape}')
         if len(x) != len(y): raise ValueError(f'source: {len(x)} images but {len(y)} labels')
-        if len(y) and (y.min() < 0 or y.max() > 9): raise ValueError(f'source labels: expected classes 0..9, got {y.min()}..{y.max()}')
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise ValueError(f'source labels: expected classes 0..9, got {y.min()}..{y.max()}')
         ids, tids = per_class_holdout(y, test_frac)
         x, y, xt, yt = x[ids], y[ids], x[tids], y[tids]
     tr, va = per_class_holdout(y, valid_frac)
     out = {'train': (x[tr], y[tr], ids[tr]), 'valid': (x[va], y[va], ids[va]), 'test': (xt, yt, tids)}
     for k, (xs, _, _) in out.items():
-        if not len(xs): raise ValueError(f'source: the {k} split is empty; give more images (valid_frac={valid_frac}, test_frac={test_frac})')
+        if not len(xs):
+            raise ValueError(
+                f'source: the {k} split is empty; give more images (valid_frac={valid_frac}, test_frac={test_frac})'
+            )
     return out
 
 def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cache, show):
@@ -398,17 +482,31 @@ def build_corrupted_cifar10(root, ratios=(0.005, 0.01, 0.02, 0.05), source='cifa
     from diffinject.data import write_biased_dataset, check_ratio, TEST_CONFLICT_RATIO
     from diffinject.core import write_json
     ratios = [check_ratio(r, 'ratios') for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios])]
-    names = corruption_set(corruption_type); severity = _check_severity(severity); root = Path(root)
+    names = corruption_set(corruption_type)
+    severity = _check_severity(severity)
+    root = Path(root)
     src = corrupted_cifar10_source(source, data_root, download, valid_frac, test_frac, verify)
     cache = {}
-    test = _corrupt_split(src['test'], TEST_CONFLICT_RATIO, names, severity, seed, 'test', cache, show)   # unbiased test
+    test = _corrupt_split(src['test'], TEST_CONFLICT_RATIO, names, severity, seed, 'test', cache, show)  # unbiased test
     for k, r in enumerate(ratios):
         train = _corrupt_split(src['train'], r, names, severity, seed, 'train', cache, show)
         valid = _corrupt_split(src['valid'], r, names, severity, seed, 'valid', cache, show)
         write_biased_dataset(root, r, train, valid, test if k == 0 else None)
-    write_json(root / 'build_info.json', dict(builder='build_corrupted_cifar10', source=source if isinstance(source, str) else 'arrays',
-               corruption_type=int(corruption_type in (1, '1', 'type1')), corruptions=names, severity_level=severity,
-               lff_severity_tag=severity - 1, seed=int(seed), ratios=ratios, test_conflict_ratio=TEST_CONFLICT_RATIO,
-               valid_frac=valid_frac, test_frac=test_frac if not isinstance(source, str) else None,
-               sizes={k: len(v[0]) for k, v in src.items()}))
+    write_json(
+        root / 'build_info.json',
+        dict(
+            builder='build_corrupted_cifar10',
+            source=source if isinstance(source, str) else 'arrays',
+            corruption_type=int(corruption_type in (1, '1', 'type1')),
+            corruptions=names,
+            severity_level=severity,
+            lff_severity_tag=severity - 1,
+            seed=int(seed),
+            ratios=ratios,
+            test_conflict_ratio=TEST_CONFLICT_RATIO,
+            valid_frac=valid_frac,
+            test_frac=test_frac if not isinstance(source, str) else None,
+            sizes={k: len(v[0]) for k, v in src.items()},
+        ),
+    )
     return root

@@ -2,7 +2,6 @@
 
 # %% ../nbs/03_oracles.ipynb #abb90399
 from __future__ import annotations
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,8 +22,18 @@ def to_gray(x01):
 class ShapeNet(nn.Sequential):
     "A small grayscale classifier (28x28 -> `num_classes` logits), used only to measure images."
     def __init__(self, num_classes=10):
-        super().__init__(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, num_classes))
+        super().__init__(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 7 * 7, 64),
+            nn.ReLU(),
+            nn.Linear(64, num_classes),
+        )
 
 def _shift(x, g, pad=2):
     "Random translation by up to `pad` pixels (augmentation)."
@@ -35,7 +44,8 @@ def _shift(x, g, pad=2):
 
 def _as_input(x01):
     "Images [N,C,H,W] in [0,1] -> the reader's 28x28 grayscale input."
-    if x01.shape[-1] != 28 or x01.shape[-2] != 28: x01 = F.interpolate(x01.float(), size=(28, 28), mode='bilinear', antialias=True)
+    if x01.shape[-1] != 28 or x01.shape[-2] != 28:
+        x01 = F.interpolate(x01.float(), size=(28, 28), mode='bilinear', antialias=True)
     return to_gray(x01)
 
 # %% ../nbs/03_oracles.ipynb #84cac0d9
@@ -99,8 +109,13 @@ def background_level(x01, thr: float = 0.25, grow: int = 1) -> float:
 
 def sample_quality(net, samples01, real01, p: float = 0.9) -> dict:
     "Recognised share and background level of `samples01`, beside the same on `real01`, and their ratios."
-    q = dict(n=len(samples01), recognised=recognised_share(net, samples01, p), recognised_real=recognised_share(net, real01, p),
-             background=background_level(samples01), background_real=background_level(real01))
+    q = dict(
+        n=len(samples01),
+        recognised=recognised_share(net, samples01, p),
+        recognised_real=recognised_share(net, real01, p),
+        background=background_level(samples01),
+        background_real=background_level(real01),
+    )
     q['recognised_ratio'] = q['recognised'] / max(q['recognised_real'], 1e-9)
     q['background_ratio'] = q['background'] / max(q['background_real'], 1e-9)
     return q

@@ -47,7 +47,8 @@ def load_metrics(source) -> dict:
         if not f.exists(): raise FileNotFoundError(f'{f}: no metrics.json; is {source} a finished diffinject_run directory (stage report)?')
         m = read_json(f)
     if 'results' not in m or 'dataset' not in m.get('config', {}):
-        raise ValueError(f"{source if not isinstance(source, dict) else 'metrics dict'}: expected keys 'results' and 'config.dataset' (pipeline.write_report's metrics)")
+        raise ValueError(f"{source if not isinstance(source, dict) else 'metrics dict'}: "
+                         "expected keys 'results' and 'config.dataset' (pipeline.write_report's metrics)")
     return m
 
 def collect_runs(sources) -> dict:
@@ -55,10 +56,13 @@ def collect_runs(sources) -> dict:
     if isinstance(sources, (str, Path, dict)): sources = [sources]
     out, seen = {}, {}
     for src in sources:
-        m = load_metrics(src); b = m['config']['dataset']
+        m = load_metrics(src)
+        b = m['config']['dataset']
         for r in m['results']:
-            k = (b, float(r['ratio']), r['method']); ks = k + (r['seed'],)
-            if ks in seen: raise ValueError(f'{ks}: this (benchmark, ratio, method, seed) comes from two sources: {seen[ks]} and {src if not isinstance(src, dict) else "a metrics dict"}')
+            k = (b, float(r['ratio']), r['method'])
+            ks = k + (r['seed'],)
+            if ks in seen: raise ValueError(f'{ks}: this (benchmark, ratio, method, seed) comes from two sources: {seen[ks]} and '
+                                            f'{src if not isinstance(src, dict) else "a metrics dict"}')
             seen[ks] = src if not isinstance(src, dict) else 'a metrics dict'
             out.setdefault(k, []).append(r)
     return out
@@ -80,7 +84,8 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
     `columns`: None (those with our results), 'all' (the paper's 14) or a list of (benchmark, ratio).
     `published`: add the rows of DiffInject's Table 1 (`PUBLISHED_TABLE1`: all seven methods, 1 % and 5 % only)."""
     runs = collect_runs(sources)
-    if columns is None: columns = sorted({(b, r) for b, r, _ in runs}, key=lambda c: (TABLE1_BENCHMARKS.index(c[0]) if c[0] in TABLE1_BENCHMARKS else 99, c[1]))
+    if columns is None: columns = sorted({(b, r) for b, r, _ in runs},
+                                         key=lambda c: (TABLE1_BENCHMARKS.index(c[0]) if c[0] in TABLE1_BENCHMARKS else 99, c[1]))
     elif columns == 'all': columns = list(TABLE1_COLUMNS)
     else: columns = [(get_benchmark(b).name, float(r)) for b, r in columns]
     methods = list(dict.fromkeys(m for _, _, m in runs))
@@ -88,7 +93,8 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     rule = CHECKPOINT_TITLES.get(checkpoint, checkpoint)
     for m in methods:
-        out.append('| ' + ' | '.join([f'{METHOD_TITLES.get(m, m)} (ours, {rule})'] + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]) + ' |')
+        out.append('| ' + ' | '.join([f'{METHOD_TITLES.get(m, m)} (ours, {rule})']
+                                     + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]) + ' |')
     if published:
         for m in dict.fromkeys(k for b in PUBLISHED_TABLE1.values() for k in b):
             cells = [PUBLISHED_TABLE1.get(b, {}).get(m, {}).get(r) for b, r in columns]
@@ -96,8 +102,10 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
                                          + [f'{c:.2f}' if c is not None else 'n/a' for c in cells]) + ' |')
     what = {'acc': 'Unbiased test accuracy', 'conflicting_acc': 'Bias-conflicting test accuracy', 'aligned_acc': 'Bias-aligned test accuracy',
             'group_mean_acc': 'Group-mean test accuracy'}.get(metric, f'Test {metric}')
+    how = ('selected on the biased valid set' if checkpoint == 'best_valid' else 'the final step' if checkpoint == 'last'
+           else 'max test accuracy over evaluations, optimistic: what DisEnt/BE report')
     out.append(f'\n{what} (%); ours: mean ± sample std over n seeds (no ± when n=1) at the **{rule}** checkpoint '
-               f"({'selected on the biased valid set' if checkpoint == 'best_valid' else 'the final step' if checkpoint == 'last' else 'max test accuracy over evaluations, optimistic: what DisEnt/BE report'}). "
+               f"({how}). "
                + ('BFFHQ test = bias-conflicting images only. ' if any(b == 'bffhq' for b, _ in columns) else '')
                + (f'{PUBLISHED_LABEL}: {PUBLISHED_SOURCE}; only 1 % and 5 % are published (other columns: n/a), '
                   'checkpoint rule and number of seeds not stated; its data are the DisEnt/BiasEnsemble benchmark '
@@ -109,22 +117,28 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
 def shape_images(labels, biases=None, size=32, num_classes=10, seed=0) -> np.ndarray:
     "uint8 [N,size,size,3]: a soft (label+3)-lobed shape, r = r0 (1 + 0.25 cos((y+3) theta)), tinted by hue bias/num_classes."
     import colorsys
-    rng = np.random.default_rng(seed); yy, xx = (np.mgrid[0:size, 0:size] + .5) / size
+    rng = np.random.default_rng(seed)
+    yy, xx = (np.mgrid[0:size, 0:size] + .5) / size
     out = []
     for i, y in enumerate(np.asarray(labels)):
-        cx, cy = rng.uniform(.4, .6, 2); r0 = rng.uniform(.22, .3); rot = rng.uniform(0, 2*np.pi)
+        cx, cy = rng.uniform(.4, .6, 2)
+        r0 = rng.uniform(.22, .3)
+        rot = rng.uniform(0, 2*np.pi)
         th, d = np.arctan2(yy - cy, xx - cx), np.hypot(xx - cx, yy - cy)
         r = r0 * (1 + .25*np.cos((int(y) + 3) * (th + rot)))                          # lobed boundary r(theta)
         m = 1 / (1 + np.exp((d - r) * 8 * size / 32))[..., None]                      # soft inside mask
         h = (biases[i] / num_classes) if biases is not None else rng.uniform()
-        fg = np.array(colorsys.hsv_to_rgb(h, .8, .9)); bg = .15 + .2 * yy[..., None]  # tint and a smooth background
+        fg = np.array(colorsys.hsv_to_rgb(h, .8, .9))
+        bg = .15 + .2 * yy[..., None]  # tint and a smooth background
         out.append((255 * (m * fg + (1 - m) * bg)).clip(0, 255).round().astype(np.uint8))
     return np.stack(out)
 
 def _toy_split(n_aligned, n_conflicting, size, num_classes, seed):
     "(images, labels, biases): aligned samples first (bias = label), then conflicting (bias = label + 1 mod C)."
     n = n_aligned + n_conflicting
-    y = np.arange(n) % num_classes; b = y.copy(); b[n_aligned:] = (y[n_aligned:] + 1) % num_classes
+    y = np.arange(n) % num_classes
+    b = y.copy()
+    b[n_aligned:] = (y[n_aligned:] + 1) % num_classes
     return shape_images(y, b, size, num_classes, seed), y, b
 
 def _flatten(folder):
@@ -135,9 +149,12 @@ def _flatten(folder):
 
 def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflicting=4, n_eval=8, seed=0) -> Path:
     "A tiny stand-in for a downloaded benchmark folder under `root`, in its layout (see the table above); returns `root`."
-    spec = get_benchmark(benchmark); root = Path(root); ratios = list(ratios or spec.ratios)
+    spec = get_benchmark(benchmark)
+    root = Path(root)
+    ratios = list(ratios or spec.ratios)
     C = spec.num_classes
-    if spec.name == 'cmnist': raise ValueError("benchmark='cmnist': build it for real with data.build_colored_mnist (MNIST-5k ships with the package)")
+    if spec.name == 'cmnist':
+        raise ValueError("benchmark='cmnist': build it for real with data.build_colored_mnist (MNIST-5k ships with the package)")
     if spec.name == 'cifar10c':                                                        # clean shapes -> LfF corruptions
         from diffinject.corruptions import build_corrupted_cifar10
         n = (n_aligned + n_conflicting + n_eval) * 2
@@ -152,7 +169,9 @@ def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflictin
     if spec.shared_valid:                                                              # BFFHQ: one flat valid/ for all ratios
         tmp = root/'_valid_tmp'
         write_biased_dataset(tmp, ratios[0], None, _toy_split(n_eval // 2, n_eval - n_eval // 2, size, C, seed + 100), None, ext=spec.ext)
-        (tmp/pct_name(ratios[0])/'valid').rename(root/'valid'); shutil.rmtree(tmp); _flatten(root/'valid')
+        (tmp/pct_name(ratios[0])/'valid').rename(root/'valid')
+        shutil.rmtree(tmp)
+        _flatten(root/'valid')
     if spec.name == 'bffhq': _flatten(root/'test')
     if spec.ext == 'jpg':                                                               # Dogs & Cats: raw JPEGs of varying sizes
         from PIL import Image
