@@ -5,7 +5,7 @@
 # %% ../nbs/15_config.ipynb #cda81276
 from __future__ import annotations
 from pathlib import Path
-from .core import check_precision
+from .core import check_precision, check_num_workers
 from .data import (get_benchmark, check_ratio, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout,
                              read_bias_csv)
 from .inject import InjectConfig
@@ -136,9 +136,7 @@ def _check_config(cfg, check_data=True):
     if bad: raise ValueError(f"methods: unknown method {bad[0]!r}; expected some of {('diffinject',) + tuple(BASELINES)}")
     if cfg['classifier']['loss'] not in ('ce', 'gce'): raise ValueError("classifier.loss: expected 'ce' or 'gce'")
     check_precision(run_option(cfg, 'precision'))
-    nw = run_option(cfg, 'num_workers')
-    if not (isinstance(nw, int) and nw >= 0):
-        raise ValueError(f'num_workers={nw!r}: expected an integer >= 0 (0 = load in the main process)')
+    check_num_workers(run_option(cfg, 'num_workers'))
     if check_data: _check_source(cfg)
     return cfg
 

@@ -20,8 +20,8 @@ __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'seed_everything', 'asset_
            'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
            'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images', 'check_prob',
            'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check', 'check_precision',
-           'precision_autocast', 'grad_scaler', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'to_01',
-           'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images']
+           'precision_autocast', 'grad_scaler', 'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier',
+           'to_01', 'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -447,10 +447,15 @@ def grad_scaler(device, precision: str = 'fp32'):
     "A `torch.amp.GradScaler`, enabled only for 'fp16' (bf16 and fp32 need no loss scaling)."
     return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
 
-def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
-    "DataLoader options: `num_workers` processes; `pin_memory` (None: on for CUDA) only where the device is CUDA."
+def check_num_workers(num_workers) -> int:
+    "`num_workers` if it is an integer >= 0 (0: load in the main process), else a one-line ValueError naming it."
     if not (isinstance(num_workers, int) and num_workers >= 0):
         raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 (0 = load in the main process)')
+    return num_workers
+
+def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
+    "DataLoader options: `num_workers` processes; `pin_memory` (None: on for CUDA) only where the device is CUDA."
+    check_num_workers(num_workers)
     cuda = torch.device(device).type == 'cuda'
     return dict(num_workers=num_workers, pin_memory=cuda if pin_memory is None else bool(pin_memory) and cuda,
                 persistent_workers=num_workers > 0)

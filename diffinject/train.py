@@ -33,6 +33,7 @@ from diffinject.core import (
     to_diffusion_range,
     ArrayImages,
     load_images,
+    loader_kwargs,
 )
 
 # %% auto #0
@@ -245,23 +246,14 @@ class DiffusionTrainer:
         )
         self.__dict__.update(hp)
         self.sampler = StepSampler(len(data), batch_size, seed, self.rank, self.world_size)
-        if not (isinstance(num_workers, int) and num_workers >= 0):
-            raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 (0 = load in the main process)')
-        self.num_workers, self._ready = num_workers, None                   # _ready: (step, images) from the workers
-        cuda = self.device.type == 'cuda'
-        self.pin_memory = cuda if pin_memory is None else bool(pin_memory) and cuda
+        lk = loader_kwargs(self.device, num_workers, pin_memory)             # checks num_workers; pin_memory on CUDA only
+        self.num_workers, self.pin_memory, self._ready = lk['num_workers'], lk['pin_memory'], None   # _ready: from workers
         self.images = StepImages(data, self.sampler, self.image_size, image_fit, self.data_name)
         self._check_data()
         self.config = dict(
             model=model_config if model_config is not None else state_signature(model),
             diffusion=diffusion_signature(diffusion),
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            ema_rate=ema_rate,
-            ema_warmup=ema_warmup,
-            grad_clip=grad_clip,
-            seed=seed,
+            **{k: hp[k] for k in ('batch_size', 'lr', 'weight_decay', 'ema_rate', 'ema_warmup', 'grad_clip', 'seed')},
             image_fit=image_fit,
             image_size=self.image_size,
             channels=self.channels,
