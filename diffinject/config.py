@@ -9,19 +9,21 @@ from .core import check_precision, check_num_workers
 from .data import (get_benchmark, check_ratio, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout,
                              read_bias_csv)
 from .inject import InjectConfig
-from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS
+from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
 from .pretrained import TRAIN_ON, recipe_of
 from .oracles import SHAPE_SOURCES
 from .baselines import METHODS as BASELINES
 
 # %% auto #0
-__all__ = ['INJECT_DEFAULTS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'RUN_OPTIONS', 'run_option', 'make_config']
+__all__ = ['INJECT_DEFAULTS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'RUN_OPTIONS', 'SHIPPED_SOURCES', 'run_option',
+           'make_config']
 
 # %% ../nbs/15_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
 # `quick` replaces gamma and t_edit by the setting chosen for the shipped model on training pairs in 12_synth
 INJECT_DEFAULTS = dict(gamma=InjectConfig.gamma, t_edit=InjectConfig.t_edit, t_boost=InjectConfig.t_boost, size_ratio=0.1, n=None,
-                       label_from='auto', filter='none', style_pool='fb', style_max_per_class=None)
+                       label_from='auto', filter='none', colour_match='none', model_input='rgb',
+                       style_pool='fb', style_max_per_class=None)
 
 def _merge(cfg: dict, **changes) -> dict:
     "`cfg` with `changes`; a dict updates the section of that name, anything else replaces or adds the key."
@@ -50,11 +52,13 @@ def _quick(dataset='cmnist') -> dict:
                  classifier=dict(steps=2000, eval_every=100),
                  diffusion=dict(pretrained='cmnist', steps=1500, batch_size=32, lr=1e-3, ema_rate=0.999, image_fit='pad',
                                 sample_every=0, ckpt_every=250),
-                 inject=dict(steps=25, batch_size=32, gamma=0.7, t_edit=200),   # chosen on training pairs (12_synth)
+                 inject=dict(steps=25, batch_size=32, gamma=0.9, t_edit=200,    # all chosen on training pairs (12_synth)
+                             model_input='value', colour_match='style', filter='fb'),
                  baselines=dict(quick=True))
     if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
         cfg = _merge(cfg, dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64,
-                     diffusion=dict(pretrained='', preset='cmnist_quick', image_fit='resize'))   # trained on your images
+                     diffusion=dict(pretrained='', preset='cmnist_quick', image_fit='resize'),  # trained on your images
+                     inject=dict(model_input='rgb', colour_match='none', filter='none'))   # measured for the shipped model only: the paper's
     return cfg
 
 # %% ../nbs/15_config.ipynb #1585e3f6
@@ -120,6 +124,8 @@ def _check_config(cfg, check_data=True):
     if not ic['size_ratio'] > 0: raise ValueError(f"inject.size_ratio={ic['size_ratio']}: expected a positive fraction of |train|")
     check_choice(ic['label_from'], LABEL_FROM, 'label_from')
     check_choice(ic['filter'], FILTERS, 'filter')
+    check_choice(ic['colour_match'], COLOUR_MATCH, 'colour_match')
+    check_choice(ic['model_input'], MODEL_INPUTS, 'model_input')
     check_choice(ic['style_pool'], STYLE_POOLS, 'style_pool')
     check_choice(dc['train_on'], TRAIN_ON, 'train_on')
     if dc['pretrained']: recipe_of(dc['pretrained'])                         # names the shipped models if unknown ('' = none)
@@ -164,6 +170,8 @@ def _check_source(cfg):
     elif src == 'imagefolder' and cfg.get('bias_csv'): read_bias_csv(cfg['bias_csv'], root, cfg['classes'])
 
 # %% ../nbs/15_config.ipynb #1f140c61
+SHIPPED_SOURCES = {'cmnist': ('mnist5k', 'mnist', 'folder')}   # the sources whose images a shipped model learned: MNIST digits
+
 def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
     "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
     if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
@@ -208,6 +216,9 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
     if (cfg['source'] == 'folder' and cfg['dataset'] in ('cmnist', 'cifar10c')
             and 'train_on' not in (overrides.get('diffusion') or {})):
         cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
+    dc = cfg['diffusion']
+    if dc['pretrained'] and not (dc['train'] or dc['ckpt']) and cfg['source'] not in SHIPPED_SOURCES.get(dc['pretrained'], ()):
+        cfg['diffusion'] = {**dc, 'pretrained': '', 'preset': dc['preset'] or 'cmnist_hgate'}   # its architecture, trained here
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
         cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here

@@ -22,7 +22,7 @@ from .classifiers import make_classifier, CHECKPOINTS
 from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
 from .baselines import run_method
-from .synth import LABEL_FROM, FILTERS, STYLE_POOLS
+from .synth import LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
 from .pretrained import TRAIN_ON
 from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS, INJECT_DEFAULTS  # noqa: F401 (re-exported)
 from .train import init_distributed
@@ -478,12 +478,14 @@ def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dic
     with run.stage(name, key) as d:
         man = synthesize(model, ac, train, topk, pool, d, ratio, benchmark=spec, size_ratio=ic['size_ratio'], n=ic['n'],
                          label_from=ic['label_from'], filter=ic['filter'], bias_reader=classifier_reader(fb, spec),
+                         colour_match=ic['colour_match'], model_input=ic['model_input'],
                          image_fit=cfg['diffusion']['image_fit'], batch_size=ic['batch_size'], seed=seed, gamma=ic['gamma'],
                          t_edit=ic['t_edit'], t_boost=ic['t_boost'], steps=ic['steps'], progress=not IN_TEST,
                          precision=run_option(cfg, 'precision'))              # every rank: its share of the batches
         if rank == 0:
             out = dict(n=man['n'], n_generated=man['n_generated'], n_conflicting_fb=man['n_conflicting_fb'],
                        label_rule=man['label_rule'], label_evidence=man['label_evidence'], filter=man['filter'],
+                       colour_match=man['config']['colour_match'], model_input=man['config']['model_input'],
                        style_pool=dict(kind=ic['style_pool'], n=len(pool)))
             out.update(_synth_evaluation(d, ratio, man, train, pool, cfg))     # evaluation only: bias labels, oracles
             _synth_figure(train, man, d, ratio, spec)
@@ -648,17 +650,23 @@ def synth_table(synth_outs: dict) -> str:
            'from the bias labels). Fidelity is read by the oracles (evaluation only), generated share (chance: the same '
            'readers on the unmodified styles); "correct and conflicting" = task attribute equals the label and the bias '
            'attribute differs from that label\'s bias.', '',
-           '| ratio | seed | generated | kept (filter) | label rule (a_style / a_content) | style pool (aligned) | task = content | '
-           'task = style | bias = content | bias = style | correct and conflicting |', '|---|' * 1 + '---|' * 10]
+           '| ratio | seed | generated | kept (filter) | model input / colour match | label rule (a_style / a_content) | '
+           'style pool (aligned) | task = content | '
+           'task = style | bias = content | bias = style | correct and conflicting | the same, before the filter |',
+           '|---|' * 1 + '---|' * 12]
     for (r, s), o in sorted(synth_outs.items()):
         ev = o.get('label_evidence') or {}
         rule = f"{o['label_rule']} ({ev.get('agree_style', float('nan')):.2f} / {ev.get('agree_content', float('nan')):.2f})"
         sp = o.get('style_pool') or {}
         pool = f"{sp.get('n', 'n/a')} ({_pct(o.get('style_pool_aligned'))})"
-        f = ((o.get('fidelity') or {}).get('kept') or (o.get('fidelity') or {}).get('generated'))
+        fid = o.get('fidelity') or {}
+        f = fid.get('kept') or fid.get('generated')
         cells = ([f"{_pct(f[k])} ({_pct(f['chance'][k])})" for k in ('task_content', 'task_style', 'bias_content', 'bias_style',
                                                                      'correct_conflicting')] if f else ['not measured'] * 5)
-        out.append(f"| {pct_name(r)} | {s} | {o['n_generated']} | {o['n']} ({o['filter']}) | {rule} | {pool} | " + ' | '.join(cells) + ' |')
+        cells.append(_pct(fid['generated']['correct_conflicting']) if f else 'not measured')
+        view = f"{o.get('model_input', 'rgb')} / {o.get('colour_match', 'none')}"
+        head = f"| {pct_name(r)} | {s} | {o['n_generated']} | {o['n']} ({o['filter']}) | {view} | {rule} | {pool} | "
+        out.append(head + ' | '.join(cells) + ' |')
     return '\n'.join(out)
 
 # %% ../nbs/15_pipeline.ipynb #31bcefcf
@@ -771,6 +779,8 @@ def diffinject_run(
     t_boost: int = None,              # quality-boosting noise for t <= t_boost
     label_from: str = None,           # synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)
     filter: str = None,               # none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)
+    colour_match: str = None,         # none (paper) or style (each synthetic image gets its style's channel mean and std)
+    model_input: str = None,          # rgb (paper) or value (the diffusion model is given the images' HSV value, max over channels)
     style_pool: str = None,           # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
     classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines)
     loss: str = None,                 # debiased classifier loss: ce (default) or gce (the reference code)
@@ -793,6 +803,7 @@ def diffinject_run(
         cli_check(v is None or v >= 1, n, v, 'a positive integer')
     cli_check(synth_size is None or synth_size >= 1, '--synth_size', synth_size, 'a positive integer')
     for n, v, opts in (('--label_from', label_from, LABEL_FROM), ('--filter', filter, FILTERS),
+                       ('--colour_match', colour_match, COLOUR_MATCH), ('--model_input', model_input, MODEL_INPUTS),
                        ('--style_pool', style_pool, STYLE_POOLS), ('--train_on', train_on, TRAIN_ON)):
         cli_check(v is None or v in opts, n, v, f'one of {", ".join(opts)}')
     cli_check(image_size is None or image_size >= 8, '--image_size', image_size, 'at least 8 (px)')
@@ -810,6 +821,7 @@ def diffinject_run(
                               train=train_diffusion or None,
                               **({'pretrained': ''} if (diffusion_preset or diffusion_steps) and not diffusion_ckpt else {})),
               inject=given(gamma=gamma, t_edit=t_edit, t_boost=t_boost, label_from=label_from, filter=filter,
+                           colour_match=colour_match, model_input=model_input,
                            style_pool=style_pool), classifier=given(steps=classifier_steps, loss=loss))
     try: cfg = make_config(preset, dataset=dataset, **ov)                 # every check before anything is written
     except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')

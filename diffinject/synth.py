@@ -19,9 +19,10 @@ from .inject import (InjectConfig, check_config, check_model_images, invert_cont
                                inject_sample, select_h)
 
 # %% auto #0
-__all__ = ['STYLE_POOLS', 'LABEL_FROM', 'FILTERS', 'synth_size', 'style_pool', 'aligned_pool', 'pair_seed', 'plan_pairs',
-           'check_choice', 'label_rule_evidence', 'synth_labels', 'fb_keep', 'to_model_images', 'to_benchmark_images',
-           'to_uint8_hwc', 'classifier_reader', 'synthesize', 'load_synthetic', 'synth_fidelity', 'fidelity_markdown']
+__all__ = ['STYLE_POOLS', 'LABEL_FROM', 'FILTERS', 'COLOUR_MATCH', 'MODEL_INPUTS', 'synth_size', 'style_pool', 'aligned_pool',
+           'pair_seed', 'plan_pairs', 'check_choice', 'label_rule_evidence', 'synth_labels', 'fb_keep',
+           'to_model_images', 'to_benchmark_images', 'to_uint8_hwc', 'match_colour', 'model_view', 'classifier_reader',
+           'synthesize', 'load_synthetic', 'synth_fidelity', 'fidelity_markdown']
 
 # %% ../nbs/12_synth.ipynb #78f1318a
 def synth_size(n_train: int, size_ratio: float = 0.1) -> int:
@@ -124,6 +125,23 @@ def to_uint8_hwc(x01) -> np.ndarray:
     "[N,C,H,W] in [0,1] -> uint8 [N,H,W,C] (rounded)."
     return (x01.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
+# %% ../nbs/12_synth.ipynb #8563b2e4
+COLOUR_MATCH = ('none', 'style')
+
+def match_colour(x01, ref01, eps: float = 1e-3):
+    "Images [N,C,H,W] in [0,1] with each channel's mean and std moved to `ref01`'s (per image), clipped to [0,1] (Reinhard et al. 2001)."
+    mu, sd = x01.mean((-2, -1), keepdim=True), x01.std((-2, -1), keepdim=True)
+    mu_r, sd_r = ref01.mean((-2, -1), keepdim=True), ref01.std((-2, -1), keepdim=True)
+    return ((x01 - mu) / (sd + eps) * sd_r + mu_r).clamp(0, 1)
+
+# %% ../nbs/12_synth.ipynb #40692306
+MODEL_INPUTS = ('rgb', 'value')
+
+def model_view(x01, model_input: str = 'rgb'):
+    "What the diffusion model is given of images [N,C,H,W] in [0,1]: the images ('rgb') or their HSV value max_c x_c on every channel ('value')."
+    check_choice(model_input, MODEL_INPUTS, 'model_input')
+    return x01 if model_input == 'rgb' else x01.amax(-3, keepdim=True).expand_as(x01)
+
 # %% ../nbs/12_synth.ipynb #55e51ea7
 def _per_pair(v, n, name):
     "A number, or a length-n sequence, as a list of n values."
@@ -167,7 +185,8 @@ def _claim(cfg_path, run):
                                     'is in this folder; use another root or delete the folder to start over')
 
 @torch.no_grad()
-def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress):
+def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress,
+              colour_match='none', model_input='rgb'):
     "Phase 1: the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; finished ones skipped; rank r of W takes b = r mod W."
     device = next(model.parameters()).device
     rank, world = _rank(), _world()
@@ -175,18 +194,19 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
     batches = range(math.ceil(n / batch_size))
     todo = [b for b in batches if b % world == rank and not (parts / f'batch_{b:05d}.json').exists()]
     if todo:                                                               # invert the contents once: h_t cached per step
-        content = to_model_images(load_images(train_ds, uniq), S, image_fit).to(device)
+        content = to_model_images(model_view(load_images(train_ds, uniq), model_input), S, image_fit).to(device)
         content_h = invert_content(model, content, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
     for b in pbar(todo, comment='synthesize', show=progress):
         sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
         s_idx = plan['style'][sl]
-        style = to_model_images(load_images(train_ds, s_idx), S, image_fit).to(device)
+        style = to_model_images(model_view(load_images(train_ds, s_idx), model_input), S, image_fit).to(device)
         x_T = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
         bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
         h = {t: v.to(device) for t, v in select_h(content_h, cpos[sl]).items()}
-        out = inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl])
+        out = to_benchmark_images(inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl]), spec.image_size, image_fit)
+        if colour_match == 'style': out = match_colour(out, load_images(train_ds, s_idx).to(out))
         with atomic_path(parts / f'batch_{b:05d}.npz') as tmp:
-            with open(tmp, 'wb') as f: np.savez(f, images=to_uint8_hwc(to_benchmark_images(out, spec.image_size, image_fit)))
+            with open(tmp, 'wb') as f: np.savez(f, images=to_uint8_hwc(out))
         recs = [dict(pair=i, content_index=int(plan['content'][i]), style_index=int(plan['style'][i]), gamma=float(gammas[i]),
                      t_edit=int(t_edits[i]), t_boost=int(cfg.t_boost), seed=plan['seeds'][i]) for i in range(sl.start, sl.stop)]
         write_json(parts / f'batch_{b:05d}.json', recs)                    # after the images: the batch is done
@@ -199,13 +219,15 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
 
 def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ratio, benchmark='cmnist', n=None,
                size_ratio=0.1, cfg: InjectConfig | None = None, label_from='content', bias_reader=None, filter='none',
-               image_fit=None, batch_size=16, seed=0, idx_offset=10**6, progress=None, **kw) -> dict:
+               colour_match='none', model_input='rgb', image_fit=None, batch_size=16, seed=0, idx_offset=10**6, progress=None, **kw) -> dict:
     "DiffInject stage 3: contents = top-K `content_idx`, styles = `style_idx` (f_B's pool); labels by rule; DisEnt layout + manifest."
     cfg = replace(cfg or InjectConfig(), **kw)
     spec = get_benchmark(benchmark)
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
     check_choice(label_from, LABEL_FROM, 'label_from')
     check_choice(filter, FILTERS, 'filter')
+    check_choice(colour_match, COLOUR_MATCH, 'colour_match')
+    check_choice(model_input, MODEL_INPUTS, 'model_input')
     if bias_reader is None and (label_from == 'auto' or filter != 'none'):
         raise ValueError(f"bias_reader: label_from={label_from!r} / filter={filter!r} need f_B's reading of the images")
     content_idx, style_idx = _check_indices(content_idx, len(train_ds), 'content_idx'), _check_indices(style_idx, len(train_ds), 'style_idx')
@@ -220,13 +242,15 @@ def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ra
     parts = pdir / 'synth_parts'
     one = lambda v: v if len(set(v)) > 1 else v[:1]
     run = dict(inject=_run_config(cfg, gamma=one(gammas), t_edit=one(t_edits)), n=n, seed=seed, label_from=label_from,
-               filter=filter, image_fit=image_fit, batch_size=batch_size, idx_offset=idx_offset, benchmark=spec.name,
+               filter=filter, colour_match=colour_match, model_input=model_input, image_fit=image_fit, batch_size=batch_size,
+               idx_offset=idx_offset, benchmark=spec.name,
                ratio=ratio, content_idx=content_idx.tolist(), n_style_pool=len(style_idx), n_train=len(train_ds),
                model_image_size=getattr(model, 'image_size', None))
     run = json.loads(json.dumps(run))                                      # as it reads back from disk
     if _rank() == 0: _claim(pdir / 'synth_config.json', run)             # rank 0 checks and writes the settings
     _barrier()                                                             # ... before any shard starts
-    recs, ims = _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress)
+    recs, ims = _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress,
+                           colour_match, model_input)
     if _rank() == 0: _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
     _barrier()                                                             # rank 0 wrote the files and the manifest
     return read_json(pdir / 'synth_manifest.json')
