@@ -42,6 +42,7 @@ def worker(a):
     synthesize(model, ac, train, content, style, a.worker, 0.05, n=a.images, steps=a.steps, batch_size=a.batch_size,
                image_fit='pad', gamma=0.7, t_edit=200, t_boost=200, progress=False)
     if rank == 0: print(f'SECONDS {time.perf_counter() - t0:.3f} WORLD {world}', flush=True)
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()   # before exit, as diffinject_run does
 
 
 def run(cmd):
