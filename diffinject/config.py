@@ -58,7 +58,7 @@ def _quick(dataset='cmnist') -> dict:
     if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
         cfg = _merge(cfg, dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64,
                      diffusion=dict(pretrained='', preset='cmnist_quick', image_fit='resize'),  # trained on your images
-                     inject=dict(model_input='rgb', colour_match='none', filter='none'))   # measured for the shipped model only: the paper's
+                     inject={k: INJECT_DEFAULTS[k] for k in ('model_input', 'colour_match', 'filter')})   # the paper's
     return cfg
 
 # %% ../nbs/15_config.ipynb #1585e3f6

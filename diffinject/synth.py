@@ -198,13 +198,13 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
         content_h = invert_content(model, content, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
     for b in pbar(todo, comment='synthesize', show=progress):
         sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
-        s_idx = plan['style'][sl]
-        style = to_model_images(model_view(load_images(train_ds, s_idx), model_input), S, image_fit).to(device)
+        style01 = load_images(train_ds, plan['style'][sl])                # read once: the model's input and the colour match
+        style = to_model_images(model_view(style01, model_input), S, image_fit).to(device)
         x_T = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
         bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
         h = {t: v.to(device) for t, v in select_h(content_h, cpos[sl]).items()}
         out = to_benchmark_images(inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl]), spec.image_size, image_fit)
-        if colour_match == 'style': out = match_colour(out, load_images(train_ds, s_idx).to(out))
+        if colour_match == 'style': out = match_colour(out, style01.to(out))
         with atomic_path(parts / f'batch_{b:05d}.npz') as tmp:
             with open(tmp, 'wb') as f: np.savez(f, images=to_uint8_hwc(out))
         recs = [dict(pair=i, content_index=int(plan['content'][i]), style_index=int(plan['style'][i]), gamma=float(gammas[i]),
