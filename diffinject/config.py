@@ -9,14 +9,14 @@ from .core import check_precision, check_num_workers
 from .data import (get_benchmark, check_ratio, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout,
                              read_bias_csv)
 from .inject import InjectConfig
-from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
+from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS, ABLATIONS
 from .pretrained import TRAIN_ON, recipe_of
 from .oracles import SHAPE_SOURCES
 from .baselines import METHODS as BASELINES
 
 # %% auto #0
-__all__ = ['INJECT_DEFAULTS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'RUN_OPTIONS', 'SHIPPED_SOURCES', 'run_option',
-           'make_config']
+__all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'SYNTH_METHODS', 'METHODS', 'RUN_OPTIONS',
+           'SHIPPED_SOURCES', 'SHIPPED_PRESETS', 'run_option', 'make_config']
 
 # %% ../nbs/15_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
@@ -46,19 +46,22 @@ def _base() -> dict:
         baselines=dict(quick=False))
 
 # %% ../nbs/15_config.ipynb #c08e6b0c
+# chosen for the shipped model from f_B and the model's own features on training pairs, no oracle (12_synth)
+QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=200, filter='none', label_from='content')
+
 def _quick(dataset='cmnist') -> dict:
     "The CPU preset: Colored MNIST from the shipped MNIST-5k (or your image folder)."
     cfg = _merge(_base(), dataset='cmnist', source='mnist5k', ratios=[0.01], seeds=[0],
+                 methods=['vanilla', 'upsample', 'recolour', 'diffinject'],   # DiffInject beside its ablations
                  classifier=dict(steps=2000, eval_every=100),
-                 diffusion=dict(pretrained='cmnist', steps=1500, batch_size=32, lr=1e-3, ema_rate=0.999, image_fit='pad',
-                                sample_every=0, ckpt_every=250),
-                 inject=dict(steps=25, batch_size=32, gamma=0.9, t_edit=200,    # all chosen on training pairs (12_synth)
-                             model_input='value', colour_match='style', filter='fb'),
+                 diffusion=dict(pretrained='cmnist_split', steps=1500, batch_size=32, lr=1e-3, ema_rate=0.999,
+                                image_fit='pad', sample_every=0, ckpt_every=250),
+                 inject=dict(steps=25, batch_size=32, **QUICK_INJECT),
                  baselines=dict(quick=True))
     if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
         cfg = _merge(cfg, dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64,
-                     diffusion=dict(pretrained='', preset='cmnist_quick', image_fit='resize'),  # trained on your images
-                     inject={k: INJECT_DEFAULTS[k] for k in ('model_input', 'colour_match', 'filter')})   # the paper's
+                     methods=['vanilla', 'upsample', 'diffinject'],
+                     diffusion=dict(pretrained='', preset='cmnist_split', train_on='train', image_fit='resize'))
     return cfg
 
 # %% ../nbs/15_config.ipynb #1585e3f6
@@ -91,6 +94,9 @@ SOURCES = {  # --source: (the dataset it builds or reads, what --data_root must 
 OPTIONAL_KEYS = ('image_size', 'max_train_per_class', 'bias_csv', 'classes')   # in a configuration only when set
 
 PRESETS = ('quick', 'paper')
+
+SYNTH_METHODS = ('diffinject',) + ABLATIONS      # trained on real + a synthetic set: DiffInject and its ablations (12_synth)
+METHODS = SYNTH_METHODS + tuple(BASELINES)       # every --method
 
 # %% ../nbs/15_config.ipynb #298ed19e
 RUN_OPTIONS = dict(precision='fp32', num_workers=0)   # in a configuration only when they differ from these
@@ -138,8 +144,8 @@ def _check_config(cfg, check_data=True):
         if ds == 'cifar10c' and src != 'cifar10':
             raise ValueError(f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
                              "use --source cifar10 or --train_on train")
-    bad = [m for m in cfg['methods'] if m not in ('diffinject',) + tuple(BASELINES)]
-    if bad: raise ValueError(f"methods: unknown method {bad[0]!r}; expected some of {('diffinject',) + tuple(BASELINES)}")
+    bad = [m for m in cfg['methods'] if m not in METHODS]
+    if bad: raise ValueError(f"methods: unknown method {bad[0]!r}; expected some of {METHODS}")
     if cfg['classifier']['loss'] not in ('ce', 'gce'): raise ValueError("classifier.loss: expected 'ce' or 'gce'")
     check_precision(run_option(cfg, 'precision'))
     check_num_workers(run_option(cfg, 'num_workers'))
@@ -170,7 +176,9 @@ def _check_source(cfg):
     elif src == 'imagefolder' and cfg.get('bias_csv'): read_bias_csv(cfg['bias_csv'], root, cfg['classes'])
 
 # %% ../nbs/15_config.ipynb #1f140c61
-SHIPPED_SOURCES = {'cmnist': ('mnist5k', 'mnist', 'folder')}   # the sources whose images a shipped model learned: MNIST digits
+SHIPPED_SOURCES = {'cmnist': ('mnist5k', 'mnist', 'folder'),   # the sources whose images a shipped model learned: MNIST digits
+                   'cmnist_split': ('mnist5k', 'mnist', 'folder')}
+SHIPPED_PRESETS = {'cmnist': 'cmnist_hgate', 'cmnist_split': 'cmnist_split'}   # a shipped model's UNet preset
 
 def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
     "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
@@ -218,7 +226,8 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
         cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
     dc = cfg['diffusion']
     if dc['pretrained'] and not (dc['train'] or dc['ckpt']) and cfg['source'] not in SHIPPED_SOURCES.get(dc['pretrained'], ()):
-        cfg['diffusion'] = {**dc, 'pretrained': '', 'preset': dc['preset'] or 'cmnist_hgate'}   # its architecture, trained here
+        cfg['diffusion'] = {**dc, 'pretrained': '', 'preset': dc['preset'] or SHIPPED_PRESETS[dc['pretrained']],
+                            'train_on': recipe_of(dc['pretrained'])['train_on']}   # its architecture and data, trained here
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
         cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9448efbc
 from __future__ import annotations
-import os, io, re, json, math, errno, pickle, random, secrets, warnings, contextlib, hashlib
+import os, io, re, json, math, time, errno, pickle, random, secrets, warnings, contextlib, hashlib
 import importlib.resources
 import sys, argparse, functools, inspect, textwrap, tokenize, typing
 from functools import partial
@@ -18,10 +18,11 @@ from fastprogress.fastprogress import progress_bar
 __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'seed_everything', 'asset_path', 'WriteError', 'write_error', 'atomic_path',
            'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full', 'json_data', 'write_json',
            'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
-           'flatten_config', 'config_key', 'config_diff', 'mean_std', 'pbar', 'check_images', 'check_prob',
-           'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check', 'check_precision',
-           'precision_autocast', 'grad_scaler', 'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier',
-           'to_01', 'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images']
+           'flatten_config', 'config_key', 'config_diff', 'mean_std', 'LineProgress', 'pbar', 'check_images',
+           'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check',
+           'check_precision', 'precision_autocast', 'grad_scaler', 'check_num_workers', 'loader_kwargs',
+           'rank_and_world', 'dist_barrier', 'to_01', 'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages',
+           'load_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -296,10 +297,33 @@ def mean_std(values, scale: float = 100., digits: int = 2) -> str:
     return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}'
 
 # %% ../nbs/00_core.ipynb #7cadfba8
+def _fmt_s(s: float) -> str: return f'{int(s // 60)}:{int(s % 60):02d}'
+
+class LineProgress:
+    "Progress over `it` as a line per `every` (fraction) of `total` to `file`: count, %, elapsed, ETA, `comment` (settable)."
+    def __init__(self, it, total=None, comment='', every: float = 0.1, file=None):
+        self.it, self.comment, self.every, self.file = it, comment, every, file
+        self.total = total if total is not None else (len(it) if hasattr(it, '__len__') else None)
+    def __len__(self): return self.total
+    def __iter__(self):
+        t0, n, mark = time.time(), self.total, self.every
+        for i, x in enumerate(self.it, 1):
+            yield x
+            if n and (i / n >= mark - 1e-9 or i == n):
+                dt = time.time() - t0
+                print(f'  {i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
+                      + (f' {self.comment}' if self.comment else ''), file=self.file or sys.stdout, flush=True)
+                while mark <= i / n + 1e-9: mark += self.every
+
+def _interactive() -> bool:
+    "Whether progress can be redrawn: a Jupyter kernel, or stdout is a terminal."
+    return 'ipykernel' in sys.modules or sys.stdout.isatty()
+
 def pbar(it, total=None, comment='', show=None, **kw):
-    "A fastprogress bar over `it`, hidden when `show` is False (default: hidden under `nbdev_test`)."
+    "A fastprogress bar over `it` (a `LineProgress` when the output is a log file), hidden when `show` is False (default: under `nbdev_test`)."
     if show is None: show = not IN_TEST
     if not show: return it
+    if not _interactive(): return LineProgress(it, total=total, comment=comment)
     pb = progress_bar(it, total=total, **kw)
     pb.comment = comment
     return pb

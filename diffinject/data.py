@@ -22,9 +22,9 @@ __all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'IMAGE_EXTS'
            'BenchmarkSpec', 'imagefolder_spec', 'get_benchmark', 'read_image', 'BiasedDataset', 'write_sample',
            'write_biased_dataset', 'benchmark_root', 'split_files', 'load_split', 'split_counts', 'get_palette',
            'colorize', 'assign_bias_attributes', 'per_class_holdout', 'read_idx', 'colored_mnist_source',
-           'build_colored_mnist', 'brightest_pixel_color', 'DataCheckError', 'problems_error', 'scan_images',
-           'check_benchmark', 'imagefolder_layout', 'read_bias_csv', 'per_class_subset', 'load_imagefolder',
-           'check_imagefolder', 'show_bias_grid']
+           'colored_mnist_split', 'build_colored_mnist', 'brightest_pixel_color', 'DataCheckError', 'problems_error',
+           'scan_images', 'check_benchmark', 'imagefolder_layout', 'read_bias_csv', 'per_class_subset',
+           'load_imagefolder', 'check_imagefolder', 'show_bias_grid']
 
 # %% ../nbs/01_data.ipynb #d0c1c248
 def check_ratio(ratio, name='ratio'):
@@ -573,6 +573,13 @@ def _rng(seed, split, ratio):
         np.random.SeedSequence([int(seed), ('train', 'valid', 'test').index(split), int(round(ratio * 1e6))])
     )
 
+def colored_mnist_split(split, ratio, source='mnist5k', data_root=None, download=False, palette='disent', severity=4,
+                        seed=0, order='lff', src=None) -> tuple:
+    "One split of Colored MNIST in memory, exactly as `build_colored_mnist` writes it: (images uint8 NHWC, labels, biases, ids)."
+    d, y, ids = (src or colored_mnist_source(source, data_root, download))[split]
+    b = assign_bias_attributes(y, ratio, 10, order)
+    return colorize(d, b, palette, severity, _rng(seed, split, ratio)), y, b, ids
+
 def build_colored_mnist(root, ratios=(0.005, 0.01, 0.02, 0.05), source='mnist5k', data_root=None, download=False,
                         palette='disent', severity=4, seed=0, order='lff') -> Path:
     "Build Colored MNIST (LfF colouring and bias assignment) in the DisEnt layout under `root` for each conflicting ratio."
@@ -581,10 +588,7 @@ def build_colored_mnist(root, ratios=(0.005, 0.01, 0.02, 0.05), source='mnist5k'
     if not 1 <= int(severity) <= len(COLOR_STD):
         raise ValueError(f'severity={severity}: expected an integer in 1..{len(COLOR_STD)}')
     src, root = colored_mnist_source(source, data_root, download), Path(root)
-    def make(split, r):
-        d, y, ids = src[split]
-        b = assign_bias_attributes(y, r, 10, order)
-        return colorize(d, b, palette, severity, _rng(seed, split, r)), y, b, ids
+    make = lambda split, r: colored_mnist_split(split, r, palette=palette, severity=severity, seed=seed, order=order, src=src)
     test = make('test', TEST_CONFLICT_RATIO)
     for k, r in enumerate(ratios):
         write_biased_dataset(root, r, make('train', r), make('valid', r), test if k == 0 else None)

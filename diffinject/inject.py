@@ -15,11 +15,12 @@ from .ddim import ddim_sigma, ddim_step, ddim_timesteps, ddim_invert
 from .core import check_precision, precision_autocast
 
 # %% auto #0
-__all__ = ['check_gamma', 'slerp', 'mask_to_h_grid', 'inject_h', 'reference_mask', 'with_precision', 'eps_pair',
+__all__ = ['check_gamma', 'slerp', 'mask_to_h_grid', 'inject_h', 'reference_mask', 'with_precision', 'StyleStats', 'eps_pair',
            'asymmetric_step', 'InjectConfig', 'reference_config', 'check_config', 'closest_key', 'latent_calibration',
            'pair_generators', 'model_image_spec', 'injection_grid', 'inject_sample', 'check_model_images',
            'invert_content', 'invert_style', 'select_h', 'diff_inject', 'skip_resolutions_of', 'swap_groups',
-           'swap_shares', 'shares_markdown', 'attribute_transfer', 'transfer_markdown']
+           'swap_shares', 'shares_markdown', 'attribute_swaps', 'attribute_swaps_markdown', 'attribute_transfer',
+           'transfer_markdown']
 
 # %% ../nbs/11_inject.ipynb #3ab13afb
 _TINY = 1e-12
@@ -112,6 +113,25 @@ class _Autocast:
 def with_precision(model, precision: str = 'fp32'):
     "`model` itself for 'fp32'; for 'bf16' / 'fp16' a view whose UNet calls run under autocast and return float32."
     return model if check_precision(precision) == 'fp32' else _Autocast(model, precision)
+
+class StyleStats:
+    "A view of a UNet with skip statistics (`n_stats > 0`) whose `encode` records them per t (`record`, a dict) or replays recorded ones (`replay`)."
+    def __init__(self, model, record=None, replay=None):
+        self.model, self.record, self.replay = model, record, replay
+        self.n = getattr(model, 'n_stats', 0)
+        self.keys = sorted(replay) if replay else []
+    def __getattr__(self, name): return getattr(self.model, name)
+    def __call__(self, x, timesteps, y=None): return self.model.decode(*self.encode(x, timesteps, y))
+    def encode(self, x, timesteps, y=None):
+        h, skips, emb = self.model.encode(x, timesteps) if y is None else self.model.encode(x, timesteps, y=y)
+        if not self.n: return h, skips, emb
+        t, cut = int(torch.as_tensor(timesteps).reshape(-1)[0]), len(skips) - self.n
+        if self.record is not None: self.record[t] = tuple(s.detach().cpu() for s in skips[cut:])
+        if self.replay:
+            old = self.replay[closest_key(self.keys, t)]
+            skips = skips[:cut] + tuple(s.to(device=x.device, dtype=skips[cut + k].dtype) for k, s in enumerate(old))
+        return h, skips, emb
+    def decode(self, h, skips, emb): return self.model.decode(h, skips, emb)
 
 def eps_pair(model, x, t, h_c=None, gamma=0., mask=None, match_norm=True, mask_match_norm=True, stack=None):
     "(eps(x_t), eps(x_t | h~)) for Eq. (7): ONE encoder pass, two decoder passes (or one stacked) sharing the skips."
@@ -226,8 +246,9 @@ def injection_grid(cfg: InjectConfig, T: int):
 
 @torch.no_grad()
 def inject_sample(model, x_T, content_h, alphas_cumprod, cfg: InjectConfig | None = None, seeds=0, mask=None,
-                  progress=False, **kw):
+                  progress=False, style_stats=None, **kw):
     "Generate from the style latents `x_T`, injecting the content h (dict t -> [B,...]) by Slerp (Eq. 8) and Eq. (7)."
+    # style_stats: {t: skip statistics} of the style's inversion, replayed at every step (models with skip_stats)
     cfg = replace(cfg or InjectConfig(), **kw)
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64).cpu()
     T = len(ac)
@@ -241,7 +262,7 @@ def inject_sample(model, x_T, content_h, alphas_cumprod, cfg: InjectConfig | Non
     gamma = torch.as_tensor(cfg.gamma, dtype=torch.float64).expand(B)
     t_edit = torch.as_tensor(cfg.t_edit).expand(B)
     grid, gens, seq = injection_grid(cfg, T), pair_generators(seeds, B), ddim_timesteps(cfg.steps, T, cfg.spacing)
-    model, x = with_precision(model, cfg.precision), x_T
+    model, x = with_precision(StyleStats(model, replay=style_stats) if style_stats else model, cfg.precision), x_T
     for i in pbar(range(len(seq) - 1, -1, -1), total=len(seq), show=progress):
         t = seq[i]
         a_t, a_p = ac[t].item(), (ac[seq[i - 1]].item() if i > 0 else 1.)   # ᾱ_{-1} = 1: the last step returns P_0
@@ -275,11 +296,13 @@ def invert_content(model, content, alphas_cumprod, steps, spacing='linspace', pr
     _, hs = ddim_invert(m, content, alphas_cumprod, steps, return_h=True, spacing=spacing, h_device='cpu')
     return {int(t): h for t, h in hs.items()}
 
-def invert_style(model, style, alphas_cumprod, steps, spacing='linspace', precision='fp32'):
-    "DDIM-invert the style images; only their x_T is used."
+def invert_style(model, style, alphas_cumprod, steps, spacing='linspace', precision='fp32', return_stats=False):
+    "DDIM-invert the style images -> x_T; with `return_stats`, also the skip statistics of the style's own trajectory {t: tuple}."
     check_model_images(model, style, 'style')
-    m = with_precision(model, precision)
-    return ddim_invert(m, style, alphas_cumprod, steps, return_h=False, spacing=spacing)[0]
+    rec = {} if return_stats else None
+    m = with_precision(StyleStats(model, record=rec) if return_stats else model, precision)
+    x_T = ddim_invert(m, style, alphas_cumprod, steps, return_h=False, spacing=spacing)[0]
+    return (x_T, rec) if return_stats else x_T
 
 def select_h(content_h, idx):
     "The cached content features of the pairs' contents: {t: h_t[idx]}."
@@ -300,8 +323,8 @@ def diff_inject(model, style, alphas_cumprod, content=None, content_h=None, cfg:
         if content.shape[0] != style.shape[0]:
             raise ValueError(f'content: expected {style.shape[0]} images (one per style), got {content.shape[0]}')
         content_h = invert_content(model, content, ac, inv, cfg.spacing, cfg.precision)
-    x_T = invert_style(model, style, ac, inv, cfg.spacing, cfg.precision)  # style: only its x_T is used
-    return inject_sample(model, x_T, content_h, ac, cfg, seeds=seeds, mask=mask, progress=progress)
+    x_T, st = invert_style(model, style, ac, inv, cfg.spacing, cfg.precision, return_stats=True)   # x_T (+ skip stats)
+    return inject_sample(model, x_T, content_h, ac, cfg, seeds=seeds, mask=mask, progress=progress, style_stats=st or None)
 
 # %% ../nbs/11_inject.ipynb #8121e62e
 def skip_resolutions_of(skips) -> list[int]:
@@ -314,7 +337,8 @@ def swap_groups(model, image_size=None) -> dict:
     with torch.no_grad():
         _, skips, _ = model.encode(torch.zeros(1, model.in_channels, S, S, device=next(model.parameters()).device),
                                    torch.zeros(1, dtype=torch.long, device=next(model.parameters()).device))
-    res = skip_resolutions_of(skips)
+    n_st = getattr(model, 'n_stats', 0)                                 # skip statistics close the tuple (06_unet)
+    res = skip_resolutions_of(skips[:len(skips) - n_st])
     first = int(getattr(model, 'input_skip', None) is not None)         # skips[0] is then the input x_t itself
     levels = sorted(set(res[first:]))                                   # e.g. [8, 16, 32]
     at = lambda r: {i for i, v in enumerate(res) if v == r and i >= first}
@@ -323,8 +347,12 @@ def swap_groups(model, image_size=None) -> dict:
     if first: groups['input x_t'] = (False, {0})
     groups.update({f'skips {r}px': (False, at(r)) for r in levels[::-1]})
     groups.update({f'h + skips <= {r}px': (True, upto(r)) for r in levels[:-1]})
-    groups['all skips'] = (False, set(range(len(res))))
-    groups['h + all skips'] = (True, set(range(len(res))))
+    if n_st:
+        stats = set(range(len(res), len(skips)))
+        groups['skip statistics'] = (False, stats)
+        groups['h + skip statistics'] = (True, stats)
+    groups['all skips'] = (False, set(range(len(skips))))
+    groups['h + all skips'] = (True, set(range(len(skips))))
     return groups
 
 def _share(d_swap, d_full):
@@ -370,6 +398,42 @@ def shares_markdown(shares, key='eps') -> str:
     ts = sorted(next(iter(shares.values())))
     out = ['| swapped | ' + ' | '.join(f't={t}' for t in ts) + ' |', '|---|' + '---|' * len(ts)]
     out += [f'| {g} | ' + ' | '.join(f'{d[t][key]:.2f}' for t in ts) + ' |' for g, d in shares.items()]
+    return '\n'.join(out)
+
+# %% ../nbs/11_inject.ipynb #9633b29f
+@torch.no_grad()
+def attribute_swaps(model, content, style, alphas_cumprod, readers: dict, content_attrs: dict, style_attrs: dict,
+                    ts=(200, 400, 600), groups=None, seed=0, to01=None) -> dict:
+    "Per decoder-input part and t: share of pairs whose P_t (that part swapped to the content's) reads as the content's / style's value."
+    check_model_images(model, content, 'content')
+    check_model_images(model, style, 'style')
+    ac, groups = torch.as_tensor(alphas_cumprod, dtype=torch.float64), groups or swap_groups(model)
+    dev = next(model.parameters()).device
+    to01 = to01 or (lambda x: ((x + 1) / 2).clamp(0, 1))
+    z = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
+    xc, xs, C, out = content.to(dev), style.to(dev), content.shape[1], {}
+    for t in ts:
+        a = float(ac[int(t)])
+        xtc, xts = math.sqrt(a) * xc + math.sqrt(1 - a) * z, math.sqrt(a) * xs + math.sqrt(1 - a) * z
+        hc, sc, emb = model.encode(xtc, _tvec(t, xc))
+        hs, ss, _ = model.encode(xts, _tvec(t, xs))
+        for name, (sw_h, idx) in groups.items():
+            skips = tuple(sc[i] if i in idx else ss[i] for i in range(len(ss)))
+            x01 = to01(predict_x0(xts, model.decode(hc if sw_h else hs, skips, emb)[:, :C], a)).cpu()
+            for k, read in readers.items():
+                r = torch.as_tensor(read(x01)).long().cpu()
+                d = out.setdefault(name, {}).setdefault(int(t), {})
+                d[k] = dict(content=(r == torch.as_tensor(content_attrs[k]).long()).float().mean().item(),
+                            style=(r == torch.as_tensor(style_attrs[k]).long()).float().mean().item())
+    return out
+
+def attribute_swaps_markdown(sw: dict, attrs=None) -> str:
+    "The attribute swaps as a table: one row per swapped part, per t the share reading as the content's, per attribute."
+    ts = sorted(next(iter(sw.values())))
+    attrs = attrs or list(next(iter(next(iter(sw.values())).values())))
+    head = [f't={t} {k}' for t in ts for k in attrs]
+    out = ['| swapped (= content) | ' + ' | '.join(head) + ' |', '|---|' + '---|' * len(head)]
+    out += [f'| {g} | ' + ' | '.join(f"{d[t][k]['content']:.2f}" for t in ts for k in attrs) + ' |' for g, d in sw.items()]
     return '\n'.join(out)
 
 # %% ../nbs/11_inject.ipynb #3485c37e

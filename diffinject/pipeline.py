@@ -24,7 +24,7 @@ from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, s
 from .baselines import run_method
 from .synth import LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
 from .pretrained import TRAIN_ON
-from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS, INJECT_DEFAULTS  # noqa: F401 (re-exported)
+from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS, INJECT_DEFAULTS, SYNTH_METHODS  # noqa: F401 (re-exported)
 from .train import init_distributed
 
 # %% auto #0
@@ -270,7 +270,8 @@ def stage_key(cfg, stage, ratio=None, seed=None) -> str:
         amp = [dict(amp=True)] if p == 'bf16' else []                     # the trainer autocasts in bf16 only
         return config_key('diffusion', d, dc, *([ratio] if dc['train_on'] == 'train' else []), *amp)
     if stage == 'synth': return config_key('synth', d, ratio, seed, cfg['bias'], dc, cfg['inject'], *at)
-    if stage == 'diffinject': return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['bias'], dc, cfg['inject'], *at)
+    if stage in SYNTH_METHODS:                                          # DiffInject and its ablations read the synthetic set
+        return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['bias'], dc, cfg['inject'], *at)
     return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['baselines'])       # a baseline: fp32
 
 # %% ../nbs/15_pipeline.ipynb #235de9fd
@@ -548,8 +549,12 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
     hp = {k: cc[k] for k in ('steps', 'eval_every', 'lr', 'bs') if cc[k] is not None}
     t0 = time.time()
     with run.stage(name, key) as d:
-        if method == 'diffinject':
-            syn = load_split(synth_dir, spec, 'train', ratio, transform='train')
+        if method in SYNTH_METHODS:                                   # DiffInject, or an ablation of its synthetic set
+            if method != 'diffinject':
+                from diffinject.synth import write_ablation
+                raw = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
+                write_ablation(method, synth_dir, ratio, raw, d/'set', spec.name)
+            syn = load_split(synth_dir if method == 'diffinject' else d/'set', spec, 'train', ratio, transform='train')
             res = train_debiased(train, syn, valid, test, benchmark=spec.name, num_classes=spec.num_classes, seed=seed,
                                  loss=cc['loss'], device=_device(cfg), preload=spec.name == 'cmnist',
                                  show_progress=not IN_TEST, precision=run_option(cfg, 'precision'),
@@ -723,7 +728,7 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
         return r
     root = timed('data', stage_data, run, cfg)
     if stages == ('data',): return {}
-    need_di = 'diffinject' in cfg['methods']
+    need_di = any(m in SYNTH_METHODS for m in cfg['methods'])          # DiffInject or one of its ablations
     for ratio in cfg['ratios']:
         model = ac = None
         if need_di and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report')):
@@ -752,7 +757,8 @@ def diffinject_run(
     run_dir: str = 'runs/quick',      # the run directory (an existing one must have the same configuration)
     preset: str = 'quick',            # 'quick' (CPU: Colored MNIST from MNIST-5k, or your image folder) or 'paper' (GPU)
     dataset: str = None,              # cmnist, cifar10c, bffhq or dogs_and_cats (default: what --source gives)
-    method: str = None,               # comma-separated: diffinject, vanilla, lff, disent, lff_be (default: vanilla,diffinject)
+    method: str = None,               # comma-separated: vanilla, upsample, recolour, diffinject, lff, disent, lff_be
+                                      # (default: vanilla,upsample,recolour,diffinject; an image folder: no recolour)
     ratios: str = None,               # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05)
     seeds: str = None,                # comma-separated classifier seeds (e.g. 0,1,2)
     source: str = None,               # where the data comes from, and what --data_root must hold:
@@ -779,8 +785,10 @@ def diffinject_run(
     t_boost: int = None,              # quality-boosting noise for t <= t_boost
     label_from: str = None,           # synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)
     filter: str = None,               # none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)
-    colour_match: str = None,         # none (paper) or style (each synthetic image gets its style's channel mean and std)
-    model_input: str = None,          # rgb (paper) or value (the diffusion model is given the images' HSV value, max over channels)
+    colour_match: str = None,         # none (default) or style: each synthetic image gets its style's channel mean/std
+                                      # (assumes the bias is colour)
+    model_input: str = None,          # rgb (default) or value: the model is given the images' HSV value (assumes the bias
+                                      # is colour)
     style_pool: str = None,           # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
     classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines)
     loss: str = None,                 # debiased classifier loss: ce (default) or gce (the reference code)
@@ -789,11 +797,11 @@ def diffinject_run(
     precision: str = 'fp32',          # fp32, bf16 or fp16: autocast of f_B, the diffusion training (bf16), synthesis and
                                       # the debiased classifier (the baselines stay fp32)
     num_workers: int = 0,             # processes loading training images (f_B, diffusion, debiased classifier); same run
-    threads: int = 1):                # torch CPU threads (1 is safest on a shared machine; 2+ on an idle one)
+    threads: int = None):             # torch CPU threads (default: every core of this machine; 1 on a shared one)
     "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report), resumably."
     cli_check(stage == 'all' or stage in STAGES, '--stage', stage, f'all or one of {", ".join(STAGES)}')
     cli_check(source is None or source in SOURCES, '--source', source, f'one of {", ".join(SOURCES)}')
-    cli_check(threads >= 1, '--threads', threads, 'a positive integer')
+    cli_check(threads is None or threads >= 1, '--threads', threads, 'a positive integer')
     cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'fp32, bf16 or fp16')
     cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0 = load in the main process)')
     rs, ss, ms = cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds'), cli_list(method, str, '--method')
@@ -811,7 +819,7 @@ def diffinject_run(
     for n, v in (('--t_edit', t_edit), ('--t_boost', t_boost)):
         cli_check(v is None or 0 <= v < 1000, n, v, 'a timestep in 0..999')
     cli_check(loss in (None, 'ce', 'gce'), '--loss', loss, 'ce or gce')
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     src = source or ('folder' if data_root and (dataset or 'cmnist') in ('bffhq', 'dogs_and_cats') else None)
     given = lambda **kw: {k: v for k, v in kw.items() if v is not None} or None
     ov = dict(ratios=rs, seeds=ss, methods=ms, data_root=data_root, download=download or None, device=device, source=src,
@@ -853,7 +861,7 @@ def diffinject_run(
     print(f'\ndone in {time.time() - t0:.0f} s: {Path(run_dir)/"report.md"}')
 
 # %% ../nbs/15_pipeline.ipynb #f5b861db
-def debias(data_root, run_dir=None, methods=('vanilla', 'diffinject'), seeds=(0,), image_size: int = 64,
+def debias(data_root, run_dir=None, methods=('vanilla', 'upsample', 'diffinject'), seeds=(0,), image_size: int = 64,
            max_train_per_class: int | None = None, bias_csv=None, synth_size: int | None = None, classifier_steps=None,
            diffusion_steps=None, device=None, stages=STAGES, verbose: bool = True) -> dict:
     "DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/, test/."

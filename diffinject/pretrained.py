@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import asset_path, atomic_path
-from .data import get_benchmark, colored_mnist_source
+from .data import get_benchmark, colored_mnist_source, colored_mnist_split
 from .oracles import SHAPE_SOURCES
 from .diffusion import GaussianDiffusion, get_beta_schedule
 from .unet import create_unet, load_unet_weights
@@ -54,7 +54,11 @@ def _train_kwargs(r) -> dict:
 def train_pretrained(name: str, out_dir, steps=None, device=None, show_progress=None):
     "Train (or resume) the shipped model `name` with its recipe in `out_dir`; returns the trainer."
     r = recipe_of(name)
-    data = diffusion_training_images(r['benchmark'], r['train_on'], r['source'])
+    train_ds = None
+    if r['train_on'] == 'train':          # the benchmark's biased training split, RGB as it is (its bias labels unused)
+        x = colored_mnist_split('train', r['ratio'], r['source'])[0]
+        train_ds = ArrayImages(x, name=f"Colored MNIST {100 * r['ratio']:g}% training split ({r['source']})")
+    data = diffusion_training_images(r['benchmark'], r['train_on'], r['source'], train_ds=train_ds)
     kw = _train_kwargs(r)
     if steps is not None: kw['steps'] = steps
     return train_diffusion(data, out_dir, preset=r['unet'], device=device, show_progress=show_progress, sample_every=0, **kw)
@@ -75,6 +79,11 @@ PRETRAINED_RECIPES = {
     'cmnist': dict(file='cmnist_hgate_gray.safetensors', benchmark='cmnist', train_on='source', source='mnist5k',
                    unet=dict(create_unet('cmnist_hgate', device='meta').config), steps=10_000, batch_size=32, lr=1e-3,
                    ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0, image_fit='pad', ckpt_every=250, log_every=50),
+    # content through h, style through skip statistics (06_unet), trained on the 1 % training split in RGB (12_synth)
+    'cmnist_split': dict(file='cmnist_split_rgb.safetensors', benchmark='cmnist', train_on='train', ratio=0.01,
+                         source='mnist5k', unet=dict(create_unet('cmnist_split', device='meta').config), steps=3000,
+                         batch_size=32, lr=1e-3, ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0, image_fit='pad',
+                         ckpt_every=250, log_every=50),
 }
 
 # %% ../nbs/10_pretrained.ipynb #23a35ad1
@@ -134,7 +143,7 @@ def model_report(model, alphas_cumprod, ds, oracles, settings=((0.5, 400, 200),)
                  sample_steps: int = 50, inject_steps: int = 25, ts=(200, 400, 600, 800), image_fit='pad', seed=0) -> dict:
     "Sample quality, swap shares and attribute transfer of one diffusion model on Colored MNIST pairs from `ds` (evaluation)."
     from diffinject.ddim import ddim_sample
-    from diffinject.inject import swap_shares, attribute_transfer, diff_inject
+    from diffinject.inject import swap_shares, attribute_transfer, diff_inject, attribute_swaps
     from diffinject.oracles import sample_quality
     from diffinject.synth import to_model_images, to_benchmark_images
     from diffinject.train import load_images
@@ -150,6 +159,8 @@ def model_report(model, alphas_cumprod, ds, oracles, settings=((0.5, 400, 200),)
     out['shares'] = swap_shares(model, xc, xs, alphas_cumprod, ts=ts)
     readers = {'digit': oracles['task'], 'colour': oracles['bias']}
     sa, ca = dict(digit=ds.labels[si], colour=ds.biases[si]), dict(digit=ds.labels[ci], colour=ds.biases[ci])
+    fit01 = lambda x: to_benchmark_images(x, size, image_fit)                    # P_t read at the benchmark size
+    out['attr_swaps'] = attribute_swaps(model, xc, xs, alphas_cumprod, readers, ca, sa, ts=ts[:3], to01=fit01)
     out['transfer'], out['generated'] = {}, {}
     for gm, te, tb in settings:
         y01 = to_benchmark_images(diff_inject(model, xs, alphas_cumprod, content=xc, gamma=gm, t_edit=te, t_boost=tb,

@@ -21,7 +21,8 @@ TABLE1_BENCHMARKS = ('cmnist', 'cifar10c', 'bffhq', 'dogs_and_cats')
 TABLE1_COLUMNS = tuple((b, r) for b in TABLE1_BENCHMARKS for r in BENCHMARKS[b].ratios)   # the paper's 14 columns
 BENCHMARK_TITLES = {'cmnist': 'CMNIST', 'cifar10c': 'CCIFAR-10', 'bffhq': 'BFFHQ', 'dogs_and_cats': 'Dogs & Cats'}
 METHOD_TITLES = {'vanilla': 'Vanilla', 'lff': 'LfF', 'disent': 'DisEnt', 'lff_be': 'LfF+BE', 'a2': 'A²',
-                 'amplibias': 'AmpliBias', 'diffinject': 'DiffInject'}
+                 'amplibias': 'AmpliBias', 'diffinject': 'DiffInject',
+                 'upsample': 'top-K re-added (ablation)', 'recolour': 'top-K recoloured, no diffusion (ablation)'}
 CHECKPOINT_TITLES = {'best_valid': 'best-valid', 'last': 'last step', 'best_test': 'best-test'}
 
 PUBLISHED_LABEL = 'published (DiffInject Table 1)'

@@ -19,10 +19,10 @@ from .inject import (InjectConfig, check_config, check_model_images, invert_cont
                                inject_sample, select_h)
 
 # %% auto #0
-__all__ = ['STYLE_POOLS', 'LABEL_FROM', 'FILTERS', 'COLOUR_MATCH', 'MODEL_INPUTS', 'synth_size', 'style_pool', 'aligned_pool',
-           'pair_seed', 'plan_pairs', 'check_choice', 'label_rule_evidence', 'synth_labels', 'fb_keep',
+__all__ = ['STYLE_POOLS', 'LABEL_FROM', 'FILTERS', 'COLOUR_MATCH', 'MODEL_INPUTS', 'ABLATIONS', 'synth_size', 'style_pool',
+           'aligned_pool', 'pair_seed', 'plan_pairs', 'check_choice', 'label_rule_evidence', 'synth_labels', 'fb_keep',
            'to_model_images', 'to_benchmark_images', 'to_uint8_hwc', 'match_colour', 'model_view', 'classifier_reader',
-           'synthesize', 'load_synthetic', 'synth_fidelity', 'fidelity_markdown']
+           'synthesize', 'load_synthetic', 'ablation_images', 'write_ablation', 'synth_fidelity', 'fidelity_markdown']
 
 # %% ../nbs/12_synth.ipynb #78f1318a
 def synth_size(n_train: int, size_ratio: float = 0.1) -> int:
@@ -200,10 +200,11 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
         sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
         style01 = load_images(train_ds, plan['style'][sl])                # read once: the model's input and the colour match
         style = to_model_images(model_view(style01, model_input), S, image_fit).to(device)
-        x_T = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
+        x_T, st = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing, return_stats=True)
         bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
         h = {t: v.to(device) for t, v in select_h(content_h, cpos[sl]).items()}
-        out = to_benchmark_images(inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl]), spec.image_size, image_fit)
+        x0 = inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl], style_stats=st or None)  # the style's statistics
+        out = to_benchmark_images(x0, spec.image_size, image_fit)
         if colour_match == 'style': out = match_colour(out, style01.to(out))
         with atomic_path(parts / f'batch_{b:05d}.npz') as tmp:
             with open(tmp, 'wb') as f: np.savez(f, images=to_uint8_hwc(out))
@@ -294,6 +295,32 @@ def _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bia
 def load_synthetic(root, ratio, benchmark='cmnist', transform=None) -> BiasedDataset:
     "The synthetic images written by `synthesize` as a `BiasedDataset` (read through the DisEnt loader)."
     return BiasedDataset(split_files(root, benchmark, 'train', ratio), transform, get_benchmark(benchmark).num_classes)
+
+# %% ../nbs/12_synth.ipynb #f3a044b1
+ABLATIONS = ('upsample', 'recolour')
+
+def ablation_images(kind: str, items, train_ds) -> torch.Tensor:
+    "The images of ablation `kind` for the kept manifest `items`: their contents as they are, or recoloured with their styles' statistics."
+    check_choice(kind, ABLATIONS, 'ablation')
+    content = load_images(train_ds, [it['content_index'] for it in items])
+    if kind == 'upsample': return content
+    return match_colour(model_view(content, 'value'), load_images(train_ds, [it['style_index'] for it in items]))
+
+def write_ablation(kind: str, synth_root, ratio, train_ds, out_root, benchmark='cmnist') -> dict:
+    "Write ablation `kind` of the synthetic set in `synth_root` (its manifest) to `out_root` in the DisEnt layout; returns its manifest."
+    spec, pdir = get_benchmark(benchmark), Path(out_root) / pct_name(ratio)
+    man = read_json(Path(synth_root) / pct_name(ratio) / 'synth_manifest.json')
+    items = [it for it in man['items'] if it['kept']]
+    ims = to_uint8_hwc(ablation_images(kind, items, train_ds))
+    for sub in ('align', 'conflict'): (pdir / sub).mkdir(parents=True, exist_ok=True)
+    out = []
+    for it, im in zip(items, ims):
+        y, tok = int(it['label']), int(it['bias_token'])
+        f = write_sample(pdir / ('align' if y == tok else 'conflict') / str(y), it['index'], y, tok, im, spec.ext)
+        out.append(dict(it, file=str(f.relative_to(pdir))))
+    res = dict(kind=kind, n=len(out), label_rule=man['label_rule'], from_config=man['config'], items=out)
+    write_json(pdir / 'ablation_manifest.json', res)
+    return res
 
 # %% ../nbs/12_synth.ipynb #390eb035
 def synth_fidelity(generated01, items, train_ds, oracles: dict, style01=None) -> dict:

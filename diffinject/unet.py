@@ -15,9 +15,9 @@ from .core import check_images, read_json, load_torch, read_weights, check_weigh
 # %% auto #0
 __all__ = ['UNET_PRESETS', 'timestep_embedding', 'GroupNorm32', 'normalization', 'conv_nd', 'avg_pool_nd', 'zero_module',
            'Upsample', 'Downsample', 'TimestepBlock', 'TimestepEmbedSequential', 'ResBlock', 'QKVAttentionLegacy',
-           'QKVAttention', 'AttentionBlock', 'UNetModel', 'unet_config', 'create_unet', 'CheckpointMismatchError',
-           'read_state_dict', 'state_dict_mismatch', 'load_unet_weights', 'load_unet', 'unet_flops', 'unet_layout',
-           'layout_markdown']
+           'QKVAttention', 'AttentionBlock', 'skip_statistics', 'UNetModel', 'unet_config', 'create_unet',
+           'CheckpointMismatchError', 'read_state_dict', 'state_dict_mismatch', 'load_unet_weights', 'load_unet',
+           'unet_flops', 'unet_layout', 'layout_markdown']
 
 # %% ../nbs/06_unet.ipynb #677f2064
 def timestep_embedding(timesteps, dim: int, max_period: float = 10000.):
@@ -210,6 +210,11 @@ def _conv1x1_btc(conv, x):
     return F.linear(x, conv.weight[:, :, 0], conv.bias)
 
 # %% ../nbs/06_unet.ipynb #60b10c7e
+def skip_statistics(s, eps: float = 1e-5):
+    "Per-channel mean and log-std of a feature map [N,C,H,W] -> [N,2C] (AdaIN's style of a feature map), in float32."
+    s = s.float()
+    return torch.cat([s.mean((2, 3)), 0.5 * torch.log(s.var((2, 3), unbiased=False) + eps)], 1)
+
 class UNetModel(nn.Module):
     """ADM UNet (guided-diffusion argument names and state-dict keys) split at the h-space:
     `encode(x, t, y) -> (h, skips, emb)`, `decode(h, skips, emb) -> out`; `forward = decode(*encode(...))`."""
@@ -217,7 +222,7 @@ class UNetModel(nn.Module):
                  dropout=0, channel_mult=(1, 2, 4, 8), conv_resample=True, dims=2, num_classes=None, use_checkpoint=False,
                  use_fp16=False, num_heads=1, num_head_channels=-1, num_heads_upsample=-1, use_scale_shift_norm=False,
                  resblock_updown=False, use_new_attention_order=False, skip_resolutions=None, skip_pool='none',
-                 skip_gate_t=None, input_skip=False):
+                 skip_gate_t=None, input_skip=False, h_channels=None, skip_stats=None):
         super().__init__()
         if skip_pool not in ('none', 'mean'):
             raise ValueError(f"skip_pool={skip_pool!r}: expected 'none' (zeros) or 'mean'")
@@ -247,6 +252,8 @@ class UNetModel(nn.Module):
             skip_gate_t=skip_gate_t,
             input_skip=input_skip,
         )
+        if h_channels: self.config['h_channels'] = h_channels               # only when set: older configs stay as they were
+        if skip_stats: self.config['skip_stats'] = tuple(skip_stats)
         self.skip_gate_t, self.skip_pool = skip_gate_t, skip_pool
         self.image_size, self.in_channels, self.model_channels, self.out_channels = (
             image_size,
@@ -315,7 +322,12 @@ class UNetModel(nn.Module):
                 skip_chans.append(ch)
                 skip_ds.append(ds)
         self.middle_block = TimestepEmbedSequential(rb(ch, ch), attn(ch, num_heads), rb(ch, ch))
-        self._h_channels, self._ds_max = ch, ds
+        self._h_channels, self._ds_max = h_channels or ch, ds
+        self.h_down = self.h_up = None                                   # h-space bottleneck: IN(1x1 conv to h_channels)
+        if h_channels: self.h_down, self.h_up = conv_nd(dims, ch, h_channels, 1), conv_nd(dims, h_channels, ch, 1)
+        last = [i for i, d in enumerate(skip_ds) if i + 1 == len(skip_ds) or skip_ds[i + 1] != d]
+        self.stats_at = tuple(i for i in last if skip_ds[i] in set(skip_stats or ()))   # skips summarised by mean/log-std
+        self.style_proj = nn.ModuleList([zero_module(nn.Linear(2 * skip_chans[i], ted)) for i in self.stats_at])
         keep = set(skip_ds) if skip_resolutions is None else set(skip_resolutions)
         self.skip_full = tuple(d in keep for d in skip_ds)  # per skip (encoder order): always passed in full?
         self.output_blocks = nn.ModuleList([])
@@ -399,8 +411,15 @@ class UNetModel(nn.Module):
             h = block(h, emb)
             skips.append(h)
         h = self.middle_block(h, emb)
+        if self.h_down is not None: h = F.instance_norm(self.h_down(h).float()).type(h.dtype)
+        stats = [skip_statistics(skips[i]) for i in self.stats_at]     # from the full skips, before any gate
         skips = [s if full else self._reduced_skip(s, t) for s, full in zip(skips, self.skip_full)]
-        return h, tuple(([x] if self.input_skip is not None else []) + skips), emb
+        return h, tuple(([x] if self.input_skip is not None else []) + skips + stats), emb
+
+    @property
+    def n_stats(self) -> int:
+        "How many skip-statistics vectors close the `skips` tuple of `encode` (0 for the ADM layout)."
+        return len(self.stats_at)
 
     def _reduced_skip(self, s, t):
         "A skip the decoder does not get in full: zeros or its spatial mean, for every t (or only for t >= skip_gate_t)."
@@ -411,17 +430,19 @@ class UNetModel(nn.Module):
 
     def decode(self, h, skips, emb):
         "Output blocks + head from the h-space `h` and the encoder's `skips` (read, never mutated)."
-        n_in = int(self.input_skip is not None)
-        if len(skips) != len(self.output_blocks) + n_in:
+        n_in, n_st = int(self.input_skip is not None), self.n_stats
+        if len(skips) != len(self.output_blocks) + n_in + n_st:
             raise ValueError(
-                f'skips: expected {len(self.output_blocks) + n_in} skip tensors (from encode), got {len(skips)}'
+                f'skips: expected {len(self.output_blocks) + n_in + n_st} skip tensors (from encode), got {len(skips)}'
             )
         x_in, skips = (skips[0], skips[1:]) if n_in else (None, skips)
+        skips, stats = skips[:len(skips) - n_st], skips[len(skips) - n_st:]
+        for proj, st in zip(self.style_proj, stats): emb = emb + proj(st.type(emb.dtype))   # the style code, AdaGN
         if tuple(h.shape[1:]) != (self._h_channels, *skips[-1].shape[2:]):
             raise ValueError(
                 f'h: expected shape [N, {self._h_channels}, {", ".join(map(str, skips[-1].shape[2:]))}], got {tuple(h.shape)}'
             )
-        h = h.type(self.dtype)
+        h = h.type(self.dtype) if self.h_up is None else self.h_up(h.type(self.dtype))
         for block, skip in zip(self.output_blocks, reversed(skips)):
             h = block(torch.cat([h, skip], dim=1), emb)                 # h first, then the matching skip
         out = self.out(h.type(emb.dtype))
@@ -511,6 +532,8 @@ UNET_PRESETS = {
 UNET_PRESETS['cmnist_h4'] = dict(UNET_PRESETS['cmnist_quick'], channel_mult=(1, 1, 2, 2), attention_resolutions=(4, 8))
 UNET_PRESETS['cmnist_hgate'] = dict(UNET_PRESETS['cmnist_quick'], skip_resolutions=(), skip_gate_t=300, input_skip=True)
 UNET_PRESETS['cmnist_hgate_mean'] = dict(UNET_PRESETS['cmnist_hgate'], skip_pool='mean')
+# content through a 2-channel instance-normalised h, style through the mean/log-std of the 32 and 16 px skips (12_synth)
+UNET_PRESETS['cmnist_split'] = dict(UNET_PRESETS['cmnist_hgate'], h_channels=2, skip_stats=(1, 2))
 
 _UNET_ARGS = (
     'image_size',
@@ -536,6 +559,8 @@ _UNET_ARGS = (
     'skip_pool',
     'skip_gate_t',
     'input_skip',
+    'h_channels',
+    'skip_stats',
 )
 
 def unet_config(preset_or_dict, **overrides) -> dict:
