@@ -128,6 +128,7 @@ class RunDir:
     def __init__(self, path, config: dict):
         self.path, self.config = Path(path), json.loads(json.dumps(config, default=str))
         self.rank, self._together, self._release = rank_and_world()[0], False, None
+        self.announce = False                                    # print a line for each stage found finished
         _on_rank0(self._claim)                                   # the other ranks wait for rank 0 ...
         if self.rank != 0: self._config_matches()                # ... then read the configuration it checked
 
@@ -164,6 +165,7 @@ class RunDir:
         got = read_json(f).get('key')
         if got != key: raise ValueError(f'{f}: stage {name!r} was made with key {got}, expected {key}: the code or the configuration '
                                         f'changed since. Start a fresh run directory (nothing was changed in {self.path}).')
+        if self.announce: print(f'  skipped ({name} finished, same configuration)', flush=True)
         return True
 
     @contextlib.contextmanager
@@ -712,7 +714,7 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
         if s not in STAGES: raise ValueError(f'stage {s!r}: expected some of {STAGES}')
     rank = init_distributed()[0]                                      # under torchrun: join the process group
     run = RunDir(run_dir, cfg)
-    verbose = verbose and rank == 0
+    verbose = run.announce = verbose and rank == 0
     timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
     def timed(name, f, *a, together=False):
         "Run stage `f`: on every rank (`together`), or on rank 0 while the others wait and then read its result."
