@@ -226,8 +226,9 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
         cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
     dc = cfg['diffusion']
     if dc['pretrained'] and not (dc['train'] or dc['ckpt']) and cfg['source'] not in SHIPPED_SOURCES.get(dc['pretrained'], ()):
+        given = overrides.get('diffusion') or {}                  # its architecture and data, trained here; yours if given
         cfg['diffusion'] = {**dc, 'pretrained': '', 'preset': dc['preset'] or SHIPPED_PRESETS[dc['pretrained']],
-                            'train_on': recipe_of(dc['pretrained'])['train_on']}   # its architecture and data, trained here
+                            'train_on': given.get('train_on') or recipe_of(dc['pretrained'])['train_on']}
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
         cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here

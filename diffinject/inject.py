@@ -131,7 +131,6 @@ class StyleStats:
             old = self.replay[closest_key(self.keys, t)]
             skips = skips[:cut] + tuple(s.to(device=x.device, dtype=skips[cut + k].dtype) for k, s in enumerate(old))
         return h, skips, emb
-    def decode(self, h, skips, emb): return self.model.decode(h, skips, emb)
 
 def eps_pair(model, x, t, h_c=None, gamma=0., mask=None, match_norm=True, mask_match_norm=True, stack=None):
     "(eps(x_t), eps(x_t | h~)) for Eq. (7): ONE encoder pass, two decoder passes (or one stacked) sharing the skips."
@@ -324,7 +323,7 @@ def diff_inject(model, style, alphas_cumprod, content=None, content_h=None, cfg:
             raise ValueError(f'content: expected {style.shape[0]} images (one per style), got {content.shape[0]}')
         content_h = invert_content(model, content, ac, inv, cfg.spacing, cfg.precision)
     x_T, st = invert_style(model, style, ac, inv, cfg.spacing, cfg.precision, return_stats=True)   # x_T (+ skip stats)
-    return inject_sample(model, x_T, content_h, ac, cfg, seeds=seeds, mask=mask, progress=progress, style_stats=st or None)
+    return inject_sample(model, x_T, content_h, ac, cfg, seeds=seeds, mask=mask, progress=progress, style_stats=st)
 
 # %% ../nbs/11_inject.ipynb #8121e62e
 def skip_resolutions_of(skips) -> list[int]:
@@ -355,10 +354,17 @@ def swap_groups(model, image_size=None) -> dict:
     groups['h + all skips'] = (True, set(range(len(skips))))
     return groups
 
-def _share(d_swap, d_full):
-    "Projection share sum <d_swap, d_full> / sum ||d_full||^2 over the batch."
-    a, b = d_swap.flatten(1).double(), d_full.flatten(1).double()
-    return ((a * b).sum() / (b * b).sum().clamp_min(1e-30)).item()
+def _swapped(model, xc, xs, z, ac, t, groups):
+    "For one t: the style's x_t, a_t, the content's and style's eps, and per group the eps with that part from the content."
+    a, C = float(ac[int(t)]), xc.shape[1]
+    xtc, xts = math.sqrt(a) * xc + math.sqrt(1 - a) * z, math.sqrt(a) * xs + math.sqrt(1 - a) * z
+    tt = _tvec(t, xc)
+    hc, sc, emb = model.encode(xtc, tt)
+    hs, ss, _ = model.encode(xts, tt)
+    eps_c, eps_s = model.decode(hc, sc, emb)[:, :C], model.decode(hs, ss, emb)[:, :C]
+    for name, (sw_h, idx) in groups.items():
+        skips = tuple(sc[i] if i in idx else ss[i] for i in range(len(ss)))
+        yield name, xtc, xts, a, eps_c, eps_s, model.decode(hc if sw_h else hs, skips, emb)[:, :C]
 
 @torch.no_grad()
 def swap_shares(model, content, style, alphas_cumprod, ts=(200, 400, 600, 800), groups=None, seed=0, batch_size=64) -> dict:
@@ -374,19 +380,10 @@ def swap_shares(model, content, style, alphas_cumprod, ts=(200, 400, 600, 800), 
     acc = {g: {int(t): dict(eps=[0., 0.], x0=[0., 0.]) for t in ts} for g in groups}
     for lo in range(0, len(content), batch_size):
         xc, xs, z = content[lo:lo + batch_size].to(dev), style[lo:lo + batch_size].to(dev), noise[lo:lo + batch_size]
-        C = xc.shape[1]
         for t in ts:
-            a = float(ac[int(t)])
-            xtc, xts = math.sqrt(a) * xc + math.sqrt(1 - a) * z, math.sqrt(a) * xs + math.sqrt(1 - a) * z
-            tt = _tvec(t, xc)
-            hc, sc, emb = model.encode(xtc, tt)
-            hs, ss, _ = model.encode(xts, tt)
-            eps_c, eps_s = model.decode(hc, sc, emb)[:, :C], model.decode(hs, ss, emb)[:, :C]
-            P = lambda e: predict_x0(xts, e, a)                          # x_t stays the style's
-            Pc = predict_x0(xtc, eps_c, a)
-            for name, (sw_h, idx) in groups.items():
-                skips = tuple(sc[i] if i in idx else ss[i] for i in range(len(ss)))
-                eps_g = model.decode(hc if sw_h else hs, skips, emb)[:, :C]
+            for name, xtc, xts, a, eps_c, eps_s, eps_g in _swapped(model, xc, xs, z, ac, t, groups):
+                P = lambda e: predict_x0(xts, e, a)                      # x_t stays the style's
+                Pc = predict_x0(xtc, eps_c, a)
                 for key, dg, df in (('eps', eps_g - eps_s, eps_c - eps_s), ('x0', P(eps_g) - P(eps_s), Pc - P(eps_s))):
                     a_, b_ = dg.flatten(1).double(), df.flatten(1).double()
                     acc[name][int(t)][key][0] += (a_ * b_).sum().item()
@@ -411,15 +408,10 @@ def attribute_swaps(model, content, style, alphas_cumprod, readers: dict, conten
     dev = next(model.parameters()).device
     to01 = to01 or (lambda x: ((x + 1) / 2).clamp(0, 1))
     z = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
-    xc, xs, C, out = content.to(dev), style.to(dev), content.shape[1], {}
+    xc, xs, out = content.to(dev), style.to(dev), {}
     for t in ts:
-        a = float(ac[int(t)])
-        xtc, xts = math.sqrt(a) * xc + math.sqrt(1 - a) * z, math.sqrt(a) * xs + math.sqrt(1 - a) * z
-        hc, sc, emb = model.encode(xtc, _tvec(t, xc))
-        hs, ss, _ = model.encode(xts, _tvec(t, xs))
-        for name, (sw_h, idx) in groups.items():
-            skips = tuple(sc[i] if i in idx else ss[i] for i in range(len(ss)))
-            x01 = to01(predict_x0(xts, model.decode(hc if sw_h else hs, skips, emb)[:, :C], a)).cpu()
+        for name, _, xts, a, _, _, eps_g in _swapped(model, xc, xs, z, ac, t, groups):
+            x01 = to01(predict_x0(xts, eps_g, a)).cpu()
             for k, read in readers.items():
                 r = torch.as_tensor(read(x01)).long().cpu()
                 d = out.setdefault(name, {}).setdefault(int(t), {})

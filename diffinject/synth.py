@@ -203,7 +203,7 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
         x_T, st = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing, return_stats=True)
         bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
         h = {t: v.to(device) for t, v in select_h(content_h, cpos[sl]).items()}
-        x0 = inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl], style_stats=st or None)  # the style's statistics
+        x0 = inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl], style_stats=st)  # the style's statistics
         out = to_benchmark_images(x0, spec.image_size, image_fit)
         if colour_match == 'style': out = match_colour(out, style01.to(out))
         with atomic_path(parts / f'batch_{b:05d}.npz') as tmp:
