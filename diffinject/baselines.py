@@ -39,6 +39,8 @@ BASELINE_HPARAMS = {
                                                    lambda_dis={0.005: 1., 0.01: 5., 0.02: 5., 0.05: 1.}, lambda_swap=1.,
                                                    lambda_swap_align={0.005: 1., 0.01: 5., 0.02: 5., 0.05: 1.},
                                                    swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.5)),
+    'corrupted_mnist': _table('corrupted_mnist', 1e-2, dict(lr=1e-2, lambda_dis=10., lambda_swap=1., lambda_swap_align=10.,
+                                                   swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.5)),  # Colored MNIST's
     'bffhq':         _table('bffhq', 1e-4, dict(lr=1e-4, lambda_dis=2., lambda_swap=0.1, lambda_swap_align=2.,
                                                 swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.1)),
     'dogs_and_cats': _table('dogs_and_cats', 1e-4, dict(lr=1e-4, lambda_dis=1., lambda_swap=1., lambda_swap_align=1.,
@@ -50,7 +52,7 @@ BASELINE_HPARAMS = {
 # CPU preset for Colored MNIST built from the shipped MNIST-5k (3.6k training images): 1/25 of the step budget,
 # every schedule point scaled by the same factor (see the justification below)
 QUICK_HPARAMS = {'cmnist': dict(steps=2_000, eval_every=100, swap_start=400, lr_decay_step=400, bias_iters=100, bias_eval_every=50)}
-QUICK_HPARAMS['imagefolder'] = QUICK_HPARAMS['cmnist']                      # a user's folder: the same CPU budget
+QUICK_HPARAMS['imagefolder'] = QUICK_HPARAMS['corrupted_mnist'] = QUICK_HPARAMS['cmnist']                      # a user's folder: the same CPU budget
 
 METHODS = ('vanilla', 'lff', 'disent', 'lff_be')
 
@@ -361,7 +363,8 @@ def run_method(method: str, train_ds, valid_ds=None, test_ds=None, benchmark: st
                model_kwargs=None, show_progress=None, **overrides) -> MethodResult:
     "Train baseline `method` ('vanilla'|'lff'|'disent'|'lff_be') on `train_ds`; evaluate on valid/test; labelled checkpoints."
     hp = method_hparams(method, benchmark, ratio, quick, steps=steps, **overrides)
-    if preload is None: preload = benchmark == 'cmnist'                    # deterministic train transform only
+    from diffinject.data import DIGIT_BENCHMARKS
+    if preload is None: preload = benchmark in DIGIT_BENCHMARKS                    # deterministic train transform only
     device = torch.device(device) if device else default_device()
     C = _num_classes(train_ds, benchmark)
     make_model = lambda: make_classifier(benchmark, C, **(model_kwargs or {}))

@@ -21,6 +21,7 @@ __all__ = ['BIAS_CLASSIFIER_DEFAULTS', 'train_bias_classifier', 'mine_topk', 'mi
 BIAS_CLASSIFIER_DEFAULTS = {  # AmpliBias / DiffInject train_classifier (= A²): GCE, Adam, 50 epochs
     'cmnist':        dict(lr=1e-3, bs=256, epochs=50),
     'cifar10c':      dict(lr=1e-3, bs=128, epochs=50),
+    'corrupted_mnist': dict(lr=1e-3, bs=256, epochs=50),  # Colored MNIST's (digits, the same MLP)
     'bffhq':         dict(lr=1e-4, bs=128, epochs=50),
     'dogs_and_cats': dict(lr=1e-4, bs=64,  epochs=50),
     'imagefolder':   dict(lr=1e-3, bs=64,  epochs=50),    # a user's folder: ResNet-18 from scratch (CIFAR10C's rate)

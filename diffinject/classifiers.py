@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from .core import (default_device, seed_everything, atomic_save, write_json, pbar, load_torch,
                              check_weights, check_precision, precision_autocast, grad_scaler, loader_kwargs)
-from .data import BiasedDataset, get_benchmark
+from .data import BiasedDataset, get_benchmark, DIGIT_BENCHMARKS
 
 # %% auto #0
 __all__ = ['CLASSIFIER_DEFAULTS', 'CHECKPOINTS', 'CMNISTMLP', 'resnet18', 'make_classifier', 'gce_loss', 'materialize', 'predict',
@@ -77,6 +77,7 @@ def resnet18(num_classes: int, pretrained=False, download: bool = False) -> nn.M
 CLASSIFIER_DEFAULTS = {  # vanilla (CE) settings: DisEnt learner.py / scripts (CMNIST, CIFAR10C, BFFHQ), BiasEnsemble (Dogs & Cats)
     'cmnist': dict(lr=1e-2, bs=256, steps=50_000, eval_every=500),
     'cifar10c': dict(lr=1e-3, bs=256, steps=50_000, eval_every=500),
+    'corrupted_mnist': dict(lr=1e-2, bs=256, steps=50_000, eval_every=500),   # Colored MNIST's (no reference)
     'bffhq': dict(lr=1e-4, bs=64, steps=50_000, eval_every=500),
     'dogs_and_cats': dict(lr=1e-4, bs=64, steps=50_000, eval_every=500),
     'imagefolder': dict(lr=1e-3, bs=64, steps=10_000, eval_every=500),  # a user's folder: ResNet-18 from scratch
@@ -90,11 +91,13 @@ def _check_benchmark(benchmark) -> str:
     return name
 
 def make_classifier(benchmark: str, num_classes: int | None = None, **kwargs) -> nn.Module:
-    "The reference architecture for `benchmark`: `CMNISTMLP` for 'cmnist', ResNet-18 (from scratch) otherwise."
+    "The reference architecture for `benchmark`: `CMNISTMLP` for the digit benchmarks, ResNet-18 (from scratch) otherwise."
     name = _check_benchmark(benchmark)
     num_classes = num_classes or get_benchmark(benchmark).num_classes
     if not num_classes: raise ValueError(f'num_classes: required for benchmark={name!r} (the number of class folders)')
-    return CMNISTMLP(num_classes, **kwargs) if name == 'cmnist' else resnet18(num_classes, **kwargs)
+    if name not in DIGIT_BENCHMARKS: return resnet18(num_classes, **kwargs)
+    s = get_benchmark(name).image_size
+    return CMNISTMLP(num_classes, **{'in_features': 3 * s * s, **kwargs})
 
 # %% ../nbs/04_classifiers.ipynb #c75e1cee
 def _check_logits_targets(logits, y):

@@ -9,14 +9,15 @@ from .core import check_precision, check_num_workers
 from .data import (get_benchmark, check_ratio, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout,
                              read_bias_csv)
 from .inject import InjectConfig
+from .unet import carries_style
 from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS, ABLATIONS
 from .pretrained import TRAIN_ON, recipe_of
 from .oracles import SHAPE_SOURCES
 from .baselines import METHODS as BASELINES
 
 # %% auto #0
-__all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'SYNTH_METHODS', 'METHODS', 'RUN_OPTIONS',
-           'SHIPPED_SOURCES', 'SHIPPED_PRESETS', 'run_option', 'make_config']
+__all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'DIGITS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'SYNTH_METHODS', 'METHODS',
+           'RUN_OPTIONS', 'SHIPPED_SOURCES', 'SHIPPED_PRESETS', 'run_option', 'make_config']
 
 # %% ../nbs/15_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
@@ -50,7 +51,7 @@ def _base() -> dict:
 QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=200, filter='none', label_from='content')
 
 def _quick(dataset='cmnist') -> dict:
-    "The CPU preset: Colored MNIST from the shipped MNIST-5k (or your image folder)."
+    "The CPU preset: Colored MNIST (or Corrupted MNIST) from the shipped MNIST-5k, or your image folder."
     cfg = _merge(_base(), dataset='cmnist', source='mnist5k', ratios=[0.01], seeds=[0],
                  methods=['vanilla', 'upsample', 'recolour', 'diffinject'],   # DiffInject beside its ablations
                  classifier=dict(steps=2000, eval_every=100),
@@ -58,6 +59,8 @@ def _quick(dataset='cmnist') -> dict:
                                 image_fit='pad', sample_every=0, ckpt_every=250),
                  inject=dict(steps=25, batch_size=32, **QUICK_INJECT),
                  baselines=dict(quick=True))
+    if dataset == 'corrupted_mnist':                  # digit x corruption from the same digits: a bias that is not colour
+        cfg = _merge(cfg, dataset='corrupted_mnist', diffusion=dict(pretrained='corrupted_mnist_split'))
     if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
         cfg = _merge(cfg, dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64,
                      methods=['vanilla', 'upsample', 'diffinject'],
@@ -68,6 +71,7 @@ def _quick(dataset='cmnist') -> dict:
 _PAPER = {  # per benchmark: what `paper` sets on top of the shared defaults
     'cmnist':        dict(diffusion=dict(preset='cmnist_32', steps=100_000, batch_size=128, image_fit='pad')),
     'cifar10c':      dict(diffusion=dict(preset='cifar_32', steps=200_000, batch_size=128)),
+    'corrupted_mnist': dict(diffusion=dict(preset='cmnist_32', steps=100_000, batch_size=128)),   # Colored MNIST's model
     'bffhq':         dict(diffusion=dict(preset='ffhq_p2', ckpt='ffhq_p2.pt', image_fit='resize'), inject=dict(gamma=0.7)),
     'dogs_and_cats': dict(diffusion=dict(preset='afhqdog_p2', ckpt='afhqdog_p2.pt', image_fit='resize'),
                           inject=dict(gamma=0.7)),
@@ -76,19 +80,21 @@ _PAPER = {  # per benchmark: what `paper` sets on top of the shared defaults
 def _paper(dataset) -> dict:
     "The GPU preset: `dataset`'s published settings."
     spec = get_benchmark(dataset)
-    source = {'cmnist': 'mnist', 'cifar10c': 'cifar10'}.get(dataset, 'folder')
+    source = {'cmnist': 'mnist', 'corrupted_mnist': 'mnist', 'cifar10c': 'cifar10'}.get(dataset, 'folder')
     return _merge(_base(), dataset=dataset, source=source, ratios=list(spec.ratios), seeds=[0, 1, 2], **_PAPER[dataset])
 
 # %% ../nbs/15_config.ipynb #5bad6f1b
-SOURCES = {  # --source: (the dataset it builds or reads, what --data_root must hold)
-    'mnist5k':       ('cmnist', 'nothing: the 5,000 MNIST digits shipped in the package (the quick default)'),
-    'mnist':         ('cmnist', "torchvision's MNIST/raw/, or the four MNIST IDX files (plain or .gz)"),
-    'fashion_mnist': ('cmnist', "torchvision's FashionMNIST/raw/, or the four IDX files (plain or .gz)"),
-    'kmnist':        ('cmnist', "torchvision's KMNIST/raw/, or the four IDX files (plain or .gz)"),
-    'cifar10':       ('cifar10c', "torchvision's cifar-10-batches-py/"),
+DIGITS = ('cmnist', 'corrupted_mnist')   # what a digit source builds: Colored MNIST (its default) or Corrupted MNIST
+
+SOURCES = {  # --source: (the datasets it builds, its default first; what --data_root must hold)
+    'mnist5k':       (DIGITS, 'nothing: the 5,000 MNIST digits shipped in the package (the quick default)'),
+    'mnist':         (DIGITS, "torchvision's MNIST/raw/, or the four MNIST IDX files (plain or .gz)"),
+    'fashion_mnist': (DIGITS, "torchvision's FashionMNIST/raw/, or the four IDX files (plain or .gz)"),
+    'kmnist':        (DIGITS, "torchvision's KMNIST/raw/, or the four IDX files (plain or .gz)"),
+    'cifar10':       (('cifar10c',), "torchvision's cifar-10-batches-py/"),
     'folder':        (None, 'a downloaded DisEnt/BiasEnsemble benchmark folder: <pct>/align/, <pct>/conflict/, '
                             'valid/, test/'),
-    'imagefolder':   ('imagefolder', 'your own images: train/<class>/*, optional valid/<class>/*, test/<class>/*'),
+    'imagefolder':   (('imagefolder',), 'your own images: train/<class>/*, optional valid/<class>/*, test/<class>/*'),
 }
 
 OPTIONAL_KEYS = ('image_size', 'max_train_per_class', 'bias_csv', 'classes')   # in a configuration only when set
@@ -110,8 +116,8 @@ def _check_config(cfg, check_data=True):
     "Every check that needs no training: options, the source and what its data root holds (nothing is written)."
     src, ds = cfg['source'], cfg['dataset']
     if src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
-    if SOURCES[src][0] not in (None, ds):
-        raise ValueError(f'source={src!r} builds {SOURCES[src][0]}, not dataset={ds!r}')
+    if SOURCES[src][0] is not None and ds not in SOURCES[src][0]:
+        raise ValueError(f'source={src!r} builds {" or ".join(SOURCES[src][0])}, not dataset={ds!r}')
     if ds == 'imagefolder':
         if cfg['ratios'] != [None]:
             raise ValueError("ratios: not used with source='imagefolder' (your data's bias ratio is unknown)")
@@ -134,12 +140,17 @@ def _check_config(cfg, check_data=True):
     check_choice(ic['model_input'], MODEL_INPUTS, 'model_input')
     check_choice(ic['style_pool'], STYLE_POOLS, 'style_pool')
     check_choice(dc['train_on'], TRAIN_ON, 'train_on')
+    if ic['colour_match'] == 'none' and dc['preset'] and not carries_style(dc['preset']):
+        raise ValueError(f"diffusion.preset={dc['preset']!r}: its skips are cut while h is injected and it has no skip "
+                         "statistics, so nothing of the style reaches the decoder on the default path (colour_match="
+                         "'none'); expected a preset with skip statistics (cmnist_split) or full skips (cmnist_32, the "
+                         "P2 models), or --colour_match style (assumes the bias is colour)")
     if dc['pretrained']: recipe_of(dc['pretrained'])                         # names the shipped models if unknown ('' = none)
     if dc['train'] and not dc['pretrained']:
         raise ValueError('train_diffusion: retrains a shipped model with its recipe; this configuration has none (no pretrained model)')
     if dc['train_on'] == 'source' and not (dc['ckpt'] or (dc['pretrained'] and not dc['train'])):
-        if ds == 'cmnist' and src not in SHAPE_SOURCES:
-            raise ValueError(f"train_on='source': Colored MNIST from source={src!r} has no grayscale digits to train the "
+        if ds in DIGITS and src not in SHAPE_SOURCES:
+            raise ValueError(f"train_on='source': {ds} from source={src!r} has no grayscale digits to train the "
                              f"diffusion model on; use a source in {SHAPE_SOURCES} or --train_on train")
         if ds == 'cifar10c' and src != 'cifar10':
             raise ValueError(f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
@@ -177,8 +188,10 @@ def _check_source(cfg):
 
 # %% ../nbs/15_config.ipynb #1f140c61
 SHIPPED_SOURCES = {'cmnist': ('mnist5k', 'mnist', 'folder'),   # the sources whose images a shipped model learned: MNIST digits
-                   'cmnist_split': ('mnist5k', 'mnist', 'folder')}
-SHIPPED_PRESETS = {'cmnist': 'cmnist_hgate', 'cmnist_split': 'cmnist_split'}   # a shipped model's UNet preset
+                   'cmnist_split': ('mnist5k', 'mnist', 'folder'),
+                   'corrupted_mnist_split': ('mnist5k', 'mnist', 'folder')}
+SHIPPED_PRESETS = {'cmnist': 'cmnist_hgate', 'cmnist_split': 'cmnist_split',   # a shipped model's UNet preset
+                   'corrupted_mnist_split': 'cmnist_split'}
 
 def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
     "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
@@ -186,14 +199,14 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
     src = overrides.get('source')
     if src is not None and src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
     if src is not None and SOURCES[src][0] is not None:
-        if dataset not in (None, SOURCES[src][0]):
-            raise ValueError(f'dataset={dataset!r}: source={src!r} gives {SOURCES[src][0]}; '
+        if dataset not in (None, *SOURCES[src][0]):
+            raise ValueError(f'dataset={dataset!r}: source={src!r} gives {" or ".join(SOURCES[src][0])}; '
                              'drop --dataset or pick another source')
-        dataset = SOURCES[src][0]
+        dataset = dataset or SOURCES[src][0][0]
     if preset == 'quick':
-        if dataset not in (None, 'cmnist', 'imagefolder'):
-            raise ValueError(f"dataset={dataset!r}: the 'quick' preset is Colored MNIST (cmnist) or your image folder; "
-                             'use --preset paper')
+        if dataset not in (None, 'cmnist', 'corrupted_mnist', 'imagefolder'):
+            raise ValueError(f"dataset={dataset!r}: the 'quick' preset is Colored MNIST (cmnist), Corrupted MNIST "
+                             '(corrupted_mnist) or your image folder; use --preset paper')
         cfg = _quick(dataset or 'cmnist')
     else:
         if dataset == 'imagefolder':
@@ -221,7 +234,7 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
         else: cfg[k] = v
     if synth_size is not None: cfg['inject']['n'] = int(synth_size)     # synthetic-set size (default: synthesis' rule)
-    if (cfg['source'] == 'folder' and cfg['dataset'] in ('cmnist', 'cifar10c')
+    if (cfg['source'] == 'folder' and cfg['dataset'] in ('cmnist', 'cifar10c', 'corrupted_mnist')
             and 'train_on' not in (overrides.get('diffusion') or {})):
         cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
     dc = cfg['diffusion']

@@ -16,11 +16,13 @@ from scipy.ndimage import zoom as scizoom, map_coordinates
 from .core import pbar, asset_path
 
 # %% auto #0
-__all__ = ['CORRUPTIONS_TYPE0', 'CORRUPTIONS_TYPE1', 'SEVERITIES', 'IMAGE_SIZE', 'CORRUPTIONS', 'lff_severity_level',
-           'corruption_set', 'motion_blur_taps', 'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise',
-           'gaussian_blur', 'glass_blur', 'defocus_blur', 'motion_blur', 'zoom_blur', 'frost_texture_dir', 'frost',
-           'fog', 'snow', 'brightness', 'contrast', 'saturate', 'jpeg_compression', 'pixelate', 'elastic_transform',
-           'spatter', 'original', 'corrupt', 'load_cifar10', 'corrupted_cifar10_source', 'build_corrupted_cifar10']
+__all__ = ['CORRUPTIONS_TYPE0', 'CORRUPTIONS_TYPE1', 'CORRUPTIONS_MNIST', 'CORRUPTION_SETS', 'SEVERITIES', 'IMAGE_SIZE',
+           'CORRUPTIONS', 'MNIST_PAD', 'lff_severity_level', 'corruption_set', 'motion_blur_taps', 'gaussian_noise',
+           'shot_noise', 'impulse_noise', 'speckle_noise', 'gaussian_blur', 'glass_blur', 'defocus_blur', 'motion_blur',
+           'zoom_blur', 'frost_texture_dir', 'frost', 'fog', 'snow', 'brightness', 'contrast', 'saturate',
+           'jpeg_compression', 'pixelate', 'elastic_transform', 'spatter', 'original', 'corrupt', 'load_cifar10',
+           'corrupted_cifar10_source', 'build_corrupted_cifar10', 'digits_to_rgb32', 'corrupted_mnist_source',
+           'corrupted_mnist_split', 'build_corrupted_mnist']
 
 # %% ../nbs/02_corruptions.ipynb #afd46241
 CORRUPTIONS_TYPE0 = [
@@ -37,6 +39,9 @@ CORRUPTIONS_TYPE0 = [
 ]
 CORRUPTIONS_TYPE1 = ['Gaussian Noise', 'Shot Noise', 'Impulse Noise', 'Speckle Noise', 'Gaussian Blur', 'Defocus Blur',
                      'Glass Blur', 'Motion Blur', 'Zoom Blur', 'Original']
+CORRUPTIONS_MNIST = ['Gaussian Noise', 'Gaussian Blur', 'Glass Blur', 'Motion Blur', 'Snow', 'Frost', 'Fog',
+                     'Brightness', 'Contrast', 'Pixelate']   # Corrupted MNIST: distinct on a grey digit (see above)
+CORRUPTION_SETS = {0: CORRUPTIONS_TYPE0, 1: CORRUPTIONS_TYPE1, 'mnist': CORRUPTIONS_MNIST}
 SEVERITIES = (1, 2, 3, 4, 5)  # Hendrycks levels; LfF tag Severity{k} == level k+1
 IMAGE_SIZE = 32               # the constants below are the 32-px CIFAR-10-C ones
 
@@ -46,12 +51,12 @@ def lff_severity_level(tag: int) -> int:
     return tag + 1
 
 def corruption_set(corruption_type) -> list[str]:
-    "LfF's corruption list for `corruption_type` 0 (DisEnt's cifar10c) or 1."
-    if corruption_type in (0, '0', 'type0'): return list(CORRUPTIONS_TYPE0)
-    if corruption_type in (1, '1', 'type1'): return list(CORRUPTIONS_TYPE1)
-    raise ValueError(
-        f'corruption_type={corruption_type!r}: expected 0 (Type0: {", ".join(CORRUPTIONS_TYPE0)}) or 1 (Type1)'
-    )
+    "The corruption list `corruption_type`: LfF's 0 (DisEnt's cifar10c) or 1, or 'mnist' (Corrupted MNIST)."
+    key = {'0': 0, 'type0': 0, '1': 1, 'type1': 1}.get(corruption_type, corruption_type)
+    if isinstance(key, bool) or key not in CORRUPTION_SETS:
+        raise ValueError(f'corruption_type={corruption_type!r}: expected 0 (Type0: {", ".join(CORRUPTIONS_TYPE0)}), '
+                         f'1 (Type1) or mnist ({", ".join(CORRUPTIONS_MNIST)})')
+    return list(CORRUPTION_SETS[key])
 
 def _check_severity(severity):
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
@@ -474,39 +479,68 @@ def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cac
         out[i] = cache[key]
     return out, ys, bias, ids
 
-def build_corrupted_cifar10(root, ratios=(0.005, 0.01, 0.02, 0.05), source='cifar10', data_root=None, download=False,
-                            corruption_type=0, severity=5, seed=0, valid_frac=0.1, test_frac=1/6, verify=True, show=None) -> Path:
-    """Write Corrupted CIFAR-10 (LfF protocol, DisEnt layout) under `root` for each bias-conflicting `ratio`; returns `root`.
-    Label i is aligned with corruption i of LfF's Type0 (default, DisEnt's cifar10c) or Type1 set, at Hendrycks level `severity`
-    (5 = LfF's default tag Severity4). `verify`: check torchvision's MD5 sums of the CIFAR-10 files."""
+def _build_corrupted(root, src, ratios, names, severity, seed, show, info: dict) -> Path:
+    "Write every ratio of a corrupted benchmark from clean splits `src` ({split: (images, labels, ids)}); returns `root`."
     from diffinject.data import write_biased_dataset, check_ratio, TEST_CONFLICT_RATIO
     from diffinject.core import write_json
     ratios = [check_ratio(r, 'ratios') for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios])]
-    names = corruption_set(corruption_type)
-    severity = _check_severity(severity)
-    root = Path(root)
-    src = corrupted_cifar10_source(source, data_root, download, valid_frac, test_frac, verify)
-    cache = {}
+    root, cache = Path(root), {}
     test = _corrupt_split(src['test'], TEST_CONFLICT_RATIO, names, severity, seed, 'test', cache, show)  # unbiased test
     for k, r in enumerate(ratios):
         train = _corrupt_split(src['train'], r, names, severity, seed, 'train', cache, show)
         valid = _corrupt_split(src['valid'], r, names, severity, seed, 'valid', cache, show)
         write_biased_dataset(root, r, train, valid, test if k == 0 else None)
-    write_json(
-        root / 'build_info.json',
-        dict(
-            builder='build_corrupted_cifar10',
-            source=source if isinstance(source, str) else 'arrays',
-            corruption_type=int(corruption_type in (1, '1', 'type1')),
-            corruptions=names,
-            severity_level=severity,
-            lff_severity_tag=severity - 1,
-            seed=int(seed),
-            ratios=ratios,
-            test_conflict_ratio=TEST_CONFLICT_RATIO,
-            valid_frac=valid_frac,
-            test_frac=test_frac if not isinstance(source, str) else None,
-            sizes={k: len(v[0]) for k, v in src.items()},
-        ),
-    )
+    write_json(root / 'build_info.json', dict(info, corruptions=names, severity_level=severity, lff_severity_tag=severity - 1,
+                                              seed=int(seed), ratios=ratios, test_conflict_ratio=TEST_CONFLICT_RATIO,
+                                              sizes={k: len(v[0]) for k, v in src.items()}))
     return root
+
+def build_corrupted_cifar10(root, ratios=(0.005, 0.01, 0.02, 0.05), source='cifar10', data_root=None, download=False,
+                            corruption_type=0, severity=5, seed=0, valid_frac=0.1, test_frac=1/6, verify=True, show=None) -> Path:
+    """Write Corrupted CIFAR-10 (LfF protocol, DisEnt layout) under `root` for each bias-conflicting `ratio`; returns `root`.
+    Label i is aligned with corruption i of LfF's Type0 (default, DisEnt's cifar10c) or Type1 set, at Hendrycks level `severity`
+    (5 = LfF's default tag Severity4). `verify`: check torchvision's MD5 sums of the CIFAR-10 files."""
+    from diffinject.data import check_ratio
+    for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios]): check_ratio(r, 'ratios')
+    names, severity = corruption_set(corruption_type), _check_severity(severity)
+    src = corrupted_cifar10_source(source, data_root, download, valid_frac, test_frac, verify)
+    info = dict(builder='build_corrupted_cifar10', source=source if isinstance(source, str) else 'arrays',
+                corruption_type=int(corruption_type in (1, '1', 'type1')), valid_frac=valid_frac,
+                test_frac=test_frac if not isinstance(source, str) else None)
+    return _build_corrupted(root, src, ratios, names, severity, seed, show, info)
+
+
+# %% ../nbs/02_corruptions.ipynb #ea17f924
+MNIST_PAD = 2   # 28 px digits padded to 32 px, the size the CIFAR-10-C constants are written for
+
+def digits_to_rgb32(digits) -> np.ndarray:
+    "Grayscale digits uint8 [N,28,28] -> RGB uint8 [N,32,32,3], centred on black (a 2 px border)."
+    d = np.asarray(digits)
+    if d.dtype != np.uint8 or d.ndim != 3 or d.shape[1:] != (28, 28):
+        raise ValueError(f'digits: expected uint8 [N, 28, 28], got {d.dtype} {d.shape}')
+    return np.repeat(np.pad(d, ((0, 0), (MNIST_PAD,) * 2, (MNIST_PAD,) * 2))[..., None], 3, -1)
+
+def corrupted_mnist_source(source='mnist5k', data_root=None, download=False) -> dict:
+    "Clean digits per split as RGB 32 px: {'train'|'valid'|'test': (images uint8 [N,32,32,3], labels, source ids)}."
+    from diffinject.data import colored_mnist_source
+    return {k: (digits_to_rgb32(x), y, i) for k, (x, y, i) in colored_mnist_source(source, data_root, download).items()}
+
+def corrupted_mnist_split(split, ratio, source='mnist5k', data_root=None, download=False, corruption_type='mnist',
+                          severity=5, seed=0, src=None) -> tuple:
+    "One split of Corrupted MNIST in memory, as `build_corrupted_mnist` writes it: (images uint8 NHWC, labels, biases, ids)."
+    from diffinject.data import check_ratio
+    if split not in _SPLITS: raise ValueError(f'split={split!r}: expected one of {_SPLITS}')
+    names, severity, ratio = corruption_set(corruption_type), _check_severity(severity), check_ratio(ratio, 'ratio')
+    src = src or corrupted_mnist_source(source, data_root, download)
+    return _corrupt_split(src[split], ratio, names, severity, seed, split, {}, False)
+
+def build_corrupted_mnist(root, ratios=(0.005, 0.01, 0.02, 0.05), source='mnist5k', data_root=None, download=False,
+                          corruption_type='mnist', severity=5, seed=0, show=None) -> Path:
+    "Write Corrupted MNIST (digit x corruption, LfF protocol, Corrupted CIFAR-10's layout) under `root`; returns `root`."
+    from diffinject.data import check_ratio
+    for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios]): check_ratio(r, 'ratios')
+    names, severity = corruption_set(corruption_type), _check_severity(severity)
+    src = corrupted_mnist_source(source, data_root, download)
+    info = dict(builder='build_corrupted_mnist', source=source, corruption_type=corruption_type, pad=MNIST_PAD)
+    return _build_corrupted(root, src, ratios, names, severity, seed, show, info)
+

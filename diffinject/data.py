@@ -16,8 +16,8 @@ from PIL import Image
 from .core import asset_path, write_json, show_images, pbar
 
 # %% auto #0
-__all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'IMAGE_EXTS', 'PALETTES', 'COLOR_STD', 'MNIST5K_SPLIT',
-           'VALID_FRACTION', 'TEST_CONFLICT_RATIO', 'TORCHVISION_SOURCES', 'FIXED_SIZE', 'MAX_LISTED',
+__all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'DIGIT_BENCHMARKS', 'IMAGE_EXTS', 'PALETTES', 'COLOR_STD',
+           'MNIST5K_SPLIT', 'VALID_FRACTION', 'TEST_CONFLICT_RATIO', 'TORCHVISION_SOURCES', 'FIXED_SIZE', 'MAX_LISTED',
            'IMAGEFOLDER_EXTS', 'check_ratio', 'pct_name', 'pct_ratio', 'parse_name', 'benchmark_transform',
            'BenchmarkSpec', 'imagefolder_spec', 'get_benchmark', 'read_image', 'BiasedDataset', 'write_sample',
            'write_biased_dataset', 'benchmark_root', 'split_files', 'load_split', 'split_counts', 'get_palette',
@@ -70,7 +70,7 @@ def benchmark_transform(name: str, train: bool, image_size: int | None = None):
     spec = get_benchmark(name)
     size = int(image_size or spec.image_size)
     tf = []
-    if name == 'cmnist':
+    if name in DIGIT_BENCHMARKS:
         if size != spec.image_size: tf.append(T.Resize((size, size)))
         return T.Compose(tf + [T.ToTensor()])                        # ToTensor only: float [0,1]
     if name == 'cifar10c':
@@ -102,12 +102,17 @@ def _spec(name, num_classes, image_size, ratios, **kw):
 BENCHMARKS = {
     'cmnist': _spec('cmnist', 10, 28, (0.005, 0.01, 0.02, 0.05), flat_valid=True),
     'cifar10c': _spec('cifar10c', 10, 32, (0.005, 0.01, 0.02, 0.05)),
+    'corrupted_mnist': _spec('corrupted_mnist', 10, 32, (0.005, 0.01, 0.02, 0.05)),   # digit x corruption (02_corruptions)
     'bffhq': _spec(
         'bffhq', 2, 224, (0.005, 0.01, 0.02, 0.05), test_conflict_only=True, flat_valid=True, shared_valid=True
     ),
     'dogs_and_cats': _spec('dogs_and_cats', 2, 224, (0.01, 0.05), flat_valid=True, ext='jpg'),
     'imagefolder': _spec('imagefolder', None, 64, (None,)),  # your own data: classes from the folder (imagefolder_spec)
 }
+
+# built from MNIST digits: small enough to keep in memory, read with ToTensor only (no augmentation, no normalisation),
+# classified by DisEnt's Colored-MNIST MLP
+DIGIT_BENCHMARKS = ('cmnist', 'corrupted_mnist')
 
 def _sized_tf(name, train, default_size, image_size=None):
     return benchmark_transform(name, train, image_size or default_size)
@@ -618,7 +623,7 @@ def brightest_pixel_color(x) -> torch.Tensor:
     return flat[torch.arange(len(flat)), :, top]               # = floor(255 c d_max/255)/255 ~ c
 
 # %% ../nbs/01_data.ipynb #d0965f6e
-FIXED_SIZE = {'cmnist': 28, 'cifar10c': 32}   # benchmarks whose images all have one size (the others are resized)
+FIXED_SIZE = {'cmnist': 28, 'cifar10c': 32, 'corrupted_mnist': 32}   # benchmarks whose images all have one size (the others are resized)
 MAX_LISTED = 50                               # offending paths listed in one error message
 
 class DataCheckError(ValueError):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import numpy as np
 from .data import colored_mnist_source, get_palette, TORCHVISION_SOURCES
 
 # %% auto #0
-__all__ = ['SHAPE_SOURCES', 'to_gray', 'ShapeNet', 'train_shape_reader', 'shape_probs', 'read_shape', 'dominant_color',
-           'read_color', 'recognised_share', 'background_level', 'sample_quality', 'benchmark_oracles']
+__all__ = ['SHAPE_SOURCES', 'to_gray', 'ShapeNet', 'fit_reader', 'train_shape_reader', 'shape_probs', 'read_shape',
+           'dominant_color', 'read_color', 'ImageReader', 'uniformly_corrupted', 'train_corruption_readers',
+           'recognised_share', 'background_level', 'sample_quality', 'benchmark_oracles']
 
 # %% ../nbs/03_oracles.ipynb #30ee58e2
 SHAPE_SOURCES = ('mnist5k',) + tuple(TORCHVISION_SOURCES)
@@ -49,6 +51,20 @@ def _as_input(x01):
     return to_gray(x01)
 
 # %% ../nbs/03_oracles.ipynb #84cac0d9
+def fit_reader(net, x, y, prep, steps: int, bs: int = 64, lr: float = 2e-3, seed: int = 0, shift: int = 2):
+    "Train a reader `net` on images `x` [N,C,H,W] in [0,1] and labels `y`: Adam, one-cycle, random shifts; eval mode."
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    for _ in range(steps):
+        i = torch.randint(len(y), (bs,), generator=g)
+        loss = F.cross_entropy(net(prep(_shift(x[i], g, shift))), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
 def train_shape_reader(source='mnist5k', data_root=None, steps: int = 800, bs: int = 64, lr: float = 2e-3, seed: int = 0):
     "Train `ShapeNet` on the grayscale training split of `source`; returns (net, held-out valid accuracy, name)."
     if source not in SHAPE_SOURCES: raise ValueError(f'source={source!r}: a shape reader exists for {SHAPE_SOURCES}')
@@ -56,26 +72,16 @@ def train_shape_reader(source='mnist5k', data_root=None, steps: int = 800, bs: i
     (xtr, ytr, _), (xva, yva, _) = src['train'], src['valid']
     x = torch.from_numpy(xtr).float()[:, None] / 255
     y = torch.from_numpy(ytr).long()
-    g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = ShapeNet(int(y.max()) + 1)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
-    for _ in range(steps):
-        i = torch.randint(len(y), (bs,), generator=g)
-        loss = F.cross_entropy(net(to_gray(_shift(x[i], g))), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    net.eval()
+    net = fit_reader(ShapeNet(int(y.max()) + 1), x, y, to_gray, steps, bs, lr, seed)
     acc = (read_shape(net, torch.from_numpy(xva).float()[:, None] / 255) == torch.from_numpy(yva)).float().mean().item()
     return net, acc, f'ShapeNet on grayscale {source} train ({len(y)} images, {steps} steps)'
 
 @torch.no_grad()
 def shape_probs(net, x01, bs: int = 512) -> torch.Tensor:
-    "Softmax of the shape reader for images [N,C,H,W] in [0,1] (any channels; resized to 28x28 if needed)."
-    return torch.cat([net(_as_input(x01[i:i + bs])).softmax(1) for i in range(0, len(x01), bs)])
+    "Softmax of a reader for images [N,C,H,W] in [0,1]: `ShapeNet` (any channels, resized to 28 px) or `ImageReader` (RGB, 32 px)."
+    prep = _as_input if isinstance(net, ShapeNet) else _as_rgb32
+    return torch.cat([net(prep(x01[i:i + bs])).softmax(1) for i in range(0, len(x01), bs)])
 
 def read_shape(net, x01) -> torch.Tensor:
     "The shape reader's class for each image."
@@ -94,6 +100,46 @@ def read_color(x01, palette='disent', frac: float = 0.5) -> torch.Tensor:
     pal = torch.as_tensor(get_palette(palette)).float()
     pal = pal / pal.amax(1, keepdim=True)
     return torch.cdist(dominant_color(x01, frac), pal).argmin(1)
+
+# %% ../nbs/03_oracles.ipynb #07cd5fa3
+class ImageReader(nn.Sequential):
+    "A small RGB classifier (32x32 -> `num_classes` logits), used only to measure images."
+    def __init__(self, num_classes=10):
+        super().__init__(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(64 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, num_classes))
+
+def _as_rgb32(x01):
+    "Images [N,C,H,W] in [0,1] -> `ImageReader`'s RGB 32x32 input."
+    x = x01.float().expand(-1, 3, -1, -1) if x01.shape[1] == 1 else x01.float()
+    return x if x.shape[-2:] == (32, 32) else F.interpolate(x, size=(32, 32), mode='bilinear', antialias=True)
+
+def uniformly_corrupted(digits32, names, severity: int = 5, seed: int = 1, draws: int = 1):
+    "Every image of `digits32` (uint8 [N,32,32,3]) `draws` times, each with a corruption drawn uniformly: (x01, rows, corruption)."
+    from diffinject.corruptions import corrupt
+    rng = np.random.default_rng([seed, 7])
+    rows = np.tile(np.arange(len(digits32)), draws)
+    b = rng.integers(len(names), size=len(rows))
+    x = np.stack([corrupt(digits32[r], names[k], severity, rng=rng) for r, k in zip(rows, b)])
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, rows, torch.from_numpy(b).long()
+
+def train_corruption_readers(source='mnist5k', data_root=None, steps: int = 800, severity: int = 5, seed: int = 0):
+    "(digit reader, corruption reader, their held-out accuracies, description) for Corrupted MNIST built from `source`."
+    from diffinject.corruptions import corrupted_mnist_source, CORRUPTIONS_MNIST as names
+    if source not in SHAPE_SOURCES: raise ValueError(f'source={source!r}: the corruption readers exist for {SHAPE_SOURCES}')
+    src = corrupted_mnist_source(source, data_root)
+    (xtr, ytr, _), (xva, yva, _) = src['train'], src['valid']
+    x, rows, b = uniformly_corrupted(xtr, names, severity, seed=seed + 1, draws=2)
+    xv, vrows, bv = uniformly_corrupted(xva, names, severity, seed=seed + 3)
+    y, yv = torch.from_numpy(ytr).long()[rows], torch.from_numpy(yva).long()[vrows]
+    torch.manual_seed(seed)
+    digit = fit_reader(ImageReader(10), x, y, _as_rgb32, steps, seed=seed)
+    corr = fit_reader(ImageReader(len(names)), x, b, _as_rgb32, steps, seed=seed + 1, shift=0)   # shifts would blur the cue
+    acc = lambda net, t: (read_shape(net, xv) == t).float().mean().item()
+    return digit, corr, dict(digit=acc(digit, yv), corruption=acc(corr, bv)), \
+        f'ImageReader on {source} train digits with uniform corruptions ({len(y)} images, {steps} steps)'
+
 
 # %% ../nbs/03_oracles.ipynb #4a50a581
 def recognised_share(net, x01, p: float = 0.9) -> float:
@@ -123,7 +169,13 @@ def sample_quality(net, samples01, real01, p: float = 0.9) -> dict:
 # %% ../nbs/03_oracles.ipynb #64cb969a
 def benchmark_oracles(benchmark, source='mnist5k', data_root=None, palette='disent', steps: int = 800):
     "{'task', 'bias', 'shape_net', 'names'}: readers for `benchmark` built from `source`, or None where no oracle exists."
-    if getattr(benchmark, 'name', benchmark) != 'cmnist' or source not in SHAPE_SOURCES: return None
+    name = getattr(benchmark, 'name', benchmark)
+    if name not in ('cmnist', 'corrupted_mnist') or source not in SHAPE_SOURCES: return None
+    if name == 'corrupted_mnist':
+        digit, corr, accs, desc = train_corruption_readers(source, data_root, steps=steps)
+        return dict(task=lambda x: read_shape(digit, x), bias=lambda x: read_shape(corr, x), shape_net=digit,
+                    names=dict(task=f'digit {desc}, held-out accuracy {accs["digit"]:.3f}',
+                               bias=f'corruption {desc}, held-out accuracy {accs["corruption"]:.3f}'))
     net, acc, name = train_shape_reader(source, data_root, steps=steps)
     return dict(task=lambda x: read_shape(net, x), bias=lambda x: read_color(x, palette), shape_net=net,
                 names=dict(task=f'{name}, held-out accuracy {acc:.3f}', bias=f'nearest {palette} palette colour'))

@@ -16,6 +16,7 @@ from .core import (IN_TEST, default_device, atomic_save, write_json, read_json,
                              WriteError, write_error, CheckpointError, script, cli_list, cli_check, read_weights,
                              rank_and_world, dist_barrier)
 from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec,
+                             DIGIT_BENCHMARKS,
                              imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder, check_benchmark,
                              per_class_subset)
 from .classifiers import make_classifier, CHECKPOINTS
@@ -238,7 +239,7 @@ def run_spec(cfg) -> BenchmarkSpec:
     if cfg['dataset'] == 'imagefolder': return imagefolder_spec(len(cfg['classes']), cfg['image_size'])
     return get_benchmark(cfg['dataset'])
 
-_TITLES = dict(cmnist='Colored MNIST', cifar10c='Corrupted CIFAR-10', bffhq='BFFHQ', dogs_and_cats='Dogs & Cats')
+_TITLES = dict(cmnist='Colored MNIST', corrupted_mnist='Corrupted MNIST', cifar10c='Corrupted CIFAR-10', bffhq='BFFHQ', dogs_and_cats='Dogs & Cats')
 
 _SOURCE_TITLES = dict(mnist5k='the shipped MNIST-5k', mnist='MNIST', fashion_mnist='Fashion-MNIST', kmnist='KMNIST',
                       cifar10='CIFAR-10')
@@ -278,7 +279,7 @@ def stage_key(cfg, stage, ratio=None, seed=None) -> str:
 
 # %% ../nbs/15_pipeline.ipynb #235de9fd
 def stage_data(run: RunDir, cfg) -> Path:
-    "Build the benchmark (Colored MNIST, Corrupted CIFAR-10) or take a folder as it is; decode and check every image."
+    "Build the benchmark (Colored MNIST, Corrupted MNIST, Corrupted CIFAR-10) or take a folder as it is; check every image."
     spec, key, src = run_spec(cfg), stage_key(cfg, 'data'), cfg['source']
     external = src in ('folder', 'imagefolder')                               # read in place, never copied
     root = Path(cfg['data_root']) if external else run.path/'data'
@@ -289,6 +290,10 @@ def stage_data(run: RunDir, cfg) -> Path:
             if spec.name == 'cmnist' and not external:
                 build_colored_mnist(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
                                     download=cfg['download'])
+            elif spec.name == 'corrupted_mnist' and not external:
+                from diffinject.corruptions import build_corrupted_mnist
+                build_corrupted_mnist(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
+                                      download=cfg['download'], show=not IN_TEST)
             elif spec.name == 'cifar10c' and not external:
                 from diffinject.corruptions import build_corrupted_cifar10
                 build_corrupted_cifar10(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
@@ -348,7 +353,7 @@ def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
         p, nw = run_option(cfg, 'precision'), run_option(cfg, 'num_workers')
         res = train_bias_classifier(train, valid, test, benchmark=cfg['dataset'], seed=seed, q=b['q'], steps=b['steps'],
                                     eval_every=cfg['classifier']['eval_every'], device=_device(cfg),
-                                    preload=cfg['dataset'] == 'cmnist', out_dir=None, show_progress=not IN_TEST,
+                                    preload=cfg['dataset'] in DIGIT_BENCHMARKS, out_dir=None, show_progress=not IN_TEST,
                                     precision=p, num_workers=nw)
         ev = splits(root, cfg, ratio, transform='eval')[0]                     # the training set, no augmentation
         idx, losses = mine_bias_conflicting(res.load('best_valid'), ev, k=b['k'], precision=p)   # best-valid f_B
@@ -558,7 +563,7 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
                 write_ablation(method, synth_dir, ratio, raw, d/'set', spec.name)
             syn = load_split(synth_dir if method == 'diffinject' else d/'set', spec, 'train', ratio, transform='train')
             res = train_debiased(train, syn, valid, test, benchmark=spec.name, num_classes=spec.num_classes, seed=seed,
-                                 loss=cc['loss'], device=_device(cfg), preload=spec.name == 'cmnist',
+                                 loss=cc['loss'], device=_device(cfg), preload=spec.name in DIGIT_BENCHMARKS,
                                  show_progress=not IN_TEST, precision=run_option(cfg, 'precision'),
                                  num_workers=run_option(cfg, 'num_workers'), **hp)
             extra = dict(n_real=len(train), n_synthetic=len(syn))
@@ -758,7 +763,8 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
 def diffinject_run(
     run_dir: str = 'runs/quick',      # the run directory (an existing one must have the same configuration)
     preset: str = 'quick',            # 'quick' (CPU: Colored MNIST from MNIST-5k, or your image folder) or 'paper' (GPU)
-    dataset: str = None,              # cmnist, cifar10c, bffhq or dogs_and_cats (default: what --source gives)
+    dataset: str = None,              # cmnist, corrupted_mnist, cifar10c, bffhq or dogs_and_cats (default: what --source
+                                      # gives; a digit source builds cmnist unless --dataset corrupted_mnist)
     method: str = None,               # comma-separated: vanilla, upsample, recolour, diffinject, lff, disent, lff_be
                                       # (default: vanilla,upsample,recolour,diffinject; an image folder: no recolour)
     ratios: str = None,               # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05)

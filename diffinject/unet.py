@@ -16,8 +16,8 @@ from .core import check_images, read_json, load_torch, read_weights, check_weigh
 __all__ = ['UNET_PRESETS', 'timestep_embedding', 'GroupNorm32', 'normalization', 'conv_nd', 'avg_pool_nd', 'zero_module',
            'Upsample', 'Downsample', 'TimestepBlock', 'TimestepEmbedSequential', 'ResBlock', 'QKVAttentionLegacy',
            'QKVAttention', 'AttentionBlock', 'skip_statistics', 'UNetModel', 'unet_config', 'create_unet',
-           'CheckpointMismatchError', 'read_state_dict', 'state_dict_mismatch', 'load_unet_weights', 'load_unet',
-           'unet_flops', 'unet_layout', 'layout_markdown']
+           'carries_style', 'CheckpointMismatchError', 'read_state_dict', 'state_dict_mismatch', 'load_unet_weights',
+           'load_unet', 'unet_flops', 'unet_layout', 'layout_markdown']
 
 # %% ../nbs/06_unet.ipynb #677f2064
 def timestep_embedding(timesteps, dim: int, max_period: float = 10000.):
@@ -586,6 +586,13 @@ def create_unet(preset_or_dict='cmnist_32', device=None, **overrides) -> UNetMod
     cfg = unet_config(preset_or_dict, **overrides)
     if device is None: return UNetModel(**cfg)
     with torch.device(device): return UNetModel(**cfg)
+
+# %% ../nbs/06_unet.ipynb #45c5084a
+def carries_style(preset_or_dict) -> bool:
+    "Whether the decoder sees the style image other than through h while h is injected: full or mean-pooled skips, or skip statistics."
+    c = unet_config(preset_or_dict)
+    full = c.get('skip_resolutions') is None or len(c['skip_resolutions']) > 0
+    return bool(full or c.get('skip_pool', 'none') == 'mean' or c.get('skip_stats'))
 
 # %% ../nbs/06_unet.ipynb #d7868e29
 class CheckpointMismatchError(ValueError):
