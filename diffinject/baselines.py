@@ -456,7 +456,7 @@ def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', publi
     return '\n'.join(out)
 
 # %% ../nbs/14_baselines.ipynb #4a756e2b
-from .core import script, cli_list, cli_check
+from .core import script, cli_list, cli_check, check_threads, check_device
 
 @script
 def baselines_cli(out_dir: str = 'baselines_out',      # where runs, comparison.json and comparison.md go
@@ -476,7 +476,10 @@ def baselines_cli(out_dir: str = 'baselines_out',      # where runs, comparison.
     cli_check(not bad, '--methods', methods, f'some of {",".join(METHODS)} (unknown: {",".join(bad)})')
     for r in rs: cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
     cli_check(steps is None or steps >= 1, '--steps', steps, 'a positive integer')
-    cli_check(threads >= 1, '--threads', threads, 'a positive integer')
+    check_threads(threads)
+    check_device(device, '--device')
+    cli_check(root is None or Path(root).is_dir(), '--root', root, 'an existing benchmark folder')
+    cli_check(not Path(out_dir).exists() or Path(out_dir).is_dir(), '--out_dir', out_dir, 'a folder (this is a file)')
     torch.set_num_threads(threads)
     out = Path(out_dir)
     if root is None:

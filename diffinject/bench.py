@@ -8,7 +8,7 @@ import os, sys, time, json, platform, statistics, inspect, importlib
 from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from .core import default_device, script, cli_check, UsageError
+from .core import default_device, script, cli_check, UsageError, check_threads, check_device
 
 # %% auto #0
 __all__ = ['BENCH_COMMANDS', 'register_bench', 'time_per_call', 'count_flops', 'matmul_peak', 'cpu_name', 'fmt_si',
@@ -429,7 +429,8 @@ def bench_cli(
 ):
     "Print benchmarks: `compare` (ratios against peers, side by side), `diffusion` (images/s, FLOPs), `inject`."
     cli_check(what in BENCH_COMMANDS, 'what', repr(what), f'one of {sorted(BENCH_COMMANDS)}')
-    cli_check(threads is None or threads >= 1, '--threads', threads, 'a positive integer')
+    check_threads(threads)
+    check_device(device, '--device')
     cli_check(min_time is None or min_time > 0, '--min_time', min_time, 'a positive number of seconds')
     try: extra = json.loads(opts) if opts else {}
     except json.JSONDecodeError as e: raise UsageError(f"--opts {opts}: not valid JSON ({e}); expected e.g. '{{\"batch_size\": 64}}'") from None
@@ -437,6 +438,9 @@ def bench_cli(
     if threads: torch.set_num_threads(threads)
     devs = [device] if device else (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
     fn = BENCH_COMMANDS[what]
+    known = [p for p in inspect.signature(fn).parameters if p != 'device']
+    bad = [k for k in extra if k not in known]
+    cli_check(not bad, '--opts', opts, f"options of {what} ({', '.join(known)}); unknown: {', '.join(bad)}")
     given = dict(min_time=min_time, threads=threads)
     kw = {k: v for k, v in given.items() if v is not None and k in inspect.signature(fn).parameters}
     res = [fn(device=d, **{**kw, **extra}) for d in devs]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time, math, functools
 from pathlib import Path
 import torch
-from .core import seed_everything, write_json, script, cli_check
+from .core import seed_everything, write_json, script, cli_check, check_threads, check_device
 from .classifiers import (make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss,
                                     TrainResult)
 from .core import check_precision
@@ -244,8 +244,11 @@ def diffinject_mine(out: str = 'runs/cmnist5k',       # output folder (data in <
                     precision: str = 'fp32'):         # fp32 | bf16 | fp16: autocast of both trainings and the mining
     "Stage 1 of DiffInject on Colored MNIST built from the shipped MNIST-5k: vanilla MLP, GCE bias classifier, top-K mining."
     cli_check(0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01 for 1 %')
-    for name, v in (('--k', k), ('--steps', steps), ('--bias_steps', bias_steps), ('--eval_every', eval_every), ('--threads', threads)):
+    for name, v in (('--k', k), ('--steps', steps), ('--bias_steps', bias_steps), ('--eval_every', eval_every)):
         cli_check(v is None or v >= 1, name, v, 'a positive integer')
+    check_threads(threads)
+    cli_check(not Path(out).exists() or Path(out).is_dir(), '--out', out, 'a folder (this is a file)')
+    check_device(device, '--device')
     cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'one of fp32, bf16, fp16')
     torch.set_num_threads(threads)
     m = run_bias_mining(out, ratio=ratio, k=k, steps=steps, bias_steps=bias_steps, eval_every=eval_every, seed=seed,

@@ -5,19 +5,22 @@
 # %% ../nbs/15_config.ipynb #cda81276
 from __future__ import annotations
 from pathlib import Path
-from .core import check_precision, check_num_workers
+import numbers
+from .core import check_precision, check_num_workers, check_device
 from .data import (get_benchmark, check_ratio, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout,
                              read_bias_csv)
 from .inject import InjectConfig
 from .unet import carries_style
 from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS, ABLATIONS
 from .pretrained import TRAIN_ON, recipe_of
+from .unet import UNET_PRESETS, create_unet, read_state_dict, state_dict_mismatch
 from .oracles import SHAPE_SOURCES
 from .baselines import METHODS as BASELINES
 
 # %% auto #0
 __all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'DIGITS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'SYNTH_METHODS', 'METHODS',
-           'RUN_OPTIONS', 'SHIPPED_SOURCES', 'SHIPPED_PRESETS', 'run_option', 'make_config']
+           'RUN_OPTIONS', 'MAX_SEED', 'LIMITS', 'CLI_NAMES', 'SHIPPED_SOURCES', 'SHIPPED_PRESETS', 'run_option',
+           'make_config']
 
 # %% ../nbs/15_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
@@ -111,9 +114,91 @@ def run_option(cfg: dict, name: str):
     "`cfg`'s `precision` or `num_workers`: the default of `RUN_OPTIONS` when the configuration does not set it."
     return cfg.get(name, RUN_OPTIONS[name])
 
+# %% ../nbs/15_config.ipynb #ea283deb
+MAX_SEED = 2**31 - 1          # a seed every RNG takes (torch, NumPy, per-pair seeds derived from it)
+LIMITS = {  # key: (int or float, lowest, highest); lowest None: above 0. A None value (the benchmark's default) is not checked
+    'image_size': (int, 8, 1024), 'max_train_per_class': (int, 1, 10**7),
+    'classifier.steps': (int, 1, 10**7), 'classifier.eval_every': (int, 1, 10**7), 'classifier.lr': (float, None, 10.),
+    'classifier.bs': (int, 1, 65536), 'bias.steps': (int, 1, 10**7), 'bias.k': (int, 1, 10**5), 'bias.q': (float, None, 1.),
+    'diffusion.steps': (int, 0, 10**7), 'diffusion.batch_size': (int, 1, 65536), 'diffusion.lr': (float, None, 10.),
+    'diffusion.ema_rate': (float, 0., 1.), 'diffusion.p2_gamma': (float, 0., 100.), 'diffusion.p2_k': (float, None, 100.),
+    'diffusion.seed': (int, 0, MAX_SEED), 'diffusion.sample_every': (int, 0, 10**7), 'diffusion.ckpt_every': (int, 0, 10**7),
+    'inject.gamma': (float, 0., 1.), 'inject.t_edit': (int, 0, 999), 'inject.t_boost': (int, 0, 999),
+    'inject.size_ratio': (float, None, 10.), 'inject.n': (int, 1, 10**7), 'inject.steps': (int, 1, 1000),
+    'inject.batch_size': (int, 1, 65536), 'inject.style_max_per_class': (int, 1, 10**7),
+}
+CLI_NAMES = {'classifier.steps': '--classifier_steps', 'classifier.loss': '--loss', 'diffusion.steps': '--diffusion_steps',
+             'diffusion.preset': '--diffusion_preset', 'diffusion.ckpt': '--diffusion_ckpt', 'inject.n': '--synth_size',
+             'diffusion.train': '--train_diffusion', 'diffusion.train_on': '--train_on', 'methods': '--method',
+             **{f'inject.{k}': f'--{k}' for k in ('gamma', 't_edit', 't_boost', 'label_from', 'filter', 'colour_match',
+                                                    'model_input', 'style_pool')},
+             **{k: f'--{k}' for k in ('image_size', 'max_train_per_class', 'ratios', 'seeds', 'device', 'data_root',
+                                      'download', 'bias_csv', 'num_workers')}}
+
+def _named(key, v=None) -> str:
+    "`key` (and its value), with its command-line option: 'inject.n=3 (--synth_size)'."
+    return (key if v is None else f'{key}={v!r}') + (f' ({CLI_NAMES[key]})' if key in CLI_NAMES else '')
+
+def _check_number(key, v):
+    "A value of `LIMITS[key]`: its type and range, or a ValueError naming the key (and its option)."
+    typ, lo, hi = LIMITS[key]
+    if typ is int:
+        ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and lo <= v <= hi
+        want = f'an integer from {lo} to {hi:,}'
+    else:
+        ok = (isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v
+              and (v > 0 if lo is None else v >= lo) and v <= hi)
+        want = f"a number in {'(0' if lo is None else f'[{lo:g}'}, {hi:g}]"
+    if not ok: raise ValueError(f'{_named(key, v)}: expected {want}')
+    return v
+
+def _get(cfg, key):
+    "`cfg['a']['b']` for the key 'a.b'; None if the configuration does not set it."
+    for k in key.split('.'): cfg = cfg.get(k) if isinstance(cfg, dict) else None
+    return cfg
+
+def _check_list(cfg, key, what, check):
+    "`cfg[key]` is a non-empty list or tuple, each value passing `check`, none given twice."
+    v = cfg[key]
+    if not isinstance(v, (list, tuple)) or not len(v):
+        raise ValueError(f'{key}={v!r}: expected a non-empty list of {what.replace(": ", ", e.g. ")}')
+    for x in v: check(x)
+    seen = [x for i, x in enumerate(v) if x in v[:i]]
+    if seen: raise ValueError(f'{_named(key)}: {seen[0]!r} is given twice in {list(v)}; expected each value once')
+    return v
+
+def _check_seed(s):
+    if not (isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s <= MAX_SEED):
+        raise ValueError(f'seeds (--seeds): {s!r} is not a seed; expected integers from 0 to {MAX_SEED:,}')
+
+def _check_method(m):
+    if m not in METHODS: raise ValueError(f"methods: unknown method {m!r}; expected some of {METHODS}")
+
+def _diffusion_preset(dc):
+    "The UNet (preset name or config) of a released checkpoint or of a model trained in the run; None if unknown."
+    return dc['preset'] or (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] else None)
+
+def _check_ckpt(dc):
+    "`diffusion.ckpt` is a weights file whose keys and shapes fit the UNet preset (read, not loaded into a model)."
+    path = Path(dc['ckpt']).expanduser()
+    if path.is_dir(): raise ValueError(f'diffusion_ckpt {path}: a folder; expected a released checkpoint file (.pt or .safetensors)')
+    if not path.exists():
+        raise FileNotFoundError(f"diffusion_ckpt {path}: no such file; download the released checkpoint (P2-weighting: "
+                                f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt")
+    preset = _diffusion_preset(dc)
+    try: mm = state_dict_mismatch(create_unet(preset, device='meta'), read_state_dict(path))
+    except KeyError as e: raise ValueError(str(e).strip('"')) from None
+    if any(mm.values()):
+        eg = (mm['shapes'] and f'{mm["shapes"][0][0]} is {list(mm["shapes"][0][1])}, the preset has {list(mm["shapes"][0][2])}'
+              or mm['missing'] and f'no {mm["missing"][0]!r}' or f'an extra {mm["unexpected"][0]!r}')
+        raise ValueError(f"diffusion_ckpt {path}: its weights do not fit diffusion_preset={dc['preset'] or preset!r} "
+                         f"({len(mm['missing'])} missing, {len(mm['unexpected'])} unexpected, {len(mm['shapes'])} other "
+                         f"shapes; e.g. {eg}); pass the preset it was trained with (unet.UNET_PRESETS) or another file")
+
 # %% ../nbs/15_config.ipynb #031037a3
 def _check_config(cfg, check_data=True):
     "Every check that needs no training: options, the source and what its data root holds (nothing is written)."
+    if not isinstance(cfg, dict): raise ValueError(f'configuration: expected a dict of options, got {type(cfg).__name__}')
     src, ds = cfg['source'], cfg['dataset']
     if src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
     if SOURCES[src][0] is not None and ds not in SOURCES[src][0]:
@@ -121,33 +206,47 @@ def _check_config(cfg, check_data=True):
     if ds == 'imagefolder':
         if cfg['ratios'] != [None]:
             raise ValueError("ratios: not used with source='imagefolder' (your data's bias ratio is unknown)")
-        if not cfg.get('image_size') or int(cfg['image_size']) < 8:
-            raise ValueError(f"image_size={cfg.get('image_size')}: expected at least 8 px")
+        if cfg.get('image_size') is None: raise ValueError("image_size (--image_size): required with source='imagefolder'")
     else:
-        for r in cfg['ratios']: check_ratio(r, 'ratios')
+        _check_list(cfg, 'ratios', 'fractions in (0, 1): [0.01, 0.05]', lambda r: check_ratio(r, 'ratios'))
         for k in ('image_size', 'bias_csv'):
             if cfg.get(k) is not None:
                 raise ValueError(f"{k}: only for source='imagefolder' (the benchmarks have their own size and bias labels)")
-    if cfg.get('max_train_per_class') is not None and int(cfg['max_train_per_class']) < 1:
-        raise ValueError(f"max_train_per_class={cfg['max_train_per_class']}: expected a positive integer")
+    _check_list(cfg, 'seeds', 'seeds: [0, 1, 2]', _check_seed)
+    _check_list(cfg, 'methods', "method names: ['vanilla', 'diffinject']", _check_method)
+    for key in LIMITS:
+        if _get(cfg, key) is not None: _check_number(key, _get(cfg, key))
+    if src == 'mnist5k' and cfg.get('data_root'):
+        raise ValueError(f"data_root={cfg['data_root']!r} (--data_root): source='mnist5k' reads no folder (the digits shipped "
+                         'in the package); drop it, or pass --source mnist to read MNIST from it')
+    if cfg['download'] and src not in (*TORCHVISION_SOURCES, 'cifar10'):
+        raise ValueError(f"download (--download): source={src!r} downloads nothing; only "
+                         f"{', '.join((*TORCHVISION_SOURCES, 'cifar10'))} do")
+    check_device(cfg.get('device'))
     ic, dc = cfg['inject'], cfg['diffusion']
-    if ic['n'] is not None and ic['n'] < 1:
-        raise ValueError(f"synth_size={ic['n']}: expected at least 1 synthetic image")
-    if not ic['size_ratio'] > 0: raise ValueError(f"inject.size_ratio={ic['size_ratio']}: expected a positive fraction of |train|")
     check_choice(ic['label_from'], LABEL_FROM, 'label_from')
     check_choice(ic['filter'], FILTERS, 'filter')
     check_choice(ic['colour_match'], COLOUR_MATCH, 'colour_match')
     check_choice(ic['model_input'], MODEL_INPUTS, 'model_input')
     check_choice(ic['style_pool'], STYLE_POOLS, 'style_pool')
     check_choice(dc['train_on'], TRAIN_ON, 'train_on')
+    if dc['pretrained']: recipe_of(dc['pretrained'])                         # names the shipped models if unknown ('' = none)
+    if isinstance(dc['preset'], str) and dc['preset'] not in UNET_PRESETS:
+        raise ValueError(f"{_named('diffusion.preset', dc['preset'])}: expected a UNet preset, one of {', '.join(UNET_PRESETS)}")
     if ic['colour_match'] == 'none' and dc['preset'] and not carries_style(dc['preset']):
         raise ValueError(f"diffusion.preset={dc['preset']!r}: its skips are cut while h is injected and it has no skip "
                          "statistics, so nothing of the style reaches the decoder on the default path (colour_match="
                          "'none'); expected a preset with skip statistics (cmnist_split) or full skips (cmnist_32, the "
                          "P2 models), or --colour_match style (assumes the bias is colour)")
-    if dc['pretrained']: recipe_of(dc['pretrained'])                         # names the shipped models if unknown ('' = none)
     if dc['train'] and not dc['pretrained']:
         raise ValueError('train_diffusion: retrains a shipped model with its recipe; this configuration has none (no pretrained model)')
+    if dc['train'] and dc['ckpt']:
+        raise ValueError('diffusion_ckpt and train_diffusion: a released checkpoint is used as it is, --train_diffusion '
+                         'retrains the shipped model; pass one of them')
+    need = any(m in SYNTH_METHODS for m in cfg['methods'])                  # a diffusion model is used
+    if need and not dc['pretrained'] and _diffusion_preset(dc) is None:
+        raise ValueError(f"{_named('diffusion.preset')}: required with " + ('a checkpoint' if dc['ckpt'] else
+                         'a diffusion model trained in the run') + ' (a UNet preset, e.g. ffhq_p2, cmnist_split)')
     if dc['train_on'] == 'source' and not (dc['ckpt'] or (dc['pretrained'] and not dc['train'])):
         if ds in DIGITS and src not in SHAPE_SOURCES:
             raise ValueError(f"train_on='source': {ds} from source={src!r} has no grayscale digits to train the "
@@ -155,12 +254,12 @@ def _check_config(cfg, check_data=True):
         if ds == 'cifar10c' and src != 'cifar10':
             raise ValueError(f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
                              "use --source cifar10 or --train_on train")
-    bad = [m for m in cfg['methods'] if m not in METHODS]
-    if bad: raise ValueError(f"methods: unknown method {bad[0]!r}; expected some of {METHODS}")
     if cfg['classifier']['loss'] not in ('ce', 'gce'): raise ValueError("classifier.loss: expected 'ce' or 'gce'")
     check_precision(run_option(cfg, 'precision'))
     check_num_workers(run_option(cfg, 'num_workers'))
-    if check_data: _check_source(cfg)
+    if check_data:
+        _check_source(cfg)
+        if need and dc['ckpt']: _check_ckpt(dc)                             # the file exists and fits the preset
     return cfg
 
 def _check_source(cfg):
@@ -215,7 +314,7 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
         if dataset is None:
             raise ValueError('dataset: required with --preset paper (cmnist, cifar10c, bffhq, dogs_and_cats)')
         cfg = _paper(dataset)                                    # an unknown benchmark is refused here
-    synth_size = overrides.pop('synth_size', None)
+    synth_size, shipped = overrides.pop('synth_size', None), cfg['diffusion']['pretrained']
     for k, v in overrides.items():
         if v is None: continue
         if k in OPTIONAL_KEYS:
@@ -233,15 +332,19 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             if bad: raise ValueError(f'{k}.{bad[0]}: not an option of {k} (expected one of {sorted(cfg[k])})')
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
         else: cfg[k] = v
-    if synth_size is not None: cfg['inject']['n'] = int(synth_size)     # synthetic-set size (default: synthesis' rule)
+    if synth_size is not None: cfg['inject']['n'] = synth_size          # synthetic-set size (default: synthesis' rule)
     if (cfg['source'] == 'folder' and cfg['dataset'] in ('cmnist', 'cifar10c', 'corrupted_mnist')
             and 'train_on' not in (overrides.get('diffusion') or {})):
         cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
-    dc = cfg['diffusion']
-    if dc['pretrained'] and not (dc['train'] or dc['ckpt']) and cfg['source'] not in SHIPPED_SOURCES.get(dc['pretrained'], ()):
-        given = overrides.get('diffusion') or {}                  # its architecture and data, trained here; yours if given
-        cfg['diffusion'] = {**dc, 'pretrained': '', 'preset': dc['preset'] or SHIPPED_PRESETS[dc['pretrained']],
-                            'train_on': given.get('train_on') or recipe_of(dc['pretrained'])['train_on']}
+    dc, given = cfg['diffusion'], overrides.get('diffusion') or {}
+    if not dc['ckpt'] and (dc['pretrained'] and not dc['train'] and cfg['source'] not in SHIPPED_SOURCES.get(dc['pretrained'], ())
+                           or not dc['pretrained'] and dc['preset'] is None and shipped in SHIPPED_PRESETS):
+        base = dc['pretrained'] or shipped                        # its architecture and data, trained here; yours if given
+        cfg['diffusion'] = {**dc, 'pretrained': '', 'preset': dc['preset'] or SHIPPED_PRESETS[base],
+                            'train_on': given.get('train_on') or recipe_of(base)['train_on']}
+    if given.get('steps') and cfg['diffusion']['ckpt']:
+        raise ValueError('diffusion_steps: a released checkpoint (diffusion_ckpt) is used as it is, nothing is trained; '
+                         'drop one of them')
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
         cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'seed_everything', 'asset_path', 'WriteError', 'write_error', 'atomic_path',
-           'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full', 'json_data', 'write_json',
-           'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights', 'check_weights',
-           'flatten_config', 'config_key', 'config_diff', 'mean_std', 'LineProgress', 'pbar', 'check_images',
-           'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli', 'cli_list', 'cli_check',
-           'check_precision', 'precision_autocast', 'grad_scaler', 'check_num_workers', 'loader_kwargs',
-           'rank_and_world', 'dist_barrier', 'to_01', 'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages',
-           'load_images']
+__all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'max_procs', 'check_device', 'seed_everything', 'asset_path', 'WriteError',
+           'write_error', 'atomic_path', 'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full',
+           'json_data', 'write_json', 'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights',
+           'check_weights', 'file_sha256', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'LineProgress',
+           'pbar', 'check_images', 'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli',
+           'cli_list', 'cli_check', 'check_threads', 'check_precision', 'precision_autocast', 'grad_scaler',
+           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'to_01', 'show_images', 'fit_images',
+           'to_diffusion_range', 'ArrayImages', 'load_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -33,6 +33,27 @@ def default_device() -> torch.device:
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
         return torch.device('mps')
     return torch.device('cpu')
+
+def max_procs() -> int:
+    "The most worker processes or threads a command takes: 4 per core of this machine, at least 8."
+    return max(8, 4 * (os.cpu_count() or 1))
+
+def check_device(device, name='device'):
+    "`device` (None: the fastest available) if this machine has it: cpu, cuda, cuda:N or mps; else a one-line ValueError."
+    if device is None: return None
+    want = 'expected cpu, cuda, cuda:N or mps'
+    try: d = torch.device(device) if isinstance(device, (str, torch.device)) else None
+    except (RuntimeError, ValueError): d = None
+    if d is None or d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f'{name}={device!r}: not a device; {want}')
+    if d.type == 'cuda':
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0: raise ValueError(f'{name}={device!r}: this machine has no CUDA GPU; pass cpu, or leave it out')
+        if d.index is not None and d.index >= n:
+            raise ValueError(f'{name}={device!r}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}')
+    mps = getattr(torch.backends, 'mps', None)
+    if d.type == 'mps' and not (mps is not None and mps.is_available()):
+        raise ValueError(f'{name}={device!r}: Apple MPS is not available on this machine; pass cpu, or leave it out')
+    return device
 
 def seed_everything(seed: int):
     "Seed Python, NumPy and torch (all devices) so that a run is repeatable."
@@ -245,7 +266,13 @@ def read_weights(path, device='cpu') -> tuple:
         raise CheckpointError(path, f'truncated or corrupt safetensors file ({_first_line(e)})') from None
     try: info = json.loads(meta.get('diffinject', '{}'))
     except json.JSONDecodeError as e: raise CheckpointError(path, f'its metadata is not valid JSON ({e})') from None
+    for k, v in sd.items():                                           # weights a model would run on: finite only
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()): _non_finite(path, k, v)
     return sd, info
+
+def _non_finite(path, k, v):
+    bad = int((~torch.isfinite(v)).sum())
+    raise CheckpointError(path, f'tensor {k!r} has {bad} NaN/inf values out of {v.numel()} (a diverged run or a corrupt file)')
 
 def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
     "Refuse a state dict read from `path` that a model cannot use: non-tensors, integer/bool tensors, NaN/inf values."
@@ -257,11 +284,15 @@ def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
             dtype = str(v.dtype).replace('torch.', '')
             raise CheckpointError(path, f'tensor {k!r} is {dtype}, expected floating-point weights (not a model '
                                         'checkpoint, or a broken conversion)')
-        if v.device.type != 'meta':
-            bad = int((~torch.isfinite(v)).sum())
-            if bad: raise CheckpointError(path, f'tensor {k!r} has {bad} NaN/inf values out of {v.numel()} '
-                                                '(a diverged run or a corrupt file)')
+        if v.device.type != 'meta' and not bool(torch.isfinite(v).all()): _non_finite(path, k, v)
     return sd
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    "sha256 of a file, read in chunks."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(chunk), b''): h.update(b)
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #01927ae9
 def flatten_config(d: dict, prefix: str = '') -> dict:
@@ -389,7 +420,7 @@ def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     try: hints = typing.get_type_hints(func)
     except Exception: hints = {}
     docs = arg_comments(func)
-    p = argparse.ArgumentParser(prog=prog, description=inspect.getdoc(func))
+    p = argparse.ArgumentParser(prog=prog, description=inspect.getdoc(func), allow_abbrev=False)   # no prefix matching
     for name, prm in inspect.signature(func).parameters.items():
         if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD): continue
         hint, default, h = hints.get(name), prm.default, docs.get(name, '').replace('%', '%%')
@@ -416,6 +447,10 @@ def script(func):
         kw = vars(p.parse_args(argv))
         try: r = func(**kw)
         except UsageError as e: p.error(str(e))
+        except KeyboardInterrupt:                                        # Ctrl-C: one line, not a traceback
+            print(f'{p.prog}: interrupted; rerun the same command to resume', file=sys.stderr)
+            raise SystemExit(130) from None
+        except (ValueError, OSError) as e: raise SystemExit(f'{p.prog}: {e}') from None   # a bad file, a full disk, ...
         return r if type(r) is int else None
     _f.main, _f.parser = main, partial(cli_parser, func)
     fr = sys._getframe(1)                                                # `python -m pkg.module args`: run it now
@@ -454,6 +489,12 @@ def cli_check(ok, name, value, expected):
     if not ok: raise UsageError(f'{name} {value}: expected {expected}')
     return value
 
+def check_threads(threads, name='--threads'):
+    "`threads` (None: unset) if it is an integer from 1 to `max_procs()`, else a `UsageError` naming `name`."
+    n = max_procs()                                                     # torch segfaults at exit with 100,000 threads
+    ok = threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= n)
+    return cli_check(ok, name, threads, f'a positive integer up to {n} (4 per core of this machine)')
+
 # %% ../nbs/00_core.ipynb #e357ba34
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -472,9 +513,11 @@ def grad_scaler(device, precision: str = 'fp32'):
     return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
 
 def check_num_workers(num_workers) -> int:
-    "`num_workers` if it is an integer >= 0 (0: load in the main process), else a one-line ValueError naming it."
-    if not (isinstance(num_workers, int) and num_workers >= 0):
-        raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 (0 = load in the main process)')
+    "`num_workers` if it is an integer from 0 (load in the main process) to `max_procs()`, else a one-line ValueError."
+    n = max_procs()
+    if not (isinstance(num_workers, int) and not isinstance(num_workers, bool) and 0 <= num_workers <= n):
+        raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 and at most {n} (4 per core of this '
+                         'machine; 0 = load in the main process)')
     return num_workers
 
 def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:

@@ -16,12 +16,12 @@ from PIL import Image
 from .core import asset_path, write_json, show_images, pbar
 
 # %% auto #0
-__all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'DIGIT_BENCHMARKS', 'IMAGE_EXTS', 'PALETTES', 'COLOR_STD',
-           'MNIST5K_SPLIT', 'VALID_FRACTION', 'TEST_CONFLICT_RATIO', 'TORCHVISION_SOURCES', 'FIXED_SIZE', 'MAX_LISTED',
-           'IMAGEFOLDER_EXTS', 'check_ratio', 'pct_name', 'pct_ratio', 'parse_name', 'benchmark_transform',
-           'BenchmarkSpec', 'imagefolder_spec', 'get_benchmark', 'read_image', 'BiasedDataset', 'write_sample',
-           'write_biased_dataset', 'benchmark_root', 'split_files', 'load_split', 'split_counts', 'get_palette',
-           'colorize', 'assign_bias_attributes', 'per_class_holdout', 'read_idx', 'colored_mnist_source',
+__all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'DIGIT_BENCHMARKS', 'IMAGE_EXTS', 'WIDE_MODES', 'PALETTES',
+           'COLOR_STD', 'MNIST5K_SPLIT', 'VALID_FRACTION', 'TEST_CONFLICT_RATIO', 'TORCHVISION_SOURCES', 'FIXED_SIZE',
+           'MAX_LISTED', 'IMAGEFOLDER_EXTS', 'check_ratio', 'pct_name', 'pct_ratio', 'parse_name',
+           'benchmark_transform', 'BenchmarkSpec', 'imagefolder_spec', 'get_benchmark', 'read_image', 'BiasedDataset',
+           'write_sample', 'write_biased_dataset', 'benchmark_root', 'split_files', 'load_split', 'split_counts',
+           'get_palette', 'colorize', 'assign_bias_attributes', 'per_class_holdout', 'read_idx', 'colored_mnist_source',
            'colored_mnist_split', 'build_colored_mnist', 'brightest_pixel_color', 'DataCheckError', 'problems_error',
            'scan_images', 'check_benchmark', 'imagefolder_layout', 'read_bias_csv', 'per_class_subset',
            'load_imagefolder', 'check_imagefolder', 'show_bias_grid']
@@ -134,12 +134,24 @@ def get_benchmark(name) -> BenchmarkSpec:
 # %% ../nbs/01_data.ipynb #6afb0c25
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 
+WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')   # 16-bit grayscale (older Pillow opens 16-bit PNGs as 'I')
+
+def _rgb(im, path) -> Image.Image:
+    "`im` as 8-bit RGB; 16-bit grayscale is scaled (v / 257), where `convert('RGB')` would clip every value above 255 to white."
+    if im.mode == 'F': raise ValueError(f'{path}: a 32-bit float image (mode F); expected 8- or 16-bit images')
+    if im.mode not in WIDE_MODES: return im.convert('RGB')             # convert() forces a full decode
+    a = np.asarray(im).astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise ValueError(f'{path}: values in [{a.min()}, {a.max()}] in a mode {im.mode} image; expected 16-bit 0..65535')
+    return Image.fromarray(np.rint(a / 257).astype(np.uint8)).convert('RGB')
+
 def read_image(path) -> Image.Image:
-    "Load an image file as an RGB PIL image; a missing or undecodable file raises an error naming `path`."
+    "Load an image file as an RGB PIL image (16-bit grayscale scaled to 8 bits); a missing or undecodable file raises an error naming `path`."
     path = Path(path)
     try:
-        with Image.open(path) as im: return im.convert('RGB')       # convert() forces a full decode
+        with Image.open(path) as im: return _rgb(im, path)
     except FileNotFoundError: raise FileNotFoundError(f'{path}: image file not found') from None
+    except ValueError as e: raise OSError(str(e)) from None
     except Exception as e:
         raise OSError(
             f'{path}: cannot read image ({type(e).__name__}: {e}); the file is corrupt or not an image'
@@ -268,6 +280,7 @@ def _unpack_split(split, name):
 def _write_folder(target: Path, items, ext, total=None):
     "Write `items` [(subdir, idx, label, bias, img)] into a temp sibling of `target`, then swap it in (empty -> empty folder)."
     target.parent.mkdir(parents=True, exist_ok=True)
+    for old in target.parent.glob(f'.{target.name}.tmp*'): shutil.rmtree(old)   # left by a killed build: redone below
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f'.{target.name}.tmp'))
     try:
         bar = pbar(
@@ -738,7 +751,7 @@ def read_bias_csv(path, root, classes) -> dict:
     if 'path' not in head or 'bias' not in head:
         raise ValueError(f'{path}: expected a header line with the columns path,bias, got {head}')
     ip, ib = head.index('path'), head.index('bias')
-    out, problems = {}, []
+    out, problems, lines = {}, [], {}
     for n, row in enumerate(rows[1:], start=2):
         if not any(v.strip() for v in row): continue
         p, b = (row[ip].strip() if ip < len(row) else ''), (row[ib].strip() if ib < len(row) else '')
@@ -748,8 +761,13 @@ def read_bias_csv(path, root, classes) -> dict:
             problems.append(
                 (f'{path}:{n}', f'bias {b!r}; expected a class name {classes} or an index 0..{len(classes) - 1}')
             )
+        elif not q.resolve().is_relative_to(root.resolve()):
+            problems.append((f'{path}:{n}', f'{p}: outside the image folder {root}; expected an image of it'))
         elif not q.is_file(): problems.append((f'{path}:{n}', f'{q}: no such image'))
-        else: out[q.resolve()] = v
+        elif out.get(q.resolve(), v) != v:
+            problems.append((f'{path}:{n}', f'{p}: bias {b!r}, but line {lines[q.resolve()]} gives it another; '
+                                            'expected one bias per image'))
+        else: out[q.resolve()], lines[q.resolve()] = v, lines.get(q.resolve(), n)
     if problems: raise problems_error(f'{path}: bad rows in the bias-label CSV', problems)
     return out
 

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from .core import (IN_TEST, default_device, atomic_save, write_json, read_json,
                              atomic_write_text, config_key, config_diff, show_images, mean_std, save_weights,
                              WriteError, write_error, CheckpointError, script, cli_list, cli_check, read_weights,
-                             rank_and_world, dist_barrier)
+                             rank_and_world, dist_barrier, file_sha256, check_threads)
 from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec,
                              DIGIT_BENCHMARKS,
                              imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder, check_benchmark,
@@ -124,12 +124,21 @@ def _from_rank0(f):
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
+def _drop_temp(d):
+    "Remove the temporary files and folders (`.<name>.<hex>.tmp`, `.<name>.tmp<x>/`) that writes killed midway left in `d`."
+    import shutil
+    for p in sorted(Path(d).rglob('.*'), reverse=True):
+        if '.tmp' not in p.name or not os.path.lexists(p): continue
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+        else: p.unlink()
+
 class RunDir:
     "A run directory bound to one configuration, locked for this process (under torchrun: by rank 0); see above."
     def __init__(self, path, config: dict):
         self.path, self.config = Path(path), json.loads(json.dumps(config, default=str))
         self.rank, self._together, self._release = rank_and_world()[0], False, None
         self.announce = False                                    # print a line for each stage found finished
+        self._verified = set()                                   # finished stages whose files were checked (sha256)
         _on_rank0(self._claim)                                   # the other ranks wait for rank 0 ...
         if self.rank != 0: self._config_matches()                # ... then read the configuration it checked
 
@@ -145,7 +154,11 @@ class RunDir:
         "True if `config.json` exists and matches; False if there is none; an error listing the differences otherwise."
         cfg_file = self.path/'config.json'
         if not cfg_file.exists(): return False
-        diff = config_diff(read_json(cfg_file), self.config)
+        old = read_json(cfg_file)
+        if not isinstance(old, dict):
+            raise CheckpointError(cfg_file, f'holds a JSON {type(old).__name__}, not a run configuration (an object); '
+                                            f'restore it, or pass another run directory. Nothing was changed in {self.path}.')
+        diff = config_diff(old, self.config)
         if diff:
             raise ValueError(f'{cfg_file}: this run directory was made with a different configuration:\n  '
                              + '\n  '.join(diff[:20]) + ('\n  ...' if len(diff) > 20 else '')
@@ -160,14 +173,26 @@ class RunDir:
     def __exit__(self, *a): self.close()
 
     def done(self, name, key) -> bool:
-        "Is stage `name` finished with this `key`? A finished stage with another key is an error."
+        "Is stage `name` finished with this `key`, its files as it wrote them? Another key, or a changed file, is an error."
         f = self.path/name/'stage.json'
         if not f.exists(): return False
-        got = read_json(f).get('key')
+        meta = read_json(f)
+        got = meta.get('key') if isinstance(meta, dict) else None
         if got != key: raise ValueError(f'{f}: stage {name!r} was made with key {got}, expected {key}: the code or the configuration '
                                         f'changed since. Start a fresh run directory (nothing was changed in {self.path}).')
+        if name not in self._verified: self._verify(name, meta.get('files'))
         if self.announce: print(f'  skipped ({name} finished, same configuration)', flush=True)
         return True
+
+    def _verify(self, name, files):
+        "Every file stage `name` recorded when it finished is there with the same sha256 (a stage from before: none recorded)."
+        d = self.path/name
+        for rel, sha in (files or {}).items():
+            p = d/rel
+            what = 'missing' if not p.is_file() else 'changed' if file_sha256(p) != sha else None
+            if what: raise CheckpointError(p, f'{what} since stage {name} wrote it (its sha256 is in {d/"stage.json"}): '
+                                              'not used')                    # `explaining` adds the way out
+        self._verified.add(name)
 
     @contextlib.contextmanager
     def stage(self, name, key, info=None):
@@ -193,6 +218,7 @@ class RunDir:
             meta = part/'stage.json'
             if meta.exists() and read_json(meta).get('key') != key:
                 raise ValueError(f'{part}: an unfinished stage with another configuration is in the way; move it aside to rerun')
+            _drop_temp(part)                                     # left by a killed run: what it was writing is redone
         try:
             part.mkdir(parents=True, exist_ok=True)
             write_json(part/'stage.json', {'key': key, 'status': 'running', **(info or {})})
@@ -201,8 +227,12 @@ class RunDir:
     def _publish(self, name, key, info, t0):
         "Mark `<name>.partial/` done (with its wall time) and rename it to `<name>/`."
         final, part = self.path/name, self.path/f'{name}.partial'
+        _drop_temp(part)
+        files = {p.relative_to(part).as_posix(): file_sha256(p) for p in sorted(part.rglob('*'))
+                 if p.is_file() and p != part/'stage.json'}             # checked before the stage is trusted again
         try:
-            write_json(part/'stage.json', {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {})})
+            write_json(part/'stage.json', {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {}),
+                                           'files': files})
             os.replace(part, final)
         except OSError as e: raise _stage_write_error(e, name, part) from None
 
@@ -477,6 +507,10 @@ def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dic
     ev = splits(root, cfg, ratio, transform='eval')[0]
     fb = _load_fb(run.path/f'{pct_name(ratio)}/seed{seed}/bias', spec, dev)
     topk = np.asarray(bias_out['topk'])
+    if topk.ndim != 1 or not np.issubdtype(topk.dtype, np.integer) or len(topk) and not 0 <= topk.min() <= topk.max() < len(train):
+        raise CheckpointError(run.path/f'{pct_name(ratio)}/seed{seed}/bias/bias.json',
+                              f'its top-K are not indices into the {len(train)} training images (expected integers 0 to '
+                              f'{len(train) - 1}): not what stage bias wrote')
     def pool_of():
         if ic['style_pool'] != 'fb': return aligned_pool(train, exclude=topk)   # uses bias labels (reference code)
         x, _, _, _ = materialize(ev)
@@ -767,8 +801,9 @@ def diffinject_run(
                                       # gives; a digit source builds cmnist unless --dataset corrupted_mnist)
     method: str = None,               # comma-separated: vanilla, upsample, recolour, diffinject, lff, disent, lff_be
                                       # (default: vanilla,upsample,recolour,diffinject; an image folder: no recolour)
-    ratios: str = None,               # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05)
-    seeds: str = None,                # comma-separated classifier seeds (e.g. 0,1,2)
+    ratios: str = None,               # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05); default:
+                                      # quick 0.01 / paper the benchmark's (0.005,0.01,0.02,0.05; dogs_and_cats 0.01,0.05)
+    seeds: str = None,                # comma-separated classifier seeds, 0 to 2147483647 (default: quick 0 / paper 0,1,2)
     source: str = None,               # where the data comes from, and what --data_root must hold:
                                       # mnist5k: nothing (MNIST digits shipped in the package; the quick default);
                                       # mnist, fashion_mnist, kmnist: torchvision's MNIST/raw/ (FashionMNIST/, KMNIST/)
@@ -787,10 +822,12 @@ def diffinject_run(
     train_on: str = None,             # a diffusion model trained here learns from: source (unbiased source images) or train
     diffusion_ckpt: str = None,       # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training
     diffusion_preset: str = None,     # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2)
-    diffusion_steps: int = None,      # diffusion training steps
-    gamma: float = None,              # Slerp weight toward the content h, Eq. (8), in [0, 1]
-    t_edit: int = None,               # inject for t >= t_edit
-    t_boost: int = None,              # quality-boosting noise for t <= t_boost
+    diffusion_steps: int = None,      # diffusion training steps (default: quick 1500 when a model is trained here, none
+                                      # with the shipped model / paper 100000 cmnist, 200000 cifar10c, none with a checkpoint)
+    gamma: float = None,              # Slerp weight toward the content h, Eq. (8), in [0, 1] (default: quick 0.5 / paper 0.3
+                                      # cmnist and cifar10c, 0.7 bffhq and dogs_and_cats)
+    t_edit: int = None,               # inject for t >= t_edit (default: quick 200 / paper 400)
+    t_boost: int = None,              # quality-boosting noise for t <= t_boost (default: quick 200 / paper 200)
     label_from: str = None,           # synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)
     filter: str = None,               # none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)
     colour_match: str = None,         # none (default) or style: each synthetic image gets its style's channel mean/std
@@ -798,7 +835,8 @@ def diffinject_run(
     model_input: str = None,          # rgb (default) or value: the model is given the images' HSV value (assumes the bias
                                       # is colour)
     style_pool: str = None,           # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
-    classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines)
+    classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines; default: quick 2000 /
+                                      # paper 50000)
     loss: str = None,                 # debiased classifier loss: ce (default) or gce (the reference code)
     stage: str = 'all',               # run only up to this stage: data, bias, diffusion, synth, classifier, report
     device: str = None,               # cpu, cuda, ... (default: the fastest available; under torchrun each rank's GPU)
@@ -809,7 +847,7 @@ def diffinject_run(
     "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report), resumably."
     cli_check(stage == 'all' or stage in STAGES, '--stage', stage, f'all or one of {", ".join(STAGES)}')
     cli_check(source is None or source in SOURCES, '--source', source, f'one of {", ".join(SOURCES)}')
-    cli_check(threads is None or threads >= 1, '--threads', threads, 'a positive integer')
+    check_threads(threads)
     cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'fp32, bf16 or fp16')
     cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0 = load in the main process)')
     rs, ss, ms = cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds'), cli_list(method, str, '--method')
@@ -873,9 +911,10 @@ def debias(data_root, run_dir=None, methods=('vanilla', 'upsample', 'diffinject'
            max_train_per_class: int | None = None, bias_csv=None, synth_size: int | None = None, classifier_steps=None,
            diffusion_steps=None, device=None, stages=STAGES, verbose: bool = True) -> dict:
     "DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/, test/."
-    ov = dict(classifier=dict(steps=classifier_steps) if classifier_steps else None,
-              diffusion=dict(steps=diffusion_steps) if diffusion_steps else None)
-    cfg = make_config('quick', source='imagefolder', data_root=str(data_root), methods=list(methods), seeds=list(seeds),
+    ov = dict(classifier=dict(steps=classifier_steps) if classifier_steps is not None else None,
+              diffusion=dict(steps=diffusion_steps) if diffusion_steps is not None else None)
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v          # anything else: refused, named
+    cfg = make_config('quick', source='imagefolder', data_root=str(data_root), methods=as_list(methods), seeds=as_list(seeds),
                       image_size=image_size, max_train_per_class=max_train_per_class,
                       bias_csv=str(bias_csv) if bias_csv else None, synth_size=synth_size, device=device, **ov)
     return run_pipeline(cfg, run_dir or Path('runs')/Path(data_root).resolve().name, tuple(stages), verbose=verbose)

@@ -2,11 +2,11 @@
 
 # %% ../nbs/10_pretrained.ipynb #67f85f08
 from __future__ import annotations
-import hashlib, json
+import json
 from pathlib import Path
 import numpy as np
 import torch
-from .core import asset_path, atomic_path
+from .core import asset_path, atomic_path, file_sha256
 from .data import get_benchmark, colored_mnist_source, colored_mnist_split
 from .corruptions import corrupted_mnist_split
 from .oracles import SHAPE_SOURCES
@@ -16,8 +16,8 @@ from .train import ArrayImages, train_diffusion, load_diffusion_checkpoint
 
 # %% auto #0
 __all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_images', 'recipe_of', 'train_pretrained',
-           'export_pretrained', 'pretrained_registry', 'file_sha256', 'rebuild_command', 'diffusion_of',
-           'load_pretrained', 'cmnist_pairs', 'model_report']
+           'export_pretrained', 'pretrained_registry', 'rebuild_command', 'diffusion_of', 'load_pretrained',
+           'cmnist_pairs', 'model_report']
 
 # %% ../nbs/10_pretrained.ipynb #ad55b286
 TRAIN_ON = ('source', 'train')
@@ -106,13 +106,6 @@ REGISTRY = 'pretrained.json'
 def pretrained_registry() -> dict:
     "The shipped diffusion models: {name: entry} from `diffinject/assets/pretrained.json`."
     return json.loads(asset_path(REGISTRY).read_text())
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    "sha256 of a file, read in chunks."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''): h.update(b)
-    return h.hexdigest()
 
 def rebuild_command(name: str) -> str:
     "The command that retrains the shipped model `name` with its recipe."

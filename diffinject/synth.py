@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from .core import write_json, read_json, pbar, to_01, config_diff, atomic_path
+from .core import write_json, read_json, pbar, to_01, config_diff, atomic_path, file_sha256, CheckpointError
 from .data import pct_name, write_sample, split_files, BiasedDataset, get_benchmark
 from .train import fit_images, to_diffusion_range, load_images
 from .classifiers import predict
@@ -206,17 +206,35 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
         x0 = inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl], style_stats=st)  # the style's statistics
         out = to_benchmark_images(x0, spec.image_size, image_fit)
         if colour_match == 'style': out = match_colour(out, style01.to(out))
-        with atomic_path(parts / f'batch_{b:05d}.npz') as tmp:
+        npz = parts / f'batch_{b:05d}.npz'
+        with atomic_path(npz) as tmp:
             with open(tmp, 'wb') as f: np.savez(f, images=to_uint8_hwc(out))
         recs = [dict(pair=i, content_index=int(plan['content'][i]), style_index=int(plan['style'][i]), gamma=float(gammas[i]),
                      t_edit=int(t_edits[i]), t_boost=int(cfg.t_boost), seed=plan['seeds'][i]) for i in range(sl.start, sl.stop)]
-        write_json(parts / f'batch_{b:05d}.json', recs)                    # after the images: the batch is done
+        write_json(parts / f'batch_{b:05d}.json', dict(npz_sha256=file_sha256(npz), items=recs))   # after the images: done
     _barrier()                                                             # every shard is written
     recs, ims = [], []
     for b in batches:
-        recs += read_json(parts / f'batch_{b:05d}.json')
-        with np.load(parts / f'batch_{b:05d}.npz') as z: ims.append(z['images'])
+        r, x = _read_batch(parts, b, spec.image_size)
+        recs, ims = recs + r, ims + [x]
     return recs, np.concatenate(ims)
+
+def _read_batch(parts, b, size) -> tuple:
+    "Records and images of finished batch `b`, checked: the `.npz` its `.json` recorded (sha256), uint8 [n, size, size, C]."
+    js, npz = parts / f'batch_{b:05d}.json', parts / f'batch_{b:05d}.npz'
+    j = read_json(js)
+    items = j['items'] if isinstance(j, dict) else j                       # a list: written before the sha256 was kept
+    again = f'delete it and {js.name} to make that batch again'
+    if not npz.is_file(): raise CheckpointError(npz, f'missing, but {js.name} says the batch is done; {again}')
+    if isinstance(j, dict) and file_sha256(npz) != j.get('npz_sha256'):
+        raise CheckpointError(npz, f'changed since this batch was written (its sha256 is in {js.name}); {again}')
+    try:
+        with np.load(npz) as z: ims = z['images']
+    except Exception as e: raise CheckpointError(npz, f'not a synthesis batch ({type(e).__name__}: {e}); {again}') from None
+    if ims.dtype != np.uint8 or ims.ndim != 4 or ims.shape[:3] != (len(items), size, size):
+        raise CheckpointError(npz, f'images {ims.dtype} {list(ims.shape)}, expected uint8 [{len(items)}, {size}, {size}, C] '
+                                   f'for the {len(items)} records of {js.name}; {again}')
+    return items, ims
 
 def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ratio, benchmark='cmnist', n=None,
                size_ratio=0.1, cfg: InjectConfig | None = None, label_from='content', bias_reader=None, filter='none',

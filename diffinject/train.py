@@ -29,6 +29,8 @@ from diffinject.core import (
     save_weights,
     check_weights,
     CheckpointError,
+    check_threads,
+    check_device,
     fit_images,
     to_diffusion_range,
     ArrayImages,
@@ -519,11 +521,21 @@ def train_diffusion_cli(
     cli_check(0 <= ema_rate < 1, '--ema_rate', ema_rate, 'a decay rate in [0, 1), e.g. 0.9999')
     cli_check(image_fit in (None, 'pad', 'resize'), '--image_fit', image_fit, "'pad' or 'resize'")
     cli_check(ratio is None or 0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01')
-    cli_check(threads is None or threads >= 1, '--threads', threads, 'a positive integer')
+    check_threads(threads)
     cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0: load in the main process)')
     try: model_overrides = json.loads(overrides) if overrides else None
     except json.JSONDecodeError as e: raise UsageError(f"--overrides {overrides}: not valid JSON ({e})") from None
+    cli_check(model_overrides is None or isinstance(model_overrides, dict), '--overrides', overrides, 'a JSON object')
+    from diffinject.unet import unet_config
+    try: unet_config(preset, **(model_overrides or {}))
+    except ValueError as e: raise UsageError(f'--preset {preset} --overrides {overrides}: {e}') from None
+    cli_check(Path(data).exists(), 'data', data, 'an image folder, an .npz with `images` or a benchmark root (no such path)')
+    cli_check(not Path(out_dir).exists() or Path(out_dir).is_dir(), 'out_dir', out_dir, 'a folder (this is a file)')
+    check_device(device, '--device')
     if threads: torch.set_num_threads(threads)
+    if int(os.environ.get('RANK', '0')) == 0:                            # one trainer per folder: rank 0 holds its lock
+        from diffinject.pipeline import lock_run_dir
+        lock_run_dir(out_dir)                                             # held until the process ends
     tr = train_diffusion(
         data,
         out_dir,
