@@ -171,6 +171,16 @@ def benchmark_oracles(benchmark, source='mnist5k', data_root=None, palette='dise
     "{'task', 'bias', 'shape_net', 'names'}: readers for `benchmark` built from `source`, or None where no oracle exists."
     name = getattr(benchmark, 'name', benchmark)
     if name not in ('cmnist', 'corrupted_mnist') or source not in SHAPE_SOURCES: return None
+    key = (name, source, str(data_root), palette if isinstance(palette, str) else None, steps)
+    if key in _ORACLES: return _ORACLES[key]                                 # trained once per process
+    out = _train_oracles(name, source, data_root, palette, steps)
+    if key[3] is not None: _ORACLES[key] = out                               # a custom palette: not cached
+    return out
+
+_ORACLES = {}
+
+def _train_oracles(name, source, data_root, palette, steps) -> dict:
+    'The readers of `benchmark_oracles`, trained.'
     if name == 'corrupted_mnist':
         digit, corr, accs, desc = train_corruption_readers(source, data_root, steps=steps)
         return dict(task=lambda x: read_shape(digit, x), bias=lambda x: read_shape(corr, x), shape_net=digit,
