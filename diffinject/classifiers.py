@@ -169,6 +169,8 @@ def accuracy_report(pred, y, b, num_classes=None) -> dict:
     mean = lambda m: correct[m].mean().item() if m.any() else float('nan')
     cells = torch.unique(torch.stack([y, b], 1)[known], dim=0)                    # (label, bias) cells present
     group_accs = [mean((y == c) & (b == a)) for c, a in cells.tolist()]
+    sizes = [int(((y == c) & (b == a)).sum()) for c, a in cells.tolist()]
+    worst = min(range(len(group_accs)), key=lambda i: (group_accs[i], -sizes[i])) if group_accs else None   # ties: the largest
     K = int(num_classes or (int(torch.cat([y, pred]).max()) + 1 if len(y) else 0))
     return dict(
         acc=mean(torch.ones_like(known)),
@@ -176,6 +178,9 @@ def accuracy_report(pred, y, b, num_classes=None) -> dict:
         conflicting_acc=mean(conflicting),
         group_mean_acc=float(np.mean(group_accs)) if group_accs else float('nan'),
         worst_group_acc=float(np.min(group_accs)) if group_accs else float('nan'),
+        n_groups=len(group_accs),                                                 # (label, bias) cells with samples
+        worst_group=cells[worst].tolist() if worst is not None else None,         # its (label, bias)
+        worst_group_n=sizes[worst] if worst is not None else 0,                   # its number of samples
         class_acc=[mean(y == c) for c in range(K)],
         n=len(y),
         n_aligned=int(aligned.sum()),

@@ -4,6 +4,7 @@
 
 # %% ../nbs/15_config.ipynb #cda81276
 from __future__ import annotations
+import math
 from pathlib import Path
 import numbers
 from .core import check_precision, check_num_workers, check_device
@@ -18,9 +19,9 @@ from .oracles import SHAPE_SOURCES
 from .baselines import METHODS as BASELINES
 
 # %% auto #0
-__all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'DIGITS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'SYNTH_METHODS', 'METHODS',
-           'RUN_OPTIONS', 'MAX_SEED', 'LIMITS', 'CLI_NAMES', 'SHIPPED_SOURCES', 'SHIPPED_PRESETS', 'run_option',
-           'make_config']
+__all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 'BIAS_BS', 'DIGITS', 'SOURCES', 'OPTIONAL_KEYS',
+           'PRESETS', 'SYNTH_METHODS', 'METHODS', 'RUN_OPTIONS', 'MAX_SEED', 'LIMITS', 'CLI_NAMES', 'SHIPPED_SOURCES',
+           'SHIPPED_PRESETS', 'size_imagefolder', 'run_option', 'make_config']
 
 # %% ../nbs/15_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
@@ -65,10 +66,43 @@ def _quick(dataset='cmnist') -> dict:
     if dataset == 'corrupted_mnist':                  # digit x corruption from the same digits: a bias that is not colour
         cfg = _merge(cfg, dataset='corrupted_mnist', diffusion=dict(pretrained='corrupted_mnist_split'))
     if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
-        cfg = _merge(cfg, dataset='imagefolder', source='imagefolder', ratios=[None], image_size=64,
+        cfg = _merge(cfg, dataset='imagefolder', source='imagefolder', ratios=[None], image_size=IMAGEFOLDER_CPU['image_size'],
                      methods=['vanilla', 'upsample', 'diffinject'],
                      diffusion=dict(pretrained='', preset='cmnist_split', train_on='train', image_fit='resize'))
     return cfg
+
+# %% ../nbs/15_config.ipynb #94f8223f
+IMAGEFOLDER_CPU = dict(image_size=32, diffusion_steps=150, bias_epochs=2, bias_max_steps=80, classifier_epochs=2,
+                       classifier_bs=32, classifier_max_steps=150, synth_fraction=0.05, synth_max=100)
+GPU_SPEEDUP = 20      # a GPU runs these networks at least this many times faster than one CPU thread (the lengths scale by it)
+BIAS_BS = 64          # f_B's batch size on an image folder (bias.BIAS_CLASSIFIER_DEFAULTS)
+
+def size_imagefolder(cfg, n_train: int, given: dict, cuda: bool = False, minutes: float = 20.) -> dict:
+    "The quick image-folder preset sized to `n_train` training images and the device (see above); `given` options are kept."
+    if not minutes > 0: raise ValueError(f'minutes={minutes}: expected a positive number of minutes')
+    c, s = IMAGEFOLDER_CPU, minutes / 20 * (GPU_SPEEDUP if cuda else 1)
+    steps = lambda epochs, bs, cap: max(1, round(s * min(math.ceil(epochs * n_train / bs), cap)))
+    cls = given.get('classifier') or {}
+    bs = cls.get('bs') or c['classifier_bs']
+    csteps = cls.get('steps') or min(steps(c['classifier_epochs'], bs, c['classifier_max_steps']), 10_000)
+    out = _merge(cfg, classifier=dict(steps=csteps, bs=bs, eval_every=cls.get('eval_every') or max(1, csteps // 5)),
+                 bias=dict(steps=(given.get('bias') or {}).get('steps')
+                           or min(steps(c['bias_epochs'], BIAS_BS, c['bias_max_steps']), math.ceil(50 * n_train / BIAS_BS))),
+                 diffusion=dict(steps=(given.get('diffusion') or {}).get('steps') or max(1, round(s * c['diffusion_steps']))))
+    out['image_size'] = given.get('image_size') or (64 if cuda else c['image_size'])
+    n_syn = min(round(s * min(c['synth_fraction'] * n_train, c['synth_max'])), round(INJECT_DEFAULTS['size_ratio'] * n_train))
+    out['inject'] = {**out['inject'], 'n': given.get('synth_size') or max(1, n_syn)}   # at most the paper's 10 % of |train|
+    return out
+
+# %% ../nbs/15_config.ipynb #df8690e2
+def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes) -> dict:
+    "`size_imagefolder` for the folder of `lay` (its training images counted from the file lists) and the run's device."
+    from diffinject.data import load_imagefolder
+    from diffinject.core import default_device
+    n = len(load_imagefolder(lay['root'], 8, 'eval', cfg.get('max_train_per_class'), layout=lay)['train'])
+    dev = cfg['device'] or default_device().type
+    given = {k: overrides.get(k) for k in ('image_size', 'classifier', 'bias', 'diffusion')}
+    return size_imagefolder(cfg, n, {**given, 'synth_size': synth_size}, cuda=str(dev).startswith('cuda'), minutes=minutes or 20.)
 
 # %% ../nbs/15_config.ipynb #1585e3f6
 _PAPER = {  # per benchmark: what `paper` sets on top of the shared defaults
@@ -315,6 +349,9 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             raise ValueError('dataset: required with --preset paper (cmnist, cifar10c, bffhq, dogs_and_cats)')
         cfg = _paper(dataset)                                    # an unknown benchmark is refused here
     synth_size, shipped = overrides.pop('synth_size', None), cfg['diffusion']['pretrained']
+    minutes = overrides.pop('minutes', None)
+    if minutes is not None and cfg['dataset'] != 'imagefolder':
+        raise ValueError(f"minutes={minutes}: only for source='imagefolder' (a benchmark's preset has its own lengths)")
     for k, v in overrides.items():
         if v is None: continue
         if k in OPTIONAL_KEYS:
@@ -347,5 +384,7 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
                          'drop one of them')
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
-        cfg['classes'] = imagefolder_layout(cfg['data_root'])['classes']   # every layout problem is listed here
+        lay = imagefolder_layout(cfg['data_root'])                         # every layout problem is listed here
+        cfg['classes'] = lay['classes']
+        if preset == 'quick': cfg = _fit_imagefolder(cfg, lay, overrides, synth_size, minutes)
     return _check_config(cfg, check_data)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_pipeline.ipynb #8e1a6278
 from __future__ import annotations
-import os, sys, json, time, errno, socket, weakref, warnings, contextlib
+import os, sys, json, math, time, errno, socket, weakref, warnings, contextlib
 from pathlib import Path
 try: import fcntl
 except ImportError: fcntl = None                                      # not POSIX: run directories are not locked
@@ -31,8 +31,9 @@ from .train import init_distributed
 # %% auto #0
 __all__ = ['STAGES', 'METRIC_TITLES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'OnRank0Failed', 'RunDir', 'run_spec',
            'source_title', 'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description', 'stage_bias',
-           'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table', 'class_table', 'has_bias_labels',
-           'stage_times', 'report_intro', 'synth_table', 'write_report', 'run_pipeline', 'diffinject_run', 'debias']
+           'one_diffusion_model', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'results_table', 'class_table',
+           'has_bias_labels', 'stage_times', 'report_intro', 'synth_table', 'write_report', 'plan_sizes', 'time_plan',
+           'plan_by_stage', 'plan_lines', 'run_pipeline', 'diffinject_run', 'debias', 'digit_folder']
 
 # %% ../nbs/15_pipeline.ipynb #61aafeb1
 class RunDirLocked(BlockingIOError):
@@ -419,6 +420,11 @@ def _diffusion_dir(cfg, ratio) -> str:
     "Stage directory of a trained diffusion model: one per run when trained on the source, one per ratio on the biased split."
     return 'diffusion' if cfg['diffusion']['train_on'] == 'source' else f'{pct_name(ratio)}/diffusion'
 
+def one_diffusion_model(cfg) -> bool:
+    "Does one diffusion model serve every ratio (the shipped one, a released checkpoint, one trained on the source)?"
+    dc = cfg['diffusion']
+    return bool(dc['ckpt'] or (dc['pretrained'] and not dc['train']) or dc['train_on'] == 'source')
+
 def _sample_grid(model, ac, path, n=16, steps=50, seed=0):
     "Save a grid of `n` DDIM samples (eta=0) from the model."
     from diffinject.ddim import ddim_sample
@@ -449,8 +455,10 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
         return model, GaussianDiffusion(linear_beta_schedule(1000)).alphas_cumprod, None
     if dc['pretrained'] and not dc['train']:                                  # the shipped model: loaded, sha256-checked
         model, ac = load_pretrained(dc['pretrained'], device=dev)
-        grid = run.path/'diffusion_samples.png'
-        if rank == 0 and not grid.exists(): _sample_grid(model, ac, grid)
+        grid = run.path/'diffusion'/'samples.png'                          # where a model trained in the run has its grid
+        if rank == 0 and not grid.exists():
+            grid.parent.mkdir(parents=True, exist_ok=True)
+            _sample_grid(model, ac, grid)
         return model, ac, grid
     name = _diffusion_dir(cfg, ratio)
     key = stage_key(cfg, 'diffusion', ratio)
@@ -604,7 +612,7 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
         else:
             quick = cfg['baselines']['quick']
             r = run_method(method, train, valid, test, spec.name, ratio, seed, quick=quick, device=_device(cfg),
-                           show_progress=not IN_TEST, **({'steps': hp['steps']} if 'steps' in hp else {}))
+                           show_progress=not IN_TEST, **{k: hp[k] for k in ('steps', 'bs', 'eval_every') if k in hp})
             res, extra = r.train, {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str)) and k != 'seconds'}
         out = dict(method=method, ratio=ratio, seed=seed, checkpoints=_summ(res), row=_row(res.metrics),
                    eval_split='test' if test is not None else 'valid', seconds=round(time.time() - t0, 1), **extra)
@@ -622,6 +630,15 @@ METRIC_TITLES = dict(acc='accuracy', conflicting_acc='bias-conflicting accuracy'
 
 def _ratio_label(r) -> str: return 'all' if r is None else f'{100*r:g}%'
 
+def _group_note(results: list, checkpoint) -> str:
+    "'; 100 groups, worst 3 images': how many (label, bias) groups were evaluated and the worst one's size (range over seeds)."
+    evs = [(x['checkpoints'].get(checkpoint) or {}) for x in results]
+    evs = [e.get('test') or e.get('valid') or {} for e in evs]
+    ng, nw = (sorted({e[k] for e in evs if e.get(k) is not None}) for k in ('n_groups', 'worst_group_n'))
+    if not ng: return ''                                                  # results from before the group counts
+    span = lambda v: str(v[0]) if len(v) == 1 else f'{v[0]}-{v[-1]}'
+    return f'; {span(ng)} groups, worst {span(nw)} images'
+
 def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
     "Markdown table: method x ratio, `metric` (%) mean ± std over seeds per checkpoint rule; the metric heads column 1."
     ratios = sorted({r['ratio'] for r in results}, key=lambda r: -1 if r is None else r)
@@ -632,8 +649,9 @@ def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
     for m in methods:
         cells = [m]
         for r in ratios:
-            sel = [x['row'] for x in results if x['method'] == m and x['ratio'] == r]
-            cells += [mean_std([s.get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)})' for c in checkpoints]
+            sel = [x for x in results if x['method'] == m and x['ratio'] == r]
+            note = (lambda c: _group_note(sel, c)) if metric == 'worst_group_acc' else (lambda c: '')
+            cells += [mean_std([s['row'].get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)}{note(c)})' for c in checkpoints]
         out.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(out)
 
@@ -719,14 +737,20 @@ def synth_table(synth_outs: dict) -> str:
 def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figures) -> dict:
     "`metrics.json` (everything, per ratio and seed) and `report.md` (tables + figures), both written atomically."
     as_rows = lambda d: [dict(ratio=r, seed=s, **v) for (r, s), v in sorted(d.items())]
+    plan_f = run.path/'time_plan.json'
+    est = plan_by_stage(read_json(plan_f)) if plan_f.exists() else {}     # written by a verbose run (diffinject_run)
     metrics = dict(config=cfg, results=results, bias=as_rows(bias_outs), synth=as_rows(synth_outs),
                    timings={k: round(v, 1) for k, v in timings.items()},        # this call
-                   stage_seconds={k: round(v, 1) for k, v in stage_times(run.path).items()})  # when each stage ran
+                   stage_seconds={k: round(v, 1) for k, v in stage_times(run.path).items()},  # when each stage ran
+                   time_plan={k: v if v is None else round(v, 1) for k, v in est.items()})     # estimated before it ran
     write_json(run.path/'metrics.json', metrics)
     lines = [f"# DiffInject run: {source_title(cfg)} ({cfg.get('preset', '')} preset)", '', *report_intro(cfg), '']
     groups = ('conflicting_acc', 'aligned_acc', 'group_mean_acc', 'worst_group_acc') if has_bias_labels(results) else ()
     for metric in ('acc',) + groups:
-        lines += [f'## {METRIC_TITLES[metric].capitalize()}', '', results_table(results, metric), '']
+        note = (['The lowest accuracy over the (label, bias) groups of the evaluated images; beside each cell: how many '
+                 'groups there are and how many images the worst one holds (a range over seeds).', '']
+                if metric == 'worst_group_acc' else [])
+        lines += [f'## {METRIC_TITLES[metric].capitalize()}', '', *note, results_table(results, metric), '']
     if cfg['dataset'] == 'imagefolder': lines += ['## Per-class accuracy', '', class_table(results, cfg['classes']), '']
     lines += ['## Bias mining (f_B top-K)', '', '| ratio | seed | precision@K | recall | mined conflicting / mined |', '|---|---|---|---|---|']
     for (r, s), b in sorted(bias_outs.items()):
@@ -734,14 +758,206 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
         lines.append(f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |")
     if synth_outs:
         lines += ['', '## Synthetic set', '', synth_table(synth_outs)]
-    lines += ['', '## Wall time per stage (s)', '', 'Measured when each stage ran (from its `stage.json`), summed over ratios and seeds; '
-              'a stage found finished costs nothing on a later call.', '', '| stage | seconds |', '|---|---|']
-    lines += [f'| {k} | {v:.1f} |' for k, v in stage_times(run.path).items()]
+    lines += ['', '## Wall time per stage (s)', '', 'Measured when each stage ran (from its `stage.json`; the shipped diffusion '
+              "model's sample grid: this call), summed over ratios and seeds; a stage found finished costs nothing on a later "
+              'call. Estimated: the time plan printed before the stage ran (timed probes, see `15_pipeline`).', '',
+              '| stage | seconds | estimated |', '|---|---|---|']
+    measured = stage_times(run.path)
+    for k in dict.fromkeys([*measured, *est]):
+        v, e = measured.get(k, timings.get(k)), est.get(k)
+        lines.append(f"| {k} | {'n/a' if v is None else f'{v:.1f}'} | {'n/a' if e is None else f'{e:.1f}'} |")
     lines += ['', '## Figures', ''] + [f'![{k}]({Path(v).relative_to(run.path)})' for k, v in figures.items() if v and Path(v).exists()]
     atomic_write_text(run.path/'report.md', '\n'.join(lines) + '\n')
     return metrics
 
+# %% ../nbs/15_pipeline.ipynb #43ec22e3
+def _probe(f, device=None, reps: int = 3, min_s: float = 0.3) -> float:
+    "Seconds per call of `f()`: one untimed warm-up call, then the median of at least `reps` timed calls and `min_s` seconds."
+    sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device or 'cpu').type == 'cuda' else (lambda: None)
+    f()                                                                   # warm-up
+    sync()
+    times, t0 = [], time.time()
+    while len(times) < reps or time.time() - t0 < min_s:                  # a cheap call: timed many times
+        t = time.time()
+        f()
+        sync()
+        times.append(time.time() - t)
+    return float(np.median(times))                                        # a burst of other work on a shared machine: ignored
+
+def _classifier_probe(spec, bs, device) -> tuple:
+    "(seconds per training step of `bs` images, seconds per image evaluated) of the benchmark's classifier, random images."
+    torch.manual_seed(0)
+    m = make_classifier(spec.name, spec.num_classes).to(device)
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    x = torch.rand(bs, 3, spec.image_size, spec.image_size, device=device)
+    y = torch.randint(0, spec.num_classes, (bs,), device=device)
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+        opt.step()
+    def forward():
+        with torch.no_grad(): m(x)
+    return _probe(step, device), _probe(forward, device) / bs
+
+def _unet_probe(unet_cfg, bs, device) -> float:
+    "Seconds per image of a UNet forward pass (no gradient) at batch size `bs`."
+    from diffinject.unet import create_unet
+    torch.manual_seed(0)
+    m = create_unet(unet_cfg).to(device).eval()
+    x = torch.randn(bs, m.in_channels, m.image_size, m.image_size, device=device)
+    t = torch.full((bs,), 500, device=device)
+    def forward():
+        with torch.no_grad(): m(x, t)
+    return _probe(forward, device) / bs
+
+def _read_probe(ds=None, size=32, k: int = 8) -> float:
+    "Seconds per image read: the first `k` items of `ds`, or (no files yet) a `size`-px RGB PNG written and read back."
+    if ds is not None and len(ds):
+        idx = range(min(k, len(ds)))
+        return _probe(lambda: [ds[i] for i in idx]) / len(idx)
+    import io
+    from PIL import Image
+    a = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    def roundtrip():
+        for _ in range(k):
+            b = io.BytesIO()
+            Image.fromarray(a).save(b, 'PNG')
+            b.seek(0)
+            Image.open(b).convert('RGB').load()
+    return _probe(roundtrip) / k
+
+def _shape_oracle_probe(steps: int = 800) -> float:
+    "Seconds to train the shape oracle that reads the synthetic set of Colored MNIST (`oracles.train_shape_reader`)."
+    from diffinject.oracles import ShapeNet
+    net = ShapeNet(10)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return _probe(step) * steps
+
+# %% ../nbs/15_pipeline.ipynb #d1356b7c
+def plan_sizes(cfg, run_dir, ratio) -> tuple:
+    "({'train', 'valid', 'test'}: image counts at `ratio`, the training set or None), from file lists; (None, None) if unknown."
+    external = cfg['source'] in ('folder', 'imagefolder')
+    if external or (Path(run_dir)/'data'/'stage.json').exists():         # the files are there: list them
+        tr, va, te = splits(Path(cfg['data_root']) if external else Path(run_dir)/'data', cfg, ratio)
+        return dict(train=len(tr), valid=len(va), test=len(te) if te is not None else 0), tr
+    if cfg['dataset'] == 'cmnist':                                          # built by the data stage: the source's digits
+        from diffinject.data import colored_mnist_source
+        try: src = colored_mnist_source(cfg['source'], cfg['data_root'])
+        except (OSError, ValueError): return None, None                    # not downloaded yet
+        n, counts = cfg.get('max_train_per_class'), np.bincount(src['train'][1])
+        return dict(train=int(sum(min(c, n) if n else c for c in counts)), valid=len(src['valid'][1]),
+                    test=len(src['test'][1])), None
+    return None, None
+
+_MODELS = {'vanilla': 1, 'lff': 2, 'disent': 2, 'lff_be': 3}   # classifiers a baseline trains at once
+
+def time_plan(cfg, run_dir, stages=STAGES) -> dict:
+    "Estimated seconds of each stage of `cfg` still to run in `run_dir` ({stage directory: s}; finished: 0), from probes."
+    from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
+    from diffinject.classifiers import CLASSIFIER_DEFAULTS
+    from diffinject.baselines import method_hparams
+    from diffinject.synth import synth_size
+    from diffinject.oracles import SHAPE_SOURCES
+    from diffinject.pretrained import recipe_of
+    run_dir, dev, spec = Path(run_dir), _device(cfg), run_spec(cfg)
+    done = lambda name: (run_dir/name/'stage.json').exists()
+    cc, bc, ic, dc, ratios, seeds = cfg['classifier'], cfg['bias'], cfg['inject'], cfg['diffusion'], cfg['ratios'], cfg['seeds']
+    n, train = plan_sizes(cfg, run_dir, ratios[0])
+    cache = {}
+    def memo(key, f):                                                       # each probe once, and only if needed
+        if key not in cache: cache[key] = f()
+        return cache[key]
+    read = lambda: memo('read', lambda: _read_probe(train, spec.image_size))
+    cls = lambda bs: memo(('cls', bs), lambda: _classifier_probe(spec, bs, dev))
+    preload = spec.name == 'cmnist'                                         # the stages preload Colored MNIST
+    def fit(steps, bs, eval_every, n_train, models=1):
+        "A classifier's training: its steps, its evaluations on valid + test, and the images it reads."
+        step, fwd = cls(bs)
+        n_eval = n['valid'] + n['test']
+        reads = (n_train if preload else steps * bs) + n_eval               # preloaded once, or a batch per step
+        return models * (steps * step + math.ceil(steps / eval_every) * n_eval * fwd) + reads * read()
+    out = {}
+    if not done('data'):
+        external = cfg['source'] in ('folder', 'imagefolder')
+        files = None if n is None else (n['train'] + n['valid']) * (1 if external else len(ratios)) + n['test']
+        out['data'] = None if n is None else files * read()         # built: the probe wrote and read each image
+    if stages == ('data',): return out
+    need_di = any(m in SYNTH_METHODS for m in cfg['methods'])
+    at = [(r, s, f'{pct_name(r)}/seed{s}') for r in ratios for s in seeds]
+    if need_di and 'diffusion' in stages:
+        if dc['ckpt']: out['diffusion'] = 0.                                # loaded: seconds
+        elif dc['pretrained'] and not dc['train']:
+            grid = run_dir/'diffusion'/'samples.png'
+            unet = recipe_of(dc['pretrained'])['unet']
+            out['diffusion'] = 0. if grid.exists() else 50 * 16 * memo('unet16', lambda: _unet_probe(unet, 16, dev))
+        else:
+            r = recipe_of(dc['pretrained']) if dc['pretrained'] else {}
+            unet = r.get('unet') or _unet_for(dc['preset'], spec)
+            steps, bs = r.get('steps') or dc['steps'], r.get('batch_size') or dc['batch_size']
+            one = lambda: memo('train', lambda: 60 * _train_minutes(unet, bs, steps, dev)
+                                                + 50 * 16 * _unet_probe(unet, 16, dev))   # + the sample grid
+            for name in dict.fromkeys(_diffusion_dir(cfg, r) for r in ratios): out[name] = 0. if done(name) else one()
+    if n is None:                                                           # image counts unknown before the data stage
+        return {**out, **{f'{p}/{k}': None for _, _, p in at for k in ('bias', 'synth', *cfg['methods'])}}
+    bd = BIAS_CLASSIFIER_DEFAULTS[spec.name]
+    steps_b = bc['steps'] or math.ceil(bd['epochs'] * n['train'] / bd['bs'])   # train_bias_classifier's 50 epochs
+    bias_s = lambda: (fit(steps_b, bd['bs'], cc['eval_every'] or max(1, min(500, steps_b // 10)), n['train'])
+                      + n['train'] * (cls(bd['bs'])[1] + read()))           # mining: f_B reads the training set
+    n_syn = ic['n'] or synth_size(n['train'], ic['size_ratio'])
+    unet = (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] and not dc['train'] and not dc['ckpt']
+            else _unet_for(dc['preset'] or recipe_of(dc['pretrained'])['unet'], spec))
+    synth_s = lambda: (ic['steps'] * (min(bc['k'] * spec.num_classes, n_syn) + 2.5 * n_syn)
+                       * memo('unet_syn', lambda: _unet_probe(unet, ic['batch_size'], dev))
+                       + (n['train'] + n_syn) * (cls(bd['bs'])[1] + read())     # f_B: the style pool, the readings
+                       + (memo('oracle', _shape_oracle_probe) if spec.name == 'cmnist' and cfg['source'] in SHAPE_SOURCES
+                          else 0.))
+    cd = CLASSIFIER_DEFAULTS[spec.name]
+    def method_s(m):
+        if m in SYNTH_METHODS:
+            return fit(cc['steps'] or cd['steps'], cc['bs'] or cd['bs'], cc['eval_every'] or cd['eval_every'], n['train'] + n_syn)
+        hp = method_hparams(m, spec.name, ratios[0], cfg['baselines']['quick'], **{k: cc[k] for k in ('steps', 'bs', 'eval_every') if cc[k]})
+        return fit(hp['steps'], hp.get('bs') or cd['bs'], hp.get('eval_every') or cd['eval_every'], n['train'], _MODELS.get(m, 1))
+    for r, s, p in at:
+        if need_di or 'bias' in stages: out[f'{p}/bias'] = 0. if done(f'{p}/bias') else bias_s()
+        if need_di and 'synth' in stages: out[f'{p}/synth'] = 0. if done(f'{p}/synth') else synth_s()
+        if 'classifier' in stages:
+            for m in cfg['methods']: out[f'{p}/{m}'] = 0. if done(f'{p}/{m}') else method_s(m)
+    return out
+
+def plan_by_stage(plan: dict) -> dict:
+    "A time plan summed per stage kind (data, bias, diffusion, synth, each method), as `stage_times` sums measured ones."
+    out = {}
+    for k, v in plan.items():
+        kind = Path(k).name
+        out[kind] = None if v is None or out.get(kind, 0.) is None else out.get(kind, 0.) + v
+    return out
+
+def plan_lines(plan: dict, device=None) -> list:
+    "The plan as printed: a line per stage kind in minutes (and how many runs of it), then the total."
+    per, count = plan_by_stage(plan), {}
+    for k, v in plan.items():
+        if v: count[Path(k).name] = count.get(Path(k).name, 0) + 1
+    fmt = lambda s: '?' if s is None else f'{s / 60:.1f} min'
+    head = f'time plan on this machine ({device or "cpu"}, {torch.get_num_threads()} threads; estimated from timed probes):'
+    lines = [head] + [f'  {k:<12} {fmt(v)}' + (f' ({count[k]} runs)' if count.get(k, 0) > 1 else '') +
+                      ('' if v or v is None else ' (finished)') for k, v in per.items()]
+    known = [v for v in per.values() if v is not None]
+    total = sum(known)
+    return lines + [f'  {"total":<12} {fmt(total)}' + ('' if len(known) == len(per) else ' + the stages marked ?')]
+
 # %% ../nbs/15_pipeline.ipynb #5d357f1b
+def _print_plan(run, cfg, stages):
+    "Print the time plan of the stages still to run and keep it in `time_plan.json` (a finished stage keeps its estimate)."
+    plan, f = time_plan(cfg, run.path, stages), run.path/'time_plan.json'
+    print('\n'.join(plan_lines(plan, _device(cfg))), flush=True)
+    old = read_json(f) if f.exists() else {}
+    write_json(f, {**plan, **{k: v for k, v in old.items() if v and not plan.get(k)}})
+
 def _where(a) -> str:
     "' (<pct>, seed <s>)' from a stage call's arguments (run, cfg, root, ratio, seed, ...)."
     if len(a) < 4: return ''
@@ -755,9 +971,9 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
     run = RunDir(run_dir, cfg)
     verbose = run.announce = verbose and rank == 0
     timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
-    def timed(name, f, *a, together=False):
+    def timed(name, f, *a, together=False, where=None):
         "Run stage `f`: on every rank (`together`), or on rank 0 while the others wait and then read its result."
-        if verbose: print(f'\n{time.strftime("%H:%M:%S")} stage {name}{_where(a)}', flush=True)   # as each stage starts
+        if verbose: print(f'\n{time.strftime("%H:%M:%S")} stage {name}{_where(a) if where is None else where}', flush=True)
         t0 = time.time()
         with run.explaining():                                        # a bad stage file: name the stage, the way out
             if together:
@@ -767,14 +983,19 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
                 if rank != 0: r = f(*a)                               # the stage is finished now: read back
         timings[name] = timings.get(name, 0.) + time.time() - t0
         return r
+    if verbose: _print_plan(run, cfg, stages)                          # before the first stage: minutes per stage
     root = timed('data', stage_data, run, cfg)
     if stages == ('data',): return {}
+    if verbose and None in read_json(run.path/'time_plan.json').values(): _print_plan(run, cfg, stages)   # sizes known now
     need_di = any(m in SYNTH_METHODS for m in cfg['methods'])          # DiffInject or one of its ablations
+    one = one_diffusion_model(cfg)                                     # the shipped model, a checkpoint, trained on the source
+    model = ac = None
     for ratio in cfg['ratios']:
-        model = ac = None
-        if need_di and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report')):
-            model, ac, grid = timed('diffusion', stage_diffusion, run, cfg, root, ratio, together=True)
-            if grid: figures[f'diffusion samples {pct_name(ratio)}'] = grid
+        if (need_di and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report'))
+                and (model is None or not one)):                       # one model for every ratio: loaded once, announced once
+            model, ac, grid = timed('diffusion', stage_diffusion, run, cfg, root, ratio, together=True,
+                                    where=' (every ratio)' if one and len(cfg['ratios']) > 1 else None)
+            if grid: figures['diffusion samples' + ('' if one else f' {pct_name(ratio)}')] = grid
         for seed in cfg['seeds']:
             p = f'{pct_name(ratio)}/seed{seed}'
             if need_di or 'bias' in stages:
@@ -814,7 +1035,10 @@ def diffinject_run(
                                       # imagefolder: your images, train/<class>/*, optional valid/<class>/*, test/<class>/*
     data_root: str = None,            # the folder --source reads (see --source)
     download: bool = False,           # let torchvision download MNIST / Fashion-MNIST / KMNIST / CIFAR-10 into --data_root
-    image_size: int = None,           # imagefolder: model resolution in px (default 64; shorter side resized, centre crop)
+    image_size: int = None,           # imagefolder: model resolution in px (default 32 on a CPU, 64 on a GPU; shorter
+                                      # side resized, centre crop)
+    minutes: float = None,            # imagefolder: the time the default lengths are sized for (20: ~3,000 images on
+                                      # 2 CPU cores; a GPU gets 20x the lengths); options you give are kept
     max_train_per_class: int = None,  # keep at most N training images per class (a seeded draw: the same every run)
     bias_csv: str = None,             # imagefolder: optional CSV path,bias, for group accuracies (evaluation only)
     synth_size: int = None,           # number of synthetic images (default: the synthesis stage's size rule)
@@ -837,6 +1061,7 @@ def diffinject_run(
     style_pool: str = None,           # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
     classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines; default: quick 2000 /
                                       # paper 50000)
+    bias_steps: int = None,           # f_B training steps (default: 50 epochs of the training set)
     loss: str = None,                 # debiased classifier loss: ce (default) or gce (the reference code)
     stage: str = 'all',               # run only up to this stage: data, bias, diffusion, synth, classifier, report
     device: str = None,               # cpu, cuda, ... (default: the fastest available; under torchrun each rank's GPU)
@@ -852,10 +1077,11 @@ def diffinject_run(
     cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0 = load in the main process)')
     rs, ss, ms = cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds'), cli_list(method, str, '--method')
     for r in rs or []: cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
-    for n, v in (('--diffusion_steps', diffusion_steps), ('--classifier_steps', classifier_steps),
+    for n, v in (('--diffusion_steps', diffusion_steps), ('--classifier_steps', classifier_steps), ('--bias_steps', bias_steps),
                  ('--max_train_per_class', max_train_per_class)):
         cli_check(v is None or v >= 1, n, v, 'a positive integer')
     cli_check(synth_size is None or synth_size >= 1, '--synth_size', synth_size, 'a positive integer')
+    cli_check(minutes is None or minutes > 0, '--minutes', minutes, 'a positive number of minutes')
     for n, v, opts in (('--label_from', label_from, LABEL_FROM), ('--filter', filter, FILTERS),
                        ('--colour_match', colour_match, COLOUR_MATCH), ('--model_input', model_input, MODEL_INPUTS),
                        ('--style_pool', style_pool, STYLE_POOLS), ('--train_on', train_on, TRAIN_ON)):
@@ -870,13 +1096,14 @@ def diffinject_run(
     given = lambda **kw: {k: v for k, v in kw.items() if v is not None} or None
     ov = dict(ratios=rs, seeds=ss, methods=ms, data_root=data_root, download=download or None, device=device, source=src,
               precision=precision, num_workers=num_workers,
-              image_size=image_size, max_train_per_class=max_train_per_class, bias_csv=bias_csv, synth_size=synth_size,
+              image_size=image_size, max_train_per_class=max_train_per_class, bias_csv=bias_csv, synth_size=synth_size, minutes=minutes,
               diffusion=given(ckpt=diffusion_ckpt, preset=diffusion_preset, steps=diffusion_steps, train_on=train_on,
                               train=train_diffusion or None,
                               **({'pretrained': ''} if (diffusion_preset or diffusion_steps) and not diffusion_ckpt else {})),
               inject=given(gamma=gamma, t_edit=t_edit, t_boost=t_boost, label_from=label_from, filter=filter,
                            colour_match=colour_match, model_input=model_input,
-                           style_pool=style_pool), classifier=given(steps=classifier_steps, loss=loss))
+                           style_pool=style_pool), classifier=given(steps=classifier_steps, loss=loss),
+              bias=given(steps=bias_steps))
     try: cfg = make_config(preset, dataset=dataset, **ov)                 # every check before anything is written
     except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')
     stages = STAGES if stage == 'all' else STAGES[:STAGES.index(stage) + 1]
@@ -907,14 +1134,34 @@ def diffinject_run(
     print(f'\ndone in {time.time() - t0:.0f} s: {Path(run_dir)/"report.md"}')
 
 # %% ../nbs/15_pipeline.ipynb #f5b861db
-def debias(data_root, run_dir=None, methods=('vanilla', 'upsample', 'diffinject'), seeds=(0,), image_size: int = 64,
+def debias(data_root, run_dir=None, methods=('vanilla', 'upsample', 'diffinject'), seeds=(0,), image_size: int | None = None,
            max_train_per_class: int | None = None, bias_csv=None, synth_size: int | None = None, classifier_steps=None,
-           diffusion_steps=None, device=None, stages=STAGES, verbose: bool = True) -> dict:
+           diffusion_steps=None, bias_steps=None, minutes=None, device=None, stages=STAGES, verbose: bool = True) -> dict:
     "DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/, test/."
     ov = dict(classifier=dict(steps=classifier_steps) if classifier_steps is not None else None,
-              diffusion=dict(steps=diffusion_steps) if diffusion_steps is not None else None)
+              diffusion=dict(steps=diffusion_steps) if diffusion_steps is not None else None,
+              bias=dict(steps=bias_steps) if bias_steps is not None else None)
     as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v          # anything else: refused, named
     cfg = make_config('quick', source='imagefolder', data_root=str(data_root), methods=as_list(methods), seeds=as_list(seeds),
                       image_size=image_size, max_train_per_class=max_train_per_class,
-                      bias_csv=str(bias_csv) if bias_csv else None, synth_size=synth_size, device=device, **ov)
+                      bias_csv=str(bias_csv) if bias_csv else None, synth_size=synth_size, minutes=minutes, device=device, **ov)
     return run_pipeline(cfg, run_dir or Path('runs')/Path(data_root).resolve().name, tuple(stages), verbose=verbose)
+
+# %% ../nbs/15_pipeline.ipynb #f3953ef8
+def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0) -> Path:
+    "Write coloured digits as an image folder `root`: (train, valid, test) images per class, `bias.csv` beside them."
+    from PIL import Image
+    from diffinject.data import colored_mnist_split, colored_mnist_source, TEST_CONFLICT_RATIO
+    root, src, rows = Path(root), colored_mnist_source('mnist5k'), []
+    for split, k in zip(('train', 'valid', 'test'), per_class):
+        if not k: continue
+        x, y, b, _ = colored_mnist_split(split, TEST_CONFLICT_RATIO if split == 'test' else ratio, seed=seed, src=src)
+        for c in range(10):
+            (root/split/str(c)).mkdir(parents=True, exist_ok=True)
+            idx = np.nonzero(y == c)[0]
+            if len(idx) < k: raise ValueError(f'per_class: {split} has {len(idx)} digits of class {c}, asked for {k}')
+            for i in idx[:k]:
+                Image.fromarray(x[i]).save(root/split/str(c)/f'{i}.png')
+                rows.append(f'{split}/{c}/{i}.png,{int(b[i])}')
+    atomic_write_text(root/'bias.csv', 'path,bias\n' + '\n'.join(rows) + '\n')
+    return root
