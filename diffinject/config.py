@@ -99,7 +99,9 @@ def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes) -> dict:
     "`size_imagefolder` for the folder of `lay` (its training images counted from the file lists) and the run's device."
     from diffinject.data import load_imagefolder
     from diffinject.core import default_device
-    n = len(load_imagefolder(lay['root'], 8, 'eval', cfg.get('max_train_per_class'), layout=lay)['train'])
+    k = cfg.get('max_train_per_class')
+    if k is not None: _check_number('max_train_per_class', k)                 # read below: checked first
+    n = len(load_imagefolder(lay['root'], 8, 'eval', k, layout=lay)['train'])
     dev = cfg['device'] or default_device().type
     given = {k: overrides.get(k) for k in ('image_size', 'classifier', 'bias', 'diffusion')}
     return size_imagefolder(cfg, n, {**given, 'synth_size': synth_size}, cuda=str(dev).startswith('cuda'), minutes=minutes or 20.)
