@@ -21,8 +21,8 @@ __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'max_procs', 'check_device
            'check_weights', 'file_sha256', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'LineProgress',
            'pbar', 'check_images', 'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli',
            'cli_list', 'cli_check', 'check_threads', 'check_precision', 'precision_autocast', 'grad_scaler',
-           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'to_01', 'show_images', 'fit_images',
-           'to_diffusion_range', 'ArrayImages', 'load_images']
+           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'OnRank0Failed', 'to_01',
+           'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -538,6 +538,33 @@ def dist_barrier():
     "Wait until every rank reaches this point (returns at once in one process)."
     import torch.distributed as dist
     if rank_and_world()[1] > 1: dist.barrier()
+
+# %% ../nbs/00_core.ipynb #3ad740a2
+class OnRank0Failed(RuntimeError):
+    "Under torchrun: what rank 0 ran failed; the other ranks stop with its error (rank 0 raises the error itself)."
+
+def _on_rank0(f, *args):
+    "`f(*args)` on rank 0 only, the other ranks waiting for it; an error there is raised on every rank (no rank hangs)."
+    import torch.distributed as dist
+    rank, world = rank_and_world()
+    if world == 1: return f(*args)
+    out, err = None, None
+    if rank == 0:
+        try: out = f(*args)
+        except Exception as e: err = e
+    box = [None if err is None else f'{type(err).__name__}: {err}']
+    dist.broadcast_object_list(box, src=0)
+    if err is not None: raise err
+    if box[0] is not None: raise OnRank0Failed(f'rank 0 failed: {box[0]}')
+    return out
+
+def _from_rank0(f):
+    "`f()` computed on rank 0 and sent to every rank (the same value everywhere, e.g. an index set)."
+    import torch.distributed as dist
+    if rank_and_world()[1] == 1: return f()
+    box = [_on_rank0(f)]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 # %% ../nbs/00_core.ipynb #fb072d11
 def to_01(x):

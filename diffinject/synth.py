@@ -9,9 +9,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from .core import write_json, read_json, pbar, to_01, config_diff, atomic_path, file_sha256, CheckpointError
+from .core import (write_json, read_json, pbar, to_01, config_diff, atomic_path, file_sha256, CheckpointError,
+                             rank_and_world, dist_barrier)
 from .data import pct_name, write_sample, split_files, BiasedDataset, get_benchmark
 from .train import fit_images, to_diffusion_range, load_images
 from .classifiers import predict
@@ -171,12 +171,6 @@ def _check_indices(idx, n, name):
     return idx
 
 # %% ../nbs/12_synth.ipynb #eac02c9d
-def _rank() -> int: return dist.get_rank() if dist.is_initialized() else 0
-def _world() -> int: return dist.get_world_size() if dist.is_initialized() else 1
-
-def _barrier():
-    if _world() > 1: dist.barrier()
-
 def _claim(cfg_path, run):
     "Write the run's settings to `cfg_path`, or check that the ones there are the same."
     if not cfg_path.exists(): return write_json(cfg_path, run)
@@ -189,7 +183,7 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
               colour_match='none', model_input='rgb'):
     "Phase 1: the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; finished ones skipped; rank r of W takes b = r mod W."
     device = next(model.parameters()).device
-    rank, world = _rank(), _world()
+    rank, world = rank_and_world()
     uniq, cpos = np.unique(np.asarray(plan['content'], dtype=np.int64), return_inverse=True)
     batches = range(math.ceil(n / batch_size))
     todo = [b for b in batches if b % world == rank and not (parts / f'batch_{b:05d}.json').exists()]
@@ -212,7 +206,7 @@ def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, 
         recs = [dict(pair=i, content_index=int(plan['content'][i]), style_index=int(plan['style'][i]), gamma=float(gammas[i]),
                      t_edit=int(t_edits[i]), t_boost=int(cfg.t_boost), seed=plan['seeds'][i]) for i in range(sl.start, sl.stop)]
         write_json(parts / f'batch_{b:05d}.json', dict(npz_sha256=file_sha256(npz), items=recs))   # after the images: done
-    _barrier()                                                             # every shard is written
+    dist_barrier()                                                           # every shard is written
     recs, ims = [], []
     for b in batches:
         r, x = _read_batch(parts, b, spec.image_size)
@@ -266,12 +260,12 @@ def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ra
                ratio=ratio, content_idx=content_idx.tolist(), n_style_pool=len(style_idx), n_train=len(train_ds),
                model_image_size=getattr(model, 'image_size', None))
     run = json.loads(json.dumps(run))                                      # as it reads back from disk
-    if _rank() == 0: _claim(pdir / 'synth_config.json', run)             # rank 0 checks and writes the settings
-    _barrier()                                                             # ... before any shard starts
+    if rank_and_world()[0] == 0: _claim(pdir / 'synth_config.json', run)             # rank 0 checks and writes the settings
+    dist_barrier()                                                           # ... before any shard starts
     recs, ims = _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress,
                            colour_match, model_input)
-    if _rank() == 0: _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
-    _barrier()                                                             # rank 0 wrote the files and the manifest
+    if rank_and_world()[0] == 0: _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
+    dist_barrier()                                                           # rank 0 wrote the files and the manifest
     return read_json(pdir / 'synth_manifest.json')
 
 # %% ../nbs/12_synth.ipynb #a606be78
