@@ -7,7 +7,7 @@ the device.
     python .ci/gpu_check.py --smoke         # the same code on the CPU with the tiny preset, in seconds
     python .ci/gpu_check.py --gd_path DIR   # also compare with guided-diffusion from a checkout at DIR
 
-Never needed by the tests; `nbs/21_bench.ipynb` runs the smoke version.
+Never needed by the tests; `nbs/26_bench.ipynb` runs the smoke version.
 """
 import argparse, json, sys, time
 import numpy as np

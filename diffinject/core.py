@@ -18,9 +18,9 @@ from fastprogress.fastprogress import progress_bar
 __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'max_procs', 'check_device', 'seed_everything', 'asset_path', 'WriteError',
            'write_error', 'atomic_path', 'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full',
            'json_data', 'write_json', 'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights',
-           'check_weights', 'file_sha256', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'LineProgress',
-           'pbar', 'check_images', 'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script', 'run_cli',
-           'cli_list', 'cli_check', 'check_threads', 'check_precision', 'precision_autocast', 'grad_scaler',
+           'check_weights', 'file_sha256', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'md_table',
+           'LineProgress', 'pbar', 'check_images', 'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script',
+           'run_cli', 'cli_list', 'cli_check', 'check_threads', 'check_precision', 'precision_autocast', 'grad_scaler',
            'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'OnRank0Failed', 'to_01',
            'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images']
 
@@ -326,6 +326,12 @@ def mean_std(values, scale: float = 100., digits: int = 2) -> str:
     if not len(v): return ''
     if len(v) == 1: return f'{v[0]:.{digits}f}'
     return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}'
+
+# %% ../nbs/00_core.ipynb #7db77dac
+def md_table(head, rows) -> str:
+    "A Markdown table: the header cells `head`, the rule under them, then one line per row of `rows` (cells as text)."
+    lines = ['| ' + ' | '.join(map(str, head)) + ' |', '|' + '---|' * len(head)]
+    return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows])
 
 # %% ../nbs/00_core.ipynb #7cadfba8
 def _fmt_s(s: float) -> str: return f'{int(s // 60)}:{int(s % 60):02d}'

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from .core import (write_json, read_json, atomic_write_text, mean_std, script, cli_list, cli_check,
+from .core import (write_json, read_json, atomic_write_text, mean_std, md_table, script, cli_list, cli_check,
                              check_threads, _on_rank0, OnRank0Failed)
 from .data import pct_name
 from .classifiers import CHECKPOINTS
@@ -55,31 +55,29 @@ def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
     methods = list(dict.fromkeys(r['method'] for r in results))
     head = [f'{METRIC_TITLES.get(metric, metric)} (%)'] + [f'{_ratio_label(r)} {c}' for r in ratios
                                                              for c in checkpoints]
-    out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    rows = []
     for m in methods:
         cells = [m]
         for r in ratios:
             sel = [x for x in results if x['method'] == m and x['ratio'] == r]
             note = (lambda c: _group_note(sel, c)) if metric == 'worst_group_acc' else (lambda c: '')
             cells += [mean_std([s['row'].get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)}{note(c)})' for c in checkpoints]
-        out.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(out)
+        rows.append(cells)
+    return md_table(head, rows)
 
 # %% ../nbs/19_pipeline.ipynb #cb29bbd6
 def class_table(results: list, classes, checkpoint='best_valid') -> str:
     "Markdown table: per-class accuracy (%) of each method at `checkpoint`, mean ± std over seeds and ratios."
     methods = list(dict.fromkeys(r['method'] for r in results))
-    out = [f'| per-class accuracy (%), {checkpoint} | ' + ' | '.join(map(str, classes)) + ' |',
-           '|' + '---|' * (len(classes) + 1)]
+    rows = []
     for m in methods:
         accs = []
         for x in results:
             ck = x['method'] == m and x['checkpoints'].get(checkpoint) or {}
             ev = ck.get('test') or ck.get('valid') or {}
             if ev.get('class_acc'): accs.append(ev['class_acc'])
-        cells = [mean_std([a[c] for a in accs if c < len(a)]) for c in range(len(classes))]
-        out.append(f'| {m} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(out)
+        rows.append([m] + [mean_std([a[c] for a in accs if c < len(a)]) for c in range(len(classes))])
+    return md_table([f'per-class accuracy (%), {checkpoint}', *classes], rows)
 
 def has_bias_labels(results: list) -> bool:
     "Do the evaluated samples carry bias labels (benchmarks; an image folder only with a bias-label CSV)?"
@@ -170,7 +168,7 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
         lines += ['', '## Synthetic set', '', synth_table(synth_outs)]
     lines += ['', '## Wall time per stage (s)', '', 'Measured when each stage ran (from its `stage.json`; the shipped diffusion '
               "model's sample grid: this call), summed over ratios and seeds; a stage found finished costs nothing on a later "
-              'call. Estimated: the time plan printed before the stage ran (timed probes, see `15_pipeline`).', '',
+              'call. Estimated: the time plan printed before the stage ran (timed probes, see `18_plan`).', '',
               '| stage | seconds | estimated |', '|---|---|---|']
     measured = stage_times(run.path)
     for k in dict.fromkeys([*measured, *est]):

@@ -92,7 +92,7 @@ PRETRAINED_RECIPES = {
                          source='mnist5k', unet=dict(create_unet('cmnist_split', device='meta').config), steps=3000,
                          batch_size=32, lr=1e-3, ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0, image_fit='pad',
                          ckpt_every=250, log_every=50),
-    # the same architecture and recipe on Corrupted MNIST's 1 % training split, a bias that is not colour (16a_corrupted_mnist);
+    # the same architecture and recipe on Corrupted MNIST's 1 % training split, a bias that is not colour (21_corrupted_mnist);
     # 2,000 steps instead of 3,000 to fit this machine's CPU budget
     'corrupted_mnist_split': dict(file='corrupted_mnist_split_rgb.safetensors', benchmark='corrupted_mnist', train_on='train',
                                   ratio=0.01, source='mnist5k', unet=dict(create_unet('cmnist_split', device='meta').config),

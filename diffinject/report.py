@@ -7,17 +7,18 @@ from __future__ import annotations
 import math, shutil
 from pathlib import Path
 import numpy as np
-from .core import read_json, mean_std
+from .core import read_json, mean_std, md_table
 from .data import BENCHMARKS, get_benchmark, pct_name, write_biased_dataset
 from .classifiers import CHECKPOINTS
+from .baselines import TABLE1_BENCHMARKS, PUBLISHED_LABEL, PUBLISHED_SOURCE, PUBLISHED_TABLE1
+_all_ = ['TABLE1_BENCHMARKS', 'PUBLISHED_LABEL', 'PUBLISHED_SOURCE', 'PUBLISHED_TABLE1']   # defined in baselines, re-exported
 
 # %% auto #0
-__all__ = ['TABLE1_BENCHMARKS', 'TABLE1_COLUMNS', 'BENCHMARK_TITLES', 'METHOD_TITLES', 'CHECKPOINT_TITLES', 'PUBLISHED_LABEL',
-           'PUBLISHED_SOURCE', 'PUBLISHED_TABLE1', 'load_metrics', 'collect_runs', 'table1_cell', 'table1',
-           'shape_images', 'write_toy_benchmark']
+__all__ = ['TABLE1_COLUMNS', 'BENCHMARK_TITLES', 'METHOD_TITLES', 'CHECKPOINT_TITLES', 'load_metrics', 'collect_runs',
+           'table1_cell', 'table1', 'shape_images', 'write_toy_benchmark', 'TABLE1_BENCHMARKS', 'PUBLISHED_LABEL',
+           'PUBLISHED_SOURCE', 'PUBLISHED_TABLE1']
 
 # %% ../nbs/25_report.ipynb #1e2eb616
-TABLE1_BENCHMARKS = ('cmnist', 'cifar10c', 'bffhq', 'dogs_and_cats')
 TABLE1_COLUMNS = tuple((b, r) for b in TABLE1_BENCHMARKS for r in BENCHMARKS[b].ratios)   # the paper's 14 columns
 BENCHMARK_TITLES = {'cmnist': 'CMNIST', 'cifar10c': 'CCIFAR-10', 'bffhq': 'BFFHQ', 'dogs_and_cats': 'Dogs & Cats',
                     'corrupted_mnist': 'Corrupted MNIST'}   # not in the paper's Table 1 (our benchmark)
@@ -25,21 +26,6 @@ METHOD_TITLES = {'vanilla': 'Vanilla', 'lff': 'LfF', 'disent': 'DisEnt', 'lff_be
                  'amplibias': 'AmpliBias', 'diffinject': 'DiffInject',
                  'upsample': 'top-K re-added (ablation)', 'recolour': 'top-K recoloured, no diffusion (ablation)'}
 CHECKPOINT_TITLES = {'best_valid': 'best-valid', 'last': 'last step', 'best_test': 'best-test'}
-
-PUBLISHED_LABEL = 'published (DiffInject Table 1)'
-PUBLISHED_SOURCE = ('Ko et al., "DiffInject: Revisiting Debias via Synthetic Data Generation using Diffusion-based '
-                    'Style Injection", CVPR 2024 workshops, arXiv 2406.06134, Table 1')
-_T1 = {  # unbiased test accuracy (%): CMNIST 1 %, 5 %, CCIFAR-10 1 %, 5 %, BFFHQ 1 %, 5 %, Dogs & Cats 1 %, 5 %
-    'vanilla':    (32.59, 82.44, 23.62, 41.68, 60.68, 83.36, 73.01, 83.51),
-    'lff':        (74.23, 85.33, 33.57, 49.47, 69.89, 78.31, 69.92, 82.92),
-    'disent':     (78.89, 89.60, 36.49, 51.88, 66.00, 80.68, 69.49, 82.78),
-    'lff_be':     (81.17, 90.04, 34.77, 52.16, 75.08, 85.48, 81.52, 88.60),
-    'a2':         (83.92, 91.64, 27.54, 37.60, 78.98, 86.22, 71.15, 83.07),
-    'amplibias':  (67.79, 74.88, 45.95, 52.22, 81.80, 87.34, 73.30, 84.67),
-    'diffinject': (85.58, 92.29, 28.24, 33.11, 81.90, 89.90, 82.35, 93.60)}
-_T1_COLUMNS = [(b, r) for b in TABLE1_BENCHMARKS for r in (0.01, 0.05)]
-PUBLISHED_TABLE1 = {b: {m: {r: v[i] for i, (b_, r) in enumerate(_T1_COLUMNS) if b_ == b} for m, v in _T1.items()}
-                    for b in TABLE1_BENCHMARKS}   # {benchmark: {method: {ratio: accuracy %}}}: 1 % and 5 % only
 
 def load_metrics(source) -> dict:
     "A run's metrics: `source` is a run directory (reads its `metrics.json`) or a metrics dict."
@@ -92,28 +78,25 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
     else: columns = [(get_benchmark(b).name, float(r)) for b, r in columns]
     methods = list(dict.fromkeys(m for _, _, m in runs))
     head = ['method'] + [_col_title(b, r) for b, r in columns]
-    out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     rule = CHECKPOINT_TITLES.get(checkpoint, checkpoint)
-    for m in methods:
-        out.append('| ' + ' | '.join([f'{METHOD_TITLES.get(m, m)} (ours, {rule})']
-                                     + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]) + ' |')
+    rows = [[f'{METHOD_TITLES.get(m, m)} (ours, {rule})'] + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]
+            for m in methods]
     if published:
         for m in dict.fromkeys(k for b in PUBLISHED_TABLE1.values() for k in b):
             cells = [PUBLISHED_TABLE1.get(b, {}).get(m, {}).get(r) for b, r in columns]
-            out.append('| ' + ' | '.join([f'{METHOD_TITLES.get(m, m)}, {PUBLISHED_LABEL}']
-                                         + [f'{c:.2f}' if c is not None else 'n/a' for c in cells]) + ' |')
+            rows.append([f'{METHOD_TITLES.get(m, m)}, {PUBLISHED_LABEL}'] + [f'{c:.2f}' if c is not None else 'n/a' for c in cells])
     what = {'acc': 'Unbiased test accuracy', 'conflicting_acc': 'Bias-conflicting test accuracy', 'aligned_acc': 'Bias-aligned test accuracy',
             'group_mean_acc': 'Group-mean test accuracy'}.get(metric, f'Test {metric}')
     how = ('selected on the biased valid set' if checkpoint == 'best_valid' else 'the final step' if checkpoint == 'last'
            else 'max test accuracy over evaluations, optimistic: what DisEnt/BE report')
-    out.append(f'\n{what} (%); ours: mean ± sample std over n seeds (no ± when n=1) at the **{rule}** checkpoint '
-               f"({how}). "
-               + ('BFFHQ test = bias-conflicting images only. ' if any(b == 'bffhq' for b, _ in columns) else '')
-               + (f'{PUBLISHED_LABEL}: {PUBLISHED_SOURCE}; only 1 % and 5 % are published (other columns: n/a), '
-                  'checkpoint rule and number of seeds not stated; its data are the DisEnt/BiasEnsemble benchmark '
-                  'folders (~55k Colored MNIST training images), so our runs on the shipped 5k MNIST subset compare '
-                  'with it in ranking and gap to vanilla only.' if published else ''))
-    return '\n'.join(out)
+    note = (f'{what} (%); ours: mean ± sample std over n seeds (no ± when n=1) at the **{rule}** checkpoint '
+            f"({how}). "
+            + ('BFFHQ test = bias-conflicting images only. ' if any(b == 'bffhq' for b, _ in columns) else '')
+            + (f'{PUBLISHED_LABEL}: {PUBLISHED_SOURCE}; only 1 % and 5 % are published (other columns: n/a), '
+               'checkpoint rule and number of seeds not stated; its data are the DisEnt/BiasEnsemble benchmark '
+               'folders (~55k Colored MNIST training images), so our runs on the shipped 5k MNIST subset compare '
+               'with it in ranking and gap to vanilla only.' if published else ''))
+    return md_table(head, rows) + '\n\n' + note
 
 # %% ../nbs/25_report.ipynb #525f4d91
 def shape_images(labels, biases=None, size=32, num_classes=10, seed=0) -> np.ndarray:
