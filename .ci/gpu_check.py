@@ -13,9 +13,10 @@ import argparse, json, sys, time
 import numpy as np
 import torch
 
-# the `paper` preset of the pipeline for Colored MNIST (diffinject.config._paper('cmnist')['diffusion'])
-PAPER_CMNIST = dict(preset='cmnist_32', batch_size=128, lr=1e-4, ema_rate=0.9999, p2_gamma=1.0, p2_k=1.0,
-                    image_fit='pad')
+from diffinject.config import _paper
+
+# the diffusion settings of the pipeline's `paper` preset for Colored MNIST, from diffinject.config (not a copy)
+PAPER_CMNIST = _paper('cmnist')['diffusion']
 PRECISIONS = ('fp32', 'bf16')
 
 

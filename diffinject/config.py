@@ -25,7 +25,7 @@ __all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 
 
 # %% ../nbs/16_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
-# `quick` replaces gamma and t_edit by the setting chosen for the shipped model on training pairs in 12_synth
+# `quick` replaces gamma, t_edit, t_boost, the label rule and the filter by QUICK_INJECT (chosen in 12_synth)
 INJECT_DEFAULTS = dict(gamma=InjectConfig.gamma, t_edit=InjectConfig.t_edit, t_boost=InjectConfig.t_boost, size_ratio=0.1, n=None,
                        label_from='auto', filter='none', colour_match='none', model_input='rgb',
                        style_pool='fb', style_max_per_class=None)
