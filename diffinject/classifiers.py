@@ -214,7 +214,7 @@ def per_sample_loss(model, ds, loss='ce', bs: int = 512, device=None, precision:
     out[idx] = l
     return out
 
-# %% ../nbs/04_classifiers.ipynb #18086adc
+# %% ../nbs/04_classifiers.ipynb #6dc1bf70
 CHECKPOINTS = ('best_valid', 'last', 'best_test')
 
 @dataclass
@@ -245,6 +245,7 @@ class TrainResult:
                 )
         return '\n'.join(rows)
 
+# %% ../nbs/04_classifiers.ipynb #9504de74
 def _cpu_state(model): return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -268,6 +269,7 @@ def _batches(ds, bs, generator, preload, loader=None, seed=0):
     )
     while True: yield from dl
 
+# %% ../nbs/04_classifiers.ipynb #e76954ae
 def _resolve_hparams(benchmark, **given):
     missing = [k for k, v in given.items() if v is None]
     if missing and benchmark is None:
@@ -289,6 +291,7 @@ def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=Non
         if out_dir:
             atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir)/f'{k}.pt')
 
+# %% ../nbs/04_classifiers.ipynb #f51faf8b
 def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', steps=None, bs=None, lr=None,
                      weight_decay: float = 0., eval_every=None, seed: int = 0, device=None, out_dir=None,
                      sample_weight_fn=None, benchmark=None, preload: bool = False, lr_decay_step=None,

@@ -389,7 +389,7 @@ def check_prob(v, name):
     if not (0. <= float(v) <= 1.): raise ValueError(f'{name}={v}: expected a value in [0, 1]')
     return v
 
-# %% ../nbs/00_core.ipynb #80e8e240
+# %% ../nbs/00_core.ipynb #d07212ab
 class UsageError(ValueError):
     "A bad command-line value; `script` prints it as `prog: error: <message>` and exits with status 2."
 
@@ -475,6 +475,7 @@ def run_cli(f, argv) -> tuple:
                 print(e.code, file=sys.stderr)   # as the interpreter does
     return code, out.getvalue(), err.getvalue()
 
+# %% ../nbs/00_core.ipynb #f521942d
 def cli_list(s, typ, name) -> list | None:
     "The comma- (or space-) separated values of option `name`, each converted by `typ`; None stays None."
     if s is None: return None
