@@ -7,11 +7,12 @@ later, on a call, and are not counted). `from .x import y`, `from diffinject.x i
 `from . import x` all count as an edge to `x`. Prints each cycle found, as `a -> b -> a`, and exits with status 1.
 Usage: python .ci/import_cycles.py [package folder, default diffinject]
 """
+
 import ast, sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
-pkg_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else root/'diffinject'
+pkg_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else root / 'diffinject'
 pkg = pkg_dir.name
 modules = {p.stem for p in pkg_dir.glob('*.py') if p.stem != '__init__'}
 
@@ -34,8 +35,8 @@ def imported(node):
     elif isinstance(node, ast.ImportFrom):
         base = node.module or ''
         if node.level == 1 or base == pkg or base.startswith(pkg + '.'):
-            base = base[len(pkg) + 1:] if base.startswith(pkg) else base
-            names = [base] if base else [a.name for a in node.names]    # `from . import x`
+            base = base[len(pkg) + 1 :] if base.startswith(pkg) else base
+            names = [base] if base else [a.name for a in node.names]  # `from . import x`
         else:
             return []
         names = [f'{pkg}.{n}' for n in names]
@@ -51,7 +52,7 @@ def imported(node):
 
 graph = {}
 for m in sorted(modules):
-    tree = ast.parse((pkg_dir/f'{m}.py').read_text(), filename=f'{pkg}/{m}.py')
+    tree = ast.parse((pkg_dir / f'{m}.py').read_text(), filename=f'{pkg}/{m}.py')
     graph[m] = sorted({t for node in module_level(tree.body) for t in imported(node) if t != m})
 
 cycles, state, stack = [], {}, []
@@ -62,7 +63,7 @@ def visit(m):
     stack.append(m)
     for t in graph[m]:
         if state.get(t) == 'open':
-            cycles.append(stack[stack.index(t):] + [t])
+            cycles.append(stack[stack.index(t) :] + [t])
         elif t not in state:
             visit(t)
     stack.pop()
@@ -77,5 +78,7 @@ if cycles:
     for c in cycles:
         print(f'import cycle at module level: {" -> ".join(c)}')
     sys.exit(1)
-print(f'no import cycle among the {len(graph)} modules of {pkg}/ '
-      f'({sum(map(len, graph.values()))} module-level imports between them)')
+print(
+    f'no import cycle among the {len(graph)} modules of {pkg}/ '
+    f'({sum(map(len, graph.values()))} module-level imports between them)'
+)

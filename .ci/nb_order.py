@@ -8,18 +8,22 @@ modules exported by notebooks with a lower number, so that the notebooks read in
 used. Prints each problem on one line and exits with status 1.
 Usage: python .ci/nb_order.py [notebook folder, default nbs] [package folder, default diffinject]
 """
+
 import ast, json, re, sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
-nbs_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else root/'nbs'
-pkg_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else root/'diffinject'
+nbs_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else root / 'nbs'
+pkg_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else root / 'diffinject'
 pkg = pkg_dir.name
 problems = []
 
-notebooks = sorted(p for p in nbs_dir.rglob('*.ipynb')
-                   if not p.name.startswith('_') and '.ipynb_checkpoints' not in p.parts and p.name != 'index.ipynb')
-number, exported = {}, {}                        # notebook -> its number; module -> (number, notebook)
+notebooks = sorted(
+    p
+    for p in nbs_dir.rglob('*.ipynb')
+    if not p.name.startswith('_') and '.ipynb_checkpoints' not in p.parts and p.name != 'index.ipynb'
+)
+number, exported = {}, {}  # notebook -> its number; module -> (number, notebook)
 for nb in notebooks:
     m = re.match(r'(\d+)', nb.name)
     if not m:
@@ -27,13 +31,18 @@ for nb in notebooks:
         continue
     n = int(m.group(1))
     for other, k in number.items():
-        if k == n: problems.append(f'{nb.relative_to(nbs_dir.parent)} and {other.relative_to(nbs_dir.parent)} share the number {m.group(1)}')
+        if k == n:
+            problems.append(
+                f'{nb.relative_to(nbs_dir.parent)} and {other.relative_to(nbs_dir.parent)} share the number {m.group(1)}'
+            )
     number[nb] = n
     for cell in json.loads(nb.read_text())['cells']:
-        if cell['cell_type'] != 'code': continue
+        if cell['cell_type'] != 'code':
+            continue
         for line in ''.join(cell['source']).splitlines():
             d = re.match(r'#\|\s*default_exp\s+(\S+)', line)
-            if d: exported[d.group(1)] = (n, nb)
+            if d:
+                exported[d.group(1)] = (n, nb)
 
 
 def imported(node):
@@ -42,10 +51,14 @@ def imported(node):
         names = [a.name for a in node.names]
     elif isinstance(node, ast.ImportFrom):
         base = node.module or ''
-        if node.level == 1: names = [f'{pkg}.{base}'] if base else [f'{pkg}.{a.name}' for a in node.names]
-        elif base == pkg: names = [f'{pkg}.{a.name}' for a in node.names]
-        elif base.startswith(pkg + '.'): names = [base]
-        else: return []
+        if node.level == 1:
+            names = [f'{pkg}.{base}'] if base else [f'{pkg}.{a.name}' for a in node.names]
+        elif base == pkg:
+            names = [f'{pkg}.{a.name}' for a in node.names]
+        elif base.startswith(pkg + '.'):
+            names = [base]
+        else:
+            return []
     else:
         return []
     return [n.split('.')[1] for n in names if n.split('.')[0] == pkg and len(n.split('.')) > 1]
@@ -53,21 +66,26 @@ def imported(node):
 
 edges = 0
 for mod, (n, nb) in sorted(exported.items(), key=lambda kv: kv[1][0]):
-    f = pkg_dir/f'{mod}.py'
+    f = pkg_dir / f'{mod}.py'
     if not f.exists():
         problems.append(f'{nb.relative_to(nbs_dir.parent)} exports {mod}, but {f} is missing (run nbdev_export)')
         continue
     for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
         for t in imported(node):
-            if t == mod or t not in exported: continue
+            if t == mod or t not in exported:
+                continue
             edges += 1
             tn, tnb = exported[t]
             if tn >= n:
-                problems.append(f'{pkg}/{mod}.py ({nb.name}) imports {pkg}.{t} (line {node.lineno}), '
-                                f'exported by the later notebook {tnb.name}')
+                problems.append(
+                    f'{pkg}/{mod}.py ({nb.name}) imports {pkg}.{t} (line {node.lineno}), '
+                    f'exported by the later notebook {tnb.name}'
+                )
 
 if problems:
     print('\n'.join(problems))
     sys.exit(1)
-print(f'{len(number)} notebooks, one per number; the {len(exported)} modules import only modules of earlier notebooks '
-      f'({edges} imports checked, inside functions too)')
+print(
+    f'{len(number)} notebooks, one per number; the {len(exported)} modules import only modules of earlier notebooks '
+    f'({edges} imports checked, inside functions too)'
+)

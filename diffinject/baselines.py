@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std, md_table
-from .classifiers import (CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate, materialize,
-                          train_classifier, train_vanilla, _batches, keep_checkpoints)
+from .core import default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std
+from .core import md_table
+from .classifiers import CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate
+from .classifiers import materialize, train_classifier, train_vanilla, _batches, keep_checkpoints
 
 # %% auto #0
 __all__ = ['BASELINE_HPARAMS', 'QUICK_HPARAMS', 'METHODS', 'TABLE1_BENCHMARKS', 'PUBLISHED_LABEL', 'PUBLISHED_SOURCE',
@@ -22,89 +23,197 @@ __all__ = ['BASELINE_HPARAMS', 'QUICK_HPARAMS', 'METHODS', 'TABLE1_BENCHMARKS', 
            'baselines_cli']
 
 # %% ../nbs/15_baselines.ipynb #57a7c347
-_COMMON = dict(q=0.7, ema_alpha=0.7)                                        # GCE q and the per-sample loss EMA, hard-coded in all three repos
-_BE = dict(n_bias_models=5, bias_iters=1000, bias_eval_every=500, tau=0.99, agreement=3)  # BiasEnsemble stage-1 defaults
+_COMMON = dict(q=0.7, ema_alpha=0.7)  # GCE q and the per-sample loss EMA, hard-coded in all three repos
+_BE = dict(
+    n_bias_models=5, bias_iters=1000, bias_eval_every=500, tau=0.99, agreement=3
+)  # BiasEnsemble stage-1 defaults
+
 
 def _table(bench, lff_lr, disent):
     v = CLASSIFIER_DEFAULTS[bench]
     base = dict(bs=v['bs'], steps=v['steps'], eval_every=v['eval_every'])
-    return {'vanilla': dict(base, lr=v['lr']),
-            'lff':     dict(base, lr=lff_lr, **_COMMON),
-            'disent':  dict(base, **_COMMON, **disent),
-            'lff_be':  dict(base, lr=lff_lr, **_COMMON, **_BE)}
+    return {
+        'vanilla': dict(base, lr=v['lr']),
+        'lff': dict(base, lr=lff_lr, **_COMMON),
+        'disent': dict(base, **_COMMON, **disent),
+        'lff_be': dict(base, lr=lff_lr, **_COMMON, **_BE),
+    }
+
 
 BASELINE_HPARAMS = {
-    'cmnist':        _table('cmnist', 1e-2, dict(lr=1e-2, lambda_dis=10., lambda_swap=1., lambda_swap_align=10.,
-                                                 swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.5)),
-    'cifar10c':      _table('cifar10c', 1e-3, dict(lr={0.005: 5e-4, 0.01: 1e-3, 0.02: 1e-3, 0.05: 1e-3},
-                                                   lambda_dis={0.005: 1., 0.01: 5., 0.02: 5., 0.05: 1.}, lambda_swap=1.,
-                                                   lambda_swap_align={0.005: 1., 0.01: 5., 0.02: 5., 0.05: 1.},
-                                                   swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.5)),
-    'corrupted_mnist': _table('corrupted_mnist', 1e-2, dict(lr=1e-2, lambda_dis=10., lambda_swap=1., lambda_swap_align=10.,
-                                                   swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.5)),  # Colored MNIST's
-    'bffhq':         _table('bffhq', 1e-4, dict(lr=1e-4, lambda_dis=2., lambda_swap=0.1, lambda_swap_align=2.,
-                                                swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.1)),
-    'dogs_and_cats': _table('dogs_and_cats', 1e-4, dict(lr=1e-4, lambda_dis=1., lambda_swap=1., lambda_swap_align=1.,
-                                                        swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.1)),
-    'imagefolder':   _table('imagefolder', 1e-3, dict(lr=1e-3, lambda_dis=1., lambda_swap=1., lambda_swap_align=1.,
-                                                      swap_start=10_000, lr_decay_step=10_000, lr_gamma=0.5)),   # no reference
+    'cmnist': _table(
+        'cmnist',
+        1e-2,
+        dict(
+            lr=1e-2,
+            lambda_dis=10.0,
+            lambda_swap=1.0,
+            lambda_swap_align=10.0,
+            swap_start=10_000,
+            lr_decay_step=10_000,
+            lr_gamma=0.5,
+        ),
+    ),
+    'cifar10c': _table(
+        'cifar10c',
+        1e-3,
+        dict(
+            lr={0.005: 5e-4, 0.01: 1e-3, 0.02: 1e-3, 0.05: 1e-3},
+            lambda_dis={0.005: 1.0, 0.01: 5.0, 0.02: 5.0, 0.05: 1.0},
+            lambda_swap=1.0,
+            lambda_swap_align={0.005: 1.0, 0.01: 5.0, 0.02: 5.0, 0.05: 1.0},
+            swap_start=10_000,
+            lr_decay_step=10_000,
+            lr_gamma=0.5,
+        ),
+    ),
+    'corrupted_mnist': _table(
+        'corrupted_mnist',
+        1e-2,
+        dict(
+            lr=1e-2,
+            lambda_dis=10.0,
+            lambda_swap=1.0,
+            lambda_swap_align=10.0,
+            swap_start=10_000,
+            lr_decay_step=10_000,
+            lr_gamma=0.5,
+        ),
+    ),  # Colored MNIST's
+    'bffhq': _table(
+        'bffhq',
+        1e-4,
+        dict(
+            lr=1e-4,
+            lambda_dis=2.0,
+            lambda_swap=0.1,
+            lambda_swap_align=2.0,
+            swap_start=10_000,
+            lr_decay_step=10_000,
+            lr_gamma=0.1,
+        ),
+    ),
+    'dogs_and_cats': _table(
+        'dogs_and_cats',
+        1e-4,
+        dict(
+            lr=1e-4,
+            lambda_dis=1.0,
+            lambda_swap=1.0,
+            lambda_swap_align=1.0,
+            swap_start=10_000,
+            lr_decay_step=10_000,
+            lr_gamma=0.1,
+        ),
+    ),
+    'imagefolder': _table(
+        'imagefolder',
+        1e-3,
+        dict(
+            lr=1e-3,
+            lambda_dis=1.0,
+            lambda_swap=1.0,
+            lambda_swap_align=1.0,
+            swap_start=10_000,
+            lr_decay_step=10_000,
+            lr_gamma=0.5,
+        ),
+    ),  # no reference
 }
 
 # CPU preset for Colored MNIST built from the shipped MNIST-5k (3.6k training images): 1/25 of the step budget,
 # every schedule point scaled by the same factor (see the justification below)
-QUICK_HPARAMS = {'cmnist': dict(steps=2_000, eval_every=100, swap_start=400, lr_decay_step=400, bias_iters=100, bias_eval_every=50)}
-QUICK_HPARAMS['imagefolder'] = QUICK_HPARAMS['corrupted_mnist'] = QUICK_HPARAMS['cmnist']                      # a user's folder: the same CPU budget
+QUICK_HPARAMS = {
+    'cmnist': dict(steps=2_000, eval_every=100, swap_start=400, lr_decay_step=400, bias_iters=100, bias_eval_every=50)
+}
+QUICK_HPARAMS['imagefolder'] = QUICK_HPARAMS['corrupted_mnist'] = QUICK_HPARAMS[
+    'cmnist'
+]  # a user's folder: the same CPU budget
 
 METHODS = ('vanilla', 'lff', 'disent', 'lff_be')
 
 # %% ../nbs/15_baselines.ipynb #0151eb2e
 def method_hparams(method: str, benchmark: str, ratio: float | None = None, quick: bool = False, **overrides) -> dict:
     "The resolved hyper-parameters of `method` on `benchmark` at conflicting `ratio` (quick CPU preset if `quick`)."
-    if method not in METHODS: raise ValueError(f'method={method!r}: expected one of {METHODS}')
-    if benchmark not in BASELINE_HPARAMS: raise ValueError(f'benchmark={benchmark!r}: expected one of {sorted(BASELINE_HPARAMS)}')
+    if method not in METHODS:
+        raise ValueError(f'method={method!r}: expected one of {METHODS}')
+    if benchmark not in BASELINE_HPARAMS:
+        raise ValueError(f'benchmark={benchmark!r}: expected one of {sorted(BASELINE_HPARAMS)}')
     hp = dict(BASELINE_HPARAMS[benchmark][method])
     if quick:
-        if benchmark not in QUICK_HPARAMS: raise ValueError(f'quick=True: no quick preset for benchmark={benchmark!r} (only {sorted(QUICK_HPARAMS)})')
+        if benchmark not in QUICK_HPARAMS:
+            raise ValueError(f'quick=True: no quick preset for benchmark={benchmark!r} (only {sorted(QUICK_HPARAMS)})')
         hp.update({k: v for k, v in QUICK_HPARAMS[benchmark].items() if k in hp or k in ('steps', 'eval_every')})
     unknown = sorted(set(overrides) - set(hp))
-    if unknown: raise ValueError(f'{", ".join(unknown)}: not a hyper-parameter of {method!r} (expected some of {sorted(hp)})')
+    if unknown:
+        raise ValueError(f'{", ".join(unknown)}: not a hyper-parameter of {method!r} (expected some of {sorted(hp)})')
     hp.update({k: v for k, v in overrides.items() if v is not None})
     for k, v in hp.items():
         if isinstance(v, dict):
-            if ratio not in v: raise ValueError(f'ratio={ratio!r}: {method}.{k} on {benchmark} is given only for ratios {sorted(v)}')
+            if ratio not in v:
+                raise ValueError(f'ratio={ratio!r}: {method}.{k} on {benchmark} is given only for ratios {sorted(v)}')
             hp[k] = v[ratio]
     return hp
 
+
 def hparams_table(benchmarks=None) -> str:
     "The hyper-parameter table as markdown: one row per (benchmark, method), ratio-dependent values as `r%: v` lists."
-    cols = ['lr', 'bs', 'steps', 'eval_every', 'lambda_dis', 'lambda_swap', 'lambda_swap_align', 'swap_start', 'lr_decay_step',
-            'lr_gamma', 'q', 'ema_alpha', 'n_bias_models', 'bias_iters', 'bias_eval_every', 'tau', 'agreement']
+    cols = [
+        'lr',
+        'bs',
+        'steps',
+        'eval_every',
+        'lambda_dis',
+        'lambda_swap',
+        'lambda_swap_align',
+        'swap_start',
+        'lr_decay_step',
+        'lr_gamma',
+        'q',
+        'ema_alpha',
+        'n_bias_models',
+        'bias_iters',
+        'bias_eval_every',
+        'tau',
+        'agreement',
+    ]
     fmt1 = lambda v: f'{v:g}' if isinstance(v, float) else str(v)
-    fmt = lambda v: ('' if v is None else ' / '.join(f'{100*r:g}%: {fmt1(x)}' for r, x in v.items()) if isinstance(v, dict) else fmt1(v))
+    fmt = lambda v: (
+        ''
+        if v is None
+        else ' / '.join(f'{100 * r:g}%: {fmt1(x)}' for r, x in v.items())
+        if isinstance(v, dict)
+        else fmt1(v)
+    )
     rows = ['| benchmark | method | ' + ' | '.join(cols) + ' |', '|' + '---|' * (len(cols) + 2)]
     for b in benchmarks or BASELINE_HPARAMS:
-        for m, hp in BASELINE_HPARAMS[b].items(): rows.append(f'| {b} | {m} | ' + ' | '.join(fmt(hp.get(c)) for c in cols) + ' |')
-    for b, hp in QUICK_HPARAMS.items(): rows.append(f'| {b} (quick, MNIST-5k) | all | ' + ' | '.join(fmt(hp.get(c)) for c in cols) + ' |')
+        for m, hp in BASELINE_HPARAMS[b].items():
+            rows.append(f'| {b} | {m} | ' + ' | '.join(fmt(hp.get(c)) for c in cols) + ' |')
+    for b, hp in QUICK_HPARAMS.items():
+        rows.append(f'| {b} (quick, MNIST-5k) | all | ' + ' | '.join(fmt(hp.get(c)) for c in cols) + ' |')
     return '\n'.join(rows)
 
 # %% ../nbs/15_baselines.ipynb #9552f7a4
 class SampleLossEMA:
     "Per-sample EMA of a loss over a training set, indexed by dataset index (LfF's `EMA`); never-visited samples stay 0."
+
     def __init__(self, labels, num_classes: int | None = None, alpha: float = 0.7):
         self.labels = torch.as_tensor(labels).long().cpu()
-        if self.labels.ndim != 1: raise ValueError(f'labels: expected a 1-d tensor of class indices, got shape {tuple(self.labels.shape)}')
+        if self.labels.ndim != 1:
+            raise ValueError(f'labels: expected a 1-d tensor of class indices, got shape {tuple(self.labels.shape)}')
         self.num_classes = num_classes or int(self.labels.max()) + 1
         self.alpha = alpha
-        self.parameter = torch.zeros(len(self.labels))   # the EMA \bar l_i
-        self.updated = torch.zeros(len(self.labels))     # 1 once sample i has been seen
+        self.parameter = torch.zeros(len(self.labels))  # the EMA \bar l_i
+        self.updated = torch.zeros(len(self.labels))  # 1 once sample i has been seen
 
     def update(self, loss, index):
         "Fold the batch losses `loss` [B] of samples `index` [B] into the EMA."
         loss, index = loss.detach().float().cpu(), torch.as_tensor(index).long().cpu()
-        if loss.shape != index.shape: raise ValueError(f'loss, index: expected equal shapes, got {tuple(loss.shape)} and {tuple(index.shape)}')
+        if loss.shape != index.shape:
+            raise ValueError(f'loss, index: expected equal shapes, got {tuple(loss.shape)} and {tuple(index.shape)}')
         a = self.alpha
-        self.parameter[index] = a * self.parameter[index] + (1 - a * self.updated[index]) * loss   # first visit copies
-        self.updated[index] = 1.
+        self.parameter[index] = a * self.parameter[index] + (1 - a * self.updated[index]) * loss  # first visit copies
+        self.updated[index] = 1.0
         return self
 
     def class_max(self) -> torch.Tensor:
@@ -116,47 +225,69 @@ def relative_difficulty(ema_b: SampleLossEMA, ema_d: SampleLossEMA, index, eps: 
     "LfF's W(x) = l_B/(l_B + l_D) from per-sample loss EMAs, each normalised by its class max over the training set; detached."
     index = torch.as_tensor(index).long().cpu()
     y = ema_b.labels[index]
-    l_b = ema_b.parameter[index] / (ema_b.class_max()[y] + eps)   # \tilde l_B
-    l_d = ema_d.parameter[index] / (ema_d.class_max()[y] + eps)   # \tilde l_D
-    return l_b / (l_b + l_d + eps)                                 # W in [0, 1], no graph
+    l_b = ema_b.parameter[index] / (ema_b.class_max()[y] + eps)  # \tilde l_B
+    l_d = ema_d.parameter[index] / (ema_d.class_max()[y] + eps)  # \tilde l_D
+    return l_b / (l_b + l_d + eps)  # W in [0, 1], no graph
 
 # %% ../nbs/15_baselines.ipynb #bf0f90c4
 def _n(ds) -> int:
     "Number of samples of a dataset or of `materialize`d tensors (x, y, b, idx)."
     return len(ds[1]) if isinstance(ds, tuple) else len(ds)
 
+
 def _nanmean(v) -> float:
     "Mean of the non-NaN values (NaN if none), without numpy's empty-slice warning."
     v = [x for x in v if not math.isnan(x)]
     return sum(v) / len(v) if v else float('nan')
 
-def debias_loop(learner, train_ds, valid_ds=None, test_ds=None, steps: int = 1000, bs: int = 256, eval_every: int = 500,
-                seed: int = 0, device=None, out_dir=None, preload: bool = False, show_progress=None) -> TrainResult:
+
+def debias_loop(
+    learner,
+    train_ds,
+    valid_ds=None,
+    test_ds=None,
+    steps: int = 1000,
+    bs: int = 256,
+    eval_every: int = 500,
+    seed: int = 0,
+    device=None,
+    out_dir=None,
+    preload: bool = False,
+    show_progress=None,
+) -> TrainResult:
     "Train `learner` (networks + `step(x, y, index, step) -> dict`) and evaluate `learner.predictor` like `train_classifier`."
-    if steps < 1 or eval_every < 1: raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
-    if _n(train_ds) == 0: raise ValueError('train_ds: the training set is empty')
+    if steps < 1 or eval_every < 1:
+        raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
+    if _n(train_ds) == 0:
+        raise ValueError('train_ds: the training set is empty')
     device = torch.device(device) if device else default_device()
     learner.to(device)
     g = torch.Generator().manual_seed(seed)
     evals = {k: materialize(v) for k, v in (('valid', valid_ds), ('test', test_ds)) if v is not None}
-    res, best, logs = TrainResult(learner.predictor), {'best_valid': -1., 'best_test': -1.}, []
+    res, best, logs = TrainResult(learner.predictor), {'best_valid': -1.0, 'best_test': -1.0}, []
     batches, t0 = _batches(train_ds, min(bs, _n(train_ds)), g, preload), time.time()
     bar = pbar(range(1, steps + 1), total=steps, show=show_progress)
     for step in bar:
         x, y, b, idx = next(batches)
         out = learner.step(x.to(device), y.to(device), idx, step, bias=b)
         logs.append(out)
-        if step % eval_every and step != steps: continue
+        if step % eval_every and step != steps:
+            continue
         mean_log = {k: _nanmean([o[k] for o in logs]) for k in logs[0]}
         logs = []
-        rec = dict(step=step, **mean_log, seconds=round(time.time() - t0, 2),
-                   **{k: evaluate(learner.predictor, v, device=device) for k, v in evals.items()})
+        rec = dict(
+            step=step,
+            **mean_log,
+            seconds=round(time.time() - t0, 2),
+            **{k: evaluate(learner.predictor, v, device=device) for k, v in evals.items()},
+        )
         res.history.append(rec)
         keep_checkpoints(res, best, rec, learner.predictor, out_dir)
         if out_dir:
-            write_json(Path(out_dir)/'metrics.json', res.metrics)
-            write_json(Path(out_dir)/'history.json', res.history)
-        if hasattr(bar, 'comment'): bar.comment = f"loss {rec['loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
+            write_json(Path(out_dir) / 'metrics.json', res.metrics)
+            write_json(Path(out_dir) / 'history.json', res.history)
+        if hasattr(bar, 'comment'):
+            bar.comment = f"loss {rec['loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}
     return res
 
@@ -165,31 +296,51 @@ def _masked_mean(loss, mask):
     "Mean of `loss` over `mask` (a zero that keeps the graph when the mask is empty: BE would stop with NaN there)."
     return loss[mask].mean() if mask.any() else (loss * 0).sum()
 
+
 class LfFLearner(nn.Module):
     "LfF (and LfF+BE when `aligned_mask` is given): biased f_B (GCE, or CE on pseudo-aligned samples) and debiased f_D (W-weighted CE)."
-    def __init__(self, make_model, labels, num_classes: int, lr: float, q: float = 0.7, ema_alpha: float = 0.7,
-                 aligned_mask=None, weight_decay: float = 0.):
+
+    def __init__(
+        self,
+        make_model,
+        labels,
+        num_classes: int,
+        lr: float,
+        q: float = 0.7,
+        ema_alpha: float = 0.7,
+        aligned_mask=None,
+        weight_decay: float = 0.0,
+    ):
         super().__init__()
         self.model_b, self.model_d = make_model(), make_model()
         self.opt_b = torch.optim.Adam(self.model_b.parameters(), lr=lr, weight_decay=weight_decay)
         self.opt_d = torch.optim.Adam(self.model_d.parameters(), lr=lr, weight_decay=weight_decay)
-        self.ema_b, self.ema_d = SampleLossEMA(labels, num_classes, ema_alpha), SampleLossEMA(labels, num_classes, ema_alpha)
+        self.ema_b, self.ema_d = (
+            SampleLossEMA(labels, num_classes, ema_alpha),
+            SampleLossEMA(labels, num_classes, ema_alpha),
+        )
         self.q, self.aligned_mask = q, None if aligned_mask is None else torch.as_tensor(aligned_mask).bool().cpu()
 
     @property
-    def predictor(self): return self.model_d
+    def predictor(self):
+        return self.model_d
 
     def step(self, x, y, index, step, bias=None):
         logit_b, logit_d = self.model_b(x), self.model_d(x)
         ce_b, ce_d = F.cross_entropy(logit_b, y, reduction='none'), F.cross_entropy(logit_d, y, reduction='none')
         self.ema_b.update(ce_b, index)
-        self.ema_d.update(ce_d, index)       # per-sample EMAs of CE
-        w = relative_difficulty(self.ema_b, self.ema_d, index).to(x.device)   # W(x), detached
-        if self.aligned_mask is None: loss_b = gce_loss(logit_b, y, self.q, reduction='mean', reference_scaling=True)
-        else: loss_b = _masked_mean(ce_b, self.aligned_mask[torch.as_tensor(index).cpu()].to(x.device))  # BE: CE on pseudo-aligned
-        loss_d = (ce_d * w).mean()                                            # W-weighted CE for f_D
+        self.ema_d.update(ce_d, index)  # per-sample EMAs of CE
+        w = relative_difficulty(self.ema_b, self.ema_d, index).to(x.device)  # W(x), detached
+        if self.aligned_mask is None:
+            loss_b = gce_loss(logit_b, y, self.q, reduction='mean', reference_scaling=True)
+        else:
+            loss_b = _masked_mean(
+                ce_b, self.aligned_mask[torch.as_tensor(index).cpu()].to(x.device)
+            )  # BE: CE on pseudo-aligned
+        loss_d = (ce_d * w).mean()  # W-weighted CE for f_D
         loss = loss_b + loss_d
-        if not torch.isfinite(loss): raise FloatingPointError(f'LfF loss is {loss.item()} at step {step}')
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'LfF loss is {loss.item()} at step {step}')
         self.opt_b.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -197,14 +348,17 @@ class LfFLearner(nn.Module):
         self.opt_d.step()
         return _w_log(loss, w, y, bias)
 
+
 def _w_log(loss, w, y, bias):
     "Loss and the mean W on aligned / conflicting samples of the batch (true bias labels used for logging only)."
     out = dict(loss=loss.item(), w_aligned=float('nan'), w_conflicting=float('nan'))
     if bias is not None:
-        al = (y.cpu() == bias.cpu())
+        al = y.cpu() == bias.cpu()
         w = w.cpu()
-        if al.any(): out['w_aligned'] = w[al].mean().item()
-        if (~al).any(): out['w_conflicting'] = w[~al].mean().item()
+        if al.any():
+            out['w_aligned'] = w[al].mean().item()
+        if (~al).any():
+            out['w_conflicting'] = w[~al].mean().item()
     return out
 
 # %% ../nbs/15_baselines.ipynb #ae4d2ff3
@@ -212,88 +366,129 @@ def _encoder(make_model):
     "The benchmark network with its classifier removed (`fc` -> Identity), and its feature width."
     net = make_model()
     if not isinstance(getattr(net, 'fc', None), nn.Linear):
-        raise TypeError(f'{type(net).__name__}: DisEnt needs a network whose last layer is a Linear `fc` (features -> classes)')
+        raise TypeError(
+            f'{type(net).__name__}: DisEnt needs a network whose last layer is a Linear `fc` (features -> classes)'
+        )
     d = net.fc.in_features
     net.fc = nn.Identity()
     return net, d
 
+
 class DisEntNet(nn.Module):
     "DisEnt's two encoders + two heads on [z_l, z_b]; `forward` predicts with the intrinsic head C_i([z_l, z_b])."
+
     def __init__(self, make_model, num_classes: int):
         super().__init__()
-        self.enc_l, d = _encoder(make_model)                       # E_i  (intrinsic)
-        self.enc_b, _ = _encoder(make_model)                       # E_b  (bias)
-        self.fc_l, self.fc_b = nn.Linear(2*d, num_classes), nn.Linear(2*d, num_classes)   # C_i, C_b
-    def features(self, x): return self.enc_l(x), self.enc_b(x)
-    def forward(self, x): return self.fc_l(torch.cat(self.features(x), 1))
+        self.enc_l, d = _encoder(make_model)  # E_i  (intrinsic)
+        self.enc_b, _ = _encoder(make_model)  # E_b  (bias)
+        self.fc_l, self.fc_b = nn.Linear(2 * d, num_classes), nn.Linear(2 * d, num_classes)  # C_i, C_b
+
+    def features(self, x):
+        return self.enc_l(x), self.enc_b(x)
+
+    def forward(self, x):
+        return self.fc_l(torch.cat(self.features(x), 1))
+
 
 def feature_swap(z_b, y, perm=None, generator=None):
     "Permute the bias features and their labels within the batch: (z_b[pi], y[pi], pi)."
-    if perm is None: perm = torch.randperm(len(z_b), generator=generator)
+    if perm is None:
+        perm = torch.randperm(len(z_b), generator=generator)
     perm = perm.to(z_b.device)
     return z_b[perm], y[perm], perm
 
 # %% ../nbs/15_baselines.ipynb #8fc39674
 class DisEntLearner(nn.Module):
     "DisEnt (Lee et al. 2021): L_dis + lambda_swap L_swap with W from C_i / C_b CE EMAs; two Adam optimisers, StepLR after swap_start."
-    def __init__(self, make_model, labels, num_classes: int, lr: float, lambda_dis: float, lambda_swap: float,
-                 lambda_swap_align: float, swap_start: int, lr_decay_step: int | None = None, lr_gamma: float = 0.5,
-                 q: float = 0.7, ema_alpha: float = 0.7, weight_decay: float = 0., seed: int = 0):
+
+    def __init__(
+        self,
+        make_model,
+        labels,
+        num_classes: int,
+        lr: float,
+        lambda_dis: float,
+        lambda_swap: float,
+        lambda_swap_align: float,
+        swap_start: int,
+        lr_decay_step: int | None = None,
+        lr_gamma: float = 0.5,
+        q: float = 0.7,
+        ema_alpha: float = 0.7,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+    ):
         super().__init__()
         self.net = DisEntNet(make_model, num_classes)
         n = self.net
         self.opt_l = torch.optim.Adam([*n.enc_l.parameters(), *n.fc_l.parameters()], lr=lr, weight_decay=weight_decay)
         self.opt_b = torch.optim.Adam([*n.enc_b.parameters(), *n.fc_b.parameters()], lr=lr, weight_decay=weight_decay)
-        self.scheds = [torch.optim.lr_scheduler.StepLR(o, lr_decay_step, lr_gamma) for o in (self.opt_l, self.opt_b)] if lr_decay_step else []
-        self.ema_l, self.ema_b = SampleLossEMA(labels, num_classes, ema_alpha), SampleLossEMA(labels, num_classes, ema_alpha)
+        self.scheds = (
+            [torch.optim.lr_scheduler.StepLR(o, lr_decay_step, lr_gamma) for o in (self.opt_l, self.opt_b)]
+            if lr_decay_step
+            else []
+        )
+        self.ema_l, self.ema_b = (
+            SampleLossEMA(labels, num_classes, ema_alpha),
+            SampleLossEMA(labels, num_classes, ema_alpha),
+        )
         self.lambda_dis, self.lambda_swap, self.lambda_swap_align = lambda_dis, lambda_swap, lambda_swap_align
         self.swap_start, self.q = swap_start, q
-        self.g = torch.Generator().manual_seed(seed + 7)            # the swap permutations
+        self.g = torch.Generator().manual_seed(seed + 7)  # the swap permutations
 
     @property
-    def predictor(self): return self.net
+    def predictor(self):
+        return self.net
 
     def losses(self, x, y, index, step, perm=None):
         "The DisEnt loss terms for one batch (no optimiser step); `perm` fixes the swap permutation (tests)."
         n, gce = self.net, functools.partial(gce_loss, q=self.q, reduction='none', reference_scaling=True)
         z_l, z_b = n.features(x)
-        pred_l = n.fc_l(torch.cat((z_l, z_b.detach()), 1))         # C_i([z_l, sg(z_b)])
-        pred_b = n.fc_b(torch.cat((z_l.detach(), z_b), 1))         # C_b([sg(z_l), z_b])
+        pred_l = n.fc_l(torch.cat((z_l, z_b.detach()), 1))  # C_i([z_l, sg(z_b)])
+        pred_b = n.fc_b(torch.cat((z_l.detach(), z_b), 1))  # C_b([sg(z_l), z_b])
         ce_l, ce_b = F.cross_entropy(pred_l, y, reduction='none'), F.cross_entropy(pred_b, y, reduction='none')
         self.ema_l.update(ce_l, index)
         self.ema_b.update(ce_b, index)
-        w = relative_difficulty(self.ema_b, self.ema_l, index).to(x.device)   # W = l_b/(l_b + l_i), detached
+        w = relative_difficulty(self.ema_b, self.ema_l, index).to(x.device)  # W = l_b/(l_b + l_i), detached
         L_dis = (ce_l * w).mean() + self.lambda_dis * gce(pred_b, y).mean()
         out = dict(L_dis=L_dis, w=w)
-        if step > self.swap_start:                                  # feature swap after the start step
+        if step > self.swap_start:  # feature swap after the start step
             z_b_sw, y_sw, perm = feature_swap(z_b, y, perm, self.g)
-            pred_sw_l = n.fc_l(torch.cat((z_l, z_b_sw.detach()), 1))   # C_i([z_l, sg(z~_b)])
-            pred_sw_b = n.fc_b(torch.cat((z_l.detach(), z_b_sw), 1))   # C_b([sg(z_l), z~_b])
-            L_swap = (F.cross_entropy(pred_sw_l, y, reduction='none') * w).mean() + self.lambda_swap_align * gce(pred_sw_b, y_sw).mean()
+            pred_sw_l = n.fc_l(torch.cat((z_l, z_b_sw.detach()), 1))  # C_i([z_l, sg(z~_b)])
+            pred_sw_b = n.fc_b(torch.cat((z_l.detach(), z_b_sw), 1))  # C_b([sg(z_l), z~_b])
+            L_swap = (F.cross_entropy(pred_sw_l, y, reduction='none') * w).mean() + self.lambda_swap_align * gce(
+                pred_sw_b, y_sw
+            ).mean()
             out.update(L_swap=L_swap, loss=L_dis + self.lambda_swap * L_swap, perm=perm)
-        else: out.update(L_swap=torch.zeros(()), loss=L_dis)
+        else:
+            out.update(L_swap=torch.zeros(()), loss=L_dis)
         return out
 
     def step(self, x, y, index, step, bias=None):
         out = self.losses(x, y, index, step)
         loss = out['loss']
-        if not torch.isfinite(loss): raise FloatingPointError(f'DisEnt loss is {loss.item()} at step {step}')
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'DisEnt loss is {loss.item()} at step {step}')
         self.opt_l.zero_grad(set_to_none=True)
         self.opt_b.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_l.step()
         self.opt_b.step()
         if step >= self.swap_start:
-            for s in self.scheds: s.step()                         # lr decay only after swap_start (DisEnt)
+            for s in self.scheds:
+                s.step()  # lr decay only after swap_start (DisEnt)
         return dict(_w_log(loss, out['w'], y, bias), L_dis=out['L_dis'].item(), L_swap=out['L_swap'].item())
 
 # %% ../nbs/15_baselines.ipynb #bc1a8e6a
 def committee_pseudo_aligned(gt_probs, tau: float = 0.99, agreement: int = 3) -> torch.Tensor:
     "BiasEnsemble's vote: sample n is pseudo-aligned if p_m(y_n|x_n) > tau for at least `agreement` of the M models; gt_probs [M, N]."
     gt_probs = torch.as_tensor(gt_probs)
-    if gt_probs.ndim != 2: raise ValueError(f'gt_probs: expected [M models, N samples], got shape {tuple(gt_probs.shape)}')
-    if not 1 <= agreement <= len(gt_probs): raise ValueError(f'agreement={agreement}: expected 1..{len(gt_probs)} (the number of models)')
+    if gt_probs.ndim != 2:
+        raise ValueError(f'gt_probs: expected [M models, N samples], got shape {tuple(gt_probs.shape)}')
+    if not 1 <= agreement <= len(gt_probs):
+        raise ValueError(f'agreement={agreement}: expected 1..{len(gt_probs)} (the number of models)')
     return (gt_probs > tau).sum(0) >= agreement
+
 
 @torch.no_grad()
 def label_probability(model, ds, bs: int = 512, device=None) -> torch.Tensor:
@@ -302,26 +497,58 @@ def label_probability(model, ds, bs: int = 512, device=None) -> torch.Tensor:
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
-    try: p = torch.cat([F.softmax(model(x[i:i+bs].to(device)), -1).gather(1, y[i:i+bs, None].to(device))[:, 0].cpu() for i in range(0, len(x), bs)])
-    finally: model.train(was)
+    try:
+        p = torch.cat(
+            [
+                F.softmax(model(x[i : i + bs].to(device)), -1).gather(1, y[i : i + bs, None].to(device))[:, 0].cpu()
+                for i in range(0, len(x), bs)
+            ]
+        )
+    finally:
+        model.train(was)
     out = torch.empty(len(idx))
     out[idx] = p
     return out
 
-def train_bias_committee(make_model, train_ds, valid_ds, n_models: int = 5, iters: int = 1000, eval_every: int = 500,
-                         bs: int = 256, lr: float = 1e-2, q: float = 0.7, seed: int = 0, device=None, preload: bool = False):
+
+def train_bias_committee(
+    make_model,
+    train_ds,
+    valid_ds,
+    n_models: int = 5,
+    iters: int = 1000,
+    eval_every: int = 500,
+    bs: int = 256,
+    lr: float = 1e-2,
+    q: float = 0.7,
+    seed: int = 0,
+    device=None,
+    preload: bool = False,
+):
     "BiasEnsemble stage 1: `n_models` GCE models, `iters` steps each, best biased-valid checkpoint; returns p(y|x) [M, N]."
     probs = []
     train_t = materialize(train_ds) if preload and not isinstance(train_ds, tuple) else train_ds
     for m in range(n_models):
-        s = seed * 1000 + 101 * (m + 1)                     # a distinct, reproducible init and batch order per member
+        s = seed * 1000 + 101 * (m + 1)  # a distinct, reproducible init and batch order per member
         seed_everything(s)
         model = make_model()
-        res = train_classifier(model, train_t, valid_ds, None,
-                               loss=functools.partial(gce_loss, q=q, reduction='none', reference_scaling=True),
-                               steps=iters, bs=min(bs, _n(train_t)), lr=lr, eval_every=eval_every, seed=s, device=device,
-                               preload=preload, show_progress=False)
-        if valid_ds is not None: res.load('best_valid')
+        res = train_classifier(
+            model,
+            train_t,
+            valid_ds,
+            None,
+            loss=functools.partial(gce_loss, q=q, reduction='none', reference_scaling=True),
+            steps=iters,
+            bs=min(bs, _n(train_t)),
+            lr=lr,
+            eval_every=eval_every,
+            seed=s,
+            device=device,
+            preload=preload,
+            show_progress=False,
+        )
+        if valid_ds is not None:
+            res.load('best_valid')
         probs.append(label_probability(res.model, train_t))
     return torch.stack(probs)
 
@@ -329,6 +556,7 @@ def train_bias_committee(make_model, train_ds, valid_ds, n_models: int = 5, iter
 @dataclass
 class MethodResult:
     "A baseline run: `method`, `benchmark`, `ratio`, `seed`, resolved `hparams`, the `TrainResult` (`train`) and extras (committee stats...)."
+
     method: str
     benchmark: str
     ratio: float | None
@@ -336,68 +564,147 @@ class MethodResult:
     hparams: dict
     train: TrainResult
     extra: dict = field(default_factory=dict)
+
     @property
-    def metrics(self) -> dict: return self.train.metrics
+    def metrics(self) -> dict:
+        return self.train.metrics
+
     @property
-    def history(self) -> list: return self.train.history
+    def history(self) -> list:
+        return self.train.history
+
     @property
-    def model(self) -> nn.Module: return self.train.model
+    def model(self) -> nn.Module:
+        return self.train.model
+
     def summary(self) -> dict:
         "JSON-able summary: identity, hyper-parameters, labelled metrics, extras."
-        return dict(method=self.method, benchmark=self.benchmark, ratio=self.ratio, seed=self.seed, hparams=self.hparams,
-                    metrics=self.metrics, extra=self.extra)
+        return dict(
+            method=self.method,
+            benchmark=self.benchmark,
+            ratio=self.ratio,
+            seed=self.seed,
+            hparams=self.hparams,
+            metrics=self.metrics,
+            extra=self.extra,
+        )
+
 
 def _num_classes(ds, benchmark):
     from diffinject.data import get_benchmark
+
     return getattr(ds, 'num_classes', None) or get_benchmark(benchmark).num_classes
+
 
 def _labels(ds) -> torch.Tensor:
     "Training labels ordered by dataset index (`.labels` when the dataset has it, else read from the items)."
-    if getattr(ds, 'labels', None) is not None and len(ds.labels) == len(ds): return torch.as_tensor(ds.labels).long()
+    if getattr(ds, 'labels', None) is not None and len(ds.labels) == len(ds):
+        return torch.as_tensor(ds.labels).long()
     _, y, _, idx = materialize(ds)
     out = torch.empty(len(idx), dtype=torch.long)
     out[idx] = y
     return out
 
-def run_method(method: str, train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', ratio: float | None = None,
-               seed: int = 0, steps: int | None = None, out_dir=None, quick: bool = False, device=None, preload=None,
-               model_kwargs=None, show_progress=None, **overrides) -> MethodResult:
+
+def run_method(
+    method: str,
+    train_ds,
+    valid_ds=None,
+    test_ds=None,
+    benchmark: str = 'cmnist',
+    ratio: float | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    out_dir=None,
+    quick: bool = False,
+    device=None,
+    preload=None,
+    model_kwargs=None,
+    show_progress=None,
+    **overrides,
+) -> MethodResult:
     "Train baseline `method` ('vanilla'|'lff'|'disent'|'lff_be') on `train_ds`; evaluate on valid/test; labelled checkpoints."
     hp = method_hparams(method, benchmark, ratio, quick, steps=steps, **overrides)
     from diffinject.data import DIGIT_BENCHMARKS
-    if preload is None: preload = benchmark in DIGIT_BENCHMARKS                    # deterministic train transform only
+
+    if preload is None:
+        preload = benchmark in DIGIT_BENCHMARKS  # deterministic train transform only
     device = torch.device(device) if device else default_device()
     C = _num_classes(train_ds, benchmark)
     make_model = lambda: make_classifier(benchmark, C, **(model_kwargs or {}))
     out_dir = Path(out_dir) if out_dir else None
-    train_t = materialize(train_ds) if preload else train_ds               # decode once, shared by every stage
-    common = dict(steps=hp['steps'], bs=hp['bs'], eval_every=hp['eval_every'], seed=seed, device=device, out_dir=out_dir,
-                  preload=preload, show_progress=show_progress)
+    train_t = materialize(train_ds) if preload else train_ds  # decode once, shared by every stage
+    common = dict(
+        steps=hp['steps'],
+        bs=hp['bs'],
+        eval_every=hp['eval_every'],
+        seed=seed,
+        device=device,
+        out_dir=out_dir,
+        preload=preload,
+        show_progress=show_progress,
+    )
     extra, t0 = {}, time.time()
     seed_everything(seed)
     if method == 'vanilla':
-        res = train_vanilla(train_t, valid_ds, test_ds, benchmark=benchmark, seed=seed, model_kwargs=model_kwargs,
-                            lr=hp['lr'], **{k: v for k, v in common.items() if k != 'seed'})
+        res = train_vanilla(
+            train_t,
+            valid_ds,
+            test_ds,
+            benchmark=benchmark,
+            seed=seed,
+            model_kwargs=model_kwargs,
+            lr=hp['lr'],
+            **{k: v for k, v in common.items() if k != 'seed'},
+        )
     else:
         labels = _labels(train_ds)
         if method == 'lff':
             learner = LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha'])
         elif method == 'disent':
-            learner = DisEntLearner(make_model, labels, C, hp['lr'], hp['lambda_dis'], hp['lambda_swap'], hp['lambda_swap_align'],
-                                    hp['swap_start'], hp['lr_decay_step'], hp['lr_gamma'], hp['q'], hp['ema_alpha'], seed=seed)
+            learner = DisEntLearner(
+                make_model,
+                labels,
+                C,
+                hp['lr'],
+                hp['lambda_dis'],
+                hp['lambda_swap'],
+                hp['lambda_swap_align'],
+                hp['swap_start'],
+                hp['lr_decay_step'],
+                hp['lr_gamma'],
+                hp['q'],
+                hp['ema_alpha'],
+                seed=seed,
+            )
         else:  # lff_be
-            probs = train_bias_committee(make_model, train_t, valid_ds, hp['n_bias_models'], hp['bias_iters'], hp['bias_eval_every'],
-                                         hp['bs'], hp['lr'], hp['q'], seed, device, preload)
+            probs = train_bias_committee(
+                make_model,
+                train_t,
+                valid_ds,
+                hp['n_bias_models'],
+                hp['bias_iters'],
+                hp['bias_eval_every'],
+                hp['bs'],
+                hp['lr'],
+                hp['q'],
+                seed,
+                device,
+                preload,
+            )
             mask = committee_pseudo_aligned(probs, hp['tau'], hp['agreement'])
             extra.update(_committee_stats(mask, train_ds))
-            if out_dir: atomic_save({'gt_probs': probs, 'pseudo_aligned': mask}, out_dir/'committee.pt')
+            if out_dir:
+                atomic_save({'gt_probs': probs, 'pseudo_aligned': mask}, out_dir / 'committee.pt')
             seed_everything(seed)
             learner = LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha'], aligned_mask=mask)
         res = debias_loop(learner, train_t, valid_ds, test_ds, **common)
     extra['seconds'] = round(time.time() - t0, 1)
     out = MethodResult(method, benchmark, ratio, seed, hp, res, extra)
-    if out_dir: write_json(out_dir/'result.json', out.summary())
+    if out_dir:
+        write_json(out_dir / 'result.json', out.summary())
     return out
+
 
 def _committee_stats(mask, ds) -> dict:
     "How well the pseudo-aligned set matches the true aligned samples (true bias labels used for reporting only)."
@@ -405,56 +712,102 @@ def _committee_stats(mask, ds) -> dict:
     al = getattr(ds, 'aligned', None)
     if al is not None and len(al) == len(mask):
         al = torch.as_tensor(al).bool()
-        d.update(pseudo_aligned_precision=float(al[mask].float().mean()) if mask.any() else float('nan'),
-                 aligned_recall=float(mask[al].float().mean()) if al.any() else float('nan'),
-                 conflicting_kept_out=float((~mask[~al]).float().mean()) if (~al).any() else float('nan'))
+        d.update(
+            pseudo_aligned_precision=float(al[mask].float().mean()) if mask.any() else float('nan'),
+            aligned_recall=float(mask[al].float().mean()) if al.any() else float('nan'),
+            conflicting_kept_out=float((~mask[~al]).float().mean()) if (~al).any() else float('nan'),
+        )
     return d
 
 # %% ../nbs/15_baselines.ipynb #62e38f6a
 TABLE1_BENCHMARKS = ('cmnist', 'cifar10c', 'bffhq', 'dogs_and_cats')
 
 PUBLISHED_LABEL = 'published (DiffInject Table 1)'
-PUBLISHED_SOURCE = ('Ko et al., "DiffInject: Revisiting Debias via Synthetic Data Generation using Diffusion-based '
-                    'Style Injection", CVPR 2024 workshops, arXiv 2406.06134, Table 1')
+PUBLISHED_SOURCE = (
+    'Ko et al., "DiffInject: Revisiting Debias via Synthetic Data Generation using Diffusion-based '
+    'Style Injection", CVPR 2024 workshops, arXiv 2406.06134, Table 1'
+)
 _T1 = {  # unbiased test accuracy (%): CMNIST 1 %, 5 %, CCIFAR-10 1 %, 5 %, BFFHQ 1 %, 5 %, Dogs & Cats 1 %, 5 %
-    'vanilla':    (32.59, 82.44, 23.62, 41.68, 60.68, 83.36, 73.01, 83.51),
-    'lff':        (74.23, 85.33, 33.57, 49.47, 69.89, 78.31, 69.92, 82.92),
-    'disent':     (78.89, 89.60, 36.49, 51.88, 66.00, 80.68, 69.49, 82.78),
-    'lff_be':     (81.17, 90.04, 34.77, 52.16, 75.08, 85.48, 81.52, 88.60),
-    'a2':         (83.92, 91.64, 27.54, 37.60, 78.98, 86.22, 71.15, 83.07),
-    'amplibias':  (67.79, 74.88, 45.95, 52.22, 81.80, 87.34, 73.30, 84.67),
-    'diffinject': (85.58, 92.29, 28.24, 33.11, 81.90, 89.90, 82.35, 93.60)}
+    'vanilla': (32.59, 82.44, 23.62, 41.68, 60.68, 83.36, 73.01, 83.51),
+    'lff': (74.23, 85.33, 33.57, 49.47, 69.89, 78.31, 69.92, 82.92),
+    'disent': (78.89, 89.60, 36.49, 51.88, 66.00, 80.68, 69.49, 82.78),
+    'lff_be': (81.17, 90.04, 34.77, 52.16, 75.08, 85.48, 81.52, 88.60),
+    'a2': (83.92, 91.64, 27.54, 37.60, 78.98, 86.22, 71.15, 83.07),
+    'amplibias': (67.79, 74.88, 45.95, 52.22, 81.80, 87.34, 73.30, 84.67),
+    'diffinject': (85.58, 92.29, 28.24, 33.11, 81.90, 89.90, 82.35, 93.60),
+}
 _T1_COLUMNS = [(b, r) for b in TABLE1_BENCHMARKS for r in (0.01, 0.05)]
-PUBLISHED_TABLE1 = {b: {m: {r: v[i] for i, (b_, r) in enumerate(_T1_COLUMNS) if b_ == b} for m, v in _T1.items()}
-                    for b in TABLE1_BENCHMARKS}   # {benchmark: {method: {ratio: accuracy %}}}: 1 % and 5 % only
+PUBLISHED_TABLE1 = {
+    b: {m: {r: v[i] for i, (b_, r) in enumerate(_T1_COLUMNS) if b_ == b} for m, v in _T1.items()}
+    for b in TABLE1_BENCHMARKS
+}  # {benchmark: {method: {ratio: accuracy %}}}: 1 % and 5 % only
 
 # %% ../nbs/15_baselines.ipynb #5f658212
-def compare_baselines(root, benchmark: str = 'cmnist', methods=METHODS, ratios=(0.01, 0.05), seeds=(0, 1, 2), quick: bool = True,
-                      out_dir=None, device='cpu', show_progress=None, **overrides) -> list:
+def compare_baselines(
+    root,
+    benchmark: str = 'cmnist',
+    methods=METHODS,
+    ratios=(0.01, 0.05),
+    seeds=(0, 1, 2),
+    quick: bool = True,
+    out_dir=None,
+    device='cpu',
+    show_progress=None,
+    **overrides,
+) -> list:
     "Run `methods` x `ratios` x `seeds` on the benchmark folder `root`; one row per run with the three checkpoints' test metrics."
     from diffinject.data import load_split, pct_name
+
     rows = []
     for r in ratios:
-        tr, va, te = (load_split(root, benchmark, s, r, transform='train' if s == 'train' else 'eval') for s in ('train', 'valid', 'test'))
+        tr, va, te = (
+            load_split(root, benchmark, s, r, transform='train' if s == 'train' else 'eval')
+            for s in ('train', 'valid', 'test')
+        )
         for m in methods:
             for s in seeds:
-                od = Path(out_dir)/m/pct_name(r)/f'seed{s}' if out_dir else None
-                res = run_method(m, tr, va, te, benchmark, r, s, quick=quick, out_dir=od, device=device, show_progress=show_progress, **overrides)
-                rows.append(dict(method=m, ratio=r, seed=s, seconds=res.extra['seconds'],
-                                 **{f'{k}_{a}': v['test'][a] for k, v in res.metrics.items() for a in ('acc', 'conflicting_acc')},
-                                 **{f'{k}_step': v['step'] for k, v in res.metrics.items()},
-                                 **{k: v for k, v in res.extra.items() if k != 'seconds'}))
+                od = Path(out_dir) / m / pct_name(r) / f'seed{s}' if out_dir else None
+                res = run_method(
+                    m,
+                    tr,
+                    va,
+                    te,
+                    benchmark,
+                    r,
+                    s,
+                    quick=quick,
+                    out_dir=od,
+                    device=device,
+                    show_progress=show_progress,
+                    **overrides,
+                )
+                rows.append(
+                    dict(
+                        method=m,
+                        ratio=r,
+                        seed=s,
+                        seconds=res.extra['seconds'],
+                        **{
+                            f'{k}_{a}': v['test'][a] for k, v in res.metrics.items() for a in ('acc', 'conflicting_acc')
+                        },
+                        **{f'{k}_step': v['step'] for k, v in res.metrics.items()},
+                        **{k: v for k, v in res.extra.items() if k != 'seconds'},
+                    )
+                )
     if out_dir:
-        write_json(Path(out_dir)/'comparison.json', rows)
-        atomic_write_text(Path(out_dir)/'comparison.md', comparison_table(rows, benchmark) + '\n')
+        write_json(Path(out_dir) / 'comparison.json', rows)
+        atomic_write_text(Path(out_dir) / 'comparison.md', comparison_table(rows, benchmark) + '\n')
     return rows
+
 
 def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', published=None) -> str:
     "Markdown table per method and ratio: test `metric` (%), mean ± std over seeds per checkpoint rule; the published one."
     published = PUBLISHED_TABLE1 if published is None else published
     ratios = sorted({r['ratio'] for r in rows})
     methods = list(dict.fromkeys(r['method'] for r in rows))
-    head = ['method'] + [f'{100*r:g}% {c}' for r in ratios for c in ('best-valid', 'last', 'best-test', PUBLISHED_LABEL)]
+    head = ['method'] + [
+        f'{100 * r:g}% {c}' for r in ratios for c in ('best-valid', 'last', 'best-test', PUBLISHED_LABEL)
+    ]
     out = []
     for m in methods:
         cells = [m]
@@ -465,34 +818,48 @@ def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', publi
             cells.append(f'{p:.2f}' if p is not None else 'n/a')
         out.append(cells)
     n = sorted({len([x for x in rows if x['method'] == m and x['ratio'] == r]) for m in methods for r in ratios})
-    what = {'acc': 'Unbiased test accuracy', 'conflicting_acc': 'Bias-conflicting test accuracy',
-            'aligned_acc': 'Bias-aligned test accuracy', 'group_mean_acc': 'Group-mean test accuracy'}.get(metric, f'Test {metric}')
-    note = (f'{what} (%), mean ± std over {"/".join(map(str, n))} seeds; checkpoints: best-valid (selected on the biased '
-            f'valid set), last, best-test (max over evaluations: what DisEnt/BE report). '
-            f'{PUBLISHED_LABEL}: {PUBLISHED_SOURCE} (1 % and 5 % only; on the ~55k-image DisEnt/BiasEnsemble data: '
-            'compare ranking and gap to vanilla).')
+    what = {
+        'acc': 'Unbiased test accuracy',
+        'conflicting_acc': 'Bias-conflicting test accuracy',
+        'aligned_acc': 'Bias-aligned test accuracy',
+        'group_mean_acc': 'Group-mean test accuracy',
+    }.get(metric, f'Test {metric}')
+    note = (
+        f'{what} (%), mean ± std over {"/".join(map(str, n))} seeds; checkpoints: best-valid (selected on the biased '
+        f'valid set), last, best-test (max over evaluations: what DisEnt/BE report). '
+        f'{PUBLISHED_LABEL}: {PUBLISHED_SOURCE} (1 % and 5 % only; on the ~55k-image DisEnt/BiasEnsemble data: '
+        'compare ranking and gap to vanilla).'
+    )
     return md_table(head, out) + '\n\n' + note
 
 # %% ../nbs/15_baselines.ipynb #4a756e2b
 from .core import script, cli_list, cli_check, check_threads, check_device
 
+
 @script
-def baselines_cli(out_dir: str = 'baselines_out',      # where runs, comparison.json and comparison.md go
-                  root: str = None,                    # benchmark folder; default: Colored MNIST built from MNIST-5k into out_dir/cmnist
-                  benchmark: str = 'cmnist',           # cmnist | cifar10c | bffhq | dogs_and_cats
-                  methods: str = ','.join(METHODS),    # comma-separated subset of vanilla,lff,disent,lff_be
-                  ratios: str = '0.01,0.05',           # comma-separated conflicting fractions
-                  seeds: str = '0,1,2',                # comma-separated seeds
-                  full: bool = False,                  # original step budget instead of the quick preset
-                  steps: int = None,                   # override the number of steps
-                  device: str = 'cpu',
-                  threads: int = 1,                    # torch CPU threads (shared machines: keep 1)
-                  quiet: bool = False):                # no progress bars
+def baselines_cli(
+    out_dir: str = 'baselines_out',  # where runs, comparison.json and comparison.md go
+    root: str = None,  # benchmark folder; default: Colored MNIST built from MNIST-5k into out_dir/cmnist
+    benchmark: str = 'cmnist',  # cmnist | cifar10c | bffhq | dogs_and_cats
+    methods: str = ','.join(METHODS),  # comma-separated subset of vanilla,lff,disent,lff_be
+    ratios: str = '0.01,0.05',  # comma-separated conflicting fractions
+    seeds: str = '0,1,2',  # comma-separated seeds
+    full: bool = False,  # original step budget instead of the quick preset
+    steps: int = None,  # override the number of steps
+    device: str = 'cpu',
+    threads: int = 1,  # torch CPU threads (shared machines: keep 1)
+    quiet: bool = False,  # no progress bars
+):
     "Run baselines x ratios x seeds and print / save the Table-1 comparison (mean +- std, published numbers beside)."
-    ms, rs, ss = cli_list(methods, str, '--methods'), cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds')
+    ms, rs, ss = (
+        cli_list(methods, str, '--methods'),
+        cli_list(ratios, float, '--ratios'),
+        cli_list(seeds, int, '--seeds'),
+    )
     bad = [m for m in ms if m not in METHODS]
     cli_check(not bad, '--methods', methods, f'some of {",".join(METHODS)} (unknown: {",".join(bad)})')
-    for r in rs: cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
+    for r in rs:
+        cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
     cli_check(steps is None or steps >= 1, '--steps', steps, 'a positive integer')
     check_threads(threads)
     check_device(device, '--device')
@@ -501,13 +868,25 @@ def baselines_cli(out_dir: str = 'baselines_out',      # where runs, comparison.
     torch.set_num_threads(threads)
     out = Path(out_dir)
     if root is None:
-        if benchmark != 'cmnist': raise ValueError(f'--root: required for benchmark={benchmark!r} (only cmnist can be built here)')
+        if benchmark != 'cmnist':
+            raise ValueError(f'--root: required for benchmark={benchmark!r} (only cmnist can be built here)')
         from diffinject.data import build_colored_mnist
-        root = build_colored_mnist(out/'cmnist', ratios=tuple(rs))
-    rows = compare_baselines(root, benchmark, ms, rs, ss, quick=not full, out_dir=out/'runs', device=device, steps=steps,
-                             show_progress=False if quiet else None)
+
+        root = build_colored_mnist(out / 'cmnist', ratios=tuple(rs))
+    rows = compare_baselines(
+        root,
+        benchmark,
+        ms,
+        rs,
+        ss,
+        quick=not full,
+        out_dir=out / 'runs',
+        device=device,
+        steps=steps,
+        show_progress=False if quiet else None,
+    )
     tab = comparison_table(rows, benchmark)
-    write_json(out/'comparison.json', rows)
-    atomic_write_text(out/'comparison.md', tab + '\n')
+    write_json(out / 'comparison.json', rows)
+    atomic_write_text(out / 'comparison.md', tab + '\n')
     print(tab)
     return rows

@@ -17,22 +17,28 @@ __all__ = ['BENCH_COMMANDS', 'register_bench', 'time_per_call', 'count_flops', '
            'bench_inject_cmd', 'bench_synth', 'bench_compare', 'bench_cli']
 
 # %% ../nbs/26_bench.ipynb #501979d6
-BENCH_COMMANDS = {}   # name -> function(**opts) -> dict of numbers; `diffinject_bench <name>` runs it
+BENCH_COMMANDS = {}  # name -> function(**opts) -> dict of numbers; `diffinject_bench <name>` runs it
+
 
 def register_bench(name):
     "Decorator: make `fn` available as `diffinject_bench <name>`."
+
     def _reg(fn):
         BENCH_COMMANDS[name] = fn
         return fn
+
     return _reg
 
 # %% ../nbs/26_bench.ipynb #7f8f1707
 def _sync(device):
-    if torch.device(device).type == 'cuda': torch.cuda.synchronize(device)
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
 
-def time_per_call(fn, device='cpu', min_time=1., warmup=1, max_calls=10_000):
+
+def time_per_call(fn, device='cpu', min_time=1.0, warmup=1, max_calls=10_000):
     "Median-free simple timer: seconds per call of `fn()`, after `warmup` calls, over >= `min_time` s (at least 2 calls)."
-    for _ in range(warmup): fn()
+    for _ in range(warmup):
+        fn()
     _sync(device)
     n, t0 = 0, time.perf_counter()
     while True:
@@ -40,19 +46,24 @@ def time_per_call(fn, device='cpu', min_time=1., warmup=1, max_calls=10_000):
         n += 1
         _sync(device)
         dt = time.perf_counter() - t0
-        if (dt >= min_time and n >= 2) or n >= max_calls: return dt / n
+        if (dt >= min_time and n >= 2) or n >= max_calls:
+            return dt / n
+
 
 def count_flops(fn):
     "FLOPs of one call of `fn()` as counted by `torch.utils.flop_counter.FlopCounterMode` (matmul/conv/attention; 1 MAC = 2 FLOPs)."
-    with FlopCounterMode(display=False) as fc: fn()
+    with FlopCounterMode(display=False) as fc:
+        fn()
     return fc.get_total_flops()
 
-def matmul_peak(device='cpu', dtype=torch.float32, n=None, min_time=1.):
+
+def matmul_peak(device='cpu', dtype=torch.float32, n=None, min_time=1.0):
     "Measured dense-matmul FLOP/s of this machine: an n x n @ n x n product costs 2 n^3 FLOPs."
     device = torch.device(device)
     n = n or (8192 if device.type == 'cuda' else 1024)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     return 2 * n**3 / time_per_call(lambda: a @ b, device, min_time, warmup=2)
+
 
 def cpu_name():
     "The CPU model (from /proc/cpuinfo on Linux) and the number of cores torch sees."
@@ -62,13 +73,16 @@ def cpu_name():
             if l.startswith('model name'):
                 name = l.split(':', 1)[1].strip()
                 break
-    except OSError: pass
+    except OSError:
+        pass
     return f'{name}, {os.cpu_count()} cores'
+
 
 def fmt_si(x, unit=''):
     "1.23e9 -> '1.23 G' + unit."
     for p, s in ((1e15, 'P'), (1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
-        if abs(x) >= p: return f'{x / p:.3g} {s}{unit}'
+        if abs(x) >= p:
+            return f'{x / p:.3g} {s}{unit}'
     return f'{x:.3g} {unit}'
 
 # %% ../nbs/26_bench.ipynb #65a60fe8
@@ -80,25 +94,30 @@ def _clock(device, clock=None):
         raise ValueError(f"clock={clock!r}: expected 'thread', 'wall' or None (automatic)")
     return clock, (time.thread_time if clock == 'thread' else time.perf_counter)
 
-def side_by_side(fns: dict, device='cpu', min_time=0., min_rounds=3, max_rounds=50, warmup=1, clock=None) -> dict:
+
+def side_by_side(fns: dict, device='cpu', min_time=0.0, min_rounds=3, max_rounds=50, warmup=1, clock=None) -> dict:
     "Seconds per call of each function in `fns`, timed in interleaved rounds (order alternating): {name: [s, ...]}."
     clock, now = _clock(device, clock)
     for f in fns.values():
-        for _ in range(warmup): f()
+        for _ in range(warmup):
+            f()
     times, names = {k: [] for k in fns}, list(fns)
     for r in range(max_rounds):
-        for k in (names if r % 2 == 0 else names[::-1]):
+        for k in names if r % 2 == 0 else names[::-1]:
             _sync(device)
             t0 = now()
             fns[k]()
             _sync(device)
             times[k].append(now() - t0)
-        if r + 1 >= min_rounds and all(sum(v) >= min_time for v in times.values()): break
+        if r + 1 >= min_rounds and all(sum(v) >= min_time for v in times.values()):
+            break
     return times
+
 
 def median_s(times: dict) -> dict:
     "Median seconds per call of each entry of a `side_by_side` result."
     return {k: statistics.median(v) for k, v in times.items()}
+
 
 def paired_ratio(times: dict, a: str, b: str) -> float:
     "Median over rounds of time(a) / time(b): each round's two calls ran back to back, under the same load."
@@ -106,11 +125,20 @@ def paired_ratio(times: dict, a: str, b: str) -> float:
 
 # %% ../nbs/26_bench.ipynb #820cd24e
 @register_bench('diffusion')
-def bench_diffusion(preset='cmnist_32', batch_size=32, sample_batch=16, sample_steps=20, device=None, min_time=2.,
-                    amp=None, verbose=True):
+def bench_diffusion(
+    preset='cmnist_32',
+    batch_size=32,
+    sample_batch=16,
+    sample_steps=20,
+    device=None,
+    min_time=2.0,
+    amp=None,
+    verbose=True,
+):
     "Training and DDIM-sampling images/s of a UNet preset, FLOPs per forward and achieved FLOP/s vs the measured matmul peak."
     from diffinject.train import build_model_and_diffusion, ema_update
     from diffinject.ddim import ddim_sample
+
     device = torch.device(device) if device else default_device()
     amp = (device.type == 'cuda') if amp is None else amp
     dt = torch.bfloat16 if amp else torch.float32
@@ -123,52 +151,83 @@ def bench_diffusion(preset='cmnist_32', batch_size=32, sample_batch=16, sample_s
     x0 = torch.rand(batch_size, C, S, S, device=device) * 2 - 1
     t = torch.randint(0, diffusion.num_timesteps, (batch_size,), device=device)
     ac = diffusion.alphas_cumprod
+
     def fwd():
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp): model(x0, t)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            model(x0, t)
+
     def fwd_bwd():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = diffusion.training_losses(model, x0, t, torch.randn_like(x0))['loss'].mean()
         loss.backward()
-    def train_step():                                 # what DiffusionTrainer.train_step does, minus data loading
+
+    def train_step():  # what DiffusionTrainer.train_step does, minus data loading
         opt.zero_grad(set_to_none=True)
         fwd_bwd()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema_update(ema, model, 0.9999)
+
     xT = torch.randn(sample_batch, C, S, S, device=device)
+
     def sample():
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp): ddim_sample(ema, xT, ac, sample_steps)
-    fwd_flops = count_flops(fwd) / batch_size                       # per image, one UNet forward
-    train_flops = count_flops(fwd_bwd) / batch_size                 # per image, forward + backward (~3x forward)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            ddim_sample(ema, xT, ac, sample_steps)
+
+    fwd_flops = count_flops(fwd) / batch_size  # per image, one UNet forward
+    train_flops = count_flops(fwd_bwd) / batch_size  # per image, forward + backward (~3x forward)
     peak = matmul_peak(device, dt, min_time=min_time / 2)
     s_train = time_per_call(train_step, device, min_time)
     s_fwd = time_per_call(fwd, device, min_time)
     s_samp = time_per_call(sample, device, min_time, warmup=1)
-    r = dict(device=str(device), cpu=cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device), threads=torch.get_num_threads(),
-             dtype=str(dt).replace('torch.', ''), preset=preset, params=sum(p.numel() for p in model.parameters()),
-             batch_size=batch_size, sample_batch=sample_batch, sample_steps=sample_steps,
-             flops_per_forward=fwd_flops, flops_per_train_image=train_flops, matmul_peak_flops=peak,
-             train_images_per_s=batch_size / s_train, forward_images_per_s=batch_size / s_fwd,
-             sample_images_per_s=sample_batch / s_samp)
+    r = dict(
+        device=str(device),
+        cpu=cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device),
+        threads=torch.get_num_threads(),
+        dtype=str(dt).replace('torch.', ''),
+        preset=preset,
+        params=sum(p.numel() for p in model.parameters()),
+        batch_size=batch_size,
+        sample_batch=sample_batch,
+        sample_steps=sample_steps,
+        flops_per_forward=fwd_flops,
+        flops_per_train_image=train_flops,
+        matmul_peak_flops=peak,
+        train_images_per_s=batch_size / s_train,
+        forward_images_per_s=batch_size / s_fwd,
+        sample_images_per_s=sample_batch / s_samp,
+    )
     r['train_flops_per_s'] = r['train_images_per_s'] * train_flops
     r['forward_flops_per_s'] = r['forward_images_per_s'] * fwd_flops
     r['sample_flops_per_s'] = r['sample_images_per_s'] * sample_steps * fwd_flops
-    for k in ('train', 'forward', 'sample'): r[f'{k}_fraction_of_peak'] = r[f'{k}_flops_per_s'] / peak
-    if verbose: print_bench(r)
+    for k in ('train', 'forward', 'sample'):
+        r[f'{k}_fraction_of_peak'] = r[f'{k}_flops_per_s'] / peak
+    if verbose:
+        print_bench(r)
     return r
+
 
 def print_bench(r):
     "Print a `bench_diffusion` result as a small table."
-    print(f"diffusion benchmark: preset {r['preset']} ({r['params']/1e6:.2f} M params) on {r['device']} "
-          f"({r['cpu']}; {r['threads']} torch threads; {r['dtype']})")
+    print(
+        f"diffusion benchmark: preset {r['preset']} ({r['params'] / 1e6:.2f} M params) on {r['device']} "
+        f"({r['cpu']}; {r['threads']} torch threads; {r['dtype']})"
+    )
     print(f"  FLOPs per forward (1 image)      {fmt_si(r['flops_per_forward'], 'FLOP')}")
-    print(f"  FLOPs per training image (f+b)   {fmt_si(r['flops_per_train_image'], 'FLOP')}  "
-          f"(= {r['flops_per_train_image']/r['flops_per_forward']:.2f} x forward)")
+    print(
+        f"  FLOPs per training image (f+b)   {fmt_si(r['flops_per_train_image'], 'FLOP')}  "
+        f"(= {r['flops_per_train_image'] / r['flops_per_forward']:.2f} x forward)"
+    )
     print(f"  measured matmul peak             {fmt_si(r['matmul_peak_flops'], 'FLOP/s')}")
-    for k, lab in (('train', f"training (bs {r['batch_size']})"), ('forward', f"forward only (bs {r['batch_size']})"),
-                   ('sample', f"DDIM sampling ({r['sample_steps']} steps, bs {r['sample_batch']})")):
-        print(f"  {lab:<32} {r[f'{k}_images_per_s']:9.2f} images/s  {fmt_si(r[f'{k}_flops_per_s'], 'FLOP/s'):>14}"
-              f"  = {100 * r[f'{k}_fraction_of_peak']:.1f} % of matmul peak")
+    for k, lab in (
+        ('train', f"training (bs {r['batch_size']})"),
+        ('forward', f"forward only (bs {r['batch_size']})"),
+        ('sample', f"DDIM sampling ({r['sample_steps']} steps, bs {r['sample_batch']})"),
+    ):
+        print(
+            f"  {lab:<32} {r[f'{k}_images_per_s']:9.2f} images/s  {fmt_si(r[f'{k}_flops_per_s'], 'FLOP/s'):>14}"
+            f"  = {100 * r[f'{k}_fraction_of_peak']:.1f} % of matmul peak"
+        )
 
 # %% ../nbs/26_bench.ipynb #e2389166
 def load_guided_diffusion(path=None):
@@ -178,61 +237,100 @@ def load_guided_diffusion(path=None):
         p = Path(path).expanduser()
         if not (p / 'guided_diffusion' / 'unet.py').exists():
             return None, f'{p}: no guided_diffusion/unet.py there (expected a checkout of openai/guided-diffusion)'
-        if str(p) not in sys.path: sys.path.insert(0, str(p))
-    try: return importlib.import_module('guided_diffusion.unet').UNetModel, None
+        if str(p) not in sys.path:
+            sys.path.insert(0, str(p))
+    try:
+        return importlib.import_module('guided_diffusion.unet').UNetModel, None
     except ImportError as e:
-        return None, (f'guided-diffusion is not importable ({e}); pass the folder of an openai/guided-diffusion '
-                      'checkout '
-                      '(--opts \'{"gd_path": "..."}\' or $GUIDED_DIFFUSION)')
+        return None, (
+            f'guided-diffusion is not importable ({e}); pass the folder of an openai/guided-diffusion '
+            'checkout '
+            '(--opts \'{"gd_path": "..."}\' or $GUIDED_DIFFUSION)'
+        )
+
 
 def guided_diffusion_unet(cfg: dict, path=None):
     "guided-diffusion's `UNetModel` from our UNet config `cfg` (same argument names): (model, None) or (None, why)."
     cls, why = load_guided_diffusion(path)
-    if cls is None: return None, why
+    if cls is None:
+        return None, why
     ours_only = dict(skip_resolutions=None, skip_pool='none', skip_gate_t=None, input_skip=False)
     extra = [k for k, v in ours_only.items() if cfg.get(k, v) != v]
-    if extra: return None, f'the config uses {extra}, which guided-diffusion does not have'
+    if extra:
+        return None, f'the config uses {extra}, which guided-diffusion does not have'
     accepted = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in cfg.items() if k in accepted}), None
 
+
 def diffusers_config(cfg: dict) -> dict:
     "`diffusers.UNet2DModel` arguments closest to our config `cfg` (levels, blocks, attention, scale-shift, resample)."
-    ds = [2 ** i for i in range(len(cfg['channel_mult']))]
+    ds = [2**i for i in range(len(cfg['channel_mult']))]
     att = [d in tuple(cfg['attention_resolutions']) for d in ds]
     heads = cfg['num_head_channels'] if cfg['num_head_channels'] != -1 else cfg['model_channels'] // cfg['num_heads']
     res = 'resnet' if cfg['resblock_updown'] else 'conv'
-    return dict(sample_size=cfg['image_size'], in_channels=cfg['in_channels'], out_channels=cfg['out_channels'],
-                block_out_channels=tuple(int(cfg['model_channels'] * m) for m in cfg['channel_mult']),
-                layers_per_block=cfg['num_res_blocks'], dropout=cfg['dropout'], norm_num_groups=32, act_fn='silu',
-                down_block_types=tuple('AttnDownBlock2D' if a else 'DownBlock2D' for a in att),
-                up_block_types=tuple('AttnUpBlock2D' if a else 'UpBlock2D' for a in att[::-1]),
-                attention_head_dim=heads, add_attention=True, time_embedding_type='positional', flip_sin_to_cos=True,
-                freq_shift=0, resnet_time_scale_shift='scale_shift' if cfg['use_scale_shift_norm'] else 'default',
-                downsample_type=res, upsample_type=res)
+    return dict(
+        sample_size=cfg['image_size'],
+        in_channels=cfg['in_channels'],
+        out_channels=cfg['out_channels'],
+        block_out_channels=tuple(int(cfg['model_channels'] * m) for m in cfg['channel_mult']),
+        layers_per_block=cfg['num_res_blocks'],
+        dropout=cfg['dropout'],
+        norm_num_groups=32,
+        act_fn='silu',
+        down_block_types=tuple('AttnDownBlock2D' if a else 'DownBlock2D' for a in att),
+        up_block_types=tuple('AttnUpBlock2D' if a else 'UpBlock2D' for a in att[::-1]),
+        attention_head_dim=heads,
+        add_attention=True,
+        time_embedding_type='positional',
+        flip_sin_to_cos=True,
+        freq_shift=0,
+        resnet_time_scale_shift='scale_shift' if cfg['use_scale_shift_norm'] else 'default',
+        downsample_type=res,
+        upsample_type=res,
+    )
+
 
 def diffusers_unet(cfg: dict):
     "`diffusers.UNet2DModel` closest to our config: (model, None), or (None, why not) when diffusers is not installed."
-    try: from diffusers import UNet2DModel
-    except ImportError as e: return None, f'diffusers is not installed ({e}); pip install "diffinject[bench]"'
+    try:
+        from diffusers import UNet2DModel
+    except ImportError as e:
+        return None, f'diffusers is not installed ({e}); pip install "diffinject[bench]"'
     return UNet2DModel(**diffusers_config(cfg)), None
+
 
 @torch.no_grad()
 def randomize_(model, seed=0, std=0.05):
     "Fill every parameter with seeded N(0, std^2) values (ADM zero-initialises output layers: outputs would be 0)."
     g = torch.Generator().manual_seed(seed)
-    for p in model.parameters(): p.copy_(torch.randn(p.shape, generator=g) * std)
+    for p in model.parameters():
+        p.copy_(torch.randn(p.shape, generator=g) * std)
     return model
 
 # %% ../nbs/26_bench.ipynb #6397ced9
 def _say(verbose, *args):
-    if verbose: print(*args, flush=True)
+    if verbose:
+        print(*args, flush=True)
 
-def _n_params(m): return sum(p.numel() for p in m.parameters())
 
-def bench_peers(preset='cmnist_32', batch_size=16, train_batch=8, device=None, min_time=0., rounds=3, gd_path=None,
-                peers=('guided-diffusion', 'diffusers'), verbose=True) -> dict:
+def _n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def bench_peers(
+    preset='cmnist_32',
+    batch_size=16,
+    train_batch=8,
+    device=None,
+    min_time=0.0,
+    rounds=3,
+    gd_path=None,
+    peers=('guided-diffusion', 'diffusers'),
+    verbose=True,
+) -> dict:
     "Our UNet vs guided-diffusion (same config, same weights) and diffusers' UNet2DModel (closest config), side by side"
     from diffinject.unet import create_unet, unet_config
+
     device = torch.device(device) if device else default_device()
     cfg = unet_config(preset)
     ours = randomize_(create_unet(preset)).to(device)
@@ -241,10 +339,21 @@ def bench_peers(preset='cmnist_32', batch_size=16, train_batch=8, device=None, m
     x = torch.randn(batch_size, C, S, S, generator=g).to(device)
     t = torch.randint(0, 1000, (batch_size,), generator=g).to(device)
     clock = _clock(device)[0]
-    r = dict(preset=preset, device=str(device), threads=torch.get_num_threads(), clock=clock, batch_size=batch_size,
-             train_batch=train_batch, params_ours=_n_params(ours), peers={})
-    _say(verbose, f'UNet peers: preset {preset} on {device} ({torch.get_num_threads()} torch threads, {clock} clock), '
-                  f'forward batch {batch_size}, forward+backward batch {train_batch}')
+    r = dict(
+        preset=preset,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        clock=clock,
+        batch_size=batch_size,
+        train_batch=train_batch,
+        params_ours=_n_params(ours),
+        peers={},
+    )
+    _say(
+        verbose,
+        f'UNet peers: preset {preset} on {device} ({torch.get_num_threads()} torch threads, {clock} clock), '
+        f'forward batch {batch_size}, forward+backward batch {train_batch}',
+    )
     for name in peers:
         if name == 'guided-diffusion':
             other, why = guided_diffusion_unet(cfg, gd_path)
@@ -252,48 +361,82 @@ def bench_peers(preset='cmnist_32', batch_size=16, train_batch=8, device=None, m
         elif name == 'diffusers':
             other, why = diffusers_unet(cfg)
             call = lambda m, x, t: m(x, t).sample
-        else: raise ValueError(f"peers: unknown peer {name!r}; expected 'guided-diffusion' or 'diffusers'")
+        else:
+            raise ValueError(f"peers: unknown peer {name!r}; expected 'guided-diffusion' or 'diffusers'")
         if other is None:
             _say(verbose, f'  {name:<17} skipped: {why}')
             r['peers'][name] = dict(skipped=why)
             continue
-        if name == 'guided-diffusion': other.load_state_dict(ours.state_dict(), strict=True)   # the same weights
-        else: randomize_(other)
+        if name == 'guided-diffusion':
+            other.load_state_dict(ours.state_dict(), strict=True)  # the same weights
+        else:
+            randomize_(other)
         other = other.to(device)
         d = dict(params=_n_params(other))
         with torch.no_grad():
             ours.eval()
             other.eval()
-            if name == 'guided-diffusion': d['max_abs_diff'] = (ours(x, t) - other(x, t)).abs().max().item()
-            tf = side_by_side({'ours': lambda: ours(x, t), name: lambda: call(other, x, t)}, device, min_time,
-                              min_rounds=rounds)
+            if name == 'guided-diffusion':
+                d['max_abs_diff'] = (ours(x, t) - other(x, t)).abs().max().item()
+            tf = side_by_side(
+                {'ours': lambda: ours(x, t), name: lambda: call(other, x, t)}, device, min_time, min_rounds=rounds
+            )
         xb, tb = x[:train_batch], t[:train_batch]
+
         def step(m, f):
             m.zero_grad(set_to_none=True)
             f(m, xb, tb).square().mean().backward()
+
         ours.train()
         other.train()
-        tt = side_by_side({'ours': lambda: step(ours, lambda m, x, t: m(x, t)), name: lambda: step(other, call)},
-                          device, min_time, min_rounds=rounds)
+        tt = side_by_side(
+            {'ours': lambda: step(ours, lambda m, x, t: m(x, t)), name: lambda: step(other, call)},
+            device,
+            min_time,
+            min_rounds=rounds,
+        )
         mf, mt = median_s(tf), median_s(tt)
-        d.update(forward_s=mf[name], forward_s_ours=mf['ours'], forward_speedup=paired_ratio(tf, name, 'ours'),
-                 train_s=mt[name], train_s_ours=mt['ours'], train_speedup=paired_ratio(tt, name, 'ours'))
+        d.update(
+            forward_s=mf[name],
+            forward_s_ours=mf['ours'],
+            forward_speedup=paired_ratio(tf, name, 'ours'),
+            train_s=mt[name],
+            train_s_ours=mt['ours'],
+            train_speedup=paired_ratio(tt, name, 'ours'),
+        )
         r['peers'][name] = d
         same = f", same weights: max |diff| {d['max_abs_diff']:.1e}" if 'max_abs_diff' in d else ''
         _say(verbose, f"  vs {name:<14} ({d['params'] / 1e6:.2f} M params vs our {r['params_ours'] / 1e6:.2f} M{same})")
-        _say(verbose, f"     forward        ours {1e3 * mf['ours']:7.1f} ms  {name} {1e3 * mf[name]:7.1f} ms  "
-                      f"ours is {d['forward_speedup']:.2f}x as fast")
-        _say(verbose, f"     fwd+backward   ours {1e3 * mt['ours']:7.1f} ms  {name} {1e3 * mt[name]:7.1f} ms  "
-                      f"ours is {d['train_speedup']:.2f}x as fast")
+        _say(
+            verbose,
+            f"     forward        ours {1e3 * mf['ours']:7.1f} ms  {name} {1e3 * mf[name]:7.1f} ms  "
+            f"ours is {d['forward_speedup']:.2f}x as fast",
+        )
+        _say(
+            verbose,
+            f"     fwd+backward   ours {1e3 * mt['ours']:7.1f} ms  {name} {1e3 * mt[name]:7.1f} ms  "
+            f"ours is {d['train_speedup']:.2f}x as fast",
+        )
     return r
 
 # %% ../nbs/26_bench.ipynb #2997a51c
 @torch.no_grad()
-def bench_inject(model, batch_size=8, steps=20, inv_steps=None, min_time=1., device=None, T=1000, rounds=3, synth=True,
-                 verbose=False) -> dict:
+def bench_inject(
+    model,
+    batch_size=8,
+    steps=20,
+    inv_steps=None,
+    min_time=1.0,
+    device=None,
+    T=1000,
+    rounds=3,
+    synth=True,
+    verbose=False,
+) -> dict:
     "A plain DDIM step vs an injected step (1 encoder + 2 decoders; or one stacked decoder call) vs 3 full passes."
     from diffinject.inject import eps_pair, invert_content, diff_inject, model_image_spec
     from diffinject.diffusion import GaussianDiffusion, linear_beta_schedule
+
     device = torch.device(device or next(model.parameters()).device)
     model = model.to(device).eval()
     C, S = model_image_spec(model)
@@ -302,117 +445,192 @@ def bench_inject(model, batch_size=8, steps=20, inv_steps=None, min_time=1., dev
     x, xc = (torch.randn(batch_size, C, S, S, generator=g).to(device) for _ in range(2))
     tv = torch.full((batch_size,), T // 2, device=device, dtype=torch.long)
     hc = model.encode(xc, tv)[0]
-    fns = {'plain': lambda: model(x, tv),                                               # 1 encoder + 1 decoder
-           'inject': lambda: eps_pair(model, x, T // 2, hc, .5, stack=False),           # 1 encoder + 2 decoders
-           'inject_stacked': lambda: eps_pair(model, x, T // 2, hc, .5, stack=True),    # 1 encoder + 1 decoder on 2B
-           'full_3pass': lambda: [model(x, tv) for _ in range(3)]}                      # naive: 3 full passes
+    fns = {
+        'plain': lambda: model(x, tv),  # 1 encoder + 1 decoder
+        'inject': lambda: eps_pair(model, x, T // 2, hc, 0.5, stack=False),  # 1 encoder + 2 decoders
+        'inject_stacked': lambda: eps_pair(model, x, T // 2, hc, 0.5, stack=True),  # 1 encoder + 1 decoder on 2B
+        'full_3pass': lambda: [model(x, tv) for _ in range(3)],
+    }  # naive: 3 full passes
     tr = side_by_side(fns, device, min_time, min_rounds=rounds)
     ts = median_s(tr)
     f_plain, f_enc = count_flops(lambda: model(x, tv)), count_flops(lambda: model.encode(x, tv))
-    r = dict(device=str(device), threads=torch.get_num_threads(), clock=_clock(device)[0], batch_size=batch_size,
-             plain_step_s=ts['plain'], inject_step_s=ts['inject'], stacked_step_s=ts['inject_stacked'],
-             ratio=paired_ratio(tr, 'inject', 'plain'), stacked_ratio=paired_ratio(tr, 'inject_stacked', 'plain'),
-             full_3pass_ratio=paired_ratio(tr, 'full_3pass', 'plain'), encoder_flop_share=f_enc / f_plain,
-             flop_ratio=(2 * f_plain - f_enc) / f_plain,                     # (E + 2D) / (E + D)
-             steps=steps, inv_steps=inv_steps or steps)
-    _say(verbose, f"  plain DDIM step {1e3 * ts['plain']:7.1f} ms | injected step: two decoder calls "
-                  f"{r['ratio']:.2f}x, "
-                  f"one stacked call {r['stacked_ratio']:.2f}x | three full passes {r['full_3pass_ratio']:.2f}x "
-                  f"(FLOP floor {r['flop_ratio']:.2f}x)")
-    if synth:                                                            # style inversion + sampling, content h cached
+    r = dict(
+        device=str(device),
+        threads=torch.get_num_threads(),
+        clock=_clock(device)[0],
+        batch_size=batch_size,
+        plain_step_s=ts['plain'],
+        inject_step_s=ts['inject'],
+        stacked_step_s=ts['inject_stacked'],
+        ratio=paired_ratio(tr, 'inject', 'plain'),
+        stacked_ratio=paired_ratio(tr, 'inject_stacked', 'plain'),
+        full_3pass_ratio=paired_ratio(tr, 'full_3pass', 'plain'),
+        encoder_flop_share=f_enc / f_plain,
+        flop_ratio=(2 * f_plain - f_enc) / f_plain,  # (E + 2D) / (E + D)
+        steps=steps,
+        inv_steps=inv_steps or steps,
+    )
+    _say(
+        verbose,
+        f"  plain DDIM step {1e3 * ts['plain']:7.1f} ms | injected step: two decoder calls "
+        f"{r['ratio']:.2f}x, "
+        f"one stacked call {r['stacked_ratio']:.2f}x | three full passes {r['full_3pass_ratio']:.2f}x "
+        f"(FLOP floor {r['flop_ratio']:.2f}x)",
+    )
+    if synth:  # style inversion + sampling, content h cached
         ac = GaussianDiffusion(linear_beta_schedule(T)).alphas_cumprod
         content_h = {t: h.to(device) for t, h in invert_content(model, xc.clamp(-1, 1), ac, inv_steps or steps).items()}
-        run = lambda: diff_inject(model, x.clamp(-1, 1), ac, content_h=content_h, steps=steps, inv_steps=inv_steps,
-                                  t_edit=T // 2, t_boost=T // 5)
+        run = lambda: diff_inject(
+            model,
+            x.clamp(-1, 1),
+            ac,
+            content_h=content_h,
+            steps=steps,
+            inv_steps=inv_steps,
+            t_edit=T // 2,
+            t_boost=T // 5,
+        )
         t_syn = median_s(side_by_side({'synth': run}, device, min_time, min_rounds=1, warmup=0))['synth']
         r['images_per_s'] = batch_size / t_syn
-        _say(verbose, f"  synthetic images/s ({r['inv_steps']} inversion + {steps} sampling steps, content h cached): "
-                      f"{r['images_per_s']:.3f}")
+        _say(
+            verbose,
+            f"  synthetic images/s ({r['inv_steps']} inversion + {steps} sampling steps, content h cached): "
+            f"{r['images_per_s']:.3f}",
+        )
     return r
 
+
 @register_bench('inject')
-def bench_inject_cmd(preset='cmnist_32', batch_size=16, steps=25, device=None, min_time=2., verbose=True):
+def bench_inject_cmd(preset='cmnist_32', batch_size=16, steps=25, device=None, min_time=2.0, verbose=True):
     "`diffinject_bench inject`: injected vs plain DDIM step and synthetic images/s of a UNet preset (random weights)."
     from diffinject.unet import create_unet
+
     device = torch.device(device) if device else default_device()
     torch.manual_seed(0)
-    _say(verbose, f'inject benchmark: preset {preset} on {device} ({torch.get_num_threads()} torch threads), '
-                  f'batch {batch_size}')
-    r = bench_inject(create_unet(preset), batch_size=batch_size, steps=steps, min_time=min_time, device=device,
-                     verbose=verbose)
+    _say(
+        verbose,
+        f'inject benchmark: preset {preset} on {device} ({torch.get_num_threads()} torch threads), batch {batch_size}',
+    )
+    r = bench_inject(
+        create_unet(preset), batch_size=batch_size, steps=steps, min_time=min_time, device=device, verbose=verbose
+    )
     return dict(preset=preset, **r)
 
 # %% ../nbs/26_bench.ipynb #b6ce24cb
 @torch.no_grad()
 def bench_synth(model, n_pairs=6, n_contents=2, steps=8, device=None, T=1000, rounds=1, verbose=True) -> dict:
     "Batched synthesis (contents inverted once, pairs in one batch) vs a batch-1 loop of the reference algorithm."
-    from diffinject.inject import (reference_config, invert_content, invert_style, inject_sample, select_h,
-                                   model_image_spec)
+    from diffinject.inject import reference_config, invert_content, invert_style, inject_sample, select_h
+    from diffinject.inject import model_image_spec
     from diffinject.diffusion import GaussianDiffusion, linear_beta_schedule
+
     device = torch.device(device or next(model.parameters()).device)
     model = model.to(device).eval()
     C, S = model_image_spec(model)
-    cfg = reference_config(steps=steps, inv_steps=steps, replace_steps=steps)   # grid = every step at these steps
+    cfg = reference_config(steps=steps, inv_steps=steps, replace_steps=steps)  # grid = every step at these steps
     ac = GaussianDiffusion(linear_beta_schedule(T)).alphas_cumprod
     g = torch.Generator().manual_seed(0)
     style = (torch.rand(n_pairs, C, S, S, generator=g) * 2 - 1).to(device)
     contents = (torch.rand(n_contents, C, S, S, generator=g) * 2 - 1).to(device)
-    which = torch.arange(n_pairs) % n_contents                                   # pair i takes content i mod n_contents
-    def one_pair(i):                                                   # the reference: batch size 1, both inverted
+    which = torch.arange(n_pairs) % n_contents  # pair i takes content i mod n_contents
+
+    def one_pair(i):  # the reference: batch size 1, both inverted
         h = invert_content(model, contents[which[i]][None], ac, steps, cfg.spacing)
-        xT = invert_style(model, style[i:i + 1], ac, steps, cfg.spacing)
+        xT = invert_style(model, style[i : i + 1], ac, steps, cfg.spacing)
         return inject_sample(model, xT, h, ac, cfg, seeds=[i])
+
     def batched(share=True):
         h = invert_content(model, contents if share else contents[which], ac, steps, cfg.spacing)
         h = select_h(h, which) if share else h
         return inject_sample(model, invert_style(model, style, ac, steps, cfg.spacing), h, ac, cfg, seeds=0)
+
     out = {}
-    keep = lambda k, f: lambda: out.__setitem__(k, f())                          # the timed calls' images
-    fns = {'loop': keep('loop', lambda: torch.cat([one_pair(i) for i in range(n_pairs)])),
-           'batched': keep('batched', batched), 'batched_no_share': keep('batched_no_share', lambda: batched(False))}
-    one_pair(0)                                                                  # warm-up: one pair
+    keep = lambda k, f: lambda: out.__setitem__(k, f())  # the timed calls' images
+    fns = {
+        'loop': keep('loop', lambda: torch.cat([one_pair(i) for i in range(n_pairs)])),
+        'batched': keep('batched', batched),
+        'batched_no_share': keep('batched_no_share', lambda: batched(False)),
+    }
+    one_pair(0)  # warm-up: one pair
     ts = median_s(side_by_side(fns, device, min_rounds=rounds, warmup=0))
     rel = lambda k: ((out[k] - out['loop']).abs().max() / out['loop'].abs().max()).item()
     err = max(rel('batched'), rel('batched_no_share'))
-    r = dict(device=str(device), threads=torch.get_num_threads(), clock=_clock(device)[0], n_pairs=n_pairs,
-             n_contents=n_contents, steps=steps, loop_s=ts['loop'], batched_s=ts['batched'],
-             batched_no_share_s=ts['batched_no_share'], speedup=ts['loop'] / ts['batched'],
-             batching_speedup=ts['loop'] / ts['batched_no_share'], max_rel_diff=err,
-             images_per_s=n_pairs / ts['batched'], loop_images_per_s=n_pairs / ts['loop'])
-    _say(verbose, f"  synthesis of {n_pairs} pairs ({n_contents} contents), {steps} inversion + {steps} sampling steps "
-                  f"(reference schedule): batch-1 loop {ts['loop']:.2f} s, batched {ts['batched']:.2f} s -> "
-                  f"{r['speedup']:.2f}x ({r['batching_speedup']:.2f}x from batching alone, contents re-inverted per "
-                  f"pair); same images: max rel. diff {err:.1e}")
+    r = dict(
+        device=str(device),
+        threads=torch.get_num_threads(),
+        clock=_clock(device)[0],
+        n_pairs=n_pairs,
+        n_contents=n_contents,
+        steps=steps,
+        loop_s=ts['loop'],
+        batched_s=ts['batched'],
+        batched_no_share_s=ts['batched_no_share'],
+        speedup=ts['loop'] / ts['batched'],
+        batching_speedup=ts['loop'] / ts['batched_no_share'],
+        max_rel_diff=err,
+        images_per_s=n_pairs / ts['batched'],
+        loop_images_per_s=n_pairs / ts['loop'],
+    )
+    _say(
+        verbose,
+        f"  synthesis of {n_pairs} pairs ({n_contents} contents), {steps} inversion + {steps} sampling steps "
+        f"(reference schedule): batch-1 loop {ts['loop']:.2f} s, batched {ts['batched']:.2f} s -> "
+        f"{r['speedup']:.2f}x ({r['batching_speedup']:.2f}x from batching alone, contents re-inverted per "
+        f"pair); same images: max rel. diff {err:.1e}",
+    )
     return r
 
 # %% ../nbs/26_bench.ipynb #831b4447
 @register_bench('compare')
-def bench_compare(preset='cmnist_32', device=None, threads=1, batch_size=16, train_batch=8, inject_batch=8, rounds=5,
-                  inject_rounds=10, synth_pairs=6, synth_contents=2, synth_steps=8, gd_path=None, min_time=0.,
-                  smoke=False, verbose=True) -> dict:
+def bench_compare(
+    preset='cmnist_32',
+    device=None,
+    threads=1,
+    batch_size=16,
+    train_batch=8,
+    inject_batch=8,
+    rounds=5,
+    inject_rounds=10,
+    synth_pairs=6,
+    synth_contents=2,
+    synth_steps=8,
+    gd_path=None,
+    min_time=0.0,
+    smoke=False,
+    verbose=True,
+) -> dict:
     "Ratios measured side by side in one run: UNet vs its peers, injected vs plain step, batched synthesis vs batch-1."
     from diffinject.unet import create_unet
-    if smoke:                                                          # seconds: the tiny preset, tiny batches
+
+    if smoke:  # seconds: the tiny preset, tiny batches
         preset, batch_size, train_batch, inject_batch, rounds, inject_rounds = 'tiny_32', 2, 2, 2, 1, 1
         synth_pairs, synth_contents, synth_steps = 2, 1, 2
     device = torch.device(device) if device else default_device()
     old = torch.get_num_threads()
-    if threads and device.type == 'cpu': torch.set_num_threads(threads)
+    if threads and device.type == 'cpu':
+        torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
-        _say(verbose, f'diffinject_bench compare: {preset} on {device} '
-                      f"({cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
-                      f'{torch.get_num_threads()} torch thread(s); ratios, each pair timed in interleaved rounds')
-        r = dict(preset=preset, peers=bench_peers(preset, batch_size, train_batch, device, min_time, rounds, gd_path,
-                                                  verbose=verbose))
+        _say(
+            verbose,
+            f'diffinject_bench compare: {preset} on {device} '
+            f"({cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
+            f'{torch.get_num_threads()} torch thread(s); ratios, each pair timed in interleaved rounds',
+        )
+        r = dict(
+            preset=preset,
+            peers=bench_peers(preset, batch_size, train_batch, device, min_time, rounds, gd_path, verbose=verbose),
+        )
         _say(verbose, f'injected step (batch {inject_batch}):')
         torch.manual_seed(0)
         model = randomize_(create_unet(preset)).to(device)
-        r['inject'] = bench_inject(model, inject_batch, device=device, min_time=min_time, rounds=inject_rounds,
-                                   synth=False, verbose=verbose)
+        r['inject'] = bench_inject(
+            model, inject_batch, device=device, min_time=min_time, rounds=inject_rounds, synth=False, verbose=verbose
+        )
         _say(verbose, 'synthesis:')
         r['synth'] = bench_synth(model, synth_pairs, synth_contents, synth_steps, device, verbose=verbose)
-    finally: torch.set_num_threads(old)
+    finally:
+        torch.set_num_threads(old)
     r['seconds'] = time.perf_counter() - t0
     _say(verbose, f"done in {r['seconds']:.1f} s")
     return r
@@ -420,22 +638,25 @@ def bench_compare(preset='cmnist_32', device=None, threads=1, batch_size=16, tra
 # %% ../nbs/26_bench.ipynb #93d4ba30
 @script
 def bench_cli(
-    what:str,               # which benchmark: one of BENCH_COMMANDS ('compare', 'diffusion', 'inject')
-    device:str=None,        # 'cpu', 'cuda', ... (default: the fastest available)
-    threads:int=None,       # torch CPU threads (default: torch's choice)
-    min_time:float=None,    # seconds per timed measurement (default: the benchmark's own)
-    opts:str=None,          # JSON dict of extra options for the benchmark, e.g. '{"batch_size": 64}'
-    json_out:str=None,      # also write the numbers to this JSON file
+    what: str,  # which benchmark: one of BENCH_COMMANDS ('compare', 'diffusion', 'inject')
+    device: str = None,  # 'cpu', 'cuda', ... (default: the fastest available)
+    threads: int = None,  # torch CPU threads (default: torch's choice)
+    min_time: float = None,  # seconds per timed measurement (default: the benchmark's own)
+    opts: str = None,  # JSON dict of extra options for the benchmark, e.g. '{"batch_size": 64}'
+    json_out: str = None,  # also write the numbers to this JSON file
 ):
     "Print benchmarks: `compare` (ratios against peers, side by side), `diffusion` (images/s, FLOPs), `inject`."
     cli_check(what in BENCH_COMMANDS, 'what', repr(what), f'one of {sorted(BENCH_COMMANDS)}')
     check_threads(threads)
     check_device(device, '--device')
     cli_check(min_time is None or min_time > 0, '--min_time', min_time, 'a positive number of seconds')
-    try: extra = json.loads(opts) if opts else {}
-    except json.JSONDecodeError as e: raise UsageError(f"--opts {opts}: not valid JSON ({e}); expected e.g. '{{\"batch_size\": 64}}'") from None
+    try:
+        extra = json.loads(opts) if opts else {}
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--opts {opts}: not valid JSON ({e}); expected e.g. '{{\"batch_size\": 64}}'") from None
     cli_check(isinstance(extra, dict), '--opts', opts, 'a JSON object of options')
-    if threads: torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
     devs = [device] if device else (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
     fn = BENCH_COMMANDS[what]
     known = [p for p in inspect.signature(fn).parameters if p != 'device']
@@ -446,5 +667,6 @@ def bench_cli(
     res = [fn(device=d, **{**kw, **extra}) for d in devs]
     if json_out:
         from diffinject.core import write_json
+
         write_json(json_out, res)
     return res

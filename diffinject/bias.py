@@ -8,8 +8,8 @@ import time, math, functools
 from pathlib import Path
 import torch
 from .core import seed_everything, write_json, script, cli_check, check_threads, check_device
-from .classifiers import (make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss,
-                                    TrainResult)
+from .classifiers import make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss
+from .classifiers import TrainResult
 from .core import check_precision
 from .data import pct_name, build_colored_mnist, load_split
 
@@ -19,23 +19,36 @@ __all__ = ['BIAS_CLASSIFIER_DEFAULTS', 'train_bias_classifier', 'mine_topk', 'mi
 
 # %% ../nbs/05_bias.ipynb #4a4e3b0f
 BIAS_CLASSIFIER_DEFAULTS = {  # AmpliBias / DiffInject train_classifier (= A²): GCE, Adam, 50 epochs
-    'cmnist':        dict(lr=1e-3, bs=256, epochs=50),
-    'cifar10c':      dict(lr=1e-3, bs=128, epochs=50),
+    'cmnist': dict(lr=1e-3, bs=256, epochs=50),
+    'cifar10c': dict(lr=1e-3, bs=128, epochs=50),
     'corrupted_mnist': dict(lr=1e-3, bs=256, epochs=50),  # Colored MNIST's (digits, the same MLP)
-    'bffhq':         dict(lr=1e-4, bs=128, epochs=50),
-    'dogs_and_cats': dict(lr=1e-4, bs=64,  epochs=50),
-    'imagefolder':   dict(lr=1e-3, bs=64,  epochs=50),    # a user's folder: ResNet-18 from scratch (CIFAR10C's rate)
+    'bffhq': dict(lr=1e-4, bs=128, epochs=50),
+    'dogs_and_cats': dict(lr=1e-4, bs=64, epochs=50),
+    'imagefolder': dict(lr=1e-3, bs=64, epochs=50),  # a user's folder: ResNet-18 from scratch (CIFAR10C's rate)
 }
 
-def train_bias_classifier(train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', seed: int = 0, q: float = 0.7,
-                          reference_scaling: bool = False, steps=None, bs=None, lr=None, eval_every=None,
-                          model_kwargs=None, **kwargs) -> TrainResult:
+
+def train_bias_classifier(
+    train_ds,
+    valid_ds=None,
+    test_ds=None,
+    benchmark: str = 'cmnist',
+    seed: int = 0,
+    q: float = 0.7,
+    reference_scaling: bool = False,
+    steps=None,
+    bs=None,
+    lr=None,
+    eval_every=None,
+    model_kwargs=None,
+    **kwargs,
+) -> TrainResult:
     "Bias classifier f_B: the benchmark's architecture trained with GCE, Eq. (1), via `train_classifier` (default: 50 epochs)."
     if benchmark not in BIAS_CLASSIFIER_DEFAULTS:
         raise ValueError(f'benchmark={benchmark!r}: expected one of {sorted(BIAS_CLASSIFIER_DEFAULTS)}')
     d = BIAS_CLASSIFIER_DEFAULTS[benchmark]
     bs, lr = bs or d['bs'], lr or d['lr']
-    steps = steps or math.ceil(d['epochs'] * len(train_ds) / bs)               # 50 epochs
+    steps = steps or math.ceil(d['epochs'] * len(train_ds) / bs)  # 50 epochs
     eval_every = eval_every or max(1, min(500, steps // 10))
     seed_everything(seed)
     model = make_classifier(benchmark, getattr(train_ds, 'num_classes', None), **(model_kwargs or {}))
@@ -63,14 +76,17 @@ def mine_topk(losses, labels, k: int = 10) -> torch.LongTensor:
         raise ValueError(
             f'losses {tuple(losses.shape)} and labels {tuple(labels.shape)}: expected two vectors of the same length'
         )
-    if k < 1: raise ValueError(f'k={k}: expected a positive integer')
-    if not torch.isfinite(losses).all(): raise ValueError('losses: contain nan/inf')
+    if k < 1:
+        raise ValueError(f'k={k}: expected a positive integer')
+    if not torch.isfinite(losses).all():
+        raise ValueError('losses: contain nan/inf')
     out = []
     for c in labels.unique().tolist():
-        members = (labels == c).nonzero()[:, 0]                                  # {i : y_i = c}
+        members = (labels == c).nonzero()[:, 0]  # {i : y_i = c}
         order = torch.sort(losses[members], descending=True, stable=True).indices  # stable: ties -> smaller index first
-        out.append(members[order[:k]])                                            # arg top-K of l_i
+        out.append(members[order[:k]])  # arg top-K of l_i
     return torch.cat(out)
+
 
 def mine_bias_conflicting(model, train_ds, k: int = 10, bs: int = 512, device=None, precision: str = 'fp32'):
     "Per-sample CE of `model` (f_B) over `train_ds` (Eq. 3, forward under `precision`) and its top-`k` per class (Eq. 4)."
@@ -84,16 +100,20 @@ def _known(ds) -> torch.BoolTensor:
         raise TypeError(f'ds: expected a dataset with .labels and .biases, got {type(ds).__name__}')
     return torch.as_tensor(ds.biases).long() >= 0
 
+
 def _conflicting(ds) -> torch.BoolTensor:
     "Known bias-conflicting samples: bias label known and different from the label."
     return _known(ds) & (torch.as_tensor(ds.labels).long() != torch.as_tensor(ds.biases).long())
 
+
 def mining_precision(indices, ds) -> float:
     "Precision@K: the fraction of mined samples `indices` that are truly bias-conflicting in `ds`."
     indices = torch.as_tensor(indices).long()
-    if indices.numel() == 0: raise ValueError('indices: nothing was mined')
-    n_known = int(_known(ds)[indices].sum())                             # mined samples with a bias label
+    if indices.numel() == 0:
+        raise ValueError('indices: nothing was mined')
+    n_known = int(_known(ds)[indices].sum())  # mined samples with a bias label
     return int(_conflicting(ds)[indices].sum()) / n_known if n_known else float('nan')
+
 
 def mining_recall(indices, ds) -> float:
     "Recall: the fraction of all bias-conflicting samples of `ds` that are among the mined `indices` (nan if there are none)."
@@ -101,19 +121,29 @@ def mining_recall(indices, ds) -> float:
     n = int(conf.sum())
     return conf[torch.as_tensor(indices).long().unique()].sum().item() / n if n else float('nan')
 
+
 def mining_report(indices, ds, k: int | None = None) -> dict:
     "Precision@K, recall and counts of a mining result, overall and per class."
     indices = torch.as_tensor(indices).long()
     conf, labels = _conflicting(ds), torch.as_tensor(ds.labels).long()
     per_class = {int(c): mining_precision(indices[labels[indices] == c], ds) for c in labels[indices].unique()}
-    return dict(k=k, precision=mining_precision(indices, ds), recall=mining_recall(indices, ds), n_mined=len(indices),
-                n_mined_conflicting=int(conf[indices].sum()), n_conflicting=int(conf.sum()), n_train=len(conf),
-                precision_per_class=per_class, n_mined_known=int(_known(ds)[indices].sum()))
+    return dict(
+        k=k,
+        precision=mining_precision(indices, ds),
+        recall=mining_recall(indices, ds),
+        n_mined=len(indices),
+        n_mined_conflicting=int(conf[indices].sum()),
+        n_conflicting=int(conf.sum()),
+        n_train=len(conf),
+        precision_per_class=per_class,
+        n_mined_known=int(_known(ds)[indices].sum()),
+    )
 
 # %% ../nbs/05_bias.ipynb #0fcf48b5
 def show_mined(ds, indices, k: int | None = None, scale: float = 0.9, title: str | None = None):
     "Grid of mined samples: one row per class, titles = bias label (green: conflicting, red: aligned). Returns the figure."
     import matplotlib.pyplot as plt
+
     indices = torch.as_tensor(indices).long()
     labels = torch.as_tensor(ds.labels).long()[indices]
     classes = labels.unique().tolist()
@@ -125,12 +155,15 @@ def show_mined(ds, indices, k: int | None = None, scale: float = 0.9, title: str
             ax.set_xticks([])
             ax.set_yticks([])
             [s.set_visible(False) for s in ax.spines.values()]
-            if j == 0: ax.set_ylabel(f'y={c}', fontsize=8)
-            if j >= len(row): continue
+            if j == 0:
+                ax.set_ylabel(f'y={c}', fontsize=8)
+            if j >= len(row):
+                continue
             img, y, b, _ = ds[int(row[j])]
             ax.imshow(torch.as_tensor(img).float().permute(1, 2, 0).clamp(0, 1).numpy())
             ax.set_title(f'b={b}', fontsize=7, color='green' if b != y else 'red')
-    if title: fig.suptitle(title, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -139,15 +172,28 @@ def _fmt_ckpts(res: TrainResult) -> dict:
     "metrics per checkpoint, test and valid accuracies, labelled with the step."
     return {k: dict(step=m['step'], **{s: m[s] for s in ('valid', 'test') if s in m}) for k, m in res.metrics.items()}
 
-def run_bias_mining(out_dir='runs/cmnist5k', ratio: float = 0.01, k: int = 10, steps: int = 2000, bias_steps=None,
-                    eval_every: int = 100, seed: int = 0, device=None, data_root=None, which: str = 'best_valid',
-                    show_progress=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
+
+def run_bias_mining(
+    out_dir='runs/cmnist5k',
+    ratio: float = 0.01,
+    k: int = 10,
+    steps: int = 2000,
+    bias_steps=None,
+    eval_every: int = 100,
+    seed: int = 0,
+    device=None,
+    data_root=None,
+    which: str = 'best_valid',
+    show_progress=None,
+    precision: str = 'fp32',
+    num_workers: int = 0,
+) -> dict:
     "Stage 1 on Colored MNIST from MNIST-5k at `ratio`: vanilla MLP + GCE f_B (mined with checkpoint `which`), top-`k` mining."
     out_dir = Path(out_dir)
     data_root = Path(data_root) if data_root else out_dir / 'data'
     pct = pct_name(ratio)
     run_dir = out_dir / pct
-    if not (data_root/pct/'align').exists():
+    if not (data_root / pct / 'align').exists():
         build_colored_mnist(data_root, ratios=(ratio,), source='mnist5k', seed=seed)
     split = lambda s, tf: load_split(data_root, 'cmnist', s, ratio if s != 'test' else None, transform=tf)
     train_tf, train, valid, test = (
@@ -169,16 +215,24 @@ def run_bias_mining(out_dir='runs/cmnist5k', ratio: float = 0.01, k: int = 10, s
     )
     t0 = time.time()
     # CMNIST has no augmentation, so preloading the training set (train transform) is exact
-    van = train_vanilla(train_tf, valid, test, steps=steps, out_dir=run_dir/'vanilla', **common)
-    fb = train_bias_classifier(train_tf, valid, test, steps=bias_steps, out_dir=run_dir/'bias', **common)
+    van = train_vanilla(train_tf, valid, test, steps=steps, out_dir=run_dir / 'vanilla', **common)
+    fb = train_bias_classifier(train_tf, valid, test, steps=bias_steps, out_dir=run_dir / 'bias', **common)
     which = which if which in fb.states else 'last'
     idx, losses = mine_bias_conflicting(
         fb.load(which), train, k=k, precision=precision
     )  # losses under the eval transform
     rep = mining_report(idx, train, k=k)
     files = [str(f) for f in train.files] if hasattr(train, 'files') else None
-    topk = [dict(index=int(i), label=int(train.labels[i]), bias=int(train.biases[i]), loss=float(losses[i]),
-                 **({'file': files[i]} if files else {})) for i in idx]
+    topk = [
+        dict(
+            index=int(i),
+            label=int(train.labels[i]),
+            bias=int(train.biases[i]),
+            loss=float(losses[i]),
+            **({'file': files[i]} if files else {}),
+        )
+        for i in idx
+    ]
     metrics = dict(
         benchmark='cmnist',
         source='mnist5k',
@@ -205,13 +259,19 @@ def run_bias_mining(out_dir='runs/cmnist5k', ratio: float = 0.01, k: int = 10, s
     )
     write_json(run_dir / 'metrics.json', metrics)
     write_json(run_dir / 'topk.json', topk)
-    fig = show_mined(train, idx, k=k, title=f'CMNIST (MNIST-5k) {pct}: top-{k} per class under f_B '
-                                            f'(precision@{k} {rep["precision"]:.2f}, recall {rep["recall"]:.2f})')
+    fig = show_mined(
+        train,
+        idx,
+        k=k,
+        title=f'CMNIST (MNIST-5k) {pct}: top-{k} per class under f_B '
+        f'(precision@{k} {rep["precision"]:.2f}, recall {rep["recall"]:.2f})',
+    )
     fig.savefig(run_dir / 'topk.png', dpi=110)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     return metrics
+
 
 def mining_table(metrics: list[dict]) -> str:
     "A small text table (in %) of `run_bias_mining` results: vanilla test accuracies per checkpoint, f_B and mining."
@@ -220,8 +280,12 @@ def mining_table(metrics: list[dict]) -> str:
         for model, key in (('vanilla', 'vanilla'), ('f_B', 'bias_classifier')):
             for ck, r in m[key]['checkpoints'].items():
                 t = r['test']
-                rows.append(f"{m['pct']:>6} {model:<8} {ck:<10} {r['step']:>5} " + ' '.join(
-                    f"{100*t[a]:6.2f}" for a in ('acc', 'aligned_acc', 'conflicting_acc', 'group_mean_acc')))
+                rows.append(
+                    f"{m['pct']:>6} {model:<8} {ck:<10} {r['step']:>5} "
+                    + ' '.join(
+                        f"{100 * t[a]:6.2f}" for a in ('acc', 'aligned_acc', 'conflicting_acc', 'group_mean_acc')
+                    )
+                )
         mi = m['mining']
         rows.append(
             f"{m['pct']:>6} mining   f_B {m['bias_classifier']['mined_with']} (step {m['bias_classifier']['mined_step']}): "
@@ -232,16 +296,18 @@ def mining_table(metrics: list[dict]) -> str:
 
 # %% ../nbs/05_bias.ipynb #aa3584e9
 @script
-def diffinject_mine(out: str = 'runs/cmnist5k',       # output folder (data in <out>/data, results in <out>/<pct>)
-                    ratio: float = 0.01,              # bias-conflicting ratio of the training set, a fraction (0.01 = 1 %)
-                    k: int = 10,                      # top-K mined samples per class
-                    steps: int = 2000,                # vanilla MLP training steps (batch 256, ~140 epochs of 3.6k images)
-                    bias_steps: int = None,           # GCE bias classifier steps (default: 50 epochs = 704 steps)
-                    eval_every: int = 100,            # evaluate every N steps
-                    seed: int = 0,                    # seed for the data build and both trainings
-                    device: str = None,               # 'cpu', 'cuda', ... (default: fastest available)
-                    threads: int = 1,                 # torch CPU threads
-                    precision: str = 'fp32'):         # fp32 | bf16 | fp16: autocast of both trainings and the mining
+def diffinject_mine(
+    out: str = 'runs/cmnist5k',  # output folder (data in <out>/data, results in <out>/<pct>)
+    ratio: float = 0.01,  # bias-conflicting ratio of the training set, a fraction (0.01 = 1 %)
+    k: int = 10,  # top-K mined samples per class
+    steps: int = 2000,  # vanilla MLP training steps (batch 256, ~140 epochs of 3.6k images)
+    bias_steps: int = None,  # GCE bias classifier steps (default: 50 epochs = 704 steps)
+    eval_every: int = 100,  # evaluate every N steps
+    seed: int = 0,  # seed for the data build and both trainings
+    device: str = None,  # 'cpu', 'cuda', ... (default: fastest available)
+    threads: int = 1,  # torch CPU threads
+    precision: str = 'fp32',  # fp32 | bf16 | fp16: autocast of both trainings and the mining
+):
     "Stage 1 of DiffInject on Colored MNIST built from the shipped MNIST-5k: vanilla MLP, GCE bias classifier, top-K mining."
     cli_check(0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01 for 1 %')
     for name, v in (('--k', k), ('--steps', steps), ('--bias_steps', bias_steps), ('--eval_every', eval_every)):
@@ -251,7 +317,16 @@ def diffinject_mine(out: str = 'runs/cmnist5k',       # output folder (data in <
     check_device(device, '--device')
     cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'one of fp32, bf16, fp16')
     torch.set_num_threads(threads)
-    m = run_bias_mining(out, ratio=ratio, k=k, steps=steps, bias_steps=bias_steps, eval_every=eval_every, seed=seed,
-                        device=device, precision=precision)
+    m = run_bias_mining(
+        out,
+        ratio=ratio,
+        k=k,
+        steps=steps,
+        bias_steps=bias_steps,
+        eval_every=eval_every,
+        seed=seed,
+        device=device,
+        precision=precision,
+    )
     print(mining_table([m]))
-    print(f"wrote {Path(out)/m['pct']}/{{metrics.json,topk.json,topk.png}} ({m['seconds']} s)")
+    print(f"wrote {Path(out) / m['pct']}/{{metrics.json,topk.json,topk.png}} ({m['seconds']} s)")

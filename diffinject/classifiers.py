@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .core import (default_device, seed_everything, atomic_save, write_json, pbar, load_torch,
-                             check_weights, check_precision, precision_autocast, grad_scaler, loader_kwargs)
+from .core import default_device, seed_everything, atomic_save, write_json, pbar, load_torch, check_weights
+from .core import check_precision, precision_autocast, grad_scaler, loader_kwargs
 from .data import BiasedDataset, get_benchmark, DIGIT_BENCHMARKS
 
 # %% auto #0
@@ -25,13 +25,25 @@ __all__ = ['CLASSIFIER_DEFAULTS', 'CHECKPOINTS', 'CMNISTMLP', 'resnet18', 'make_
 # %% ../nbs/04_classifiers.ipynb #49b6e2cb
 class CMNISTMLP(nn.Module):
     "DisEnt's Colored-MNIST MLP: 2352-100-100-16 (ReLU) features, then `fc` 16 -> `num_classes`."
-    def __init__(self, num_classes: int = 10, in_features: int = 3*28*28, hidden: int = 100, feat_dim: int = 16,
-                 div255: bool = False):  # div255: replicate the reference `x/255` after ToTensor (inputs in [0,1/255])
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_features: int = 3 * 28 * 28,
+        hidden: int = 100,
+        feat_dim: int = 16,
+        div255: bool = False,  # div255: replicate the reference `x/255` after ToTensor (inputs in [0,1/255])
+    ):
         super().__init__()
         self.in_features, self.div255 = in_features, div255
-        self.feature = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, feat_dim), nn.ReLU())
+        self.feature = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, feat_dim),
+            nn.ReLU(),
+        )
         self.fc = nn.Linear(feat_dim, num_classes)
 
     def extract(self, x):
@@ -39,37 +51,48 @@ class CMNISTMLP(nn.Module):
         x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.in_features:
             raise ValueError(f'x: expected {self.in_features} values per image (e.g. 3x28x28), got {x.shape[1]}')
-        if self.div255: x = x / 255  # the reference quirk: ToTensor already scaled to [0,1]
+        if self.div255:
+            x = x / 255  # the reference quirk: ToTensor already scaled to [0,1]
         return self.feature(x)
 
-    def forward(self, x): return self.fc(self.extract(x))
+    def forward(self, x):
+        return self.fc(self.extract(x))
 
 # %% ../nbs/04_classifiers.ipynb #79235a2a
 def _imagenet_resnet18_state(pretrained, download: bool):
     "ImageNet ResNet-18 weights from a local file, the torch hub cache, or (only if `download`) the internet."
     from torchvision.models import ResNet18_Weights
+
     if isinstance(pretrained, (str, Path)):
         p = Path(pretrained)
-        if not p.exists(): raise FileNotFoundError(f'pretrained={str(p)!r}: no such weights file')
+        if not p.exists():
+            raise FileNotFoundError(f'pretrained={str(p)!r}: no such weights file')
         return check_weights(load_torch(p), p)
     url = ResNet18_Weights.IMAGENET1K_V1.url
-    cached = Path(torch.hub.get_dir())/'checkpoints'/Path(url).name
-    if cached.exists(): return check_weights(load_torch(cached), cached)
+    cached = Path(torch.hub.get_dir()) / 'checkpoints' / Path(url).name
+    if cached.exists():
+        return check_weights(load_torch(cached), cached)
     if not download:
         raise FileNotFoundError(
             f'pretrained=True: ImageNet ResNet-18 weights not found at {cached}; pass download=True '
             f'(needs internet), or pretrained=<path to {Path(url).name}>'
         )
-    try: return torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False)
     except Exception as e:
-        raise RuntimeError(f'pretrained=True: could not download ImageNet ResNet-18 weights from {url} ({e}); '
-                           f'place the file at {cached} or pass pretrained=<path>') from e
+        raise RuntimeError(
+            f'pretrained=True: could not download ImageNet ResNet-18 weights from {url} ({e}); '
+            f'place the file at {cached} or pass pretrained=<path>'
+        ) from e
+
 
 def resnet18(num_classes: int, pretrained=False, download: bool = False) -> nn.Module:
     "torchvision ResNet-18 with `fc` = Linear(512, num_classes); from scratch unless `pretrained` (True or a weights path)."
     from torchvision.models import resnet18 as tv_resnet18
+
     model = tv_resnet18(weights=None)
-    if pretrained: model.load_state_dict(_imagenet_resnet18_state(pretrained, download))
+    if pretrained:
+        model.load_state_dict(_imagenet_resnet18_state(pretrained, download))
     model.fc = nn.Linear(model.fc.in_features, num_classes)  # new head, 512 -> C
     return model
 
@@ -77,11 +100,12 @@ def resnet18(num_classes: int, pretrained=False, download: bool = False) -> nn.M
 CLASSIFIER_DEFAULTS = {  # vanilla (CE) settings: DisEnt learner.py / scripts (CMNIST, CIFAR10C, BFFHQ), BiasEnsemble (Dogs & Cats)
     'cmnist': dict(lr=1e-2, bs=256, steps=50_000, eval_every=500),
     'cifar10c': dict(lr=1e-3, bs=256, steps=50_000, eval_every=500),
-    'corrupted_mnist': dict(lr=1e-2, bs=256, steps=50_000, eval_every=500),   # Colored MNIST's (no reference)
+    'corrupted_mnist': dict(lr=1e-2, bs=256, steps=50_000, eval_every=500),  # Colored MNIST's (no reference)
     'bffhq': dict(lr=1e-4, bs=64, steps=50_000, eval_every=500),
     'dogs_and_cats': dict(lr=1e-4, bs=64, steps=50_000, eval_every=500),
     'imagefolder': dict(lr=1e-3, bs=64, steps=10_000, eval_every=500),  # a user's folder: ResNet-18 from scratch
 }
+
 
 def _check_benchmark(benchmark) -> str:
     "The benchmark's name; an unknown name is an error listing the known ones."
@@ -90,36 +114,51 @@ def _check_benchmark(benchmark) -> str:
         raise ValueError(f'benchmark={name!r}: no classifier defaults (known: {sorted(CLASSIFIER_DEFAULTS)})')
     return name
 
+
 def make_classifier(benchmark: str, num_classes: int | None = None, **kwargs) -> nn.Module:
     "The reference architecture for `benchmark`: `CMNISTMLP` for the digit benchmarks, ResNet-18 (from scratch) otherwise."
     name = _check_benchmark(benchmark)
     num_classes = num_classes or get_benchmark(benchmark).num_classes
-    if not num_classes: raise ValueError(f'num_classes: required for benchmark={name!r} (the number of class folders)')
-    if name not in DIGIT_BENCHMARKS: return resnet18(num_classes, **kwargs)
+    if not num_classes:
+        raise ValueError(f'num_classes: required for benchmark={name!r} (the number of class folders)')
+    if name not in DIGIT_BENCHMARKS:
+        return resnet18(num_classes, **kwargs)
     s = get_benchmark(name).image_size
     return CMNISTMLP(num_classes, **{'in_features': 3 * s * s, **kwargs})
 
 # %% ../nbs/04_classifiers.ipynb #c75e1cee
 def _check_logits_targets(logits, y):
-    if logits.ndim != 2: raise ValueError(f'logits: expected shape [N, C], got {tuple(logits.shape)}')
-    if y.shape != logits.shape[:1]: raise ValueError(f'y: expected shape [{logits.shape[0]}], got {tuple(y.shape)}')
+    if logits.ndim != 2:
+        raise ValueError(f'logits: expected shape [N, C], got {tuple(logits.shape)}')
+    if y.shape != logits.shape[:1]:
+        raise ValueError(f'y: expected shape [{logits.shape[0]}], got {tuple(y.shape)}')
     if y.numel() and (y.min() < 0 or y.max() >= logits.shape[1]):
-        raise ValueError(f'y: expected class indices in [0, {logits.shape[1]-1}], got [{int(y.min())}, {int(y.max())}]')
+        raise ValueError(
+            f'y: expected class indices in [0, {logits.shape[1] - 1}], got [{int(y.min())}, {int(y.max())}]'
+        )
+
 
 def _reduce(loss, reduction):
-    if reduction == 'mean': return loss.mean()
-    if reduction == 'sum': return loss.sum()
-    if reduction == 'none': return loss
+    if reduction == 'mean':
+        return loss.mean()
+    if reduction == 'sum':
+        return loss.sum()
+    if reduction == 'none':
+        return loss
     raise ValueError(f"reduction={reduction!r}: expected 'mean', 'sum' or 'none'")
+
 
 def gce_loss(logits, y, q: float = 0.7, reduction: str = 'mean', reference_scaling: bool = False):
     "Generalized cross-entropy, Eq. (1): (1 - p_y^q)/q. `reference_scaling`: the reference code's CE * q * p_y.detach()^q."
     _check_logits_targets(logits, y)
-    if not 0 < q <= 1: raise ValueError(f'q={q}: expected 0 < q <= 1')
-    logp_y = F.log_softmax(logits, -1).gather(1, y[:, None])[:, 0]     # log p_y
-    p_y_q = torch.exp(q * logp_y)                                        # p_y^q
-    if reference_scaling: loss = -logp_y * (p_y_q.detach() * q)          # CE * (p_y^q * q), weight without gradient
-    else: loss = (1 - p_y_q) / q                                         # Eq. (1)
+    if not 0 < q <= 1:
+        raise ValueError(f'q={q}: expected 0 < q <= 1')
+    logp_y = F.log_softmax(logits, -1).gather(1, y[:, None])[:, 0]  # log p_y
+    p_y_q = torch.exp(q * logp_y)  # p_y^q
+    if reference_scaling:
+        loss = -logp_y * (p_y_q.detach() * q)  # CE * (p_y^q * q), weight without gradient
+    else:
+        loss = (1 - p_y_q) / q  # Eq. (1)
     return _reduce(loss, reduction)
 
 # %% ../nbs/04_classifiers.ipynb #487f5852
@@ -129,19 +168,25 @@ def _loader(ds, bs, num_workers=0):
         ds, batch_size=bs, shuffle=False, **{**loader_kwargs('cpu', num_workers), 'persistent_workers': False}
     )
 
+
 def _check_item(item, ds):
     if not (isinstance(item, (tuple, list)) and len(item) == 4):
-        raise TypeError(f'{type(ds).__name__}: expected items (image, label, bias, index), got {type(item).__name__} '
-                        f'of length {len(item) if isinstance(item, (tuple, list)) else "?"}')
+        raise TypeError(
+            f'{type(ds).__name__}: expected items (image, label, bias, index), got {type(item).__name__} '
+            f'of length {len(item) if isinstance(item, (tuple, list)) else "?"}'
+        )
+
 
 def materialize(ds, bs: int = 512, num_workers: int = 0):
     "Stack a dataset's items (image, label, bias, index) into tensors (x, y, b, idx); for deterministic transforms only."
     if isinstance(ds, tuple) and len(ds) == 4 and all(isinstance(t, torch.Tensor) for t in ds):
-        return ds   # already stacked
-    if len(ds) == 0: raise ValueError(f'{type(ds).__name__}: the dataset is empty')
+        return ds  # already stacked
+    if len(ds) == 0:
+        raise ValueError(f'{type(ds).__name__}: the dataset is empty')
     _check_item(ds[0], ds)
     xs, ys, bs_, ids = zip(*[(x, y, b, i) for x, y, b, i in _loader(ds, bs, num_workers)])
     return torch.cat(xs), torch.cat(ys).long(), torch.cat(bs_).long(), torch.cat(ids).long()
+
 
 @torch.no_grad()
 def _outputs(model, x, bs, device, precision, fn):
@@ -151,26 +196,32 @@ def _outputs(model, x, bs, device, precision, fn):
     try:
         out = []
         for i in range(0, len(x), bs):
-            with precision_autocast(device, precision): logits = model(x[i:i+bs].to(device))
+            with precision_autocast(device, precision):
+                logits = model(x[i : i + bs].to(device))
             out.append(fn(logits.float(), slice(i, i + bs)).cpu())
         return torch.cat(out)
-    finally: model.train(was_training)
+    finally:
+        model.train(was_training)
+
 
 def predict(model, x, bs: int = 512, device=None, precision: str = 'fp32'):
     "Arg-max predictions of `model` on an image tensor `x` [N,C,H,W], in eval mode, the forward under `precision`."
     device = device or next(model.parameters()).device
     return _outputs(model, x, bs, device, precision, lambda logits, _: logits.argmax(-1))
 
+
 def accuracy_report(pred, y, b, num_classes=None) -> dict:
     "Overall, per-class, and (where bias labels are known) aligned / conflicting / group-mean / worst-group accuracy."
     pred, y, b = (torch.as_tensor(t).long().cpu() for t in (pred, y, b))
-    correct, known = (pred == y).float(), b >= 0                                  # b < 0: bias label unknown
+    correct, known = (pred == y).float(), b >= 0  # b < 0: bias label unknown
     aligned, conflicting = known & (y == b), known & (y != b)
     mean = lambda m: correct[m].mean().item() if m.any() else float('nan')
-    cells = torch.unique(torch.stack([y, b], 1)[known], dim=0)                    # (label, bias) cells present
+    cells = torch.unique(torch.stack([y, b], 1)[known], dim=0)  # (label, bias) cells present
     group_accs = [mean((y == c) & (b == a)) for c, a in cells.tolist()]
     sizes = [int(((y == c) & (b == a)).sum()) for c, a in cells.tolist()]
-    worst = min(range(len(group_accs)), key=lambda i: (group_accs[i], -sizes[i])) if group_accs else None   # ties: the largest
+    worst = (
+        min(range(len(group_accs)), key=lambda i: (group_accs[i], -sizes[i])) if group_accs else None
+    )  # ties: the largest
     K = int(num_classes or (int(torch.cat([y, pred]).max()) + 1 if len(y) else 0))
     return dict(
         acc=mean(torch.ones_like(known)),
@@ -178,15 +229,16 @@ def accuracy_report(pred, y, b, num_classes=None) -> dict:
         conflicting_acc=mean(conflicting),
         group_mean_acc=float(np.mean(group_accs)) if group_accs else float('nan'),
         worst_group_acc=float(np.min(group_accs)) if group_accs else float('nan'),
-        n_groups=len(group_accs),                                                 # (label, bias) cells with samples
-        worst_group=cells[worst].tolist() if worst is not None else None,         # its (label, bias)
-        worst_group_n=sizes[worst] if worst is not None else 0,                   # its number of samples
+        n_groups=len(group_accs),  # (label, bias) cells with samples
+        worst_group=cells[worst].tolist() if worst is not None else None,  # its (label, bias)
+        worst_group_n=sizes[worst] if worst is not None else 0,  # its number of samples
         class_acc=[mean(y == c) for c in range(K)],
         n=len(y),
         n_aligned=int(aligned.sum()),
         n_conflicting=int(conflicting.sum()),
         n_known_bias=int(known.sum()),
     )
+
 
 def evaluate(model, ds, bs: int = 512, device=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
     "Accuracies of `model` on `ds` (overall, aligned, conflicting, group-mean; counts). `ds` may be `materialize`d tensors."
@@ -196,17 +248,22 @@ def evaluate(model, ds, bs: int = 512, device=None, precision: str = 'fp32', num
 # %% ../nbs/04_classifiers.ipynb #2d624d0e
 def _loss_fn(loss) -> Callable:
     "Per-sample loss function (logits, y) -> [B] for 'ce', 'gce' (Eq. 1, q=0.7) or a callable."
-    if callable(loss): return loss
-    if loss == 'ce': return functools.partial(F.cross_entropy, reduction='none')
-    if loss == 'gce': return functools.partial(gce_loss, reduction='none')
+    if callable(loss):
+        return loss
+    if loss == 'ce':
+        return functools.partial(F.cross_entropy, reduction='none')
+    if loss == 'gce':
+        return functools.partial(gce_loss, reduction='none')
     raise ValueError(f"loss={loss!r}: expected 'ce', 'gce' or a callable (logits, y) -> per-sample losses")
 
-def per_sample_loss(model, ds, loss='ce', bs: int = 512, device=None, precision: str = 'fp32',
-                    num_workers: int = 0) -> torch.Tensor:
+
+def per_sample_loss(
+    model, ds, loss='ce', bs: int = 512, device=None, precision: str = 'fp32', num_workers: int = 0
+) -> torch.Tensor:
     "Per-sample loss of `model` over `ds` (eval mode, forward under `precision`, loss in float32), entry i = index i."
     x, y, _, idx = materialize(ds, bs, num_workers)
     if sorted(idx.tolist()) != list(range(len(idx))):
-        raise ValueError(f'ds: expected indices 0..{len(idx)-1} (index = position), got {idx[:5].tolist()}...')
+        raise ValueError(f'ds: expected indices 0..{len(idx) - 1} (index = position), got {idx[:5].tolist()}...')
     device = device or next(model.parameters()).device
     fn = _loss_fn(loss)
     l = _outputs(model, x, bs, device, precision, lambda logits, s: fn(logits, y[s].to(device)).float())
@@ -217,17 +274,20 @@ def per_sample_loss(model, ds, loss='ce', bs: int = 512, device=None, precision:
 # %% ../nbs/04_classifiers.ipynb #6dc1bf70
 CHECKPOINTS = ('best_valid', 'last', 'best_test')
 
+
 @dataclass
 class TrainResult:
     "Outcome of `train_classifier`: the trained `model` (last weights), `history` (one dict per evaluation), `metrics` and `states` per checkpoint."
+
     model: nn.Module
     history: list = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)   # 'best_valid' / 'last' / 'best_test' -> {'step', 'valid', 'test'}
-    states: dict = field(default_factory=dict)    # same keys -> CPU state_dict
+    metrics: dict = field(default_factory=dict)  # 'best_valid' / 'last' / 'best_test' -> {'step', 'valid', 'test'}
+    states: dict = field(default_factory=dict)  # same keys -> CPU state_dict
 
     def load(self, which: str = 'best_valid') -> nn.Module:
         "Load the weights of checkpoint `which` into `self.model` and return it."
-        if which not in self.states: raise KeyError(f'which={which!r}: available checkpoints are {list(self.states)}')
+        if which not in self.states:
+            raise KeyError(f'which={which!r}: available checkpoints are {list(self.states)}')
         self.model.load_state_dict(self.states[which])
         return self.model
 
@@ -246,28 +306,38 @@ class TrainResult:
         return '\n'.join(rows)
 
 # %% ../nbs/04_classifiers.ipynb #9504de74
-def _cpu_state(model): return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+def _cpu_state(model):
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
 
 class EpochSampler(torch.utils.data.Sampler):
     "Indices 0..n-1 in a new order every epoch, `torch.randperm(n, generator=generator)`, drawn in the main process."
-    def __init__(self, n: int, generator): self.n, self.generator = n, generator
-    def __len__(self): return self.n
-    def __iter__(self): return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+    def __init__(self, n: int, generator):
+        self.n, self.generator = n, generator
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
 
 def _batches(ds, bs, generator, preload, loader=None, seed=0):
     "Endless (x, y, b, idx) batches, reshuffled every epoch with `generator`; `loader`: extra DataLoader options."
     data = materialize(ds) if preload else None
     if preload:
         while True:
-            perm = torch.randperm(len(data[1]), generator=generator)               # the sampler's order
+            perm = torch.randperm(len(data[1]), generator=generator)  # the sampler's order
             for i in range(0, len(perm), bs):
-                j = perm[i:i+bs]
+                j = perm[i : i + bs]
                 yield tuple(t[j] for t in data)
-    worker_seeds = torch.Generator().manual_seed(seed + 1)                         # workers' base seed, not the order
+    worker_seeds = torch.Generator().manual_seed(seed + 1)  # workers' base seed, not the order
     dl = DataLoader(
         ds, batch_size=bs, sampler=EpochSampler(len(ds), generator), generator=worker_seeds, **(loader or {})
     )
-    while True: yield from dl
+    while True:
+        yield from dl
 
 # %% ../nbs/04_classifiers.ipynb #e76954ae
 def _resolve_hparams(benchmark, **given):
@@ -276,6 +346,7 @@ def _resolve_hparams(benchmark, **given):
         raise ValueError(f'{", ".join(missing)}: not given and benchmark=None (no defaults)')
     d = CLASSIFIER_DEFAULTS[_check_benchmark(benchmark)] if missing else {}
     return {k: d[k] if v is None else v for k, v in given.items()}
+
 
 def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=None):
     "The checkpoint rule for one evaluation `rec`: `last` always, `best_valid` / `best_test` on strict improvement of that split's accuracy."
@@ -286,23 +357,44 @@ def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=Non
         if split in rec and rec[split]['acc'] > best[k]
     ]
     for k in todo:
-        if k != 'last': best[k] = rec[k.split('_')[1]]['acc']
+        if k != 'last':
+            best[k] = rec[k.split('_')[1]]['acc']
         res.metrics[k], res.states[k] = labelled, _cpu_state(model)
         if out_dir:
-            atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir)/f'{k}.pt')
+            atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir) / f'{k}.pt')
 
 # %% ../nbs/04_classifiers.ipynb #f51faf8b
-def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', steps=None, bs=None, lr=None,
-                     weight_decay: float = 0., eval_every=None, seed: int = 0, device=None, out_dir=None,
-                     sample_weight_fn=None, benchmark=None, preload: bool = False, lr_decay_step=None,
-                     lr_decay_gamma: float = 0.5, show_progress=None, precision: str = 'fp32', num_workers: int = 0,
-                     pin_memory=None) -> TrainResult:
+def train_classifier(
+    model,
+    train_ds,
+    valid_ds=None,
+    test_ds=None,
+    loss='ce',
+    steps=None,
+    bs=None,
+    lr=None,
+    weight_decay: float = 0.0,
+    eval_every=None,
+    seed: int = 0,
+    device=None,
+    out_dir=None,
+    sample_weight_fn=None,
+    benchmark=None,
+    preload: bool = False,
+    lr_decay_step=None,
+    lr_decay_gamma: float = 0.5,
+    show_progress=None,
+    precision: str = 'fp32',
+    num_workers: int = 0,
+    pin_memory=None,
+) -> TrainResult:
     "Train `model` with Adam for `steps` steps on `train_ds`; evaluate every `eval_every`; keep best-valid/last/best-test."
     hp = _resolve_hparams(benchmark, steps=steps, bs=bs, lr=lr, eval_every=eval_every)
     steps, bs, lr, eval_every = hp['steps'], hp['bs'], hp['lr'], hp['eval_every']
     if steps < 1 or eval_every < 1:
         raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
-    if len(train_ds) == 0: raise ValueError('train_ds: the training set is empty')
+    if len(train_ds) == 0:
+        raise ValueError('train_ds: the training set is empty')
     device = torch.device(device) if device else default_device()
     check_precision(precision)
     loader = loader_kwargs(device, num_workers, pin_memory)
@@ -315,25 +407,30 @@ def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', st
     evals = {
         k: materialize(v, num_workers=num_workers) for k, v in (('valid', valid_ds), ('test', test_ds)) if v is not None
     }
-    res, best = TrainResult(model), {'best_valid': -1., 'best_test': -1.}
+    res, best = TrainResult(model), {'best_valid': -1.0, 'best_test': -1.0}
     out_dir = Path(out_dir) if out_dir else None
-    batches, run_loss, t0 = _batches(train_ds, bs, g, preload, loader, seed), 0., time.time()
+    batches, run_loss, t0 = _batches(train_ds, bs, g, preload, loader, seed), 0.0, time.time()
     bar = pbar(range(1, steps + 1), total=steps, show=show_progress)
     for step in bar:
         x, y, b, idx = next(batches)
         x, y = x.to(device, non_blocking=loader['pin_memory']), y.to(device, non_blocking=loader['pin_memory'])
-        with precision_autocast(device, precision): logits = model(x).float()   # forward in `precision`, loss in fp32
-        l = loss_fn(logits, y)                                                   # per-sample loss [B]
-        if sample_weight_fn is not None: l = l * sample_weight_fn(idx, logits.detach(), y, step).to(l)
+        with precision_autocast(device, precision):
+            logits = model(x).float()  # forward in `precision`, loss in fp32
+        l = loss_fn(logits, y)  # per-sample loss [B]
+        if sample_weight_fn is not None:
+            l = l * sample_weight_fn(idx, logits.detach(), y, step).to(l)
         l = l.mean()
-        if not torch.isfinite(l): raise FloatingPointError(f'loss is {l.item()} at step {step}')
+        if not torch.isfinite(l):
+            raise FloatingPointError(f'loss is {l.item()} at step {step}')
         opt.zero_grad(set_to_none=True)
-        scaler.scale(l).backward()                                               # fp16: scaled loss; else a no-op scale
+        scaler.scale(l).backward()  # fp16: scaled loss; else a no-op scale
         scaler.step(opt)
         scaler.update()
-        if sched: sched.step()
+        if sched:
+            sched.step()
         run_loss += l.item()
-        if step % eval_every and step != steps: continue
+        if step % eval_every and step != steps:
+            continue
         rec = dict(
             step=step,
             train_loss=run_loss / (step - (res.history[-1]['step'] if res.history else 0)),
@@ -351,21 +448,26 @@ def train_classifier(model, train_ds, valid_ds=None, test_ds=None, loss='ce', st
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}  # fixed order
     return res
 
-def train_vanilla(train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', seed: int = 0, model_kwargs=None, **kwargs):
+
+def train_vanilla(
+    train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', seed: int = 0, model_kwargs=None, **kwargs
+):
     "The vanilla (CE) baseline: the benchmark's reference architecture, seeded, trained by `train_classifier`."
     seed_everything(seed)
     model = make_classifier(benchmark, getattr(train_ds, 'num_classes', None), **(model_kwargs or {}))
     return train_classifier(model, train_ds, valid_ds, test_ds, loss='ce', benchmark=benchmark, seed=seed, **kwargs)
 
 # %% ../nbs/04_classifiers.ipynb #903cd0e2
-def toy_biased_dataset(n: int, conflict_ratio: float, num_classes: int = 10, seed: int = 0, size: int = 28) -> BiasedDataset:
+def toy_biased_dataset(
+    n: int, conflict_ratio: float, num_classes: int = 10, seed: int = 0, size: int = 28
+) -> BiasedDataset:
     "A tiny colour-biased problem: label = position of a faint bar, bias = image colour; `conflict_ratio` of samples conflict."
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % num_classes
     conflict = torch.rand(n, generator=g) < conflict_ratio
     b = torch.where(conflict, (y + torch.randint(1, num_classes, (n,), generator=g)) % num_classes, y)
-    hue = torch.rand(num_classes, 3, generator=torch.Generator().manual_seed(1234))    # one colour per bias attribute
-    x = 0.6 * hue[b][:, None, None, :].expand(n, size, size, 3).clone()                # NHWC
+    hue = torch.rand(num_classes, 3, generator=torch.Generator().manual_seed(1234))  # one colour per bias attribute
+    x = 0.6 * hue[b][:, None, None, :].expand(n, size, size, 3).clone()  # NHWC
     x[torch.arange(n), 4 + 2 * y] += 0.3  # the (weak) label signal: a bar at row 4+2y
     x += 0.05 * torch.rand(x.shape, generator=g)
     return BiasedDataset.from_arrays((x.clamp(0, 1) * 255).round().byte().numpy(), y, b, num_classes=num_classes)

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 import numbers
 from .core import check_precision, check_num_workers, check_device
-from .data import (get_benchmark, check_ratio, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout,
-                             read_bias_csv)
+from .data import get_benchmark, check_ratio, TORCHVISION_SOURCES, _idx_file, split_files, imagefolder_layout
+from .data import read_bias_csv
 from .inject import InjectConfig
 from .unet import carries_style
 from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS, ABLATIONS
@@ -26,9 +26,20 @@ __all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 
 # %% ../nbs/16_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
 # `quick` replaces gamma, t_edit, t_boost, the label rule and the filter by QUICK_INJECT (chosen in 12_synth)
-INJECT_DEFAULTS = dict(gamma=InjectConfig.gamma, t_edit=InjectConfig.t_edit, t_boost=InjectConfig.t_boost, size_ratio=0.1, n=None,
-                       label_from='auto', filter='none', colour_match='none', model_input='rgb',
-                       style_pool='fb', style_max_per_class=None)
+INJECT_DEFAULTS = dict(
+    gamma=InjectConfig.gamma,
+    t_edit=InjectConfig.t_edit,
+    t_boost=InjectConfig.t_boost,
+    size_ratio=0.1,
+    n=None,
+    label_from='auto',
+    filter='none',
+    colour_match='none',
+    model_input='rgb',
+    style_pool='fb',
+    style_max_per_class=None,
+)
+
 
 def _merge(cfg: dict, **changes) -> dict:
     "`cfg` with `changes`; a dict updates the section of that name, anything else replaces or adds the key."
@@ -37,61 +48,127 @@ def _merge(cfg: dict, **changes) -> dict:
         out[k] = {**cfg[k], **v} if isinstance(cfg.get(k), dict) else v
     return out
 
+
 def _base() -> dict:
     "What both presets share; a `None` is the benchmark's value from the table that owns it (see above)."
     return dict(
-        dataset=None, source=None, data_root=None, download=False, ratios=None, seeds=None,
-        methods=['vanilla', 'diffinject'], device=None,
+        dataset=None,
+        source=None,
+        data_root=None,
+        download=False,
+        ratios=None,
+        seeds=None,
+        methods=['vanilla', 'diffinject'],
+        device=None,
         classifier=dict(steps=None, eval_every=None, loss='ce', lr=None, bs=None),
         bias=dict(steps=None, k=10, q=0.7),
-        diffusion=dict(pretrained='', train=False, train_on='source', preset=None, steps=0, batch_size=64, lr=1e-4,
-                       ema_rate=0.9999, p2_gamma=1.0, p2_k=1.0, seed=0, ckpt=None, image_fit=None, sample_every=5000,
-                       ckpt_every=5000),
+        diffusion=dict(
+            pretrained='',
+            train=False,
+            train_on='source',
+            preset=None,
+            steps=0,
+            batch_size=64,
+            lr=1e-4,
+            ema_rate=0.9999,
+            p2_gamma=1.0,
+            p2_k=1.0,
+            seed=0,
+            ckpt=None,
+            image_fit=None,
+            sample_every=5000,
+            ckpt_every=5000,
+        ),
         inject=dict(INJECT_DEFAULTS, steps=50, batch_size=64),
-        baselines=dict(quick=False))
+        baselines=dict(quick=False),
+    )
 
 # %% ../nbs/16_config.ipynb #c08e6b0c
 # chosen for the shipped model from f_B and the model's own features on training pairs, no oracle (12_synth)
 QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=200, filter='none', label_from='content')
 
+
 def _quick(dataset='cmnist') -> dict:
     "The CPU preset: Colored MNIST (or Corrupted MNIST) from the shipped MNIST-5k, or your image folder."
-    cfg = _merge(_base(), dataset='cmnist', source='mnist5k', ratios=[0.01], seeds=[0],
-                 methods=['vanilla', 'upsample', 'recolour', 'diffinject'],   # DiffInject beside its ablations
-                 classifier=dict(steps=2000, eval_every=100),
-                 diffusion=dict(pretrained='cmnist_split', steps=1500, batch_size=32, lr=1e-3, ema_rate=0.999,
-                                image_fit='pad', sample_every=0, ckpt_every=250),
-                 inject=dict(steps=25, batch_size=32, **QUICK_INJECT),
-                 baselines=dict(quick=True))
-    if dataset == 'corrupted_mnist':                  # digit x corruption from the same digits: a bias that is not colour
+    cfg = _merge(
+        _base(),
+        dataset='cmnist',
+        source='mnist5k',
+        ratios=[0.01],
+        seeds=[0],
+        methods=['vanilla', 'upsample', 'recolour', 'diffinject'],  # DiffInject beside its ablations
+        classifier=dict(steps=2000, eval_every=100),
+        diffusion=dict(
+            pretrained='cmnist_split',
+            steps=1500,
+            batch_size=32,
+            lr=1e-3,
+            ema_rate=0.999,
+            image_fit='pad',
+            sample_every=0,
+            ckpt_every=250,
+        ),
+        inject=dict(steps=25, batch_size=32, **QUICK_INJECT),
+        baselines=dict(quick=True),
+    )
+    if dataset == 'corrupted_mnist':  # digit x corruption from the same digits: a bias that is not colour
         cfg = _merge(cfg, dataset='corrupted_mnist', diffusion=dict(pretrained='corrupted_mnist_split'))
-    if dataset == 'imagefolder':                      # your own data: its ratio is unknown, images fitted to image_size
-        cfg = _merge(cfg, dataset='imagefolder', source='imagefolder', ratios=[None], image_size=IMAGEFOLDER_CPU['image_size'],
-                     methods=['vanilla', 'upsample', 'diffinject'],
-                     diffusion=dict(pretrained='', preset='cmnist_split', train_on='train', image_fit='resize'))
+    if dataset == 'imagefolder':  # your own data: its ratio is unknown, images fitted to image_size
+        cfg = _merge(
+            cfg,
+            dataset='imagefolder',
+            source='imagefolder',
+            ratios=[None],
+            image_size=IMAGEFOLDER_CPU['image_size'],
+            methods=['vanilla', 'upsample', 'diffinject'],
+            diffusion=dict(pretrained='', preset='cmnist_split', train_on='train', image_fit='resize'),
+        )
     return cfg
 
 # %% ../nbs/16_config.ipynb #94f8223f
-IMAGEFOLDER_CPU = dict(image_size=32, diffusion_steps=150, bias_epochs=2, bias_max_steps=80, classifier_epochs=2,
-                       classifier_bs=32, classifier_max_steps=150, synth_fraction=0.05, synth_max=100)
-GPU_SPEEDUP = 20      # a GPU runs these networks at least this many times faster than one CPU thread (the lengths scale by it)
-BIAS_BS = 64          # f_B's batch size on an image folder (bias.BIAS_CLASSIFIER_DEFAULTS)
+IMAGEFOLDER_CPU = dict(
+    image_size=32,
+    diffusion_steps=150,
+    bias_epochs=2,
+    bias_max_steps=80,
+    classifier_epochs=2,
+    classifier_bs=32,
+    classifier_max_steps=150,
+    synth_fraction=0.05,
+    synth_max=100,
+)
+GPU_SPEEDUP = (
+    20  # a GPU runs these networks at least this many times faster than one CPU thread (the lengths scale by it)
+)
+BIAS_BS = 64  # f_B's batch size on an image folder (bias.BIAS_CLASSIFIER_DEFAULTS)
 
-def size_imagefolder(cfg, n_train: int, given: dict, cuda: bool = False, minutes: float = 20.) -> dict:
+
+def size_imagefolder(cfg, n_train: int, given: dict, cuda: bool = False, minutes: float = 20.0) -> dict:
     "The quick image-folder preset sized to `n_train` training images and the device (see above); `given` options are kept."
-    if not minutes > 0: raise ValueError(f'minutes={minutes}: expected a positive number of minutes')
+    if not minutes > 0:
+        raise ValueError(f'minutes={minutes}: expected a positive number of minutes')
     c, s = IMAGEFOLDER_CPU, minutes / 20 * (GPU_SPEEDUP if cuda else 1)
     steps = lambda epochs, bs, cap: max(1, round(s * min(math.ceil(epochs * n_train / bs), cap)))
     cls = given.get('classifier') or {}
     bs = cls.get('bs') or c['classifier_bs']
     csteps = cls.get('steps') or min(steps(c['classifier_epochs'], bs, c['classifier_max_steps']), 10_000)
-    out = _merge(cfg, classifier=dict(steps=csteps, bs=bs, eval_every=cls.get('eval_every') or max(1, csteps // 5)),
-                 bias=dict(steps=(given.get('bias') or {}).get('steps')
-                           or min(steps(c['bias_epochs'], BIAS_BS, c['bias_max_steps']), math.ceil(50 * n_train / BIAS_BS))),
-                 diffusion=dict(steps=(given.get('diffusion') or {}).get('steps') or max(1, round(s * c['diffusion_steps']))))
+    out = _merge(
+        cfg,
+        classifier=dict(steps=csteps, bs=bs, eval_every=cls.get('eval_every') or max(1, csteps // 5)),
+        bias=dict(
+            steps=(given.get('bias') or {}).get('steps')
+            or min(steps(c['bias_epochs'], BIAS_BS, c['bias_max_steps']), math.ceil(50 * n_train / BIAS_BS))
+        ),
+        diffusion=dict(steps=(given.get('diffusion') or {}).get('steps') or max(1, round(s * c['diffusion_steps']))),
+    )
     out['image_size'] = given.get('image_size') or (64 if cuda else c['image_size'])
-    n_syn = min(round(s * min(c['synth_fraction'] * n_train, c['synth_max'])), round(INJECT_DEFAULTS['size_ratio'] * n_train))
-    out['inject'] = {**out['inject'], 'n': given.get('synth_size') or max(1, n_syn)}   # at most the paper's 10 % of |train|
+    n_syn = min(
+        round(s * min(c['synth_fraction'] * n_train, c['synth_max'])), round(INJECT_DEFAULTS['size_ratio'] * n_train)
+    )
+    out['inject'] = {
+        **out['inject'],
+        'n': given.get('synth_size') or max(1, n_syn),
+    }  # at most the paper's 10 % of |train|
     return out
 
 # %% ../nbs/16_config.ipynb #df8690e2
@@ -99,22 +176,28 @@ def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes) -> dict:
     "`size_imagefolder` for the folder of `lay` (its training images counted from the file lists) and the run's device."
     from diffinject.data import load_imagefolder
     from diffinject.core import default_device
+
     k = cfg.get('max_train_per_class')
-    if k is not None: _check_number('max_train_per_class', k)                 # read below: checked first
+    if k is not None:
+        _check_number('max_train_per_class', k)  # read below: checked first
     n = len(load_imagefolder(lay['root'], 8, 'eval', k, layout=lay)['train'])
     dev = cfg['device'] or default_device().type
     given = {k: overrides.get(k) for k in ('image_size', 'classifier', 'bias', 'diffusion')}
-    return size_imagefolder(cfg, n, {**given, 'synth_size': synth_size}, cuda=str(dev).startswith('cuda'), minutes=minutes or 20.)
+    return size_imagefolder(
+        cfg, n, {**given, 'synth_size': synth_size}, cuda=str(dev).startswith('cuda'), minutes=minutes or 20.0
+    )
 
 # %% ../nbs/16_config.ipynb #1585e3f6
 _PAPER = {  # per benchmark: what `paper` sets on top of the shared defaults
-    'cmnist':        dict(diffusion=dict(preset='cmnist_32', steps=100_000, batch_size=128, image_fit='pad')),
-    'cifar10c':      dict(diffusion=dict(preset='cifar_32', steps=200_000, batch_size=128)),
-    'corrupted_mnist': dict(diffusion=dict(preset='cmnist_32', steps=100_000, batch_size=128)),   # Colored MNIST's model
-    'bffhq':         dict(diffusion=dict(preset='ffhq_p2', ckpt='ffhq_p2.pt', image_fit='resize'), inject=dict(gamma=0.7)),
-    'dogs_and_cats': dict(diffusion=dict(preset='afhqdog_p2', ckpt='afhqdog_p2.pt', image_fit='resize'),
-                          inject=dict(gamma=0.7)),
+    'cmnist': dict(diffusion=dict(preset='cmnist_32', steps=100_000, batch_size=128, image_fit='pad')),
+    'cifar10c': dict(diffusion=dict(preset='cifar_32', steps=200_000, batch_size=128)),
+    'corrupted_mnist': dict(diffusion=dict(preset='cmnist_32', steps=100_000, batch_size=128)),  # Colored MNIST's model
+    'bffhq': dict(diffusion=dict(preset='ffhq_p2', ckpt='ffhq_p2.pt', image_fit='resize'), inject=dict(gamma=0.7)),
+    'dogs_and_cats': dict(
+        diffusion=dict(preset='afhqdog_p2', ckpt='afhqdog_p2.pt', image_fit='resize'), inject=dict(gamma=0.7)
+    ),
 }
+
 
 def _paper(dataset) -> dict:
     "The GPU preset: `dataset`'s published settings."
@@ -123,57 +206,100 @@ def _paper(dataset) -> dict:
     return _merge(_base(), dataset=dataset, source=source, ratios=list(spec.ratios), seeds=[0, 1, 2], **_PAPER[dataset])
 
 # %% ../nbs/16_config.ipynb #5bad6f1b
-DIGITS = ('cmnist', 'corrupted_mnist')   # what a digit source builds: Colored MNIST (its default) or Corrupted MNIST
+DIGITS = ('cmnist', 'corrupted_mnist')  # what a digit source builds: Colored MNIST (its default) or Corrupted MNIST
 
 SOURCES = {  # --source: (the datasets it builds, its default first; what --data_root must hold)
-    'mnist5k':       (DIGITS, 'nothing: the 5,000 MNIST digits shipped in the package (the quick default)'),
-    'mnist':         (DIGITS, "torchvision's MNIST/raw/, or the four MNIST IDX files (plain or .gz)"),
+    'mnist5k': (DIGITS, 'nothing: the 5,000 MNIST digits shipped in the package (the quick default)'),
+    'mnist': (DIGITS, "torchvision's MNIST/raw/, or the four MNIST IDX files (plain or .gz)"),
     'fashion_mnist': (DIGITS, "torchvision's FashionMNIST/raw/, or the four IDX files (plain or .gz)"),
-    'kmnist':        (DIGITS, "torchvision's KMNIST/raw/, or the four IDX files (plain or .gz)"),
-    'cifar10':       (('cifar10c',), "torchvision's cifar-10-batches-py/"),
-    'folder':        (None, 'a downloaded DisEnt/BiasEnsemble benchmark folder: <pct>/align/, <pct>/conflict/, '
-                            'valid/, test/'),
-    'imagefolder':   (('imagefolder',), 'your own images: train/<class>/*, optional valid/<class>/*, test/<class>/*'),
+    'kmnist': (DIGITS, "torchvision's KMNIST/raw/, or the four IDX files (plain or .gz)"),
+    'cifar10': (('cifar10c',), "torchvision's cifar-10-batches-py/"),
+    'folder': (None, 'a downloaded DisEnt/BiasEnsemble benchmark folder: <pct>/align/, <pct>/conflict/, valid/, test/'),
+    'imagefolder': (('imagefolder',), 'your own images: train/<class>/*, optional valid/<class>/*, test/<class>/*'),
 }
 
-OPTIONAL_KEYS = ('image_size', 'max_train_per_class', 'bias_csv', 'classes')   # in a configuration only when set
+OPTIONAL_KEYS = ('image_size', 'max_train_per_class', 'bias_csv', 'classes')  # in a configuration only when set
 
 PRESETS = ('quick', 'paper')
 
-SYNTH_METHODS = ('diffinject',) + ABLATIONS      # trained on real + a synthetic set: DiffInject and its ablations (12_synth)
-METHODS = SYNTH_METHODS + tuple(BASELINES)       # every --method
+SYNTH_METHODS = (
+    'diffinject',
+) + ABLATIONS  # trained on real + a synthetic set: DiffInject and its ablations (12_synth)
+METHODS = SYNTH_METHODS + tuple(BASELINES)  # every --method
 
 # %% ../nbs/16_config.ipynb #298ed19e
-RUN_OPTIONS = dict(precision='fp32', num_workers=0)   # in a configuration only when they differ from these
+RUN_OPTIONS = dict(precision='fp32', num_workers=0)  # in a configuration only when they differ from these
+
 
 def run_option(cfg: dict, name: str):
     "`cfg`'s `precision` or `num_workers`: the default of `RUN_OPTIONS` when the configuration does not set it."
     return cfg.get(name, RUN_OPTIONS[name])
 
 # %% ../nbs/16_config.ipynb #ea283deb
-MAX_SEED = 2**31 - 1          # a seed every RNG takes (torch, NumPy, per-pair seeds derived from it)
+MAX_SEED = 2**31 - 1  # a seed every RNG takes (torch, NumPy, per-pair seeds derived from it)
 LIMITS = {  # key: (int or float, lowest, highest); lowest None: above 0. A None value (the benchmark's default) is not checked
-    'image_size': (int, 8, 1024), 'max_train_per_class': (int, 1, 10**7),
-    'classifier.steps': (int, 1, 10**7), 'classifier.eval_every': (int, 1, 10**7), 'classifier.lr': (float, None, 10.),
-    'classifier.bs': (int, 1, 65536), 'bias.steps': (int, 1, 10**7), 'bias.k': (int, 1, 10**5), 'bias.q': (float, None, 1.),
-    'diffusion.steps': (int, 0, 10**7), 'diffusion.batch_size': (int, 1, 65536), 'diffusion.lr': (float, None, 10.),
-    'diffusion.ema_rate': (float, 0., 1.), 'diffusion.p2_gamma': (float, 0., 100.), 'diffusion.p2_k': (float, None, 100.),
-    'diffusion.seed': (int, 0, MAX_SEED), 'diffusion.sample_every': (int, 0, 10**7), 'diffusion.ckpt_every': (int, 0, 10**7),
-    'inject.gamma': (float, 0., 1.), 'inject.t_edit': (int, 0, 999), 'inject.t_boost': (int, 0, 999),
-    'inject.size_ratio': (float, None, 10.), 'inject.n': (int, 1, 10**7), 'inject.steps': (int, 1, 1000),
-    'inject.batch_size': (int, 1, 65536), 'inject.style_max_per_class': (int, 1, 10**7),
+    'image_size': (int, 8, 1024),
+    'max_train_per_class': (int, 1, 10**7),
+    'classifier.steps': (int, 1, 10**7),
+    'classifier.eval_every': (int, 1, 10**7),
+    'classifier.lr': (float, None, 10.0),
+    'classifier.bs': (int, 1, 65536),
+    'bias.steps': (int, 1, 10**7),
+    'bias.k': (int, 1, 10**5),
+    'bias.q': (float, None, 1.0),
+    'diffusion.steps': (int, 0, 10**7),
+    'diffusion.batch_size': (int, 1, 65536),
+    'diffusion.lr': (float, None, 10.0),
+    'diffusion.ema_rate': (float, 0.0, 1.0),
+    'diffusion.p2_gamma': (float, 0.0, 100.0),
+    'diffusion.p2_k': (float, None, 100.0),
+    'diffusion.seed': (int, 0, MAX_SEED),
+    'diffusion.sample_every': (int, 0, 10**7),
+    'diffusion.ckpt_every': (int, 0, 10**7),
+    'inject.gamma': (float, 0.0, 1.0),
+    'inject.t_edit': (int, 0, 999),
+    'inject.t_boost': (int, 0, 999),
+    'inject.size_ratio': (float, None, 10.0),
+    'inject.n': (int, 1, 10**7),
+    'inject.steps': (int, 1, 1000),
+    'inject.batch_size': (int, 1, 65536),
+    'inject.style_max_per_class': (int, 1, 10**7),
 }
-CLI_NAMES = {'classifier.steps': '--classifier_steps', 'classifier.loss': '--loss', 'diffusion.steps': '--diffusion_steps',
-             'diffusion.preset': '--diffusion_preset', 'diffusion.ckpt': '--diffusion_ckpt', 'inject.n': '--synth_size',
-             'diffusion.train': '--train_diffusion', 'diffusion.train_on': '--train_on', 'methods': '--method',
-             **{f'inject.{k}': f'--{k}' for k in ('gamma', 't_edit', 't_boost', 'label_from', 'filter', 'colour_match',
-                                                    'model_input', 'style_pool')},
-             **{k: f'--{k}' for k in ('image_size', 'max_train_per_class', 'ratios', 'seeds', 'device', 'data_root',
-                                      'download', 'bias_csv', 'num_workers')}}
+CLI_NAMES = {
+    'classifier.steps': '--classifier_steps',
+    'classifier.loss': '--loss',
+    'diffusion.steps': '--diffusion_steps',
+    'diffusion.preset': '--diffusion_preset',
+    'diffusion.ckpt': '--diffusion_ckpt',
+    'inject.n': '--synth_size',
+    'diffusion.train': '--train_diffusion',
+    'diffusion.train_on': '--train_on',
+    'methods': '--method',
+    **{
+        f'inject.{k}': f'--{k}'
+        for k in ('gamma', 't_edit', 't_boost', 'label_from', 'filter', 'colour_match', 'model_input', 'style_pool')
+    },
+    **{
+        k: f'--{k}'
+        for k in (
+            'image_size',
+            'max_train_per_class',
+            'ratios',
+            'seeds',
+            'device',
+            'data_root',
+            'download',
+            'bias_csv',
+            'num_workers',
+        )
+    },
+}
+
 
 def _named(key, v=None) -> str:
     "`key` (and its value), with its command-line option: 'inject.n=3 (--synth_size)'."
     return (key if v is None else f'{key}={v!r}') + (f' ({CLI_NAMES[key]})' if key in CLI_NAMES else '')
+
 
 def _check_number(key, v):
     "A value of `LIMITS[key]`: its type and range, or a ValueError naming the key (and its option)."
@@ -182,82 +308,120 @@ def _check_number(key, v):
         ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and lo <= v <= hi
         want = f'an integer from {lo} to {hi:,}'
     else:
-        ok = (isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v
-              and (v > 0 if lo is None else v >= lo) and v <= hi)
+        ok = (
+            isinstance(v, numbers.Real)
+            and not isinstance(v, bool)
+            and v == v
+            and (v > 0 if lo is None else v >= lo)
+            and v <= hi
+        )
         want = f"a number in {'(0' if lo is None else f'[{lo:g}'}, {hi:g}]"
-    if not ok: raise ValueError(f'{_named(key, v)}: expected {want}')
+    if not ok:
+        raise ValueError(f'{_named(key, v)}: expected {want}')
     return v
+
 
 def _get(cfg, key):
     "`cfg['a']['b']` for the key 'a.b'; None if the configuration does not set it."
-    for k in key.split('.'): cfg = cfg.get(k) if isinstance(cfg, dict) else None
+    for k in key.split('.'):
+        cfg = cfg.get(k) if isinstance(cfg, dict) else None
     return cfg
+
 
 def _check_list(cfg, key, what, check):
     "`cfg[key]` is a non-empty list or tuple, each value passing `check`, none given twice."
     v = cfg[key]
     if not isinstance(v, (list, tuple)) or not len(v):
         raise ValueError(f'{key}={v!r}: expected a non-empty list of {what.replace(": ", ", e.g. ")}')
-    for x in v: check(x)
+    for x in v:
+        check(x)
     seen = [x for i, x in enumerate(v) if x in v[:i]]
-    if seen: raise ValueError(f'{_named(key)}: {seen[0]!r} is given twice in {list(v)}; expected each value once')
+    if seen:
+        raise ValueError(f'{_named(key)}: {seen[0]!r} is given twice in {list(v)}; expected each value once')
     return v
+
 
 def _check_seed(s):
     if not (isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s <= MAX_SEED):
         raise ValueError(f'seeds (--seeds): {s!r} is not a seed; expected integers from 0 to {MAX_SEED:,}')
 
+
 def _check_method(m):
-    if m not in METHODS: raise ValueError(f"methods: unknown method {m!r}; expected some of {METHODS}")
+    if m not in METHODS:
+        raise ValueError(f"methods: unknown method {m!r}; expected some of {METHODS}")
+
 
 def _diffusion_preset(dc):
     "The UNet (preset name or config) of a released checkpoint or of a model trained in the run; None if unknown."
     return dc['preset'] or (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] else None)
 
+
 def _check_ckpt(dc):
     "`diffusion.ckpt` is a weights file whose keys and shapes fit the UNet preset (read, not loaded into a model)."
     path = Path(dc['ckpt']).expanduser()
-    if path.is_dir(): raise ValueError(f'diffusion_ckpt {path}: a folder; expected a released checkpoint file (.pt or .safetensors)')
+    if path.is_dir():
+        raise ValueError(f'diffusion_ckpt {path}: a folder; expected a released checkpoint file (.pt or .safetensors)')
     if not path.exists():
-        raise FileNotFoundError(f"diffusion_ckpt {path}: no such file; download the released checkpoint (P2-weighting: "
-                                f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt")
+        raise FileNotFoundError(
+            f"diffusion_ckpt {path}: no such file; download the released checkpoint (P2-weighting: "
+            f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt"
+        )
     preset = _diffusion_preset(dc)
-    try: mm = state_dict_mismatch(create_unet(preset, device='meta'), read_state_dict(path))
-    except KeyError as e: raise ValueError(str(e).strip('"')) from None
+    try:
+        mm = state_dict_mismatch(create_unet(preset, device='meta'), read_state_dict(path))
+    except KeyError as e:
+        raise ValueError(str(e).strip('"')) from None
     if any(mm.values()):
-        eg = (mm['shapes'] and f'{mm["shapes"][0][0]} is {list(mm["shapes"][0][1])}, the preset has {list(mm["shapes"][0][2])}'
-              or mm['missing'] and f'no {mm["missing"][0]!r}' or f'an extra {mm["unexpected"][0]!r}')
-        raise ValueError(f"diffusion_ckpt {path}: its weights do not fit diffusion_preset={dc['preset'] or preset!r} "
-                         f"({len(mm['missing'])} missing, {len(mm['unexpected'])} unexpected, {len(mm['shapes'])} other "
-                         f"shapes; e.g. {eg}); pass the preset it was trained with (unet.UNET_PRESETS) or another file")
+        eg = (
+            mm['shapes']
+            and f'{mm["shapes"][0][0]} is {list(mm["shapes"][0][1])}, the preset has {list(mm["shapes"][0][2])}'
+            or mm['missing']
+            and f'no {mm["missing"][0]!r}'
+            or f'an extra {mm["unexpected"][0]!r}'
+        )
+        raise ValueError(
+            f"diffusion_ckpt {path}: its weights do not fit diffusion_preset={dc['preset'] or preset!r} "
+            f"({len(mm['missing'])} missing, {len(mm['unexpected'])} unexpected, {len(mm['shapes'])} other "
+            f"shapes; e.g. {eg}); pass the preset it was trained with (unet.UNET_PRESETS) or another file"
+        )
 
 # %% ../nbs/16_config.ipynb #031037a3
 def _check_config(cfg, check_data=True):
     "Every check that needs no training: options, the source and what its data root holds (nothing is written)."
-    if not isinstance(cfg, dict): raise ValueError(f'configuration: expected a dict of options, got {type(cfg).__name__}')
+    if not isinstance(cfg, dict):
+        raise ValueError(f'configuration: expected a dict of options, got {type(cfg).__name__}')
     src, ds = cfg['source'], cfg['dataset']
-    if src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
+    if src not in SOURCES:
+        raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
     if SOURCES[src][0] is not None and ds not in SOURCES[src][0]:
         raise ValueError(f'source={src!r} builds {" or ".join(SOURCES[src][0])}, not dataset={ds!r}')
     if ds == 'imagefolder':
         if cfg['ratios'] != [None]:
             raise ValueError("ratios: not used with source='imagefolder' (your data's bias ratio is unknown)")
-        if cfg.get('image_size') is None: raise ValueError("image_size (--image_size): required with source='imagefolder'")
+        if cfg.get('image_size') is None:
+            raise ValueError("image_size (--image_size): required with source='imagefolder'")
     else:
         _check_list(cfg, 'ratios', 'fractions in (0, 1): [0.01, 0.05]', lambda r: check_ratio(r, 'ratios'))
         for k in ('image_size', 'bias_csv'):
             if cfg.get(k) is not None:
-                raise ValueError(f"{k}: only for source='imagefolder' (the benchmarks have their own size and bias labels)")
+                raise ValueError(
+                    f"{k}: only for source='imagefolder' (the benchmarks have their own size and bias labels)"
+                )
     _check_list(cfg, 'seeds', 'seeds: [0, 1, 2]', _check_seed)
     _check_list(cfg, 'methods', "method names: ['vanilla', 'diffinject']", _check_method)
     for key in LIMITS:
-        if _get(cfg, key) is not None: _check_number(key, _get(cfg, key))
+        if _get(cfg, key) is not None:
+            _check_number(key, _get(cfg, key))
     if src == 'mnist5k' and cfg.get('data_root'):
-        raise ValueError(f"data_root={cfg['data_root']!r} (--data_root): source='mnist5k' reads no folder (the digits shipped "
-                         'in the package); drop it, or pass --source mnist to read MNIST from it')
+        raise ValueError(
+            f"data_root={cfg['data_root']!r} (--data_root): source='mnist5k' reads no folder (the digits shipped "
+            'in the package); drop it, or pass --source mnist to read MNIST from it'
+        )
     if cfg['download'] and src not in (*TORCHVISION_SOURCES, 'cifar10'):
-        raise ValueError(f"download (--download): source={src!r} downloads nothing; only "
-                         f"{', '.join((*TORCHVISION_SOURCES, 'cifar10'))} do")
+        raise ValueError(
+            f"download (--download): source={src!r} downloads nothing; only "
+            f"{', '.join((*TORCHVISION_SOURCES, 'cifar10'))} do"
+        )
     check_device(cfg.get('device'))
     ic, dc = cfg['inject'], cfg['diffusion']
     check_choice(ic['label_from'], LABEL_FROM, 'label_from')
@@ -266,127 +430,188 @@ def _check_config(cfg, check_data=True):
     check_choice(ic['model_input'], MODEL_INPUTS, 'model_input')
     check_choice(ic['style_pool'], STYLE_POOLS, 'style_pool')
     check_choice(dc['train_on'], TRAIN_ON, 'train_on')
-    if dc['pretrained']: recipe_of(dc['pretrained'])                         # names the shipped models if unknown ('' = none)
+    if dc['pretrained']:
+        recipe_of(dc['pretrained'])  # names the shipped models if unknown ('' = none)
     if isinstance(dc['preset'], str) and dc['preset'] not in UNET_PRESETS:
-        raise ValueError(f"{_named('diffusion.preset', dc['preset'])}: expected a UNet preset, one of {', '.join(UNET_PRESETS)}")
+        raise ValueError(
+            f"{_named('diffusion.preset', dc['preset'])}: expected a UNet preset, one of {', '.join(UNET_PRESETS)}"
+        )
     if ic['colour_match'] == 'none' and dc['preset'] and not carries_style(dc['preset']):
-        raise ValueError(f"diffusion.preset={dc['preset']!r}: its skips are cut while h is injected and it has no skip "
-                         "statistics, so nothing of the style reaches the decoder on the default path (colour_match="
-                         "'none'); expected a preset with skip statistics (cmnist_split) or full skips (cmnist_32, the "
-                         "P2 models), or --colour_match style (assumes the bias is colour)")
+        raise ValueError(
+            f"diffusion.preset={dc['preset']!r}: its skips are cut while h is injected and it has no skip "
+            "statistics, so nothing of the style reaches the decoder on the default path (colour_match="
+            "'none'); expected a preset with skip statistics (cmnist_split) or full skips (cmnist_32, the "
+            "P2 models), or --colour_match style (assumes the bias is colour)"
+        )
     if dc['train'] and not dc['pretrained']:
-        raise ValueError('train_diffusion: retrains a shipped model with its recipe; this configuration has none (no pretrained model)')
+        raise ValueError(
+            'train_diffusion: retrains a shipped model with its recipe; this configuration has none (no pretrained model)'
+        )
     if dc['train'] and dc['ckpt']:
-        raise ValueError('diffusion_ckpt and train_diffusion: a released checkpoint is used as it is, --train_diffusion '
-                         'retrains the shipped model; pass one of them')
-    need = any(m in SYNTH_METHODS for m in cfg['methods'])                  # a diffusion model is used
+        raise ValueError(
+            'diffusion_ckpt and train_diffusion: a released checkpoint is used as it is, --train_diffusion '
+            'retrains the shipped model; pass one of them'
+        )
+    need = any(m in SYNTH_METHODS for m in cfg['methods'])  # a diffusion model is used
     if need and not dc['pretrained'] and _diffusion_preset(dc) is None:
-        raise ValueError(f"{_named('diffusion.preset')}: required with " + ('a checkpoint' if dc['ckpt'] else
-                         'a diffusion model trained in the run') + ' (a UNet preset, e.g. ffhq_p2, cmnist_split)')
+        raise ValueError(
+            f"{_named('diffusion.preset')}: required with "
+            + ('a checkpoint' if dc['ckpt'] else 'a diffusion model trained in the run')
+            + ' (a UNet preset, e.g. ffhq_p2, cmnist_split)'
+        )
     if dc['train_on'] == 'source' and not (dc['ckpt'] or (dc['pretrained'] and not dc['train'])):
         if ds in DIGITS and src not in SHAPE_SOURCES:
-            raise ValueError(f"train_on='source': {ds} from source={src!r} has no grayscale digits to train the "
-                             f"diffusion model on; use a source in {SHAPE_SOURCES} or --train_on train")
+            raise ValueError(
+                f"train_on='source': {ds} from source={src!r} has no grayscale digits to train the "
+                f"diffusion model on; use a source in {SHAPE_SOURCES} or --train_on train"
+            )
         if ds == 'cifar10c' and src != 'cifar10':
-            raise ValueError(f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
-                             "use --source cifar10 or --train_on train")
-    if cfg['classifier']['loss'] not in ('ce', 'gce'): raise ValueError("classifier.loss: expected 'ce' or 'gce'")
+            raise ValueError(
+                f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
+                "use --source cifar10 or --train_on train"
+            )
+    if cfg['classifier']['loss'] not in ('ce', 'gce'):
+        raise ValueError("classifier.loss: expected 'ce' or 'gce'")
     check_precision(run_option(cfg, 'precision'))
     check_num_workers(run_option(cfg, 'num_workers'))
     if check_data:
         _check_source(cfg)
-        if need and dc['ckpt']: _check_ckpt(dc)                             # the file exists and fits the preset
+        if need and dc['ckpt']:
+            _check_ckpt(dc)  # the file exists and fits the preset
     return cfg
+
 
 def _check_source(cfg):
     "What `data_root` must hold for the source (SOURCES), by file names only; decoding is the data stage's job."
     src, root = cfg['source'], cfg.get('data_root')
-    if src == 'mnist5k': return
+    if src == 'mnist5k':
+        return
     want = f"source={src!r} needs --data_root: {SOURCES[src][1]}"
-    if not root: raise ValueError(f'data_root: required; {want}')
+    if not root:
+        raise ValueError(f'data_root: required; {want}')
     if not Path(root).is_dir() and not (cfg['download'] and src in (*TORCHVISION_SOURCES, 'cifar10')):
         raise FileNotFoundError(f'{root}: no such folder; {want}')
-    if cfg['download']: return
+    if cfg['download']:
+        return
     if src in TORCHVISION_SOURCES:
-        raw = Path(root)/TORCHVISION_SOURCES[src]/'raw'
+        raw = Path(root) / TORCHVISION_SOURCES[src] / 'raw'
         names = [f'{s}-{k}' for s in ('train', 't10k') for k in ('images-idx3-ubyte', 'labels-idx1-ubyte')]
         missing = [n for n in names if _idx_file([raw, Path(root)], n) is None]
-        if missing: raise FileNotFoundError(f'{raw}: missing {missing} (plain or .gz); {want}, or pass --download')
+        if missing:
+            raise FileNotFoundError(f'{raw}: missing {missing} (plain or .gz); {want}, or pass --download')
     elif src == 'cifar10':
-        f = Path(root)/'cifar-10-batches-py'
-        if not (f/'data_batch_1').is_file():
+        f = Path(root) / 'cifar-10-batches-py'
+        if not (f / 'data_batch_1').is_file():
             raise FileNotFoundError(f'{f}: no CIFAR-10 batches; {want}, or pass --download')
     elif src == 'folder':
         for r in cfg['ratios']:
-            for split in ('train', 'valid', 'test'): split_files(root, cfg['dataset'], split, r)   # names what is missing
-    elif src == 'imagefolder' and cfg.get('bias_csv'): read_bias_csv(cfg['bias_csv'], root, cfg['classes'])
+            for split in ('train', 'valid', 'test'):
+                split_files(root, cfg['dataset'], split, r)  # names what is missing
+    elif src == 'imagefolder' and cfg.get('bias_csv'):
+        read_bias_csv(cfg['bias_csv'], root, cfg['classes'])
 
 # %% ../nbs/16_config.ipynb #1f140c61
-SHIPPED_SOURCES = {'cmnist': ('mnist5k', 'mnist', 'folder'),   # the sources whose images a shipped model learned: MNIST digits
-                   'cmnist_split': ('mnist5k', 'mnist', 'folder'),
-                   'corrupted_mnist_split': ('mnist5k', 'mnist', 'folder')}
-SHIPPED_PRESETS = {'cmnist': 'cmnist_hgate', 'cmnist_split': 'cmnist_split',   # a shipped model's UNet preset
-                   'corrupted_mnist_split': 'cmnist_split'}
+SHIPPED_SOURCES = {
+    'cmnist': ('mnist5k', 'mnist', 'folder'),  # the sources whose images a shipped model learned: MNIST digits
+    'cmnist_split': ('mnist5k', 'mnist', 'folder'),
+    'corrupted_mnist_split': ('mnist5k', 'mnist', 'folder'),
+}
+SHIPPED_PRESETS = {
+    'cmnist': 'cmnist_hgate',
+    'cmnist_split': 'cmnist_split',  # a shipped model's UNet preset
+    'corrupted_mnist_split': 'cmnist_split',
+}
+
 
 def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
     "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
-    if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
+    if preset not in PRESETS:
+        raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
     src = overrides.get('source')
-    if src is not None and src not in SOURCES: raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
+    if src is not None and src not in SOURCES:
+        raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
     if src is not None and SOURCES[src][0] is not None:
         if dataset not in (None, *SOURCES[src][0]):
-            raise ValueError(f'dataset={dataset!r}: source={src!r} gives {" or ".join(SOURCES[src][0])}; '
-                             'drop --dataset or pick another source')
+            raise ValueError(
+                f'dataset={dataset!r}: source={src!r} gives {" or ".join(SOURCES[src][0])}; '
+                'drop --dataset or pick another source'
+            )
         dataset = dataset or SOURCES[src][0][0]
     if preset == 'quick':
         if dataset not in (None, 'cmnist', 'corrupted_mnist', 'imagefolder'):
-            raise ValueError(f"dataset={dataset!r}: the 'quick' preset is Colored MNIST (cmnist), Corrupted MNIST "
-                             '(corrupted_mnist) or your image folder; use --preset paper')
+            raise ValueError(
+                f"dataset={dataset!r}: the 'quick' preset is Colored MNIST (cmnist), Corrupted MNIST "
+                '(corrupted_mnist) or your image folder; use --preset paper'
+            )
         cfg = _quick(dataset or 'cmnist')
     else:
         if dataset == 'imagefolder':
-            raise ValueError("source='imagefolder': use the quick preset "
-                             '(longer runs: --classifier_steps, --diffusion_steps, --device)')
+            raise ValueError(
+                "source='imagefolder': use the quick preset "
+                '(longer runs: --classifier_steps, --diffusion_steps, --device)'
+            )
         if dataset is None:
             raise ValueError('dataset: required with --preset paper (cmnist, cifar10c, bffhq, dogs_and_cats)')
-        cfg = _paper(dataset)                                    # an unknown benchmark is refused here
+        cfg = _paper(dataset)  # an unknown benchmark is refused here
     synth_size, shipped = overrides.pop('synth_size', None), cfg['diffusion']['pretrained']
     minutes = overrides.pop('minutes', None)
     if minutes is not None and cfg['dataset'] != 'imagefolder':
         raise ValueError(f"minutes={minutes}: only for source='imagefolder' (a benchmark's preset has its own lengths)")
     for k, v in overrides.items():
-        if v is None: continue
+        if v is None:
+            continue
         if k in OPTIONAL_KEYS:
             cfg[k] = v
             continue
         if k in RUN_OPTIONS:
-            if v != RUN_OPTIONS[k]: cfg[k] = v                           # a default is not written
+            if v != RUN_OPTIONS[k]:
+                cfg[k] = v  # a default is not written
             continue
         if k not in cfg or k == 'preset':
             known = sorted(set(cfg) - {'preset'} | set(OPTIONAL_KEYS) | set(RUN_OPTIONS))
             raise ValueError(f'{k}: not a configuration key (expected one of {known})')
         if isinstance(cfg[k], dict):
-            if not isinstance(v, dict): raise ValueError(f'{k}: expected a dict of {sorted(cfg[k])}')
+            if not isinstance(v, dict):
+                raise ValueError(f'{k}: expected a dict of {sorted(cfg[k])}')
             bad = sorted(set(v) - set(cfg[k]))
-            if bad: raise ValueError(f'{k}.{bad[0]}: not an option of {k} (expected one of {sorted(cfg[k])})')
+            if bad:
+                raise ValueError(f'{k}.{bad[0]}: not an option of {k} (expected one of {sorted(cfg[k])})')
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
-        else: cfg[k] = v
-    if synth_size is not None: cfg['inject']['n'] = synth_size          # synthetic-set size (default: synthesis' rule)
-    if (cfg['source'] == 'folder' and cfg['dataset'] in ('cmnist', 'cifar10c', 'corrupted_mnist')
-            and 'train_on' not in (overrides.get('diffusion') or {})):
-        cfg['diffusion']['train_on'] = 'train'   # a downloaded folder has no unbiased source images: its training split
+        else:
+            cfg[k] = v
+    if synth_size is not None:
+        cfg['inject']['n'] = synth_size  # synthetic-set size (default: synthesis' rule)
+    if (
+        cfg['source'] == 'folder'
+        and cfg['dataset'] in ('cmnist', 'cifar10c', 'corrupted_mnist')
+        and 'train_on' not in (overrides.get('diffusion') or {})
+    ):
+        cfg['diffusion']['train_on'] = 'train'  # a downloaded folder has no unbiased source images: its training split
     dc, given = cfg['diffusion'], overrides.get('diffusion') or {}
-    if not dc['ckpt'] and (dc['pretrained'] and not dc['train'] and cfg['source'] not in SHIPPED_SOURCES.get(dc['pretrained'], ())
-                           or not dc['pretrained'] and dc['preset'] is None and shipped in SHIPPED_PRESETS):
-        base = dc['pretrained'] or shipped                        # its architecture and data, trained here; yours if given
-        cfg['diffusion'] = {**dc, 'pretrained': '', 'preset': dc['preset'] or SHIPPED_PRESETS[base],
-                            'train_on': given.get('train_on') or recipe_of(base)['train_on']}
+    if not dc['ckpt'] and (
+        dc['pretrained']
+        and not dc['train']
+        and cfg['source'] not in SHIPPED_SOURCES.get(dc['pretrained'], ())
+        or not dc['pretrained']
+        and dc['preset'] is None
+        and shipped in SHIPPED_PRESETS
+    ):
+        base = dc['pretrained'] or shipped  # its architecture and data, trained here; yours if given
+        cfg['diffusion'] = {
+            **dc,
+            'pretrained': '',
+            'preset': dc['preset'] or SHIPPED_PRESETS[base],
+            'train_on': given.get('train_on') or recipe_of(base)['train_on'],
+        }
     if given.get('steps') and cfg['diffusion']['ckpt']:
-        raise ValueError('diffusion_steps: a released checkpoint (diffusion_ckpt) is used as it is, nothing is trained; '
-                         'drop one of them')
+        raise ValueError(
+            'diffusion_steps: a released checkpoint (diffusion_ckpt) is used as it is, nothing is trained; '
+            'drop one of them'
+        )
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
-        lay = imagefolder_layout(cfg['data_root'])                         # every layout problem is listed here
+        lay = imagefolder_layout(cfg['data_root'])  # every layout problem is listed here
         cfg['classes'] = lay['classes']
-        if preset == 'quick': cfg = _fit_imagefolder(cfg, lay, overrides, synth_size, minutes)
+        if preset == 'quick':
+            cfg = _fit_imagefolder(cfg, lay, overrides, synth_size, minutes)
     return _check_config(cfg, check_data)

@@ -27,27 +27,36 @@ __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'max_procs', 'check_device
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
 
+
 def default_device() -> torch.device:
     "The fastest available device: CUDA, then Apple MPS, then CPU."
-    if torch.cuda.is_available(): return torch.device('cuda')
+    if torch.cuda.is_available():
+        return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
         return torch.device('mps')
     return torch.device('cpu')
+
 
 def max_procs() -> int:
     "The most worker processes or threads a command takes: 4 per core of this machine, at least 8."
     return max(8, 4 * (os.cpu_count() or 1))
 
+
 def check_device(device, name='device'):
     "`device` (None: the fastest available) if this machine has it: cpu, cuda, cuda:N or mps; else a one-line ValueError."
-    if device is None: return None
+    if device is None:
+        return None
     want = 'expected cpu, cuda, cuda:N or mps'
-    try: d = torch.device(device) if isinstance(device, (str, torch.device)) else None
-    except (RuntimeError, ValueError): d = None
-    if d is None or d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f'{name}={device!r}: not a device; {want}')
+    try:
+        d = torch.device(device) if isinstance(device, (str, torch.device)) else None
+    except (RuntimeError, ValueError):
+        d = None
+    if d is None or d.type not in ('cpu', 'cuda', 'mps'):
+        raise ValueError(f'{name}={device!r}: not a device; {want}')
     if d.type == 'cuda':
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0: raise ValueError(f'{name}={device!r}: this machine has no CUDA GPU; pass cpu, or leave it out')
+        if n == 0:
+            raise ValueError(f'{name}={device!r}: this machine has no CUDA GPU; pass cpu, or leave it out')
         if d.index is not None and d.index >= n:
             raise ValueError(f'{name}={device!r}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}')
     mps = getattr(torch.backends, 'mps', None)
@@ -55,28 +64,41 @@ def check_device(device, name='device'):
         raise ValueError(f'{name}={device!r}: Apple MPS is not available on this machine; pass cpu, or leave it out')
     return device
 
+
 def seed_everything(seed: int):
     "Seed Python, NumPy and torch (all devices) so that a run is repeatable."
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
 
 def asset_path(name: str) -> Path:
     "Path of a file shipped inside the package (`diffinject/assets/`)."
-    p = Path(str(importlib.resources.files('diffinject')))/'assets'/name
-    if not p.exists(): raise FileNotFoundError(f'{p}: packaged asset {name!r} is missing; reinstall diffinject')
+    p = Path(str(importlib.resources.files('diffinject'))) / 'assets' / name
+    if not p.exists():
+        raise FileNotFoundError(f'{p}: packaged asset {name!r} is missing; reinstall diffinject')
     return p
 
 # %% ../nbs/00_core.ipynb #881e289c
 class WriteError(OSError):
     "A write that failed (disk full, read-only, no permission): one line naming the file; the previous file is kept."
-    def __str__(self): return self.strerror
 
-_WRITE_HINTS = {errno.ENOSPC: 'free some disk space', errno.EDQUOT: 'free some space under your disk quota',
-                errno.EROFS: 'the file system is read-only: write somewhere else',
-                errno.EACCES: 'no permission to write there', errno.EPERM: 'no permission to write there',
-                errno.EFBIG: 'the file is too large for this file system', errno.EIO: 'an I/O error: check the disk'}
+    def __str__(self):
+        return self.strerror
+
+
+_WRITE_HINTS = {
+    errno.ENOSPC: 'free some disk space',
+    errno.EDQUOT: 'free some space under your disk quota',
+    errno.EROFS: 'the file system is read-only: write somewhere else',
+    errno.EACCES: 'no permission to write there',
+    errno.EPERM: 'no permission to write there',
+    errno.EFBIG: 'the file is too large for this file system',
+    errno.EIO: 'an I/O error: check the disk',
+}
+
 
 def write_error(path, e: OSError) -> WriteError:
     "The one-line `WriteError` for the `OSError` `e` met while writing `path`."
@@ -87,15 +109,19 @@ def write_error(path, e: OSError) -> WriteError:
     msg = f'{path}: not written ({code}: {reason}){hint}; the previous version, if any, is unchanged'
     return WriteError(e.errno, msg, str(path))
 
+
 def _new_temp(path: Path) -> Path:
     "An empty new file next to `path`, created with mode 0o666 so that the umask applies (as for a plain `open`)."
     for _ in range(100):
-        tmp = path.parent/f'.{path.name}.{secrets.token_hex(4)}.tmp'
-        try: fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError: continue
+        tmp = path.parent / f'.{path.name}.{secrets.token_hex(4)}.tmp'
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
         os.close(fd)
         return tmp
     raise FileExistsError(f'{path.parent}: could not pick a free temporary file name')
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -105,28 +131,39 @@ def atomic_path(path):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = _new_temp(path)
-        except OSError as e: raise write_error(path, e) from None
-        try: yield tmp
-        except WriteError: raise
         except OSError as e:
-            if e.errno in _WRITE_HINTS: raise write_error(path, e) from None   # the body's write hit the disk's limits
+            raise write_error(path, e) from None
+        try:
+            yield tmp
+        except WriteError:
+            raise
+        except OSError as e:
+            if e.errno in _WRITE_HINTS:
+                raise write_error(path, e) from None  # the body's write hit the disk's limits
             raise
         try:
-            with open(tmp, 'rb') as f: os.fsync(f.fileno())
+            with open(tmp, 'rb') as f:
+                os.fsync(f.fileno())
             os.replace(tmp, path)
-        except OSError as e: raise write_error(path, e) from None
+        except OSError as e:
+            raise write_error(path, e) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
-            with contextlib.suppress(OSError): os.unlink(tmp)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
 
 def atomic_save(obj, path):
     "`torch.save` `obj` to `path` atomically (temp file + rename)."
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f: torch.save(obj, f)
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        torch.save(obj, f)
     return Path(path)
+
 
 def atomic_write_text(path, text: str):
     "Write `text` to `path` atomically."
-    with atomic_path(path) as tmp: Path(tmp).write_text(text)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #d0475aa5
@@ -134,94 +171,142 @@ def atomic_write_text(path, text: str):
 def simulate_os_error(target, name: str, code: int = errno.ENOSPC):
     "Within the block `target.name(...)` (e.g. `os.replace`) raises `OSError(code)`: a full/read-only disk, for tests."
     orig = getattr(target, name)
-    def fail(*a, **kw): raise OSError(code, os.strerror(code))
+
+    def fail(*a, **kw):
+        raise OSError(code, os.strerror(code))
+
     setattr(target, name, fail)
-    try: yield
-    finally: setattr(target, name, orig)
+    try:
+        yield
+    finally:
+        setattr(target, name, orig)
+
 
 class _FullFile:
     "A file opened for writing on a disk with `room` bytes left: a larger write raises `OSError(ENOSPC)`."
-    def __init__(self, f, room): self._f, self._room = f, room
+
+    def __init__(self, f, room):
+        self._f, self._room = f, room
+
     def write(self, b):
-        if len(b) > self._room: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if len(b) > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self._room -= len(b)
         return self._f.write(b)
-    def __getattr__(self, k): return getattr(self._f, k)
-    def __enter__(self): return self
-    def __exit__(self, *a): self._f.close()
+
+    def __getattr__(self, k):
+        return getattr(self._f, k)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self._f.close()
+
 
 @contextlib.contextmanager
 def simulate_disk_full(room: int = 0, ns: dict | None = None):
     """Within the block, every file opened for writing with `open` / `io.open` takes `room` bytes, then raises ENOSPC.
     `ns`: also replace `open` in this namespace (a notebook's `globals()`: IPython gives notebooks their own `open`)."""
     import builtins
+
     real, real_ns = builtins.open, (ns or {}).get('open')
+
     def fake_open(file, mode='r', *a, **kw):
         f = real(file, mode, *a, **kw)
         return _FullFile(f, room) if any(c in mode for c in 'wax+') else f
+
     builtins.open = io.open = fake_open
-    if real_ns is not None: ns['open'] = fake_open
-    try: yield
+    if real_ns is not None:
+        ns['open'] = fake_open
+    try:
+        yield
     finally:
         builtins.open = io.open = real
-        if real_ns is not None: ns['open'] = real_ns
+        if real_ns is not None:
+            ns['open'] = real_ns
 
 # %% ../nbs/00_core.ipynb #6b845f74
 def json_data(o):
     "`o` as plain JSON data: paths as strings, NumPy/torch numbers and arrays as numbers and lists, NaN/inf as None."
-    if isinstance(o, dict): return {_json_key(k): json_data(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [json_data(v) for v in o]
-    if isinstance(o, (np.ndarray, torch.Tensor)): return json_data(o.tolist())
-    if o is None or isinstance(o, (str, bool)): return o
-    if isinstance(o, np.bool_): return bool(o)
-    if isinstance(o, (int, np.integer)): return int(o)
-    if isinstance(o, (float, np.floating)): return float(o) if math.isfinite(o) else None
-    if isinstance(o, Path): return str(o)
+    if isinstance(o, dict):
+        return {_json_key(k): json_data(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_data(v) for v in o]
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return json_data(o.tolist())
+    if o is None or isinstance(o, (str, bool)):
+        return o
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, Path):
+        return str(o)
     raise TypeError(f'cannot write {type(o).__name__} as JSON')
 
+
 def _json_key(k):
-    if isinstance(k, Path): return str(k)
-    if isinstance(k, np.integer): return int(k)
+    if isinstance(k, Path):
+        return str(k)
+    if isinstance(k, np.integer):
+        return int(k)
     return k
+
 
 def write_json(path, obj, **kw):
     "Write `obj` as indented JSON to `path` atomically; non-finite floats are written as null."
     return atomic_write_text(path, json.dumps(json_data(obj), indent=2, sort_keys=True, allow_nan=False, **kw) + '\n')
 
+
 def read_json(path):
     "Read a JSON file, naming the file if it is missing or malformed (`CheckpointError`, a `ValueError`)."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'{path}: no such file')
-    try: return json.loads(path.read_text())
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such file')
+    try:
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(path, f'not valid JSON ({e})') from None
 
+
 def _json_default(o):
-    if isinstance(o, Path): return str(o)
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, (np.ndarray, torch.Tensor)): return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return o.tolist()
     raise TypeError(f'cannot write {type(o).__name__} as JSON')
 
 # %% ../nbs/00_core.ipynb #b4cf27d2
 class CheckpointError(ValueError):
     "A file that cannot be loaded as what it should be (empty, truncated, unsafe, wrong dtype, NaN); names the file."
+
     def __init__(self, path, reason):
         self.path, self.reason = Path(path), reason
         super().__init__(f'{path}: {reason}')
 
+
 def _first_line(e, n=160) -> str:
     "The first non-empty line of an exception's message, without terminal colour codes, at most `n` characters."
     lines = [l.strip() for l in re.sub(r'\x1b\[[0-9;]*m', '', str(e)).splitlines() if l.strip()]
-    s = (lines[0] if lines else type(e).__name__).split('. ')[0]                # the first sentence
-    return s if len(s) <= n else s[:n - 3] + '...'
+    s = (lines[0] if lines else type(e).__name__).split('. ')[0]  # the first sentence
+    return s if len(s) <= n else s[: n - 3] + '...'
+
 
 def _check_file(path, what) -> Path:
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'{path}: no such {what} file')
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no such {what} file')
     if path.stat().st_size == 0:
         raise CheckpointError(path, f'empty file (0 bytes), not a {what}: the write that made it did not finish')
     return path
+
 
 def _numpy_globals():
     "NumPy's array/dtype reconstructors: data, not code (admitted by `load_torch(allow_numpy=True)`)."
@@ -230,49 +315,64 @@ def _numpy_globals():
     dtypes = [type(np.dtype(t)) for t in ('uint32', 'int64', 'float64', 'bool')]
     return list(dict.fromkeys(rec + [np.ndarray, np.dtype] + dtypes))
 
+
 def load_torch(path, map_location='cpu', allow_numpy: bool = False):
     "`torch.load(path, weights_only=True)`: tensors and plain data only, never code; one-line `CheckpointError`s."
     path = _check_file(path, 'torch checkpoint')
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_globals() if allow_numpy else []):
-            warnings.simplefilter('ignore', UserWarning)                  # torch warns about foreign pickle protocols
+            warnings.simplefilter('ignore', UserWarning)  # torch warns about foreign pickle protocols
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if 'Weights only load failed' not in str(e):
             raise CheckpointError(path, f'truncated or corrupt torch checkpoint ({_first_line(e)})') from None
         g = re.search(r'GLOBAL ([\w.]+)', str(e))
         what = f'it asks to import {g.group(1)}' if g else _first_line(str(e).split('WeightsUnpickler error:')[-1])
-        raise CheckpointError(path, f'refused: not a weights-only file ({what}); only tensors and plain data are '
-                                    'loaded, never pickled code') from None
+        raise CheckpointError(
+            path,
+            f'refused: not a weights-only file ({what}); only tensors and plain data are loaded, never pickled code',
+        ) from None
     except Exception as e:
         raise CheckpointError(path, f'truncated or corrupt torch checkpoint ({_first_line(e)})') from None
+
 
 def save_weights(tensors: dict, path, metadata: dict | None = None) -> Path:
     "Write a dict of tensors to `path` as safetensors, atomically, with `metadata` (JSON) in its header."
     from safetensors.torch import save
+
     sd = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     blob = save(sd, metadata={'diffinject': json.dumps(json_data(metadata or {}), sort_keys=True, allow_nan=False)})
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f: f.write(blob)
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        f.write(blob)
     return Path(path)
+
 
 def read_weights(path, device='cpu') -> tuple:
     "The tensors and the metadata dict of a safetensors file (written by `save_weights` or not); one-line errors."
     from safetensors import safe_open
+
     path = _check_file(path, 'safetensors')
     try:
         with safe_open(str(path), 'pt', device=str(device)) as f:
             meta, sd = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(path, f'truncated or corrupt safetensors file ({_first_line(e)})') from None
-    try: info = json.loads(meta.get('diffinject', '{}'))
-    except json.JSONDecodeError as e: raise CheckpointError(path, f'its metadata is not valid JSON ({e})') from None
-    for k, v in sd.items():                                           # weights a model would run on: finite only
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()): _non_finite(path, k, v)
+    try:
+        info = json.loads(meta.get('diffinject', '{}'))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(path, f'its metadata is not valid JSON ({e})') from None
+    for k, v in sd.items():  # weights a model would run on: finite only
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            _non_finite(path, k, v)
     return sd, info
+
 
 def _non_finite(path, k, v):
     bad = int((~torch.isfinite(v)).sum())
-    raise CheckpointError(path, f'tensor {k!r} has {bad} NaN/inf values out of {v.numel()} (a diverged run or a corrupt file)')
+    raise CheckpointError(
+        path, f'tensor {k!r} has {bad} NaN/inf values out of {v.numel()} (a diverged run or a corrupt file)'
+    )
+
 
 def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
     "Refuse a state dict read from `path` that a model cannot use: non-tensors, integer/bool tensors, NaN/inf values."
@@ -280,18 +380,25 @@ def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
         if not isinstance(v, torch.Tensor):
             raise CheckpointError(path, f'entry {k!r} is a {type(v).__name__}, expected a tensor')
         if not v.is_floating_point():
-            if v.dtype == torch.int64 and k.rsplit('.', 1)[-1] in int_ok: continue
+            if v.dtype == torch.int64 and k.rsplit('.', 1)[-1] in int_ok:
+                continue
             dtype = str(v.dtype).replace('torch.', '')
-            raise CheckpointError(path, f'tensor {k!r} is {dtype}, expected floating-point weights (not a model '
-                                        'checkpoint, or a broken conversion)')
-        if v.device.type != 'meta' and not bool(torch.isfinite(v).all()): _non_finite(path, k, v)
+            raise CheckpointError(
+                path,
+                f'tensor {k!r} is {dtype}, expected floating-point weights (not a model '
+                'checkpoint, or a broken conversion)',
+            )
+        if v.device.type != 'meta' and not bool(torch.isfinite(v).all()):
+            _non_finite(path, k, v)
     return sd
+
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:
     "sha256 of a file, read in chunks."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''): h.update(b)
+        for b in iter(lambda: f.read(chunk), b''):
+            h.update(b)
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #01927ae9
@@ -299,14 +406,18 @@ def flatten_config(d: dict, prefix: str = '') -> dict:
     "Flatten a nested dict to dotted keys: {'a': {'b': 1}} -> {'a.b': 1}."
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v: out.update(flatten_config(v, f'{prefix}{k}.'))
-        else: out[f'{prefix}{k}'] = v
+        if isinstance(v, dict) and v:
+            out.update(flatten_config(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
     return out
+
 
 def config_key(*parts) -> str:
     "A short stable hash of JSON-serialisable `parts` (dict keys sorted)."
     s = json.dumps(parts, sort_keys=True, default=_json_default)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
+
 
 def config_diff(old: dict, new: dict) -> list:
     "Differences between two nested configs as `key: old -> new` strings (JSON-normalised, so tuples equal lists)."
@@ -319,12 +430,14 @@ def config_diff(old: dict, new: dict) -> list:
     ]
 
 # %% ../nbs/00_core.ipynb #59b20e8d
-def mean_std(values, scale: float = 100., digits: int = 2) -> str:
+def mean_std(values, scale: float = 100.0, digits: int = 2) -> str:
     "`mean ± std` (sample std, ddof 1) of the finite `values` times `scale`; '' if none, no ± for a single value."
     v = np.asarray([float(x) for x in values if x is not None], dtype=float)
     v = v[np.isfinite(v)] * scale
-    if not len(v): return ''
-    if len(v) == 1: return f'{v[0]:.{digits}f}'
+    if not len(v):
+        return ''
+    if len(v) == 1:
+        return f'{v[0]:.{digits}f}'
     return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}'
 
 # %% ../nbs/00_core.ipynb #7db77dac
@@ -334,33 +447,49 @@ def md_table(head, rows) -> str:
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows])
 
 # %% ../nbs/00_core.ipynb #7cadfba8
-def _fmt_s(s: float) -> str: return f'{int(s // 60)}:{int(s % 60):02d}'
+def _fmt_s(s: float) -> str:
+    return f'{int(s // 60)}:{int(s % 60):02d}'
+
 
 class LineProgress:
     "Progress over `it` as a line per `every` (fraction) of `total` to `file`: count, %, elapsed, ETA, `comment` (settable)."
+
     def __init__(self, it, total=None, comment='', every: float = 0.1, file=None):
         self.it, self.comment, self.every, self.file = it, comment, every, file
         self.total = total if total is not None else (len(it) if hasattr(it, '__len__') else None)
-    def __len__(self): return self.total
+
+    def __len__(self):
+        return self.total
+
     def __iter__(self):
         t0, n, mark = time.time(), self.total, self.every
         for i, x in enumerate(self.it, 1):
             yield x
             if n and (i / n >= mark - 1e-9 or i == n):
                 dt = time.time() - t0
-                print(f'  {i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
-                      + (f' {self.comment}' if self.comment else ''), file=self.file or sys.stdout, flush=True)
-                while mark <= i / n + 1e-9: mark += self.every
+                print(
+                    f'  {i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
+                    + (f' {self.comment}' if self.comment else ''),
+                    file=self.file or sys.stdout,
+                    flush=True,
+                )
+                while mark <= i / n + 1e-9:
+                    mark += self.every
+
 
 def _interactive() -> bool:
     "Whether progress can be redrawn: a Jupyter kernel, or stdout is a terminal."
     return 'ipykernel' in sys.modules or sys.stdout.isatty()
 
+
 def pbar(it, total=None, comment='', show=None, **kw):
     "A fastprogress bar over `it` (a `LineProgress` when the output is a log file), hidden when `show` is False (default: under `nbdev_test`)."
-    if show is None: show = not IN_TEST
-    if not show: return it
-    if not _interactive(): return LineProgress(it, total=total, comment=comment)
+    if show is None:
+        show = not IN_TEST
+    if not show:
+        return it
+    if not _interactive():
+        return LineProgress(it, total=total, comment=comment)
     pb = progress_bar(it, total=total, **kw)
     pb.comment = comment
     return pb
@@ -368,9 +497,12 @@ def pbar(it, total=None, comment='', show=None, **kw):
 # %% ../nbs/00_core.ipynb #2a69f81d
 def check_images(x, name='x', channels=None, size=None, vrange=None):
     "Check `x` is a float image batch [N,C,H,W] with the given channels / size (int or (H,W)) / value range."
-    if not isinstance(x, torch.Tensor): raise TypeError(f'{name}: expected a torch.Tensor, got {type(x).__name__}')
-    if x.ndim != 4: raise ValueError(f'{name}: expected an image batch [N,C,H,W], got shape {tuple(x.shape)}')
-    if not x.is_floating_point(): raise TypeError(f'{name}: expected a float tensor, got {x.dtype}')
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'{name}: expected a torch.Tensor, got {type(x).__name__}')
+    if x.ndim != 4:
+        raise ValueError(f'{name}: expected an image batch [N,C,H,W], got shape {tuple(x.shape)}')
+    if not x.is_floating_point():
+        raise TypeError(f'{name}: expected a float tensor, got {x.dtype}')
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f'{name}: expected {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})')
     if size is not None:
@@ -384,51 +516,70 @@ def check_images(x, name='x', channels=None, size=None, vrange=None):
             raise ValueError(f'{name}: expected values in [{lo}, {hi}], got [{xmin:.3g}, {xmax:.3g}]')
     return x
 
+
 def check_prob(v, name):
     "Check a number lies in [0, 1]."
-    if not (0. <= float(v) <= 1.): raise ValueError(f'{name}={v}: expected a value in [0, 1]')
+    if not (0.0 <= float(v) <= 1.0):
+        raise ValueError(f'{name}={v}: expected a value in [0, 1]')
     return v
 
 # %% ../nbs/00_core.ipynb #d07212ab
 class UsageError(ValueError):
     "A bad command-line value; `script` prints it as `prog: error: <message>` and exits with status 2."
 
+
 def arg_comments(func) -> dict:
     "{parameter: help} from the comments after each parameter of `func`'s signature (comment-only lines continue it)."
-    try: src = textwrap.dedent(inspect.getsource(inspect.unwrap(func)))
-    except (OSError, TypeError): return {}
+    try:
+        src = textwrap.dedent(inspect.getsource(inspect.unwrap(func)))
+    except (OSError, TypeError):
+        return {}
     out, depth, last, code_line, prev, state = {}, 0, None, -1, None, 'find'
     for t in tokenize.generate_tokens(io.StringIO(src).readline):
         if state == 'find':
-            if t.type == tokenize.NAME and t.string == 'def': state = 'name'
+            if t.type == tokenize.NAME and t.string == 'def':
+                state = 'name'
             continue
-        if t.type == tokenize.OP and t.string in '([{': depth += 1
-        elif t.type == tokenize.OP and t.string in ')]}': depth -= 1
-        elif t.type == tokenize.NAME and depth == 1 and prev in ('(', ',', '*', '**'): last = t.string
+        if t.type == tokenize.OP and t.string in '([{':
+            depth += 1
+        elif t.type == tokenize.OP and t.string in ')]}':
+            depth -= 1
+        elif t.type == tokenize.NAME and depth == 1 and prev in ('(', ',', '*', '**'):
+            last = t.string
         elif t.type == tokenize.COMMENT and last is not None:
             text = t.string.lstrip('#').strip()
-            if t.start[0] == code_line or last not in out: out[last] = text       # the comment on the parameter's line
-            else: out[last] = f'{out[last]} {text}'                              # a comment-only line continues it
-        elif t.type == tokenize.NEWLINE and depth == 0 and state == 'args': break   # end of the `def` line(s)
-        if t.type == tokenize.OP and t.string == '(' and state == 'name': state = 'args'
+            if t.start[0] == code_line or last not in out:
+                out[last] = text  # the comment on the parameter's line
+            else:
+                out[last] = f'{out[last]} {text}'  # a comment-only line continues it
+        elif t.type == tokenize.NEWLINE and depth == 0 and state == 'args':
+            break  # end of the `def` line(s)
+        if t.type == tokenize.OP and t.string == '(' and state == 'name':
+            state = 'args'
         if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
             prev, code_line = t.string, t.start[0]
     return out
 
+
 def _arg_type(hint):
     "The converter argparse should use for an annotation (`int | None` -> int; unknown -> str)."
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if args: hint = args[0]
+    if args:
+        hint = args[0]
     return hint if hint in (int, float, str) else str
+
 
 def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     "The argparse parser of `func`: see the rules above."
-    try: hints = typing.get_type_hints(func)
-    except Exception: hints = {}
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}
     docs = arg_comments(func)
-    p = argparse.ArgumentParser(prog=prog, description=inspect.getdoc(func), allow_abbrev=False)   # no prefix matching
+    p = argparse.ArgumentParser(prog=prog, description=inspect.getdoc(func), allow_abbrev=False)  # no prefix matching
     for name, prm in inspect.signature(func).parameters.items():
-        if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD): continue
+        if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
+            continue
         hint, default, h = hints.get(name), prm.default, docs.get(name, '').replace('%', '%%')
         if default is prm.empty:
             p.add_argument(name, type=_arg_type(hint), help=h)
@@ -442,133 +593,176 @@ def cli_parser(func, prog=None) -> argparse.ArgumentParser:
         p.add_argument(*flags, dest=name, type=_arg_type(hint), default=default, metavar=name.upper(), help=h + shown)
     return p
 
+
 def script(func):
     "Make `func` a command line (see above): with arguments it is `func`; without, it parses `sys.argv`."
+
     @functools.wraps(func)
     def _f(*args, **kwargs):
-        if args or kwargs: return func(*args, **kwargs)
+        if args or kwargs:
+            return func(*args, **kwargs)
         return _f.main()
+
     def main(argv=None):
-        p = cli_parser(func, None if argv is None else func.__name__)      # console: the script's name
+        p = cli_parser(func, None if argv is None else func.__name__)  # console: the script's name
         kw = vars(p.parse_args(argv))
-        try: r = func(**kw)
-        except UsageError as e: p.error(str(e))
-        except KeyboardInterrupt:                                        # Ctrl-C: one line, not a traceback
+        try:
+            r = func(**kw)
+        except UsageError as e:
+            p.error(str(e))
+        except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
             print(f'{p.prog}: interrupted; rerun the same command to resume', file=sys.stderr)
             raise SystemExit(130) from None
-        except (ValueError, OSError) as e: raise SystemExit(f'{p.prog}: {e}') from None   # a bad file, a full disk, ...
+        except (ValueError, OSError) as e:
+            raise SystemExit(f'{p.prog}: {e}') from None  # a bad file, a full disk, ...
         return r if type(r) is int else None
+
     _f.main, _f.parser = main, partial(cli_parser, func)
-    fr = sys._getframe(1)                                                # `python -m pkg.module args`: run it now
+    fr = sys._getframe(1)  # `python -m pkg.module args`: run it now
     if fr.f_globals.get('__name__') == '__main__' and fr.f_code.co_filename == fr.f_globals.get('__file__'):
         sys.exit(main())
     return _f
+
 
 def run_cli(f, argv) -> tuple:
     "(exit status, stdout, stderr) of command line `f` (a `script`) run in-process on the list `argv`."
     out, err, code = io.StringIO(), io.StringIO(), 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try: code = f.main([str(a) for a in argv]) or 0
+        try:
+            code = f.main([str(a) for a in argv]) or 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1 if e.code else 0
             if e.code is not None and not isinstance(e.code, int):
-                print(e.code, file=sys.stderr)   # as the interpreter does
+                print(e.code, file=sys.stderr)  # as the interpreter does
     return code, out.getvalue(), err.getvalue()
 
 # %% ../nbs/00_core.ipynb #f521942d
 def cli_list(s, typ, name) -> list | None:
     "The comma- (or space-) separated values of option `name`, each converted by `typ`; None stays None."
-    if s is None: return None
+    if s is None:
+        return None
     kind = {int: 'integers', float: 'numbers'}.get(typ, 'values')
     out = []
     for v in str(s).replace(' ', ',').split(','):
-        if v == '': continue
-        try: out.append(typ(v))
+        if v == '':
+            continue
+        try:
+            out.append(typ(v))
         except ValueError:
             raise UsageError(
                 f'{name} {s}: {v!r} is not valid; expected comma-separated {kind}, e.g. {name} 0,1,2'
             ) from None
-    if not out: raise UsageError(f'{name} {s!r}: expected at least one value')
+    if not out:
+        raise UsageError(f'{name} {s!r}: expected at least one value')
     return out
+
 
 def cli_check(ok, name, value, expected):
     "`value` if `ok`, else UsageError `<name> <value>: expected <expected>`."
-    if not ok: raise UsageError(f'{name} {value}: expected {expected}')
+    if not ok:
+        raise UsageError(f'{name} {value}: expected {expected}')
     return value
+
 
 def check_threads(threads, name='--threads'):
     "`threads` (None: unset) if it is an integer from 1 to `max_procs()`, else a `UsageError` naming `name`."
-    n = max_procs()                                                     # torch segfaults at exit with 100,000 threads
+    n = max_procs()  # torch segfaults at exit with 100,000 threads
     ok = threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= n)
     return cli_check(ok, name, threads, f'a positive integer up to {n} (4 per core of this machine)')
 
 # %% ../nbs/00_core.ipynb #e357ba34
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
+
 def check_precision(precision: str) -> str:
     "`precision` if it is one of `PRECISIONS` ('fp32', 'bf16', 'fp16'), else a one-line ValueError naming it."
-    if precision not in PRECISIONS: raise ValueError(f'precision={precision!r}: expected one of {list(PRECISIONS)}')
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision={precision!r}: expected one of {list(PRECISIONS)}')
     return precision
+
 
 def precision_autocast(device, precision: str = 'fp32'):
     "The autocast context of `precision` on `device`: disabled for 'fp32', `torch.autocast(type, dtype)` otherwise."
     check_precision(precision)
     return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision], enabled=precision != 'fp32')
 
+
 def grad_scaler(device, precision: str = 'fp32'):
     "A `torch.amp.GradScaler`, enabled only for 'fp16' (bf16 and fp32 need no loss scaling)."
     return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
+
 
 def check_num_workers(num_workers) -> int:
     "`num_workers` if it is an integer from 0 (load in the main process) to `max_procs()`, else a one-line ValueError."
     n = max_procs()
     if not (isinstance(num_workers, int) and not isinstance(num_workers, bool) and 0 <= num_workers <= n):
-        raise ValueError(f'num_workers={num_workers!r}: expected an integer >= 0 and at most {n} (4 per core of this '
-                         'machine; 0 = load in the main process)')
+        raise ValueError(
+            f'num_workers={num_workers!r}: expected an integer >= 0 and at most {n} (4 per core of this '
+            'machine; 0 = load in the main process)'
+        )
     return num_workers
+
 
 def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
     "DataLoader options: `num_workers` processes; `pin_memory` (None: on for CUDA) only where the device is CUDA."
     check_num_workers(num_workers)
     cuda = torch.device(device).type == 'cuda'
-    return dict(num_workers=num_workers, pin_memory=cuda if pin_memory is None else bool(pin_memory) and cuda,
-                persistent_workers=num_workers > 0)
+    return dict(
+        num_workers=num_workers,
+        pin_memory=cuda if pin_memory is None else bool(pin_memory) and cuda,
+        persistent_workers=num_workers > 0,
+    )
 
 # %% ../nbs/00_core.ipynb #3fab58a7
 def rank_and_world() -> tuple:
     "(rank, world size) of this process: (0, 1) unless `torch.distributed` is initialised (e.g. under `torchrun`)."
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
 
 def dist_barrier():
     "Wait until every rank reaches this point (returns at once in one process)."
     import torch.distributed as dist
-    if rank_and_world()[1] > 1: dist.barrier()
+
+    if rank_and_world()[1] > 1:
+        dist.barrier()
 
 # %% ../nbs/00_core.ipynb #3ad740a2
 class OnRank0Failed(RuntimeError):
     "Under torchrun: what rank 0 ran failed; the other ranks stop with its error (rank 0 raises the error itself)."
 
+
 def _on_rank0(f, *args):
     "`f(*args)` on rank 0 only, the other ranks waiting for it; an error there is raised on every rank (no rank hangs)."
     import torch.distributed as dist
+
     rank, world = rank_and_world()
-    if world == 1: return f(*args)
+    if world == 1:
+        return f(*args)
     out, err = None, None
     if rank == 0:
-        try: out = f(*args)
-        except Exception as e: err = e
+        try:
+            out = f(*args)
+        except Exception as e:
+            err = e
     box = [None if err is None else f'{type(err).__name__}: {err}']
     dist.broadcast_object_list(box, src=0)
-    if err is not None: raise err
-    if box[0] is not None: raise OnRank0Failed(f'rank 0 failed: {box[0]}')
+    if err is not None:
+        raise err
+    if box[0] is not None:
+        raise OnRank0Failed(f'rank 0 failed: {box[0]}')
     return out
+
 
 def _from_rank0(f):
     "`f()` computed on rank 0 and sent to every rank (the same value everywhere, e.g. an index set)."
     import torch.distributed as dist
-    if rank_and_world()[1] == 1: return f()
+
+    if rank_and_world()[1] == 1:
+        return f()
     box = [_on_rank0(f)]
     dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -578,28 +772,38 @@ def to_01(x):
     "Map a tensor from the diffusion range [-1, 1] to [0, 1]."
     return ((x + 1) / 2).clamp(0, 1)
 
+
 def show_images(ims, nrow=None, titles=None, scale=1.2, suptitle=None, row_labels=None):
     "Show a batch [N,C,H,W] (float in [0,1] or uint8) or a list of images on a grid; returns the figure."
     import matplotlib.pyplot as plt
+
     ims = [im for im in ims]
     n = len(ims)
     ncol = nrow or int(np.ceil(np.sqrt(n)))
     nr = int(np.ceil(n / ncol))
-    fig, axs = plt.subplots(nr, ncol, figsize=(scale*ncol, scale*nr + (0.3 if suptitle else 0)), squeeze=False)
+    fig, axs = plt.subplots(nr, ncol, figsize=(scale * ncol, scale * nr + (0.3 if suptitle else 0)), squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.set_xticks([])
         ax.set_yticks([])
-        for s in ax.spines.values(): s.set_visible(False)
-        if i >= n: continue
+        for s in ax.spines.values():
+            s.set_visible(False)
+        if i >= n:
+            continue
         im = torch.as_tensor(ims[i]).detach().cpu()
-        if im.dtype == torch.uint8: im = im.float() / 255
-        if im.ndim == 3 and im.shape[0] in (1, 3): im = im.permute(1, 2, 0)
-        if im.ndim == 3 and im.shape[-1] == 1: im = im[..., 0]
+        if im.dtype == torch.uint8:
+            im = im.float() / 255
+        if im.ndim == 3 and im.shape[0] in (1, 3):
+            im = im.permute(1, 2, 0)
+        if im.ndim == 3 and im.shape[-1] == 1:
+            im = im[..., 0]
         ax.imshow(im.clamp(0, 1).numpy(), cmap='gray' if im.ndim == 2 else None, vmin=0, vmax=1)
-        if titles is not None and i < len(titles): ax.set_title(str(titles[i]), fontsize=7)
+        if titles is not None and i < len(titles):
+            ax.set_title(str(titles[i]), fontsize=7)
     if row_labels is not None:
-        for r, lab in enumerate(row_labels[:nr]): axs[r, 0].set_ylabel(str(lab), fontsize=8)
-    if suptitle: fig.suptitle(suptitle, fontsize=9)
+        for r, lab in enumerate(row_labels[:nr]):
+            axs[r, 0].set_ylabel(str(lab), fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -607,14 +811,15 @@ def show_images(ims, nrow=None, titles=None, scale=1.2, suptitle=None, row_label
 def fit_images(x, size, mode=None, name='images'):
     "Bring a batch [N,C,H,W] in [0,1] to `size`x`size`: 'pad' (centred, black), 'resize' (bilinear) or None (must match)."
     h, w = x.shape[-2:]
-    if (h, w) == (size, size): return x
+    if (h, w) == (size, size):
+        return x
     if mode == 'pad':
-        dh, dw = size - h, size - w                                   # CMNIST: 32 - 28 = 4 -> 2 px each side
+        dh, dw = size - h, size - w  # CMNIST: 32 - 28 = 4 -> 2 px each side
         if dh < 0 or dw < 0:
             raise ValueError(
                 f'{name}: cannot pad {h}x{w} images to the model size {size}x{size}; use image_fit="resize"'
             )
-        return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), value=0.)
+        return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), value=0.0)
     if mode == 'resize':
         return F.interpolate(x, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
     if mode is None:
@@ -623,6 +828,7 @@ def fit_images(x, size, mode=None, name='images'):
         )
     raise ValueError(f'image_fit={mode!r}: expected "pad", "resize" or None')
 
+
 def to_diffusion_range(x):
     "Map images from [0, 1] to the diffusion range [-1, 1]: x -> 2x - 1."
     return x * 2 - 1
@@ -630,14 +836,22 @@ def to_diffusion_range(x):
 # %% ../nbs/00_core.ipynb #be784016
 class ArrayImages(torch.utils.data.Dataset):
     "Images from a uint8 array [N,H,W] or [N,H,W,C] (e.g. an `.npz` with key `images`), as float [C,H,W] in [0,1]."
+
     def __init__(self, images, name='array'):
         a = torch.as_tensor(np.asarray(images))
         if a.dtype != torch.uint8 or a.ndim not in (3, 4):
             raise ValueError(f'{name}: expected uint8 images [N,H,W] or [N,H,W,C], got {a.dtype} {tuple(a.shape)}')
         self.images, self.name = (a[..., None] if a.ndim == 3 else a), name
-    def __len__(self): return len(self.images)
-    def __getitem__(self, i): return self.images[i].permute(2, 0, 1).float() / 255
-    def __repr__(self): return f'ArrayImages({self.name!r}, n={len(self)})'
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i].permute(2, 0, 1).float() / 255
+
+    def __repr__(self):
+        return f'ArrayImages({self.name!r}, n={len(self)})'
+
 
 def load_images(ds, idxs):
     "Stack the images of items `idxs` of `ds` (items are images or tuples whose first element is the image)."

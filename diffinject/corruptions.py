@@ -37,26 +37,52 @@ CORRUPTIONS_TYPE0 = [
     'Pixelate',
     'Saturate',
 ]
-CORRUPTIONS_TYPE1 = ['Gaussian Noise', 'Shot Noise', 'Impulse Noise', 'Speckle Noise', 'Gaussian Blur', 'Defocus Blur',
-                     'Glass Blur', 'Motion Blur', 'Zoom Blur', 'Original']
-CORRUPTIONS_MNIST = ['Gaussian Noise', 'Gaussian Blur', 'Glass Blur', 'Motion Blur', 'Snow', 'Frost', 'Fog',
-                     'Brightness', 'Contrast', 'Pixelate']   # Corrupted MNIST: distinct on a grey digit (see above)
+CORRUPTIONS_TYPE1 = [
+    'Gaussian Noise',
+    'Shot Noise',
+    'Impulse Noise',
+    'Speckle Noise',
+    'Gaussian Blur',
+    'Defocus Blur',
+    'Glass Blur',
+    'Motion Blur',
+    'Zoom Blur',
+    'Original',
+]
+CORRUPTIONS_MNIST = [
+    'Gaussian Noise',
+    'Gaussian Blur',
+    'Glass Blur',
+    'Motion Blur',
+    'Snow',
+    'Frost',
+    'Fog',
+    'Brightness',
+    'Contrast',
+    'Pixelate',
+]  # Corrupted MNIST: distinct on a grey digit (see above)
 CORRUPTION_SETS = {0: CORRUPTIONS_TYPE0, 1: CORRUPTIONS_TYPE1, 'mnist': CORRUPTIONS_MNIST}
 SEVERITIES = (1, 2, 3, 4, 5)  # Hendrycks levels; LfF tag Severity{k} == level k+1
-IMAGE_SIZE = 32               # the constants below are the 32-px CIFAR-10-C ones
+IMAGE_SIZE = 32  # the constants below are the 32-px CIFAR-10-C ones
+
 
 def lff_severity_level(tag: int) -> int:
     "Hendrycks level used by LfF's config tag `Severity{tag}` (LfF calls the corruption with `severity+1`)."
-    if tag not in (0, 1, 2, 3, 4): raise ValueError(f'tag={tag!r}: LfF severity tags are 1..4 (level = tag+1)')
+    if tag not in (0, 1, 2, 3, 4):
+        raise ValueError(f'tag={tag!r}: LfF severity tags are 1..4 (level = tag+1)')
     return tag + 1
+
 
 def corruption_set(corruption_type) -> list[str]:
     "The corruption list `corruption_type`: LfF's 0 (DisEnt's cifar10c) or 1, or 'mnist' (Corrupted MNIST)."
     key = {'0': 0, 'type0': 0, '1': 1, 'type1': 1}.get(corruption_type, corruption_type)
     if isinstance(key, bool) or key not in CORRUPTION_SETS:
-        raise ValueError(f'corruption_type={corruption_type!r}: expected 0 (Type0: {", ".join(CORRUPTIONS_TYPE0)}), '
-                         f'1 (Type1) or mnist ({", ".join(CORRUPTIONS_MNIST)})')
+        raise ValueError(
+            f'corruption_type={corruption_type!r}: expected 0 (Type0: {", ".join(CORRUPTIONS_TYPE0)}), '
+            f'1 (Type1) or mnist ({", ".join(CORRUPTIONS_MNIST)})'
+        )
     return list(CORRUPTION_SETS[key])
+
 
 def _check_severity(severity):
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
@@ -65,10 +91,12 @@ def _check_severity(severity):
         )
     return int(severity)
 
+
 def _check_image(img, name='img'):
     if not isinstance(img, np.ndarray):
         raise TypeError(f'{name}: expected a numpy uint8 array HxWx3, got {type(img).__name__}')
-    if img.dtype != np.uint8: raise TypeError(f'{name}: expected dtype uint8 (values 0..255), got {img.dtype}')
+    if img.dtype != np.uint8:
+        raise TypeError(f'{name}: expected dtype uint8 (values 0..255), got {img.dtype}')
     if img.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
         raise ValueError(
             f'{name}: expected shape (32, 32, 3) (CIFAR-10-C constants are for 32x32 RGB), got {img.shape}'
@@ -85,22 +113,27 @@ def _disk(radius, alias_blur=0.1, dtype=np.float32):
     d /= d.sum()
     return cv2.GaussianBlur(d, ksize=ksize, sigmaX=alias_blur)
 
+
 def _clipped_zoom(img, zoom_factor):
     "Zoom the centre of an HxWxC array by `zoom_factor` (linear) and crop back to HxW."
     h = img.shape[0]
     ch = int(np.ceil(h / zoom_factor))
     top = (h - ch) // 2
-    img = scizoom(img[top:top + ch, top:top + ch], (zoom_factor, zoom_factor, 1), order=1)
+    img = scizoom(img[top : top + ch, top : top + ch], (zoom_factor, zoom_factor, 1), order=1)
     trim = (img.shape[0] - h) // 2
-    return img[trim:trim + h, trim:trim + h]
+    return img[trim : trim + h, trim : trim + h]
+
 
 def _plasma_fractal(rng, mapsize=32, wibbledecay=3):
     "Diamond-square height map in [0, 1] (fog); `mapsize` must be a power of two."
     assert mapsize & (mapsize - 1) == 0
     a = np.empty((mapsize, mapsize), dtype=np.float64)
     a[0, 0] = 0
-    step, wibble = mapsize, 100.
-    def wibbled(arr): return arr / 4 + wibble * rng.uniform(-wibble, wibble, arr.shape)   # mean of 4 + noise
+    step, wibble = mapsize, 100.0
+
+    def wibbled(arr):
+        return arr / 4 + wibble * rng.uniform(-wibble, wibble, arr.shape)  # mean of 4 + noise
+
     while step >= 2:
         s2 = step // 2
         # squares: centre of each square = mean of its 4 corners + noise
@@ -117,6 +150,7 @@ def _plasma_fractal(rng, mapsize=32, wibbledecay=3):
     a -= a.min()
     return a / a.max()
 
+
 def motion_blur_taps(radius, sigma, angle):
     "ImageMagick MotionBlurImage's taps: weights k [n] and pixel offsets [(dx, dy)] * n, with n = 2 ceil(radius) + 1."
     n = 2 * int(math.ceil(radius)) + 1
@@ -126,6 +160,7 @@ def motion_blur_taps(radius, sigma, angle):
     h = math.hypot(px, py)
     return k, [(math.ceil(i * py / h - 0.5), math.ceil(i * px / h - 0.5)) for i in range(n)]
 
+
 def _motion_blur(img_u8, radius, sigma, angle):
     "Motion blur of a uint8 image HxW(x3) as ImageMagick (Q16) computes it: y(p) = sum_i k_i x(p + d_i), edges repeated."
     k, off = motion_blur_taps(radius, sigma, angle)
@@ -133,17 +168,20 @@ def _motion_blur(img_u8, radius, sigma, angle):
     h, w = a.shape[:2]
     n = len(k)
     pad = np.pad(a, ((n, n), (n, n)) + ((0, 0),) * (a.ndim - 2), mode='edge')
-    y = sum(ki * pad[n + dy:n + dy + h, n + dx:n + dx + w] for ki, (dx, dy) in zip(k, off))
-    return (np.floor(y * 257 + 0.5) // 257).clip(0, 255).astype(np.uint8)   # 16-bit quantum, then its 8-bit byte
+    y = sum(ki * pad[n + dy : n + dy + h, n + dx : n + dx + w] for ki, (dx, dy) in zip(k, off))
+    return (np.floor(y * 257 + 0.5) // 257).clip(0, 255).astype(np.uint8)  # 16-bit quantum, then its 8-bit byte
 
 # %% ../nbs/02_corruptions.ipynb #2ceed121
-def _u(x): return np.asarray(x, dtype=np.float64) / 255.
+def _u(x):
+    return np.asarray(x, dtype=np.float64) / 255.0
+
 
 def gaussian_noise(x, s, rng):
     "CIFAR-10-C Gaussian noise: clip(x + N(0, c^2))."
-    c = [.04, .06, .08, .09, .10][s - 1]
+    c = [0.04, 0.06, 0.08, 0.09, 0.10][s - 1]
     x = _u(x)
     return np.clip(x + rng.normal(size=x.shape, scale=c), 0, 1) * 255
+
 
 def shot_noise(x, s, rng):
     "CIFAR-10-C shot noise: Poisson(c x) / c."
@@ -151,43 +189,48 @@ def shot_noise(x, s, rng):
     x = _u(x)
     return np.clip(rng.poisson(x * c) / c, 0, 1) * 255
 
+
 def impulse_noise(x, s, rng):
     "CIFAR-10-C impulse noise: salt & pepper on a fraction c of the values (scikit-image)."
-    c = [.01, .02, .03, .05, .07][s - 1]
+    c = [0.01, 0.02, 0.03, 0.05, 0.07][s - 1]
     x = sk.util.random_noise(_u(x), mode='s&p', amount=c, rng=rng)
     return np.clip(x, 0, 1) * 255
 
+
 def speckle_noise(x, s, rng):
     "CIFAR-10-C speckle noise: clip(x + x N(0, c^2))."
-    c = [.06, .1, .12, .16, .2][s - 1]
+    c = [0.06, 0.1, 0.12, 0.16, 0.2][s - 1]
     x = _u(x)
     return np.clip(x + x * rng.normal(size=x.shape, scale=c), 0, 1) * 255
 
 # %% ../nbs/02_corruptions.ipynb #545a05d3
 def gaussian_blur(x, s, rng):
     "CIFAR-10-C Gaussian blur (scikit-image, per channel)."
-    c = [.4, .6, .7, .8, 1][s - 1]
+    c = [0.4, 0.6, 0.7, 0.8, 1][s - 1]
     return np.clip(gaussian(_u(x), sigma=c, channel_axis=-1), 0, 1) * 255
+
 
 def _glass_shuffle(x, delta, iterations, rng):
     "Glass blur's local pixel shuffle: copy a random neighbour (offset in [-delta, delta)) into each inner pixel, bottom-right first."
     n = IMAGE_SIZE - 2 * delta
     for _ in range(iterations):
-        d = rng.integers(-delta, delta, size=(n * n, 2))   # (dx, dy) per visited pixel, as randint(-delta, delta, 2)
+        d = rng.integers(-delta, delta, size=(n * n, 2))  # (dx, dy) per visited pixel, as randint(-delta, delta, 2)
         k = 0
         for h in range(IMAGE_SIZE - delta, delta, -1):
             for w in range(IMAGE_SIZE - delta, delta, -1):
                 dx, dy = d[k]
                 k += 1
-                x[h, w] = x[h + dy, w + dx]                  # the reference's tuple "swap" on views == this copy
+                x[h, w] = x[h + dy, w + dx]  # the reference's tuple "swap" on views == this copy
     return x
+
 
 def glass_blur(x, s, rng):
     "CIFAR-10-C glass blur: blur, local neighbour copy ('swap' quirk kept), blur."
     sigma, delta, iters = [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)][s - 1]
     x = np.uint8(gaussian(_u(x), sigma=sigma, channel_axis=-1) * 255)
     x = _glass_shuffle(x, delta, iters, rng)
-    return np.clip(gaussian(x / 255., sigma=sigma, channel_axis=-1), 0, 1) * 255
+    return np.clip(gaussian(x / 255.0, sigma=sigma, channel_axis=-1), 0, 1) * 255
+
 
 def defocus_blur(x, s, rng):
     "CIFAR-10-C defocus blur: convolution with an anti-aliased disk."
@@ -197,54 +240,69 @@ def defocus_blur(x, s, rng):
     out = np.stack([cv2.filter2D(x[..., ch], -1, kernel) for ch in range(3)], axis=-1)
     return np.clip(out, 0, 1) * 255
 
+
 def motion_blur(x, s, rng):
     "CIFAR-10-C motion blur (ImageMagick's MotionBlurImage, in NumPy), angle ~ U(-45, 45) degrees."
     radius, sigma = [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)][s - 1]
     out = _motion_blur(np.uint8(x), radius, sigma, angle=rng.uniform(-45, 45))
     return np.clip(out, 0, 255).astype(np.float64)
 
+
 def zoom_blur(x, s, rng):
     "CIFAR-10-C zoom blur: mean of the image and its centre zooms."
-    zooms = [np.arange(1, 1.06, .01), np.arange(1, 1.11, .01), np.arange(1, 1.16, .01),
-             np.arange(1, 1.21, .01), np.arange(1, 1.26, .01)][s - 1]
+    zooms = [
+        np.arange(1, 1.06, 0.01),
+        np.arange(1, 1.11, 0.01),
+        np.arange(1, 1.16, 0.01),
+        np.arange(1, 1.21, 0.01),
+        np.arange(1, 1.26, 0.01),
+    ][s - 1]
     x = _u(x).astype(np.float32)
     out = np.zeros_like(x)
-    for z in zooms: out += _clipped_zoom(x, z)
+    for z in zooms:
+        out += _clipped_zoom(x, z)
     return np.clip((x + out) / (len(zooms) + 1), 0, 1) * 255
 
 # %% ../nbs/02_corruptions.ipynb #1b2b65b8
 _FROST_FILES = ['frost1.png', 'frost2.png', 'frost3.png', 'frost4.jpg', 'frost5.jpg', 'frost6.jpg']
 
+
 def frost_texture_dir() -> Path:
     "Folder of the six CIFAR-10-C frost textures, shipped in the package (`diffinject/assets/frost/`)."
     d = asset_path('frost')
     missing = [f for f in _FROST_FILES if not (d / f).exists()]
-    if missing: raise FileNotFoundError(f'{d}: frost textures {missing} missing; reinstall diffinject')
+    if missing:
+        raise FileNotFoundError(f'{d}: frost textures {missing} missing; reinstall diffinject')
     return d
+
 
 @lru_cache(maxsize=None)
 def _frost_texture(idx: int) -> np.ndarray:
     "Frost texture `idx` as the reference uses it: cv2.imread (BGR, alpha dropped), resized by 0.2, as RGB uint8."
     f = frost_texture_dir() / _FROST_FILES[idx]
     im = cv2.imread(str(f))
-    if im is None: raise ValueError(f'{f}: cannot read the frost texture')
+    if im is None:
+        raise ValueError(f'{f}: cannot read the frost texture')
     return cv2.resize(im, (0, 0), fx=0.2, fy=0.2)[..., ::-1].copy()
+
 
 def frost(x, s, rng):
     "CIFAR-10-C frost: a x + b * (random crop of a frost texture)."
     a, b = [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)][s - 1]
-    tex = _frost_texture(int(rng.integers(5)))                        # randint(5): frost6 is never drawn
+    tex = _frost_texture(int(rng.integers(5)))  # randint(5): frost6 is never drawn
     x0, y0 = rng.integers(0, tex.shape[0] - 32), rng.integers(0, tex.shape[1] - 32)
-    crop = tex[x0:x0 + 32, y0:y0 + 32].astype(np.float64)
+    crop = tex[x0 : x0 + 32, y0 : y0 + 32].astype(np.float64)
     return np.clip(a * np.asarray(x, np.float64) + b * crop, 0, 255)
+
 
 def fog(x, s, rng):
     "CIFAR-10-C fog: add a plasma fractal, rescale by max / (max + c)."
-    c0, decay = [(.2, 3), (.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][s - 1]
+    c0, decay = [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][s - 1]
     x = _u(x)
     m = x.max()
     x = x + c0 * _plasma_fractal(rng, wibbledecay=decay)[:32, :32][..., None]
     return np.clip(x * m / (m + c0), 0, 1) * 255
+
 
 def snow(x, s, rng):
     "CIFAR-10-C snow: whiten, add motion-blurred flakes (and their 180-degree rotation)."
@@ -255,31 +313,33 @@ def snow(x, s, rng):
         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
         (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
     ][s - 1]
-    x = np.asarray(x, dtype=np.float32) / 255.
-    layer = rng.normal(size=x.shape[:2], loc=mu, scale=sd)                # flakes: N(mu, sd^2)
+    x = np.asarray(x, dtype=np.float32) / 255.0
+    layer = rng.normal(size=x.shape[:2], loc=mu, scale=sd)  # flakes: N(mu, sd^2)
     layer = _clipped_zoom(layer[..., None], z)
     layer[layer < t] = 0  # zoom, threshold
     layer = np.uint8(np.clip(layer.squeeze(), 0, 1) * 255)
-    layer = _motion_blur(layer, r, sg, angle=rng.uniform(-135, -45)) / 255.        # falling streaks
+    layer = _motion_blur(layer, r, sg, angle=rng.uniform(-135, -45)) / 255.0  # falling streaks
     layer = layer[..., None]
     gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).reshape(32, 32, 1)
-    x = a * x + (1 - a) * np.maximum(x, gray * 1.5 + 0.5)                 # whiten
+    x = a * x + (1 - a) * np.maximum(x, gray * 1.5 + 0.5)  # whiten
     return np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255
 
 # %% ../nbs/02_corruptions.ipynb #92c5c2e3
 def brightness(x, s, rng):
     "CIFAR-10-C brightness: V += c in HSV."
-    c = [.05, .1, .15, .2, .3][s - 1]
+    c = [0.05, 0.1, 0.15, 0.2, 0.3][s - 1]
     h = sk.color.rgb2hsv(_u(x))
     h[..., 2] = np.clip(h[..., 2] + c, 0, 1)
     return np.clip(sk.color.hsv2rgb(h), 0, 1) * 255
 
+
 def contrast(x, s, rng):
     "CIFAR-10-C contrast: scale deviations from the per-channel mean by c."
-    c = [.75, .5, .4, .3, .15][s - 1]
+    c = [0.75, 0.5, 0.4, 0.3, 0.15][s - 1]
     x = _u(x)
     mu = x.mean(axis=(0, 1), keepdims=True)
     return np.clip((x - mu) * c + mu, 0, 1) * 255
+
 
 def saturate(x, s, rng):
     "CIFAR-10-C saturate: S = S c0 + c1 in HSV."
@@ -288,6 +348,7 @@ def saturate(x, s, rng):
     h[..., 1] = np.clip(h[..., 1] * c0 + c1, 0, 1)
     return np.clip(sk.color.hsv2rgb(h), 0, 1) * 255
 
+
 def jpeg_compression(x, s, rng):
     "CIFAR-10-C JPEG: Pillow re-encoding at a given quality."
     q = [80, 65, 58, 50, 40][s - 1]
@@ -295,16 +356,23 @@ def jpeg_compression(x, s, rng):
     Image.fromarray(np.uint8(x)).save(buf, 'JPEG', quality=q)
     return np.asarray(Image.open(buf).convert('RGB')).astype(np.float64)
 
+
 def pixelate(x, s, rng):
     "CIFAR-10-C pixelate: box down- and up-sampling."
     c = [0.95, 0.9, 0.85, 0.75, 0.65][s - 1]
     im = Image.fromarray(np.uint8(x)).resize((int(32 * c), int(32 * c)), Image.BOX).resize((32, 32), Image.BOX)
     return np.asarray(im).astype(np.float64)
 
+
 def elastic_transform(x, s, rng):
     "CIFAR-10-C elastic: random affine warp, then a smoothed random displacement field."
-    c0, c1, c2 = [(32 * 0, 32 * 0, 32 * 0.08), (32 * 0.05, 32 * 0.2, 32 * 0.07), (32 * 0.08, 32 * 0.06, 32 * 0.06),
-                  (32 * 0.1, 32 * 0.04, 32 * 0.05), (32 * 0.1, 32 * 0.03, 32 * 0.03)][s - 1]
+    c0, c1, c2 = [
+        (32 * 0, 32 * 0, 32 * 0.08),
+        (32 * 0.05, 32 * 0.2, 32 * 0.07),
+        (32 * 0.08, 32 * 0.06, 32 * 0.06),
+        (32 * 0.1, 32 * 0.04, 32 * 0.05),
+        (32 * 0.1, 32 * 0.03, 32 * 0.03),
+    ][s - 1]
     img = np.asarray(x, dtype=np.float32) / 255.0
     shape = img.shape
     hw = shape[:2]
@@ -321,6 +389,7 @@ def elastic_transform(x, s, rng):
     idx = np.reshape(yg + dy, (-1, 1)), np.reshape(xg + dx, (-1, 1)), np.reshape(zg, (-1, 1))
     return np.clip(map_coordinates(img, idx, order=1, mode='reflect').reshape(shape), 0, 1) * 255
 
+
 def spatter(x, s, rng):
     "CIFAR-10-C spatter: water drops (levels 1-3) or mud (levels 4-5)."
     mu, sd, rho, t, c4, mud = [
@@ -330,27 +399,29 @@ def spatter(x, s, rng):
         (0.65, 0.1, 0.7, 0.69, 0.6, 1),
         (0.65, 0.1, 0.5, 0.68, 0.6, 1),
     ][s - 1]
-    x = np.asarray(x, dtype=np.float32) / 255.
-    liquid = gaussian(rng.normal(size=x.shape[:2], loc=mu, scale=sd), sigma=rho)   # smoothed liquid layer L
+    x = np.asarray(x, dtype=np.float32) / 255.0
+    liquid = gaussian(rng.normal(size=x.shape[:2], loc=mu, scale=sd), sigma=rho)  # smoothed liquid layer L
     liquid[liquid < t] = 0
     if not mud:
         liquid = (liquid * 255).astype(np.uint8)
-        dist = 255 - cv2.Canny(liquid, 50, 150)                                 # distance to the drop edges ...
+        dist = 255 - cv2.Canny(liquid, 50, 150)  # distance to the drop edges ...
         dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
         _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
         dist = cv2.equalizeHist(cv2.blur(dist, (3, 3)).astype(np.uint8))
-        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])                     # ... embossed into a shading D
+        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])  # ... embossed into a shading D
         dist = cv2.blur(cv2.filter2D(dist, cv2.CV_8U, ker), (3, 3)).astype(np.float32)
         m = liquid * dist
         mx = m.max()
-        if mx == 0: return x * 255                                             # no drop at all: nothing to add
+        if mx == 0:
+            return x * 255  # no drop at all: nothing to add
         m = (m / mx * c4)[..., None]
-        color = np.array([175, 238, 238], np.float32) / 255.                   # pale turquoise (R, G, B)
+        color = np.array([175, 238, 238], np.float32) / 255.0  # pale turquoise (R, G, B)
         return np.clip(x + m * color, 0, 1) * 255
     m = gaussian(np.where(liquid > t, 1, 0).astype(np.float32), sigma=c4)
     m[m < 0.8] = 0
-    color = np.array([63, 42, 20], np.float32) / 255. * m[..., None]           # mud brown
+    color = np.array([63, 42, 20], np.float32) / 255.0 * m[..., None]  # mud brown
     return np.clip(x * (1 - m[..., None]) + color, 0, 1) * 255
+
 
 def original(x, s, rng):
     "LfF's identity 'corruption' (Type1, label 9)."
@@ -380,6 +451,7 @@ CORRUPTIONS = {
     'Original': original,
 }
 
+
 def corrupt(img: np.ndarray, name: str, severity: int, rng=None) -> np.ndarray:
     """Apply CIFAR-10-C corruption `name` at Hendrycks level `severity` (1..5) to a 32x32x3 uint8 image; returns uint8.
     `rng`: seed (int), `numpy.random.Generator`, or None (fresh entropy)."""
@@ -394,24 +466,35 @@ def corrupt(img: np.ndarray, name: str, severity: int, rng=None) -> np.ndarray:
 # %% ../nbs/02_corruptions.ipynb #01538867
 class _DataUnpickler(pickle.Unpickler):
     "An unpickler for data files: builtin containers and NumPy arrays/dtypes only; any other global is refused."
-    _ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-                ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
-                ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'),
-                ('numpy', 'ndarray'), ('numpy', 'dtype')}
+
+    _ALLOWED = {
+        ('numpy.core.multiarray', '_reconstruct'),
+        ('numpy._core.multiarray', '_reconstruct'),
+        ('numpy.core.multiarray', 'scalar'),
+        ('numpy._core.multiarray', 'scalar'),
+        ('numpy.core.numeric', '_frombuffer'),
+        ('numpy._core.numeric', '_frombuffer'),
+        ('numpy', 'ndarray'),
+        ('numpy', 'dtype'),
+    }
+
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED or (module == 'numpy.dtypes' and name.endswith('DType')):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f'refused to import {module}.{name} (a data file names no code)')
 
+
 def load_cifar10(data_root, train: bool = True, download: bool = False, verify: bool = True):
     "CIFAR-10 (images uint8 [N,32,32,3], labels int64 [N]) from `data_root/cifar-10-batches-py`."
     from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import check_integrity
+
     if data_root is None:
         raise ValueError("data_root: expected the folder that holds (or will hold) 'cifar-10-batches-py'")
     root = Path(data_root)
     folder = root / CIFAR10.base_folder
-    if download: CIFAR10(str(root), train=train, download=True)
+    if download:
+        CIFAR10(str(root), train=train, download=True)
     files = CIFAR10.train_list if train else CIFAR10.test_list
     missing = [f for f, _ in files if not (folder / f).exists()]
     if missing:
@@ -425,20 +508,27 @@ def load_cifar10(data_root, train: bool = True, download: bool = False, verify: 
         if verify and not check_integrity(str(p), md5):
             raise ValueError(f'{p}: MD5 checksum mismatch (corrupt or not CIFAR-10); re-download it')
         try:
-            with open(p, 'rb') as fh: entry = _DataUnpickler(fh, encoding='latin1').load()
+            with open(p, 'rb') as fh:
+                entry = _DataUnpickler(fh, encoding='latin1').load()
             xs.append(np.asarray(entry['data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.extend(entry.get('labels', entry.get('fine_labels')))
-        except Exception as e: raise ValueError(f'{p}: not a readable CIFAR-10 python batch ({e})') from e
+        except Exception as e:
+            raise ValueError(f'{p}: not a readable CIFAR-10 python batch ({e})') from e
     return np.concatenate(xs).transpose(0, 2, 3, 1).copy(), np.asarray(ys, dtype=np.int64)
 
 # %% ../nbs/02_corruptions.ipynb #997bc42b
 _SPLITS = ('train', 'valid', 'test')
 
-def corrupted_cifar10_source(source='cifar10', data_root=None, download=False, valid_frac=0.1, test_frac=1/6, verify=True) -> dict:
+
+def corrupted_cifar10_source(
+    source='cifar10', data_root=None, download=False, valid_frac=0.1, test_frac=1 / 6, verify=True
+) -> dict:
     "Clean images per split: {'train'|'valid'|'test': (images uint8 [N,32,32,3], labels, source ids)}."
     from diffinject.data import per_class_holdout
+
     for v, n in ((valid_frac, 'valid_frac'), (test_frac, 'test_frac')):
-        if not 0 < v < 1: raise ValueError(f'{n}={v}: expected a fraction in (0, 1)')
+        if not 0 < v < 1:
+            raise ValueError(f'{n}={v}: expected a fraction in (0, 1)')
     if isinstance(source, str):
         if source != 'cifar10':
             raise ValueError(f"source={source!r}: expected 'cifar10' or a tuple (images_uint8_NHWC, labels)")
@@ -451,7 +541,8 @@ def corrupted_cifar10_source(source='cifar10', data_root=None, download=False, v
         x, y = np.asarray(source[0]), np.asarray(source[1]).astype(np.int64).reshape(-1)
         if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3):
             raise ValueError(f'source images: expected uint8 [N, 32, 32, 3], got {x.dtype} {x.shape}')
-        if len(x) != len(y): raise ValueError(f'source: {len(x)} images but {len(y)} labels')
+        if len(x) != len(y):
+            raise ValueError(f'source: {len(x)} images but {len(y)} labels')
         if len(y) and (y.min() < 0 or y.max() > 9):
             raise ValueError(f'source labels: expected classes 0..9, got {y.min()}..{y.max()}')
         ids, tids = per_class_holdout(y, test_frac)
@@ -465,9 +556,11 @@ def corrupted_cifar10_source(source='cifar10', data_root=None, download=False, v
             )
     return out
 
+
 def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cache, show):
     "(corrupted images, labels, biases, ids) for one split; `cache` maps (split, id, bias) -> corrupted image."
     from diffinject.data import assign_bias_attributes
+
     xs, ys, ids = split_data
     bias = assign_bias_attributes(ys, conflict_ratio, num_classes=len(names))
     out = np.empty_like(xs)
@@ -479,10 +572,12 @@ def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cac
         out[i] = cache[key]
     return out, ys, bias, ids
 
+
 def _build_corrupted(root, src, ratios, names, severity, seed, show, info: dict) -> Path:
     "Write every ratio of a corrupted benchmark from clean splits `src` ({split: (images, labels, ids)}); returns `root`."
     from diffinject.data import write_biased_dataset, check_ratio, TEST_CONFLICT_RATIO
     from diffinject.core import write_json
+
     ratios = [check_ratio(r, 'ratios') for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios])]
     root, cache = Path(root), {}
     test = _corrupt_split(src['test'], TEST_CONFLICT_RATIO, names, severity, seed, 'test', cache, show)  # unbiased test
@@ -490,28 +585,57 @@ def _build_corrupted(root, src, ratios, names, severity, seed, show, info: dict)
         train = _corrupt_split(src['train'], r, names, severity, seed, 'train', cache, show)
         valid = _corrupt_split(src['valid'], r, names, severity, seed, 'valid', cache, show)
         write_biased_dataset(root, r, train, valid, test if k == 0 else None)
-    write_json(root / 'build_info.json', dict(info, corruptions=names, severity_level=severity, lff_severity_tag=severity - 1,
-                                              seed=int(seed), ratios=ratios, test_conflict_ratio=TEST_CONFLICT_RATIO,
-                                              sizes={k: len(v[0]) for k, v in src.items()}))
+    write_json(
+        root / 'build_info.json',
+        dict(
+            info,
+            corruptions=names,
+            severity_level=severity,
+            lff_severity_tag=severity - 1,
+            seed=int(seed),
+            ratios=ratios,
+            test_conflict_ratio=TEST_CONFLICT_RATIO,
+            sizes={k: len(v[0]) for k, v in src.items()},
+        ),
+    )
     return root
 
-def build_corrupted_cifar10(root, ratios=(0.005, 0.01, 0.02, 0.05), source='cifar10', data_root=None, download=False,
-                            corruption_type=0, severity=5, seed=0, valid_frac=0.1, test_frac=1/6, verify=True, show=None) -> Path:
+
+def build_corrupted_cifar10(
+    root,
+    ratios=(0.005, 0.01, 0.02, 0.05),
+    source='cifar10',
+    data_root=None,
+    download=False,
+    corruption_type=0,
+    severity=5,
+    seed=0,
+    valid_frac=0.1,
+    test_frac=1 / 6,
+    verify=True,
+    show=None,
+) -> Path:
     """Write Corrupted CIFAR-10 (LfF protocol, DisEnt layout) under `root` for each bias-conflicting `ratio`; returns `root`.
     Label i is aligned with corruption i of LfF's Type0 (default, DisEnt's cifar10c) or Type1 set, at Hendrycks level `severity`
     (5 = LfF's default tag Severity4). `verify`: check torchvision's MD5 sums of the CIFAR-10 files."""
     from diffinject.data import check_ratio
-    for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios]): check_ratio(r, 'ratios')
+
+    for r in ratios if isinstance(ratios, (list, tuple)) else [ratios]:
+        check_ratio(r, 'ratios')
     names, severity = corruption_set(corruption_type), _check_severity(severity)
     src = corrupted_cifar10_source(source, data_root, download, valid_frac, test_frac, verify)
-    info = dict(builder='build_corrupted_cifar10', source=source if isinstance(source, str) else 'arrays',
-                corruption_type=int(corruption_type in (1, '1', 'type1')), valid_frac=valid_frac,
-                test_frac=test_frac if not isinstance(source, str) else None)
+    info = dict(
+        builder='build_corrupted_cifar10',
+        source=source if isinstance(source, str) else 'arrays',
+        corruption_type=int(corruption_type in (1, '1', 'type1')),
+        valid_frac=valid_frac,
+        test_frac=test_frac if not isinstance(source, str) else None,
+    )
     return _build_corrupted(root, src, ratios, names, severity, seed, show, info)
 
-
 # %% ../nbs/02_corruptions.ipynb #ea17f924
-MNIST_PAD = 2   # 28 px digits padded to 32 px, the size the CIFAR-10-C constants are written for
+MNIST_PAD = 2  # 28 px digits padded to 32 px, the size the CIFAR-10-C constants are written for
+
 
 def digits_to_rgb32(digits) -> np.ndarray:
     "Grayscale digits uint8 [N,28,28] -> RGB uint8 [N,32,32,3], centred on black (a 2 px border)."
@@ -520,27 +644,52 @@ def digits_to_rgb32(digits) -> np.ndarray:
         raise ValueError(f'digits: expected uint8 [N, 28, 28], got {d.dtype} {d.shape}')
     return np.repeat(np.pad(d, ((0, 0), (MNIST_PAD,) * 2, (MNIST_PAD,) * 2))[..., None], 3, -1)
 
+
 def corrupted_mnist_source(source='mnist5k', data_root=None, download=False) -> dict:
     "Clean digits per split as RGB 32 px: {'train'|'valid'|'test': (images uint8 [N,32,32,3], labels, source ids)}."
     from diffinject.data import colored_mnist_source
+
     return {k: (digits_to_rgb32(x), y, i) for k, (x, y, i) in colored_mnist_source(source, data_root, download).items()}
 
-def corrupted_mnist_split(split, ratio, source='mnist5k', data_root=None, download=False, corruption_type='mnist',
-                          severity=5, seed=0, src=None) -> tuple:
+
+def corrupted_mnist_split(
+    split,
+    ratio,
+    source='mnist5k',
+    data_root=None,
+    download=False,
+    corruption_type='mnist',
+    severity=5,
+    seed=0,
+    src=None,
+) -> tuple:
     "One split of Corrupted MNIST in memory, as `build_corrupted_mnist` writes it: (images uint8 NHWC, labels, biases, ids)."
     from diffinject.data import check_ratio
-    if split not in _SPLITS: raise ValueError(f'split={split!r}: expected one of {_SPLITS}')
+
+    if split not in _SPLITS:
+        raise ValueError(f'split={split!r}: expected one of {_SPLITS}')
     names, severity, ratio = corruption_set(corruption_type), _check_severity(severity), check_ratio(ratio, 'ratio')
     src = src or corrupted_mnist_source(source, data_root, download)
     return _corrupt_split(src[split], ratio, names, severity, seed, split, {}, False)
 
-def build_corrupted_mnist(root, ratios=(0.005, 0.01, 0.02, 0.05), source='mnist5k', data_root=None, download=False,
-                          corruption_type='mnist', severity=5, seed=0, show=None) -> Path:
+
+def build_corrupted_mnist(
+    root,
+    ratios=(0.005, 0.01, 0.02, 0.05),
+    source='mnist5k',
+    data_root=None,
+    download=False,
+    corruption_type='mnist',
+    severity=5,
+    seed=0,
+    show=None,
+) -> Path:
     "Write Corrupted MNIST (digit x corruption, LfF protocol, Corrupted CIFAR-10's layout) under `root`; returns `root`."
     from diffinject.data import check_ratio
-    for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios]): check_ratio(r, 'ratios')
+
+    for r in ratios if isinstance(ratios, (list, tuple)) else [ratios]:
+        check_ratio(r, 'ratios')
     names, severity = corruption_set(corruption_type), _check_severity(severity)
     src = corrupted_mnist_source(source, data_root, download)
     info = dict(builder='build_corrupted_mnist', source=source, corruption_type=corruption_type, pad=MNIST_PAD)
     return _build_corrupted(root, src, ratios, names, severity, seed, show, info)
-

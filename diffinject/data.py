@@ -29,28 +29,37 @@ __all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'DIGIT_BENCH
 # %% ../nbs/01_data.ipynb #d0c1c248
 def check_ratio(ratio, name='ratio'):
     "Check `ratio` is a bias-conflicting fraction in the open interval (0, 1)."
-    try: r = float(ratio)
+    try:
+        r = float(ratio)
     except (TypeError, ValueError):
         raise TypeError(f'{name}={ratio!r}: expected a number in (0, 1), e.g. 0.01 for 1 %') from None
-    if not 0. < r < 1.:
+    if not 0.0 < r < 1.0:
         raise ValueError(f'{name}={ratio!r}: expected a fraction in (0, 1) (ratios are fractions: 0.01 = 1 %)')
     return r
 
-UNKNOWN_BIAS = -1   # the bias label of an image whose bias attribute is not known (a user's own image folder)
+
+UNKNOWN_BIAS = -1  # the bias label of an image whose bias attribute is not known (a user's own image folder)
+
 
 def pct_name(ratio) -> str:
     "DisEnt folder name of a bias-conflicting `ratio`: 0.005 -> '0.5pct', 0.01 -> '1pct'; None (ratio unknown) -> 'all'."
-    if ratio is None: return 'all'
+    if ratio is None:
+        return 'all'
     return f'{round(check_ratio(ratio) * 100, 6):g}pct'
+
 
 def pct_ratio(name: str) -> float | None:
     "Inverse of `pct_name`: '0.5pct' -> 0.005, 'all' -> None."
-    if name == 'all': return None
+    if name == 'all':
+        return None
     m = re.fullmatch(r'(\d+(?:\.\d+)?)pct', str(name))
-    if not m: raise ValueError(f'{name!r}: expected a folder name like "0.5pct" or "1pct"')
+    if not m:
+        raise ValueError(f'{name!r}: expected a folder name like "0.5pct" or "1pct"')
     return check_ratio(float(m.group(1)) / 100, name)
 
-_NAME_RE = re.compile(r'(\d+)_(\d+)_(\d+|-1)')          # bias -1: unknown
+
+_NAME_RE = re.compile(r'(\d+)_(\d+)_(\d+|-1)')  # bias -1: unknown
+
 
 def parse_name(path) -> tuple[int, int, int]:
     "(idx, label, bias) from a DisEnt file name `<idx>_<label>_<bias>.<ext>`."
@@ -64,45 +73,64 @@ def parse_name(path) -> tuple[int, int, int]:
 # %% ../nbs/01_data.ipynb #ca070825
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # DisEnt's Normalize constants
 
+
 def benchmark_transform(name: str, train: bool, image_size: int | None = None):
     "Transform of benchmark `name` (DisEnt recipe) for training (`train=True`) or evaluation, at `image_size` px."
     import torchvision.transforms as T
+
     spec = get_benchmark(name)
     size = int(image_size or spec.image_size)
     tf = []
     if name in DIGIT_BENCHMARKS:
-        if size != spec.image_size: tf.append(T.Resize((size, size)))
-        return T.Compose(tf + [T.ToTensor()])                        # ToTensor only: float [0,1]
+        if size != spec.image_size:
+            tf.append(T.Resize((size, size)))
+        return T.Compose(tf + [T.ToTensor()])  # ToTensor only: float [0,1]
     if name == 'cifar10c':
-        if size != spec.image_size: tf.append(T.Resize((size, size)))
-    elif name == 'imagefolder': tf += [T.Resize(size), T.CenterCrop(size)]   # any size: shorter side, then centre crop
-    else: tf.append(T.Resize((size, size)))                           # bffhq / dogs_and_cats: 224 (raw sizes vary)
+        if size != spec.image_size:
+            tf.append(T.Resize((size, size)))
+    elif name == 'imagefolder':
+        tf += [T.Resize(size), T.CenterCrop(size)]  # any size: shorter side, then centre crop
+    else:
+        tf.append(T.Resize((size, size)))  # bffhq / dogs_and_cats: 224 (raw sizes vary)
     if train:
         tf += [T.RandomCrop(size, padding=max(1, size // 8) if name == 'imagefolder' else 4), T.RandomHorizontalFlip()]
     return T.Compose(tf + [T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     "What differs between the four benchmarks. `train_tf`/`eval_tf` take an optional `image_size`."
+
     name: str
     num_classes: int
     image_size: int
     ratios: tuple
     train_tf: Callable = field(repr=False)
     eval_tf: Callable = field(repr=False)
-    test_conflict_only: bool = False   # BFFHQ: the test split keeps only bias-conflicting images
-    flat_valid: bool = False           # valid images lie directly in the valid folder (no <label>/ subfolders)
+    test_conflict_only: bool = False  # BFFHQ: the test split keeps only bias-conflicting images
+    flat_valid: bool = False  # valid images lie directly in the valid folder (no <label>/ subfolders)
     shared_valid: bool = False  # valid folder is <root>/valid (shared by all ratios) instead of <root>/<pct>/valid
     ext: str = 'png'
 
+
 def _spec(name, num_classes, image_size, ratios, **kw):
-    return BenchmarkSpec(name, num_classes, image_size, ratios, partial(benchmark_transform, name, True),
-                         partial(benchmark_transform, name, False), **kw)
+    return BenchmarkSpec(
+        name,
+        num_classes,
+        image_size,
+        ratios,
+        partial(benchmark_transform, name, True),
+        partial(benchmark_transform, name, False),
+        **kw,
+    )
+
 
 BENCHMARKS = {
     'cmnist': _spec('cmnist', 10, 28, (0.005, 0.01, 0.02, 0.05), flat_valid=True),
     'cifar10c': _spec('cifar10c', 10, 32, (0.005, 0.01, 0.02, 0.05)),
-    'corrupted_mnist': _spec('corrupted_mnist', 10, 32, (0.005, 0.01, 0.02, 0.05)),   # digit x corruption (02_corruptions)
+    'corrupted_mnist': _spec(
+        'corrupted_mnist', 10, 32, (0.005, 0.01, 0.02, 0.05)
+    ),  # digit x corruption (02_corruptions)
     'bffhq': _spec(
         'bffhq', 2, 224, (0.005, 0.01, 0.02, 0.05), test_conflict_only=True, flat_valid=True, shared_valid=True
     ),
@@ -114,76 +142,107 @@ BENCHMARKS = {
 # classified by DisEnt's Colored-MNIST MLP
 DIGIT_BENCHMARKS = ('cmnist', 'corrupted_mnist')
 
+
 def _sized_tf(name, train, default_size, image_size=None):
     return benchmark_transform(name, train, image_size or default_size)
 
+
 def imagefolder_spec(num_classes: int, image_size: int = 64) -> BenchmarkSpec:
     "The `BenchmarkSpec` of a user's image folder with `num_classes` classes, fitted to `image_size` px."
-    if int(num_classes) < 2: raise ValueError(f'num_classes={num_classes}: expected at least 2 classes')
-    if int(image_size) < 8: raise ValueError(f'image_size={image_size}: expected at least 8 px')
+    if int(num_classes) < 2:
+        raise ValueError(f'num_classes={num_classes}: expected at least 2 classes')
+    if int(image_size) < 8:
+        raise ValueError(f'image_size={image_size}: expected at least 8 px')
     s = int(image_size)
-    return BenchmarkSpec('imagefolder', int(num_classes), s, (None,), partial(_sized_tf, 'imagefolder', True, s),
-                         partial(_sized_tf, 'imagefolder', False, s))
+    return BenchmarkSpec(
+        'imagefolder',
+        int(num_classes),
+        s,
+        (None,),
+        partial(_sized_tf, 'imagefolder', True, s),
+        partial(_sized_tf, 'imagefolder', False, s),
+    )
+
 
 def get_benchmark(name) -> BenchmarkSpec:
     "The `BenchmarkSpec` called `name` (or `name` itself if it already is one)."
-    if isinstance(name, BenchmarkSpec): return name
-    if name not in BENCHMARKS: raise ValueError(f'benchmark={name!r}: expected one of {sorted(BENCHMARKS)}')
+    if isinstance(name, BenchmarkSpec):
+        return name
+    if name not in BENCHMARKS:
+        raise ValueError(f'benchmark={name!r}: expected one of {sorted(BENCHMARKS)}')
     return BENCHMARKS[name]
 
 # %% ../nbs/01_data.ipynb #6afb0c25
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 
-WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')   # 16-bit grayscale (older Pillow opens 16-bit PNGs as 'I')
+WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')  # 16-bit grayscale (older Pillow opens 16-bit PNGs as 'I')
+
 
 def _rgb(im, path) -> Image.Image:
     "`im` as 8-bit RGB; 16-bit grayscale is scaled (v / 257), where `convert('RGB')` would clip every value above 255 to white."
-    if im.mode == 'F': raise ValueError(f'{path}: a 32-bit float image (mode F); expected 8- or 16-bit images')
-    if im.mode not in WIDE_MODES: return im.convert('RGB')             # convert() forces a full decode
+    if im.mode == 'F':
+        raise ValueError(f'{path}: a 32-bit float image (mode F); expected 8- or 16-bit images')
+    if im.mode not in WIDE_MODES:
+        return im.convert('RGB')  # convert() forces a full decode
     a = np.asarray(im).astype(np.int64)
     if a.size and (a.min() < 0 or a.max() > 65535):
-        raise ValueError(f'{path}: values in [{a.min()}, {a.max()}] in a mode {im.mode} image; expected 16-bit 0..65535')
+        raise ValueError(
+            f'{path}: values in [{a.min()}, {a.max()}] in a mode {im.mode} image; expected 16-bit 0..65535'
+        )
     return Image.fromarray(np.rint(a / 257).astype(np.uint8)).convert('RGB')
+
 
 def read_image(path) -> Image.Image:
     "Load an image file as an RGB PIL image (16-bit grayscale scaled to 8 bits); a missing or undecodable file raises an error naming `path`."
     path = Path(path)
     try:
-        with Image.open(path) as im: return _rgb(im, path)
-    except FileNotFoundError: raise FileNotFoundError(f'{path}: image file not found') from None
-    except ValueError as e: raise OSError(str(e)) from None
+        with Image.open(path) as im:
+            return _rgb(im, path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{path}: image file not found') from None
+    except ValueError as e:
+        raise OSError(str(e)) from None
     except Exception as e:
         raise OSError(
             f'{path}: cannot read image ({type(e).__name__}: {e}); the file is corrupt or not an image'
         ) from e
 
+
 def _to_tensor(im):
     "PIL RGB -> float [3,H,W] in [0,1] (torchvision's ToTensor without importing torchvision)."
     return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
 
+
 class BiasedDataset(Dataset):
     "Images with a target `label` and a `bias` label; item i -> (image, label, bias, i)."
-    def __init__(self, files, transform=None, num_classes=None, verify=False, cache=False, images=None, labels=None, biases=None):
+
+    def __init__(
+        self, files, transform=None, num_classes=None, verify=False, cache=False, images=None, labels=None, biases=None
+    ):
         if files is not None:
             self.files = [Path(f) for f in files]
-            if labels is None:                                         # DisEnt names: <idx>_<label>_<bias>
+            if labels is None:  # DisEnt names: <idx>_<label>_<bias>
                 parsed = [parse_name(f) for f in self.files]
                 labels, biases = [p[1] for p in parsed], [p[2] for p in parsed]
-            elif biases is None: biases = [UNKNOWN_BIAS] * len(self.files)
+            elif biases is None:
+                biases = [UNKNOWN_BIAS] * len(self.files)
             if not len(labels) == len(biases) == len(self.files):
                 raise ValueError(
                     f'labels/biases: expected {len(self.files)} entries (one per file), got {len(labels)}/{len(biases)}'
                 )
-        else: self.files = None                                        # in-memory (see from_arrays)
-        self.images = images                                           # uint8 [H,W,3] per item, or None (read lazily)
+        else:
+            self.files = None  # in-memory (see from_arrays)
+        self.images = images  # uint8 [H,W,3] per item, or None (read lazily)
         self.labels, self.biases = torch.as_tensor(labels, dtype=torch.long), torch.as_tensor(biases, dtype=torch.long)
         hi = int(max(self.labels.max(), self.biases.max())) + 1 if len(self.labels) else 0
         self.num_classes = int(num_classes) if num_classes is not None else hi
-        if hi > self.num_classes: self._bad_label(hi - 1)
+        if hi > self.num_classes:
+            self._bad_label(hi - 1)
         self.transform = transform
         if self.files is not None and self.images is None and (verify or cache):
-            ims = [np.asarray(read_image(f)) for f in self.files]       # decodes every file; raises naming a bad one
-            if cache: self.images = ims
+            ims = [np.asarray(read_image(f)) for f in self.files]  # decodes every file; raises naming a bad one
+            if cache:
+                self.images = ims
 
     def _bad_label(self, v):
         i = int(((self.labels == v) | (self.biases == v)).nonzero()[0])
@@ -194,14 +253,16 @@ class BiasedDataset(Dataset):
     def from_arrays(cls, images, labels, biases, transform=None, num_classes=None):
         "In-memory dataset from uint8 images [N,H,W,C] (C=1 or 3; grayscale is repeated to RGB)."
         images = _check_uint8_nhwc(images, 'images')
-        if images.shape[-1] == 1: images = np.repeat(images, 3, axis=-1)
+        if images.shape[-1] == 1:
+            images = np.repeat(images, 3, axis=-1)
         labels, biases = (
             _check_labels(labels, 'labels', len(images)),
             _check_labels(biases, 'biases', len(images), unknown=True),
         )
         return cls(None, transform, num_classes, images=images, labels=labels, biases=biases)
 
-    def __len__(self): return len(self.labels)
+    def __len__(self):
+        return len(self.labels)
 
     def get_image(self, i) -> Image.Image:
         "Item `i` as an untransformed RGB PIL image."
@@ -213,11 +274,16 @@ class BiasedDataset(Dataset):
         return x, int(self.labels[i]), int(self.biases[i]), int(i)
 
     @property
-    def known_bias(self) -> torch.Tensor: return self.biases >= 0
+    def known_bias(self) -> torch.Tensor:
+        return self.biases >= 0
+
     @property
-    def aligned(self) -> torch.Tensor: return self.labels == self.biases
+    def aligned(self) -> torch.Tensor:
+        return self.labels == self.biases
+
     @property
-    def conflicting(self) -> torch.Tensor: return (self.labels != self.biases) & self.known_bias
+    def conflicting(self) -> torch.Tensor:
+        return (self.labels != self.biases) & self.known_bias
 
     def subset(self, indices) -> 'BiasedDataset':
         "A new `BiasedDataset` holding items `indices` (their returned index becomes their new position)."
@@ -227,8 +293,14 @@ class BiasedDataset(Dataset):
             return type(self)(
                 None, self.transform, self.num_classes, images=ims, labels=self.labels[idx], biases=self.biases[idx]
             )
-        return type(self)([self.files[j] for j in idx], self.transform, self.num_classes, images=ims,
-                          labels=self.labels[idx], biases=self.biases[idx])
+        return type(self)(
+            [self.files[j] for j in idx],
+            self.transform,
+            self.num_classes,
+            images=ims,
+            labels=self.labels[idx],
+            biases=self.biases[idx],
+        )
 
     def __repr__(self):
         return (
@@ -236,16 +308,20 @@ class BiasedDataset(Dataset):
             f'num_classes={self.num_classes}, {"in-memory" if self.files is None else "files, cached" if self.images is not None else "files"})'
         )
 
+
 def _check_uint8_nhwc(images, name):
     a = np.asarray(images)
-    if a.dtype != np.uint8: raise TypeError(f'{name}: expected uint8 images [N,H,W,C], got dtype {a.dtype}')
+    if a.dtype != np.uint8:
+        raise TypeError(f'{name}: expected uint8 images [N,H,W,C], got dtype {a.dtype}')
     if a.ndim != 4 or a.shape[-1] not in (1, 3):
         raise ValueError(f'{name}: expected uint8 images [N,H,W,C] with C in (1, 3), got shape {a.shape}')
     return a
 
+
 def _check_labels(v, name, n, unknown=False):
     a = np.asarray(torch.as_tensor(v).cpu()).astype(np.int64).reshape(-1)
-    if len(a) != n: raise ValueError(f'{name}: expected {n} entries (one per image), got {len(a)}')
+    if len(a) != n:
+        raise ValueError(f'{name}: expected {n} entries (one per image), got {len(a)}')
     if len(a) and a.min() < (UNKNOWN_BIAS if unknown else 0):
         raise ValueError(
             f'{name}: expected non-negative class ids{" (or -1: unknown)" if unknown else ""}, got {a.min()}'
@@ -258,12 +334,14 @@ def write_sample(dirpath, idx, label, bias, img, ext='png') -> Path:
     a = np.asarray(img)
     if a.dtype != np.uint8 or a.ndim not in (2, 3):
         raise ValueError(f'img: expected a uint8 [H,W,C] array, got {a.dtype} {a.shape}')
-    if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
     dirpath = Path(dirpath)
     dirpath.mkdir(parents=True, exist_ok=True)
     p = dirpath / f'{int(idx)}_{int(label)}_{int(bias)}.{ext.lstrip(".")}'
     Image.fromarray(a).save(p, **({'quality': 95} if p.suffix.lower() in ('.jpg', '.jpeg') else {}))
     return p
+
 
 def _unpack_split(split, name):
     if not isinstance(split, (tuple, list)) or len(split) not in (3, 4):
@@ -274,24 +352,31 @@ def _unpack_split(split, name):
     n = len(images)
     labels, biases = _check_labels(split[1], f'{name} labels', n), _check_labels(split[2], f'{name} biases', n)
     ids = _check_labels(split[3], f'{name} ids', n) if len(split) == 4 else np.arange(n)
-    if len(np.unique(ids)) != n: raise ValueError(f'{name} ids: expected unique ids (they name the files)')
+    if len(np.unique(ids)) != n:
+        raise ValueError(f'{name} ids: expected unique ids (they name the files)')
     return images, labels, biases, ids
+
 
 def _write_folder(target: Path, items, ext, total=None):
     "Write `items` [(subdir, idx, label, bias, img)] into a temp sibling of `target`, then swap it in (empty -> empty folder)."
     target.parent.mkdir(parents=True, exist_ok=True)
-    for old in target.parent.glob(f'.{target.name}.tmp*'): shutil.rmtree(old)   # left by a killed build: redone below
+    for old in target.parent.glob(f'.{target.name}.tmp*'):
+        shutil.rmtree(old)  # left by a killed build: redone below
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f'.{target.name}.tmp'))
     try:
         bar = pbar(
             items, total=total, comment=f'writing {target.parent.name}/{target.name}', show=None if total else False
         )
-        for sub, idx, y, b, img in bar: write_sample(tmp / sub, idx, y, b, img, ext)
-        if target.exists(): shutil.rmtree(target)
+        for sub, idx, y, b, img in bar:
+            write_sample(tmp / sub, idx, y, b, img, ext)
+        if target.exists():
+            shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return target
+
 
 def write_biased_dataset(root, ratio, train, valid, test, ext='png') -> Path:
     "Write one bias-conflicting `ratio` in the DisEnt layout under `root`; returns `root`. Existing split folders are replaced."
@@ -310,7 +395,8 @@ def write_biased_dataset(root, ratio, train, valid, test, ext='png') -> Path:
             int((~al).sum()),
         )
     for split, target, name in ((valid, pdir / 'valid', 'valid'), (test, root / 'test', 'test')):
-        if split is None: continue
+        if split is None:
+            continue
         x, y, b, ids = _unpack_split(split, name)
         _write_folder(target, ((f'{y[i]}', ids[i], y[i], b[i], x[i]) for i in range(len(x))), ext, len(x))
     return root
@@ -320,11 +406,13 @@ def _image_files(folder: Path) -> list[Path]:
     "All image files under `folder` (recursively), sorted by (subfolder, idx); a non-image file raises."
     out = []
     for p in folder.rglob('*'):
-        if p.is_dir() or any(part.startswith('.') for part in p.relative_to(folder).parts): continue
+        if p.is_dir() or any(part.startswith('.') for part in p.relative_to(folder).parts):
+            continue
         if p.suffix.lower() not in IMAGE_EXTS:
             raise ValueError(f'{p}: unexpected file in {folder}; expected only images {IMAGE_EXTS}')
         out.append(p)
     return sorted(out, key=lambda p: (str(p.parent), parse_name(p)[0], p.name))
+
 
 def _check_folder(files, folder: Path, kind=None):
     "Check each file's label matches its <label>/ subfolder, and align/conflict membership."
@@ -340,23 +428,29 @@ def _check_folder(files, folder: Path, kind=None):
         if kind == 'conflict' and y == b:
             raise ValueError(f'{p}: in conflict/ but label == bias == {y}; expected a bias-conflicting sample')
 
+
 def _need_dir(p: Path, what: str, root: Path):
-    if p.is_dir(): return p
+    if p.is_dir():
+        return p
     hint = ''
-    if p.name == 'conflict' and (p.parent / 'conlict').is_dir(): hint = ' (found "conlict/": rename it to "conflict/")'
+    if p.name == 'conflict' and (p.parent / 'conlict').is_dir():
+        hint = ' (found "conlict/": rename it to "conflict/")'
     present = sorted(q.name for q in root.iterdir() if q.is_dir()) if root.is_dir() else []
     raise FileNotFoundError(
         f'{p}: missing {what} folder{hint}; expected the DisEnt layout '
         f'<root>/<pct>/{{align,conflict}}/<label>/, <root>/<pct>/valid/, <root>/test/ (found in {root}: {present})'
     )
 
+
 def benchmark_root(root, benchmark) -> Path:
     "The benchmark folder: `root` itself, or `root/<benchmark>` when `root` is its parent."
     root, name = Path(root), get_benchmark(benchmark).name
     if not root.exists():
         raise FileNotFoundError(f'{root}: dataset root does not exist (see "Getting the data" in the docs)')
-    if (root / name).is_dir() and not (root / 'test').is_dir(): return root / name
+    if (root / name).is_dir() and not (root / 'test').is_dir():
+        return root / name
     return root
+
 
 def split_files(root, benchmark, split, ratio=None) -> list[Path]:
     "Sorted image files of `split` ('train'|'valid'|'test') of `benchmark` under `root`, layout checked."
@@ -365,7 +459,7 @@ def split_files(root, benchmark, split, ratio=None) -> list[Path]:
     if split not in ('train', 'valid', 'test'):
         raise ValueError(f"split={split!r}: expected 'train', 'valid' or 'test'")
     if split in ('train', 'valid'):
-        if ratio is None and spec.name != 'imagefolder':            # a user's folder: ratio None -> 'all'
+        if ratio is None and spec.name != 'imagefolder':  # a user's folder: ratio None -> 'all'
             raise ValueError(f'ratio: required for split={split!r} (one of {spec.ratios} for {spec.name})')
         pdir = root / pct_name(ratio)
     if split == 'train':
@@ -396,17 +490,23 @@ def split_files(root, benchmark, split, ratio=None) -> list[Path]:
         )
     return files
 
-def load_split(root, benchmark, split, ratio=None, transform='train', image_size=None, verify=False, cache=False) -> BiasedDataset:
+
+def load_split(
+    root, benchmark, split, ratio=None, transform='train', image_size=None, verify=False, cache=False
+) -> BiasedDataset:
     "`BiasedDataset` for `split` of `benchmark` at bias-conflicting `ratio`; transform 'train'|'eval'|callable|None (None: ToTensor)."
     spec = get_benchmark(benchmark)
     files = split_files(root, spec, split, ratio)
     if split == 'test' and spec.test_conflict_only:  # BFFHQ: accuracy on bias-conflicting test images only
         files = [f for f in files if parse_name(f)[1] != parse_name(f)[2]]
-    if transform == 'train': transform = spec.train_tf(image_size)
-    elif transform == 'eval': transform = spec.eval_tf(image_size)
+    if transform == 'train':
+        transform = spec.train_tf(image_size)
+    elif transform == 'eval':
+        transform = spec.eval_tf(image_size)
     elif transform is not None and not callable(transform):
         raise ValueError(f"transform={transform!r}: expected 'train', 'eval', a callable or None")
     return BiasedDataset(files, transform, spec.num_classes, verify=verify, cache=cache)
+
 
 def split_counts(root, benchmark, ratio) -> dict:
     "Number of files per split of one ratio: train align/conflict, valid (and its conflicting), test (and its conflicting)."
@@ -414,8 +514,10 @@ def split_counts(root, benchmark, ratio) -> dict:
     for split in ('train', 'valid', 'test'):
         fs = split_files(root, benchmark, split, ratio)
         conf = sum(parse_name(f)[1] != parse_name(f)[2] for f in fs)
-        if split == 'train': out.update(train_align=len(fs) - conf, train_conflict=conf)
-        else: out.update({split: len(fs), f'{split}_conflict': conf})
+        if split == 'train':
+            out.update(train_align=len(fs) - conf, train_conflict=conf)
+        else:
+            out.update({split: len(fs), f'{split}_conflict': conf})
     return out
 
 # %% ../nbs/01_data.ipynb #d108dc2e
@@ -450,7 +552,8 @@ PALETTES = {
     )
     / 255.0,  # DisEnt cmnist hues [inferred]
 }
-COLOR_STD = (0.05, 0.02, 0.01, 0.005, 0.002)   # colour jitter sigma_s for severity s = 1..5
+COLOR_STD = (0.05, 0.02, 0.01, 0.005, 0.002)  # colour jitter sigma_s for severity s = 1..5
+
 
 def get_palette(palette) -> np.ndarray:
     "Palette name ('disent'|'lff') or a [10,3] array of RGB floats in [0,1] -> float64 array [10,3]."
@@ -462,6 +565,7 @@ def get_palette(palette) -> np.ndarray:
     if p.ndim != 2 or p.shape[1] != 3 or p.min() < 0 or p.max() > 1:
         raise ValueError(f'palette: expected RGB floats in [0,1] of shape [K,3], got shape {p.shape}')
     return p
+
 
 def colorize(digits, bias, palette='disent', severity=4, rng=None) -> np.ndarray:
     "Colour grayscale uint8 digits [N,28,28] by attribute `bias`: x = clamp(mu_a + sigma_s*eps, 0, 1) * d (LfF); uint8 [N,H,W,3]."
@@ -486,7 +590,8 @@ def assign_bias_attributes(labels, ratio, num_classes=None, order='lff') -> np.n
     rho = 1 - r
     y = _check_labels(labels, 'labels', len(np.asarray(labels).reshape(-1)))
     K = int(num_classes or (y.max() + 1))
-    if order not in ('lff', 'aligned_first'): raise ValueError(f"order={order!r}: expected 'lff' or 'aligned_first'")
+    if order not in ('lff', 'aligned_first'):
+        raise ValueError(f"order={order!r}: expected 'lff' or 'aligned_first'")
     out = np.empty_like(y)
     for c in range(K):
         idx = np.nonzero(y == c)[0]
@@ -494,21 +599,22 @@ def assign_bias_attributes(labels, ratio, num_classes=None, order='lff') -> np.n
         if order == 'lff':
             q = np.full(K, (1 - rho) / (K - 1))
             q[c] = rho  # q_cj
-            M = np.round(n * np.cumsum(q))                                  # milestones M_cj
-            out[idx] = np.searchsorted(M, np.arange(n), side='right')        # smallest j with M_cj > k
+            M = np.round(n * np.cumsum(q))  # milestones M_cj
+            out[idx] = np.searchsorted(M, np.arange(n), side='right')  # smallest j with M_cj > k
         else:
             na = int(np.round(n * rho))
             others = np.delete(np.arange(K), c)
-            M = np.round((n - na) * np.arange(1, K) / (K - 1))              # cumulative rounding over the others
+            M = np.round((n - na) * np.arange(1, K) / (K - 1))  # cumulative rounding over the others
             out[idx[:na]] = c
             out[idx[na:]] = others[np.searchsorted(M, np.arange(n - na), side='right')]
     return out
 
 # %% ../nbs/01_data.ipynb #bfe580d3
-MNIST5K_SPLIT = dict(train=360, valid=40, test=100)   # per class, in dataset order, of MNIST-5k's 500 digits/class
-VALID_FRACTION = 1 / 12                              # torchvision sources: last round(n_c/12) of each class -> valid
-TEST_CONFLICT_RATIO = 0.9                            # unbiased test: rho = 0.1, colours uniform (LfF valid)
+MNIST5K_SPLIT = dict(train=360, valid=40, test=100)  # per class, in dataset order, of MNIST-5k's 500 digits/class
+VALID_FRACTION = 1 / 12  # torchvision sources: last round(n_c/12) of each class -> valid
+TEST_CONFLICT_RATIO = 0.9  # unbiased test: rho = 0.1, colours uniform (LfF valid)
 TORCHVISION_SOURCES = {'mnist': 'MNIST', 'fashion_mnist': 'FashionMNIST', 'kmnist': 'KMNIST'}
+
 
 def _per_class_split(labels, sizes: dict) -> dict:
     "Indices per split: per class in dataset order, consecutive blocks of `sizes[split](n_c)` samples."
@@ -522,48 +628,58 @@ def _per_class_split(labels, sizes: dict) -> dict:
             start += n
     return {k: np.sort(np.concatenate(v)) for k, v in out.items()}
 
+
 def per_class_holdout(labels, frac: float):
     "(kept, held-out) indices: the last round(n_c * frac) samples of each class, in dataset order, are held out."
     held = lambda n: int(np.round(n * frac))
     sp = _per_class_split(np.asarray(labels), {'kept': lambda n: n - held(n), 'held': held})
     return sp['kept'], sp['held']
 
+
 def read_idx(path) -> np.ndarray:
     "A uint8 IDX file (MNIST's format), plain or gzipped (`.gz`), as an array; a malformed file raises naming `path`."
     import gzip
+
     path = Path(path)
-    with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: raw = f.read()
+    with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f:
+        raw = f.read()
     if len(raw) < 4 or raw[:3] != b'\x00\x00\x08':
         raise ValueError(f'{path}: not a uint8 IDX file (expected the header bytes 00 00 08, got {raw[:3].hex(" ")})')
     nd = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], 'big') for i in range(nd))
-    body = raw[4 + 4*nd:]
+    body = raw[4 + 4 * nd :]
     if len(body) != int(np.prod(shape)):
         raise ValueError(f'{path}: expected {int(np.prod(shape))} bytes for shape {shape}, got {len(body)}')
     return np.frombuffer(body, np.uint8).reshape(shape).copy()
+
 
 def _idx_file(folders, name):
     "The first of `<folder>/<name>` or `<folder>/<name>.gz` that exists, else None."
     return next((f / n for f in folders for n in (name, f'{name}.gz') if (f / n).is_file()), None)
 
+
 def _torchvision_digits(source, data_root, train, download):
     cls_name, split = TORCHVISION_SOURCES[source], 'train' if train else 't10k'
     raw = Path(data_root) / cls_name / 'raw'
     names = (f'{split}-images-idx3-ubyte', f'{split}-labels-idx1-ubyte')
-    found = [_idx_file([raw, Path(data_root)], n) for n in names]      # torchvision's folder, or the files themselves
+    found = [_idx_file([raw, Path(data_root)], n) for n in names]  # torchvision's folder, or the files themselves
     if None in found and download:
         from torchvision import datasets
+
         getattr(datasets, cls_name)(str(data_root), train=train, download=True)
         found = [_idx_file([raw], n) for n in names]
     if None in found:
-        raise FileNotFoundError(f'source={source!r}: the {split} split is not in {raw} (nor in {data_root}). Expected '
+        raise FileNotFoundError(
+            f'source={source!r}: the {split} split is not in {raw} (nor in {data_root}). Expected '
             f'{raw}/{names[0]} and {raw}/{names[1]} (IDX files, plain or .gz). Get them with '
             f'torchvision.datasets.{cls_name}({str(data_root)!r}, download=True) on a machine with internet, '
-            f'pass download=True, or use source="mnist5k" (shipped).')
+            f'pass download=True, or use source="mnist5k" (shipped).'
+        )
     x, y = read_idx(found[0]), read_idx(found[1]).astype(np.int64)
     if x.ndim != 3 or len(x) != len(y):
         raise ValueError(f'{found[0]}: expected [N,28,28] images matching {len(y)} labels, got {x.shape}')
     return x, y
+
 
 def colored_mnist_source(source='mnist5k', data_root=None, download=False) -> dict:
     "Grayscale digits per split: {'train'|'valid'|'test': (digits uint8 [N,28,28], labels, source ids)}."
@@ -583,30 +699,53 @@ def colored_mnist_source(source='mnist5k', data_root=None, download=False) -> di
     x, y = _torchvision_digits(source, data_root, True, download)
     tr, va = per_class_holdout(y, VALID_FRACTION)
     xt, yt = _torchvision_digits(source, data_root, False, download)
-    return {'train': (x[tr], y[tr], tr), 'valid': (x[va], y[va], va),
-            'test': (xt, yt, np.arange(len(yt)))}
+    return {'train': (x[tr], y[tr], tr), 'valid': (x[va], y[va], va), 'test': (xt, yt, np.arange(len(yt)))}
+
 
 def _rng(seed, split, ratio):
     return np.random.default_rng(
         np.random.SeedSequence([int(seed), ('train', 'valid', 'test').index(split), int(round(ratio * 1e6))])
     )
 
-def colored_mnist_split(split, ratio, source='mnist5k', data_root=None, download=False, palette='disent', severity=4,
-                        seed=0, order='lff', src=None) -> tuple:
+
+def colored_mnist_split(
+    split,
+    ratio,
+    source='mnist5k',
+    data_root=None,
+    download=False,
+    palette='disent',
+    severity=4,
+    seed=0,
+    order='lff',
+    src=None,
+) -> tuple:
     "One split of Colored MNIST in memory, exactly as `build_colored_mnist` writes it: (images uint8 NHWC, labels, biases, ids)."
     d, y, ids = (src or colored_mnist_source(source, data_root, download))[split]
     b = assign_bias_attributes(y, ratio, 10, order)
     return colorize(d, b, palette, severity, _rng(seed, split, ratio)), y, b, ids
 
-def build_colored_mnist(root, ratios=(0.005, 0.01, 0.02, 0.05), source='mnist5k', data_root=None, download=False,
-                        palette='disent', severity=4, seed=0, order='lff') -> Path:
+
+def build_colored_mnist(
+    root,
+    ratios=(0.005, 0.01, 0.02, 0.05),
+    source='mnist5k',
+    data_root=None,
+    download=False,
+    palette='disent',
+    severity=4,
+    seed=0,
+    order='lff',
+) -> Path:
     "Build Colored MNIST (LfF colouring and bias assignment) in the DisEnt layout under `root` for each conflicting ratio."
     ratios = [check_ratio(r, 'ratios') for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios])]
     get_palette(palette)
     if not 1 <= int(severity) <= len(COLOR_STD):
         raise ValueError(f'severity={severity}: expected an integer in 1..{len(COLOR_STD)}')
     src, root = colored_mnist_source(source, data_root, download), Path(root)
-    make = lambda split, r: colored_mnist_split(split, r, palette=palette, severity=severity, seed=seed, order=order, src=src)
+    make = lambda split, r: colored_mnist_split(
+        split, r, palette=palette, severity=severity, seed=seed, order=order, src=src
+    )
     test = make('test', TEST_CONFLICT_RATIO)
     for k, r in enumerate(ratios):
         write_biased_dataset(root, r, make('train', r), make('valid', r), test if k == 0 else None)
@@ -631,22 +770,30 @@ def build_colored_mnist(root, ratios=(0.005, 0.01, 0.02, 0.05), source='mnist5k'
 # %% ../nbs/01_data.ipynb #5be0ecaf
 def brightest_pixel_color(x) -> torch.Tensor:
     "RGB of the brightest pixel of each image in `x` [N,3,H,W] (float [0,1]): the digit colour of a Colored MNIST image."
-    flat = torch.as_tensor(x).flatten(2)                       # [N,3,HW]
-    top = flat.sum(1).argmax(1)                                # brightest pixel (d = d_max, usually 255)
-    return flat[torch.arange(len(flat)), :, top]               # = floor(255 c d_max/255)/255 ~ c
+    flat = torch.as_tensor(x).flatten(2)  # [N,3,HW]
+    top = flat.sum(1).argmax(1)  # brightest pixel (d = d_max, usually 255)
+    return flat[torch.arange(len(flat)), :, top]  # = floor(255 c d_max/255)/255 ~ c
 
 # %% ../nbs/01_data.ipynb #d0965f6e
-FIXED_SIZE = {'cmnist': 28, 'cifar10c': 32, 'corrupted_mnist': 32}   # benchmarks whose images all have one size (the others are resized)
-MAX_LISTED = 50                               # offending paths listed in one error message
+FIXED_SIZE = {
+    'cmnist': 28,
+    'cifar10c': 32,
+    'corrupted_mnist': 32,
+}  # benchmarks whose images all have one size (the others are resized)
+MAX_LISTED = 50  # offending paths listed in one error message
+
 
 class DataCheckError(ValueError):
     "Problems found in a data folder, one line per offending path."
 
+
 def problems_error(head: str, problems: list) -> DataCheckError:
     "A `DataCheckError`: `head`, then one line `<path>: <what is wrong>` per problem (the first `MAX_LISTED`)."
     lines = [f'  {p}: {why}' for p, why in problems[:MAX_LISTED]]
-    if len(problems) > MAX_LISTED: lines.append(f'  ... and {len(problems) - MAX_LISTED} more')
+    if len(problems) > MAX_LISTED:
+        lines.append(f'  ... and {len(problems) - MAX_LISTED} more')
     return DataCheckError(f'{head} ({len(problems)} problem{"s" * (len(problems) != 1)}):\n' + '\n'.join(lines))
+
 
 def scan_images(files, size=None, rgb=False, progress=None, comment='checking images') -> tuple:
     "Decode every file: ({'n', 'sizes', 'modes'}, [(path, problem)]); `size` (int or (W, H)) and `rgb` are requirements."
@@ -655,15 +802,18 @@ def scan_images(files, size=None, rgb=False, progress=None, comment='checking im
     for f in pbar(files, total=len(files), comment=comment, show=progress):
         try:
             with Image.open(f) as im:
-                im.load()                                               # a full decode: truncated files fail here
+                im.load()  # a full decode: truncated files fail here
                 (w, h), mode = im.size, im.mode
         except Exception as e:
             problems.append((f, f'cannot read image ({type(e).__name__}: {e}); the file is corrupt or not an image'))
             continue
         sizes[f'{w}x{h}'], modes[mode] = sizes.get(f'{w}x{h}', 0) + 1, modes.get(mode, 0) + 1
-        if want is not None and (w, h) != want: problems.append((f, f'{w}x{h} px; expected {want[0]}x{want[1]}'))
-        if rgb and mode != 'RGB': problems.append((f, f'mode {mode}; expected an RGB (colour) image'))
+        if want is not None and (w, h) != want:
+            problems.append((f, f'{w}x{h} px; expected {want[0]}x{want[1]}'))
+        if rgb and mode != 'RGB':
+            problems.append((f, f'mode {mode}; expected an RGB (colour) image'))
     return dict(n=len(files), sizes=sizes, modes=modes), problems
+
 
 def check_benchmark(root, benchmark, ratios, progress=None) -> dict:
     "Decode and check every image of a DisEnt-layout `benchmark` folder at `ratios` (policy above): a summary per split."
@@ -672,17 +822,25 @@ def check_benchmark(root, benchmark, ratios, progress=None) -> dict:
     summary, problems = {}, []
     for r in ratios:
         for split in ('train', 'valid', 'test'):
-            fs = split_files(root, spec, split, r)                      # layout problems raise here, naming the path
+            fs = split_files(root, spec, split, r)  # layout problems raise here, naming the path
             key = split if split == 'test' else f'{pct_name(r)}/{split}'
-            if key in summary: continue                                 # test/ is shared by the ratios
+            if key in summary:
+                continue  # test/ is shared by the ratios
             lab = [parse_name(f)[1:] for f in fs]
-            problems += [(f, f'label {y} / bias {b} out of range; expected values in [0, {K - 1}]')
-                         for f, (y, b) in zip(fs, lab) if not (0 <= y < K and 0 <= b < K)]
+            problems += [
+                (f, f'label {y} / bias {b} out of range; expected values in [0, {K - 1}]')
+                for f, (y, b) in zip(fs, lab)
+                if not (0 <= y < K and 0 <= b < K)
+            ]
             if split == 'train':
                 missing = sorted(set(range(K)) - {y for y, _ in lab})
                 if missing:
-                    problems.append((benchmark_root(root, spec) / pct_name(r), f'no training image of class {missing}; '
-                                     f'expected images of every class 0..{K - 1}'))
+                    problems.append(
+                        (
+                            benchmark_root(root, spec) / pct_name(r),
+                            f'no training image of class {missing}; expected images of every class 0..{K - 1}',
+                        )
+                    )
             s, p = scan_images(fs, FIXED_SIZE.get(spec.name), rgb=True, progress=progress, comment=f'checking {key}')
             summary[key] = dict(s, per_class=[sum(y == c for y, _ in lab) for c in range(K)])
             problems += p
@@ -698,12 +856,16 @@ def check_benchmark(root, benchmark, ratios, progress=None) -> dict:
 IMAGEFOLDER_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 _LAYOUT = 'train/<class>/<image> with optional valid/<class>/ and test/<class>/ (torchvision ImageFolder layout)'
 
-def _visible(d: Path) -> list[Path]: return sorted(p for p in d.iterdir() if not p.name.startswith('.'))
+
+def _visible(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if not p.name.startswith('.'))
+
 
 def imagefolder_layout(root) -> dict:
     "Classes and image files per split and class of an image folder `root` (see above); every problem is listed at once."
     root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f'{root}: no such folder; expected an image folder {_LAYOUT}')
+    if not root.is_dir():
+        raise FileNotFoundError(f'{root}: no such folder; expected an image folder {_LAYOUT}')
     if not (root / 'train').is_dir():
         raise FileNotFoundError(
             f'{root / "train"}: missing; expected {_LAYOUT} (found in {root}: {[p.name for p in _visible(root)]})'
@@ -729,31 +891,40 @@ def imagefolder_layout(root) -> dict:
                 continue
             files = []
             for p in sorted(c.rglob('*')):
-                if p.is_dir() or any(s.startswith('.') for s in p.relative_to(c).parts): continue
-                if p.suffix.lower() in IMAGEFOLDER_EXTS: files.append(p)
-                else: problems.append((p, f'not an image file; expected only images {" ".join(IMAGEFOLDER_EXTS)}'))
-            if not files: problems.append((c, 'empty class folder; expected at least one image'))
+                if p.is_dir() or any(s.startswith('.') for s in p.relative_to(c).parts):
+                    continue
+                if p.suffix.lower() in IMAGEFOLDER_EXTS:
+                    files.append(p)
+                else:
+                    problems.append((p, f'not an image file; expected only images {" ".join(IMAGEFOLDER_EXTS)}'))
+            if not files:
+                problems.append((c, 'empty class folder; expected at least one image'))
             per[c.name] = files
         if not per and split != 'train':
             problems.append((d, f'no class folders; expected {d}/<class>/<image> or no {split}/ at all'))
         out[split] = per
-    if problems: raise problems_error(f'{root}: the image folder does not fit the layout {_LAYOUT}', problems)
+    if problems:
+        raise problems_error(f'{root}: the image folder does not fit the layout {_LAYOUT}', problems)
     return out
+
 
 def read_bias_csv(path, root, classes) -> dict:
     "{resolved image path: bias class index} from a CSV with the header `path,bias` (see above); bad rows are listed."
     import csv
+
     path, root = Path(path), Path(root)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: no such bias-label CSV; expected a file with a header line path,bias')
-    with open(path, newline='') as f: rows = list(csv.reader(f))
+    with open(path, newline='') as f:
+        rows = list(csv.reader(f))
     head = [h.strip() for h in rows[0]] if rows else []
     if 'path' not in head or 'bias' not in head:
         raise ValueError(f'{path}: expected a header line with the columns path,bias, got {head}')
     ip, ib = head.index('path'), head.index('bias')
     out, problems, lines = {}, [], {}
     for n, row in enumerate(rows[1:], start=2):
-        if not any(v.strip() for v in row): continue
+        if not any(v.strip() for v in row):
+            continue
         p, b = (row[ip].strip() if ip < len(row) else ''), (row[ib].strip() if ib < len(row) else '')
         q = Path(p) if Path(p).is_absolute() else root / p
         v = classes.index(b) if b in classes else int(b) if b.isdigit() and int(b) < len(classes) else None
@@ -763,26 +934,48 @@ def read_bias_csv(path, root, classes) -> dict:
             )
         elif not q.resolve().is_relative_to(root.resolve()):
             problems.append((f'{path}:{n}', f'{p}: outside the image folder {root}; expected an image of it'))
-        elif not q.is_file(): problems.append((f'{path}:{n}', f'{q}: no such image'))
+        elif not q.is_file():
+            problems.append((f'{path}:{n}', f'{q}: no such image'))
         elif out.get(q.resolve(), v) != v:
-            problems.append((f'{path}:{n}', f'{p}: bias {b!r}, but line {lines[q.resolve()]} gives it another; '
-                                            'expected one bias per image'))
-        else: out[q.resolve()], lines[q.resolve()] = v, lines.get(q.resolve(), n)
-    if problems: raise problems_error(f'{path}: bad rows in the bias-label CSV', problems)
+            problems.append(
+                (
+                    f'{path}:{n}',
+                    f'{p}: bias {b!r}, but line {lines[q.resolve()]} gives it another; expected one bias per image',
+                )
+            )
+        else:
+            out[q.resolve()], lines[q.resolve()] = v, lines.get(q.resolve(), n)
+    if problems:
+        raise problems_error(f'{path}: bad rows in the bias-label CSV', problems)
     return out
 
-def _n_held(n): return max(1, int(round(n * VALID_FRACTION))) if n >= 2 else 0   # valid hold-out per class (>= 1)
+
+def _n_held(n):
+    return max(1, int(round(n * VALID_FRACTION))) if n >= 2 else 0  # valid hold-out per class (>= 1)
+
 
 def per_class_subset(labels, n: int, seed: int = 0) -> np.ndarray:
     "Sorted indices of at most `n` items per class: for class c, the first `n` of a permutation seeded by (seed, c)."
-    if int(n) < 1: raise ValueError(f'max_train_per_class={n}: expected a positive integer')
+    if int(n) < 1:
+        raise ValueError(f'max_train_per_class={n}: expected a positive integer')
     y = np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
-    keep = [idx[np.random.default_rng([seed, int(c)]).permutation(len(idx))[:int(n)]]
-            for c in np.unique(y) for idx in [np.nonzero(y == c)[0]]]
+    keep = [
+        idx[np.random.default_rng([seed, int(c)]).permutation(len(idx))[: int(n)]]
+        for c in np.unique(y)
+        for idx in [np.nonzero(y == c)[0]]
+    ]
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
-def load_imagefolder(root, image_size: int = 64, transform='train', max_train_per_class: int | None = None,
-                     bias_csv=None, seed: int = 0, layout=None) -> dict:
+
+def load_imagefolder(
+    root,
+    image_size: int = 64,
+    transform='train',
+    max_train_per_class: int | None = None,
+    bias_csv=None,
+    seed: int = 0,
+    layout=None,
+) -> dict:
     "train / valid / test `BiasedDataset`s of an image folder (test may be None), its classes and spec, and where each split comes from."
     lay = layout or imagefolder_layout(root)
     classes = lay['classes']
@@ -790,18 +983,25 @@ def load_imagefolder(root, image_size: int = 64, transform='train', max_train_pe
     bias = read_bias_csv(bias_csv, lay['root'], classes) if bias_csv else {}
     train, valid, valid_from = dict(lay['train']), lay['valid'], 'valid/'
     if valid is None:
-        valid = {c: fs[len(fs) - _n_held(len(fs)):] for c, fs in train.items()}
-        train = {c: fs[:len(fs) - _n_held(len(fs))] for c, fs in train.items()}
+        valid = {c: fs[len(fs) - _n_held(len(fs)) :] for c, fs in train.items()}
+        train = {c: fs[: len(fs) - _n_held(len(fs))] for c, fs in train.items()}
         valid_from = f'train/ (the last {VALID_FRACTION:.3g} of each class, held out)'
     if max_train_per_class is not None:
         pick = lambda fs, ci: [fs[j] for j in per_class_subset([ci] * len(fs), max_train_per_class, seed)]
         train = {c: pick(fs, classes.index(c)) for c, fs in train.items()}
     tfs = dict(train=spec.train_tf(), eval=spec.eval_tf())
+
     def make(per, tf):
         files = [f for c in classes for f in per.get(c, [])]
         labels = [classes.index(c) for c in classes for _ in per.get(c, [])]
-        return BiasedDataset(files, tfs.get(tf, tf) if isinstance(tf, str) else tf, len(classes), labels=labels,
-                             biases=[bias.get(f.resolve(), UNKNOWN_BIAS) for f in files])
+        return BiasedDataset(
+            files,
+            tfs.get(tf, tf) if isinstance(tf, str) else tf,
+            len(classes),
+            labels=labels,
+            biases=[bias.get(f.resolve(), UNKNOWN_BIAS) for f in files],
+        )
+
     if isinstance(transform, str) and transform not in tfs:
         raise ValueError(f"transform={transform!r}: expected 'train', 'eval', a callable or None")
     test, test_from = (
@@ -822,10 +1022,12 @@ def load_imagefolder(root, image_size: int = 64, transform='train', max_train_pe
         n_bias_labels=len(bias),
     )
 
+
 def check_imagefolder(root, bias_csv=None, progress=None) -> dict:
     "Layout, bias CSV, and a full decode of every image of an image folder: a summary (classes, counts, sizes, modes)."
     lay = imagefolder_layout(root)
-    if bias_csv: read_bias_csv(bias_csv, lay['root'], lay['classes'])
+    if bias_csv:
+        read_bias_csv(bias_csv, lay['root'], lay['classes'])
     out, problems = dict(classes=lay['classes']), []
     for split in ('train', 'valid', 'test'):
         if lay[split] is None:
@@ -835,7 +1037,8 @@ def check_imagefolder(root, bias_csv=None, progress=None) -> dict:
         s, p = scan_images(files, progress=progress, comment=f'checking {split}/')
         out[split] = dict(s, per_class={c: len(lay[split].get(c, [])) for c in lay['classes']})
         problems += p
-    if problems: raise problems_error(f'{root}: images that cannot be read', problems)
+    if problems:
+        raise problems_error(f'{root}: images that cannot be read', problems)
     return out
 
 # %% ../nbs/01_data.ipynb #d3015d35
@@ -850,11 +1053,17 @@ def show_bias_grid(ds, n=4, classes=None, seed=0, title=None, scale=0.9):
             idx = idx[torch.randperm(len(idx), generator=g)[:n]].tolist()
             for k in range(n):
                 if k < len(idx):
-                    im = ds.get_image(idx[k]).resize((48, 48))           # raw sizes vary (Dogs & Cats)
+                    im = ds.get_image(idx[k]).resize((48, 48))  # raw sizes vary (Dogs & Cats)
                     ims.append(_to_tensor(im))
                     titles.append(f'{c}/{int(ds.biases[idx[k]])}')
                 else:  # blank cell: too few samples
                     ims.append(torch.ones(3, 2, 2))
                     titles.append('')
-    return show_images(ims, nrow=2 * n, titles=titles, scale=scale, row_labels=[f'class {c}' for c in classes],
-                       suptitle=title or f'label/bias: {n} aligned (left) | {n} conflicting (right)')
+    return show_images(
+        ims,
+        nrow=2 * n,
+        titles=titles,
+        scale=scale,
+        row_labels=[f'class {c}' for c in classes],
+        suptitle=title or f'label/bias: {n} aligned (left) | {n} conflicting (right)',
+    )

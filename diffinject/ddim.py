@@ -15,41 +15,56 @@ __all__ = ['ddim_sigma', 'direction_to_xt', 'ddim_step', 'ddim_timesteps', 'mode
 
 # %% ../nbs/08_ddim.ipynb #3c7d5512
 from .diffusion import predict_x0, eps_from_x0, _coef, _cast
+
 _all_ = ['predict_x0', 'eps_from_x0']
 
 # %% ../nbs/08_ddim.ipynb #9b21d319
-def ddim_sigma(ab_t, ab_prev, eta: float = 0.) -> torch.Tensor:
+def ddim_sigma(ab_t, ab_prev, eta: float = 0.0) -> torch.Tensor:
     "sigma_t of Eq. (7): eta * sqrt((1-ab_prev)/(1-ab_t)) * sqrt(1 - ab_t/ab_prev) (float64)."
     ab_t, ab_prev = torch.as_tensor(ab_t, dtype=torch.float64), torch.as_tensor(ab_prev, dtype=torch.float64)
-    if eta < 0: raise ValueError(f'eta={eta}: expected eta >= 0')
+    if eta < 0:
+        raise ValueError(f'eta={eta}: expected eta >= 0')
     if eta == 0:
         return torch.zeros(torch.broadcast_shapes(ab_t.shape, ab_prev.shape), dtype=torch.float64, device=ab_t.device)
     # t increasing (inversion) or ab_t = 1 has no stochastic part: 1 - ab_t/ab_prev <= 0
     return eta * ((1 - ab_prev) / (1 - ab_t).clamp(min=1e-300)).sqrt() * (1 - ab_t / ab_prev).clamp(min=0).sqrt()
 
-def direction_to_xt(eps: torch.Tensor, ab_prev, sigma=0.) -> torch.Tensor:
+
+def direction_to_xt(eps: torch.Tensor, ab_prev, sigma=0.0) -> torch.Tensor:
     "D_t of Eq. (7): sqrt(1 - ab_prev - sigma^2) * eps, the part of x_{t-1} that points along the noise."
     var = 1 - _coef(ab_prev, eps) - _coef(sigma, eps) ** 2
-    if (var < -1e-12).any(): raise ValueError('sigma: sigma^2 exceeds 1 - ab_prev (eta too large for this step)')
+    if (var < -1e-12).any():
+        raise ValueError('sigma: sigma^2 exceeds 1 - ab_prev (eta too large for this step)')
     return _cast(var.clamp(min=0).sqrt(), eps) * eps
 
 # %% ../nbs/08_ddim.ipynb #2bdc8c9e
-def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, ab_t, ab_prev, eta: float = 0., clip: bool = False,
-              noise: torch.Tensor | None = None, eps_x0: torch.Tensor | None = None,
-              generator: torch.Generator | None = None, return_x0: bool = False):
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    ab_t,
+    ab_prev,
+    eta: float = 0.0,
+    clip: bool = False,
+    noise: torch.Tensor | None = None,
+    eps_x0: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    return_x0: bool = False,
+):
     "One DDIM update, Eq. (7): sqrt(ab_prev) P_t(eps_x0) + D_t(eps) + sigma_t z (eps_x0 defaults to eps)."
     if eps.shape != x_t.shape:
         raise ValueError(f'eps: expected shape {tuple(x_t.shape)} (that of x_t), got {tuple(eps.shape)}')
-    x0 = predict_x0(x_t, eps if eps_x0 is None else eps_x0, ab_t)           # P_t
+    x0 = predict_x0(x_t, eps if eps_x0 is None else eps_x0, ab_t)  # P_t
     if clip:
         x0 = x0.clamp(-1, 1)
-        if eps_x0 is None: eps = eps_from_x0(x_t, x0, ab_t)                  # gd: eps re-derived from clipped x0
+        if eps_x0 is None:
+            eps = eps_from_x0(x_t, x0, ab_t)  # gd: eps re-derived from clipped x0
     ab_prev = _coef(ab_prev, x_t)
     sigma = ddim_sigma(_coef(ab_t, x_t), ab_prev, eta)
     x_prev = _cast(ab_prev.sqrt(), x_t) * x0 + direction_to_xt(eps, ab_prev, sigma)  # sqrt(ab_prev) P_t + D_t
     if eta > 0 and bool((sigma > 0).any()):
-        if noise is None: noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
-        x_prev = x_prev + _cast(sigma, x_t) * noise                          # + sigma_t z
+        if noise is None:
+            noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        x_prev = x_prev + _cast(sigma, x_t) * noise  # + sigma_t z
     return (x_prev, x0) if return_x0 else x_prev
 
 # %% ../nbs/08_ddim.ipynb #377b2903
@@ -61,23 +76,28 @@ def ddim_timesteps(steps, T: int = 1000, spacing: str = 'ddim') -> list[int]:
             raise ValueError(f'steps: expected distinct timesteps in [0, {T}), got {list(steps)[:10]}...')
         return ts
     steps = int(steps)
-    if not 1 <= steps <= T: raise ValueError(f'steps={steps}: expected 1 <= steps <= T={T}')
+    if not 1 <= steps <= T:
+        raise ValueError(f'steps={steps}: expected 1 <= steps <= T={T}')
     if spacing == 'ddim':
         for stride in range(1, T + 1):
-            if len(range(0, T, stride)) == steps: return list(range(0, T, stride))
+            if len(range(0, T, stride)) == steps:
+                return list(range(0, T, stride))
         raise ValueError(
             f"steps={steps}: no integer stride gives exactly {steps} of {T} steps ('ddim' spacing); use spacing='linspace'"
         )
     if spacing == 'linspace':
-        if steps < 2: raise ValueError(f"steps={steps}: 'linspace' spacing needs at least 2 steps")
+        if steps < 2:
+            raise ValueError(f"steps={steps}: 'linspace' spacing needs at least 2 steps")
         ts = [int(s) for s in np.linspace(0, 1, steps) * (T - 1) + 1e-6]
-        if len(set(ts)) != steps: raise ValueError(f'steps={steps}: linspace grid has repeated timesteps for T={T}')
+        if len(set(ts)) != steps:
+            raise ValueError(f'steps={steps}: linspace grid has repeated timesteps for T={T}')
         return ts
     raise ValueError(f"spacing={spacing!r}: expected 'ddim' or 'linspace'")
 
 # %% ../nbs/08_ddim.ipynb #0a861eb8
 def _t_batch(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+
 
 def _eps_of(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     "The eps part of a model output: its first C channels, C = x's channels (learn_sigma models output 2C)."
@@ -88,10 +108,12 @@ def _eps_of(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         )
     return out[:, :C]
 
+
 def model_eps(model: nn.Module, x: torch.Tensor, t, y=None) -> torch.Tensor:
     "eps_theta(x, t): the model's noise prediction (first C output channels), t an int or per-sample LongTensor."
     tt = t if isinstance(t, torch.Tensor) else _t_batch(t, x)
     return _eps_of(model(x, tt) if y is None else model(x, tt, y=y), x)
+
 
 def model_eps_h(model: nn.Module, x: torch.Tensor, t, y=None) -> tuple[torch.Tensor, torch.Tensor]:
     "(eps_theta(x, t), h_t) from ONE model evaluation: model.encode (-> h, skips, emb) then model.decode."
@@ -104,8 +126,18 @@ def model_eps_h(model: nn.Module, x: torch.Tensor, t, y=None) -> tuple[torch.Ten
     return _eps_of(model.decode(h, skips, emb), x), h
 
 # %% ../nbs/08_ddim.ipynb #a613385e
-def ddim_sample(model: nn.Module, x_T: torch.Tensor, alphas_cumprod, steps, eta: float = 0., clip: bool = False,
-                generator: torch.Generator | None = None, y=None, spacing: str = 'ddim', progress: bool | None = False):
+def ddim_sample(
+    model: nn.Module,
+    x_T: torch.Tensor,
+    alphas_cumprod,
+    steps,
+    eta: float = 0.0,
+    clip: bool = False,
+    generator: torch.Generator | None = None,
+    y=None,
+    spacing: str = 'ddim',
+    progress: bool | None = False,
+):
     "DDIM sampling from x_T at the top of `ddim_timesteps(steps)` down to a clean image (Eq. (7) with eps_x0 = eps)."
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
     ts = ddim_timesteps(steps, len(ac), spacing)
@@ -117,22 +149,35 @@ def ddim_sample(model: nn.Module, x_T: torch.Tensor, alphas_cumprod, steps, eta:
     return x
 
 # %% ../nbs/08_ddim.ipynb #b2c59a90
-def ddim_invert(model: nn.Module, x0: torch.Tensor, alphas_cumprod, steps, return_h: bool = True, y=None,
-                spacing: str = 'ddim', final_h: bool = False, clean_start: bool = False, h_device=None,
-                progress: bool | None = False):
+def ddim_invert(
+    model: nn.Module,
+    x0: torch.Tensor,
+    alphas_cumprod,
+    steps,
+    return_h: bool = True,
+    y=None,
+    spacing: str = 'ddim',
+    final_h: bool = False,
+    clean_start: bool = False,
+    h_device=None,
+    progress: bool | None = False,
+):
     "DDIM inversion (eta=0, t increasing) of x0 in [-1,1] -> (x_T, hs) with hs[t] = h-space at each step (t: int)."
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
     ts = ddim_timesteps(steps, len(ac), spacing)
-    if len(ts) < 2: raise ValueError(f'steps={steps}: inversion needs at least 2 timesteps')
+    if len(ts) < 2:
+        raise ValueError(f'steps={steps}: inversion needs at least 2 timesteps')
     x, hs = x0, {}
     with torch.no_grad():
-        if clean_start: x = ddim_step(x, model_eps(model, x, ts[0], y), 1.0, ac[ts[0]])  # clean (ab=1) -> x_{tau_0}
+        if clean_start:
+            x = ddim_step(x, model_eps(model, x, ts[0], y), 1.0, ac[ts[0]])  # clean (ab=1) -> x_{tau_0}
         for k in pbar(range(len(ts) - 1), show=progress):
             if return_h:
-                eps, h = model_eps_h(model, x, ts[k], y)                 # one encode + one decode
+                eps, h = model_eps_h(model, x, ts[k], y)  # one encode + one decode
                 hs[ts[k]] = h if h_device is None else h.to(h_device)
-            else: eps = model_eps(model, x, ts[k], y)
-            x = ddim_step(x, eps, ac[ts[k]], ac[ts[k + 1]])                # eta=0 step towards larger t
+            else:
+                eps = model_eps(model, x, ts[k], y)
+            x = ddim_step(x, eps, ac[ts[k]], ac[ts[k + 1]])  # eta=0 step towards larger t
         if return_h and final_h:
             tt = _t_batch(ts[-1], x)
             h = (model.encode(x, tt) if y is None else model.encode(x, tt, y=y))[0]

@@ -27,8 +27,17 @@ def real_plus_synthetic(real: BiasedDataset, synthetic: BiasedDataset, num_class
     raise ValueError('synthetic: expected both sets read from files or both in memory, got one of each')
 
 # %% ../nbs/14_debias.ipynb #18563b6d
-def train_debiased(real, synthetic, valid=None, test=None, benchmark: str = 'cmnist', seed: int = 0, loss='ce',
-                   num_classes: int | None = None, **kwargs) -> TrainResult:
+def train_debiased(
+    real,
+    synthetic,
+    valid=None,
+    test=None,
+    benchmark: str = 'cmnist',
+    seed: int = 0,
+    loss='ce',
+    num_classes: int | None = None,
+    **kwargs,
+) -> TrainResult:
     "Step 4: a fresh `benchmark` classifier, seeded, trained by `train_classifier` on `real_plus_synthetic`."
     both = real_plus_synthetic(real, synthetic, num_classes)
     seed_everything(seed)

@@ -18,9 +18,11 @@ __all__ = ['linear_beta_schedule', 'betas_for_alpha_bar', 'cosine_beta_schedule'
 # %% ../nbs/07_diffusion.ipynb #a2409533
 def linear_beta_schedule(T: int = 1000) -> torch.Tensor:
     "Linear betas (float64): linspace(scale*1e-4, scale*0.02, T) with scale = 1000/T (guided-diffusion 'linear')."
-    if T < 1: raise ValueError(f'T={T}: expected a positive number of diffusion steps')
+    if T < 1:
+        raise ValueError(f'T={T}: expected a positive number of diffusion steps')
     scale = 1000 / T
     return torch.from_numpy(np.linspace(scale * 1e-4, scale * 0.02, T, dtype=np.float64))
+
 
 def betas_for_alpha_bar(T: int, alpha_bar, max_beta: float = 0.999) -> torch.Tensor:
     "Betas whose cumulative product follows alpha_bar(s), s in [0,1]: beta_i = min(1 - ab((i+1)/T)/ab(i/T), max_beta)."
@@ -28,15 +30,20 @@ def betas_for_alpha_bar(T: int, alpha_bar, max_beta: float = 0.999) -> torch.Ten
         [min(1 - alpha_bar((i + 1) / T) / alpha_bar(i / T), max_beta) for i in range(T)], dtype=torch.float64
     )
 
+
 def cosine_beta_schedule(T: int = 1000) -> torch.Tensor:
     "Cosine betas (float64): alpha_bar(s) = cos((s+0.008)/1.008 * pi/2)^2 (guided-diffusion 'cosine')."
-    if T < 1: raise ValueError(f'T={T}: expected a positive number of diffusion steps')
+    if T < 1:
+        raise ValueError(f'T={T}: expected a positive number of diffusion steps')
     return betas_for_alpha_bar(T, lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2)
+
 
 def get_beta_schedule(name: str, T: int = 1000) -> torch.Tensor:
     "Betas by name: 'linear' or 'cosine'."
-    if name == 'linear': return linear_beta_schedule(T)
-    if name == 'cosine': return cosine_beta_schedule(T)
+    if name == 'linear':
+        return linear_beta_schedule(T)
+    if name == 'cosine':
+        return cosine_beta_schedule(T)
     raise ValueError(f"schedule {name!r}: expected 'linear' or 'cosine'")
 
 # %% ../nbs/07_diffusion.ipynb #337ffff2
@@ -49,6 +56,7 @@ def _extract(arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tenso
         raise ValueError(f't: expected integer timesteps in [0, {len(arr)}), got {t.tolist()[:8]}')
     return arr[t.detach().cpu().long()].float().to(x.device).reshape(-1, *([1] * (x.ndim - 1)))
 
+
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
     "Mean over all dims but the batch dim (per-sample mean over C,H,W)."
     return x.mean(dim=tuple(range(1, x.ndim)))
@@ -56,8 +64,15 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/07_diffusion.ipynb #28bc156e
 class GaussianDiffusion:
     "Gaussian diffusion with P2 weighting (Eqs. (5)-(6)): schedule arrays (float64), q_sample, posterior, losses."
-    def __init__(self, betas, p2_gamma: float = 0., p2_k: float = 1., learn_sigma: bool = False,
-                 rescale_learned_sigmas: bool = True):
+
+    def __init__(
+        self,
+        betas,
+        p2_gamma: float = 0.0,
+        p2_k: float = 1.0,
+        learn_sigma: bool = False,
+        rescale_learned_sigmas: bool = True,
+    ):
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or not ((betas > 0) & (betas <= 1)).all():
             raise ValueError('betas: expected a 1-D schedule with values in (0, 1]')
@@ -65,19 +80,19 @@ class GaussianDiffusion:
         self.p2_gamma, self.p2_k, self.learn_sigma = float(p2_gamma), float(p2_k), learn_sigma
         self.rescale_learned_sigmas = rescale_learned_sigmas
         alphas = 1 - betas
-        self.alphas_cumprod = torch.cumprod(alphas, 0)                                             # ab_t
+        self.alphas_cumprod = torch.cumprod(alphas, 0)  # ab_t
         self.alphas_cumprod_prev = torch.cat(
             [torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]]
         )  # ab_{t-1}, ab_{-1}=1
         ab, abp = self.alphas_cumprod, self.alphas_cumprod_prev
-        self.posterior_variance = betas * (1 - abp) / (1 - ab)                                     # beta~_t
+        self.posterior_variance = betas * (1 - abp) / (1 - ab)  # beta~_t
         self.posterior_log_variance_clipped = torch.log(
             torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
         )
-        self.posterior_mean_coef1 = betas * abp.sqrt() / (1 - ab)                                  # * x0
-        self.posterior_mean_coef2 = (1 - abp) * alphas.sqrt() / (1 - ab)                           # * x_t
+        self.posterior_mean_coef1 = betas * abp.sqrt() / (1 - ab)  # * x0
+        self.posterior_mean_coef2 = (1 - abp) * alphas.sqrt() / (1 - ab)  # * x_t
         self.snr = 1.0 / (1 - ab) - 1  # ab/(1-ab), as P2 writes it
-        self.p2_weights = 1 / (self.p2_k + self.snr) ** self.p2_gamma                              # lambda_t, Eq. (6)
+        self.p2_weights = 1 / (self.p2_k + self.snr) ** self.p2_gamma  # lambda_t, Eq. (6)
 
     @classmethod
     def from_name(cls, schedule: str = 'linear', T: int = 1000, **kw):
@@ -85,8 +100,10 @@ class GaussianDiffusion:
         return cls(get_beta_schedule(schedule, T), **kw)
 
     def __repr__(self):
-        return (f'GaussianDiffusion(T={self.num_timesteps}, p2_gamma={self.p2_gamma}, p2_k={self.p2_k}, '
-                f'learn_sigma={self.learn_sigma})')
+        return (
+            f'GaussianDiffusion(T={self.num_timesteps}, p2_gamma={self.p2_gamma}, p2_k={self.p2_k}, '
+            f'learn_sigma={self.learn_sigma})'
+        )
 
     def p2_weight(self, t: torch.Tensor) -> torch.Tensor:
         "P2 weight lambda_t = 1/(k + SNR(t))^gamma, Eq. (6), as float32 [N] on t's device."
@@ -95,7 +112,8 @@ class GaussianDiffusion:
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         "Sample q(x_t | x0): sqrt(ab_t) x0 + sqrt(1 - ab_t) noise."
-        if noise is None: noise = torch.randn_like(x0)
+        if noise is None:
+            noise = torch.randn_like(x0)
         if noise.shape != x0.shape:
             raise ValueError(f'noise: expected shape {tuple(x0.shape)}, got {tuple(noise.shape)}')
         return (
@@ -111,14 +129,17 @@ class GaussianDiffusion:
 def _coef(a, x: torch.Tensor) -> torch.Tensor:
     "`a` (float, 0-d or per-sample [N]) as float64 on `x`'s device, shaped to broadcast against `x` [N,...]."
     a = torch.as_tensor(a, dtype=torch.float64, device='cpu' if x.device.type == 'mps' else x.device)
-    if a.ndim == 1: a = a.reshape(-1, *([1] * (x.ndim - 1)))
+    if a.ndim == 1:
+        a = a.reshape(-1, *([1] * (x.ndim - 1)))
     elif a.ndim > 1 and not (a.ndim == x.ndim and all(s == 1 for s in a.shape[1:])):
         raise ValueError(f'coefficient: expected a scalar or one value per sample, got shape {tuple(a.shape)}')
     return a
 
+
 def _cast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     "Cast a float64 coefficient to `x`'s dtype and device (the last moment, as guided-diffusion does)."
     return c.to(device=x.device, dtype=x.dtype)
+
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, ab_t) -> torch.Tensor:
     "P_t of Eq. (7): the clean image predicted from x_t and a noise estimate, (x_t - sqrt(1-ab_t) eps)/sqrt(ab_t)."
@@ -126,6 +147,7 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, ab_t) -> torch.Tensor:
     return (
         _cast((1 / ab).sqrt(), x_t) * x_t - _cast((1 / ab - 1).sqrt(), x_t) * eps
     )  # sqrt(1/ab) x_t - sqrt(1/ab-1) eps
+
 
 def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, ab_t) -> torch.Tensor:
     "The noise that P_t maps to `x0`: (sqrt(1/ab_t) x_t - x0) / sqrt(1/ab_t - 1) (inverse of `predict_x0`)."
@@ -137,17 +159,19 @@ def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
     "KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))) elementwise, in nats."
     return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
 
+
 def approx_standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     "Fast approximation of the standard normal CDF (tanh form, as in guided-diffusion)."
-    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
 
 def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
     "log P(x) of 8-bit data x in [-1,1] under N(means, exp(log_scales)^2) discretised to 256 bins (elementwise, nats)."
     centered, inv_stdv = x - means, torch.exp(-log_scales)
-    cdf_plus = approx_standard_normal_cdf(inv_stdv * (centered + 1 / 255))      # Phi at the bin's upper edge
-    cdf_min = approx_standard_normal_cdf(inv_stdv * (centered - 1 / 255))       # ... and lower edge
-    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))                         # first bin: (-inf, -1+1/255]
-    log_one_minus_cdf_min = torch.log((1 - cdf_min).clamp(min=1e-12))           # last bin: [1-1/255, inf)
+    cdf_plus = approx_standard_normal_cdf(inv_stdv * (centered + 1 / 255))  # Phi at the bin's upper edge
+    cdf_min = approx_standard_normal_cdf(inv_stdv * (centered - 1 / 255))  # ... and lower edge
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))  # first bin: (-inf, -1+1/255]
+    log_one_minus_cdf_min = torch.log((1 - cdf_min).clamp(min=1e-12))  # last bin: [1-1/255, inf)
     log_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
     return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
 
@@ -157,23 +181,29 @@ def _split_output(out: torch.Tensor, x: torch.Tensor, learn_sigma: bool):
     C = x.shape[1]
     want = 2 * C if learn_sigma else C
     if out.shape != (x.shape[0], want, *x.shape[2:]):
-        raise ValueError(f'model output: expected shape {(x.shape[0], want, *x.shape[2:])} for x {tuple(x.shape)} '
-                         f'with learn_sigma={learn_sigma}, got {tuple(out.shape)}')
+        raise ValueError(
+            f'model output: expected shape {(x.shape[0], want, *x.shape[2:])} for x {tuple(x.shape)} '
+            f'with learn_sigma={learn_sigma}, got {tuple(out.shape)}'
+        )
     return (out[:, :C], out[:, C:]) if learn_sigma else (out, None)
+
 
 @patch
 def p_mean_logvar(self: GaussianDiffusion, eps: torch.Tensor, v: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
     "Mean and log-variance of p(x_{t-1}|x_t): posterior mean at P_t(eps), LEARNED_RANGE log-variance from v."
-    min_log = _extract(self.posterior_log_variance_clipped, t, x_t)                 # log beta~_t (clipped)
-    max_log = _extract(torch.log(self.betas), t, x_t)                               # log beta_t
+    min_log = _extract(self.posterior_log_variance_clipped, t, x_t)  # log beta~_t (clipped)
+    max_log = _extract(torch.log(self.betas), t, x_t)  # log beta_t
     frac = (v + 1) / 2
     logvar = frac * max_log + (1 - frac) * min_log
-    x0_hat = predict_x0(x_t, eps, self.alphas_cumprod[t.detach().cpu().long()])    # P_t(eps), no clipping
-    mean, _, _ = self.q_posterior(x0_hat, x_t, t)                                   # mu~(P_t(eps), x_t)
+    x0_hat = predict_x0(x_t, eps, self.alphas_cumprod[t.detach().cpu().long()])  # P_t(eps), no clipping
+    mean, _, _ = self.q_posterior(x0_hat, x_t, t)  # mu~(P_t(eps), x_t)
     return mean, logvar
 
+
 @patch
-def vb_terms_bpd(self: GaussianDiffusion, eps: torch.Tensor, v: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+def vb_terms_bpd(
+    self: GaussianDiffusion, eps: torch.Tensor, v: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+):
     "VLB term per sample in bits/dim: KL(q(x_{t-1}|x_t,x0) || p(x_{t-1}|x_t)) for t>0, decoder NLL at t=0."
     true_mean, _, true_logvar = self.q_posterior(x0, x_t, t)
     mean, logvar = self.p_mean_logvar(eps, v, x_t, t)
@@ -181,23 +211,35 @@ def vb_terms_bpd(self: GaussianDiffusion, eps: torch.Tensor, v: torch.Tensor, x0
     nll = -mean_flat(discretized_gaussian_log_likelihood(x0, mean, 0.5 * logvar)) / math.log(2.0)
     return torch.where(t.to(x0.device) == 0, nll, kl)
 
+
 @patch
-def training_losses(self: GaussianDiffusion, model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None, y=None) -> dict:
+def training_losses(
+    self: GaussianDiffusion,
+    model: nn.Module,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    y=None,
+) -> dict:
     "Per-sample losses dict(loss, mse, vb): P2-weighted eps MSE, Eq. (5), plus the unweighted learned-sigma VLB term."
-    if noise is None: noise = torch.randn_like(x0)
+    if noise is None:
+        noise = torch.randn_like(x0)
     x_t = self.q_sample(x0, t, noise)
     tt = t.to(x0.device)
     out = model(x_t, tt) if y is None else model(x_t, tt, y=y)
     eps, v = _split_output(out, x0, self.learn_sigma)
     if v is not None:
-        vb = self.vb_terms_bpd(eps.detach(), v, x0, x_t, tt)                         # eps detached: vb trains only v
-        if self.rescale_learned_sigmas: vb = vb * (self.num_timesteps / 1000.0)       # RESCALED_MSE
-    else: vb = torch.zeros(x0.shape[0], device=x0.device, dtype=eps.dtype)
+        vb = self.vb_terms_bpd(eps.detach(), v, x0, x_t, tt)  # eps detached: vb trains only v
+        if self.rescale_learned_sigmas:
+            vb = vb * (self.num_timesteps / 1000.0)  # RESCALED_MSE
+    else:
+        vb = torch.zeros(x0.shape[0], device=x0.device, dtype=eps.dtype)
     mse = mean_flat(_extract(self.p2_weights, t, x0) * (noise - eps) ** 2)  # lambda_t (eps - eps_hat)^2, Eq. (5)
     return dict(loss=mse + vb, mse=mse, vb=vb)
 
 # %% ../nbs/07_diffusion.ipynb #a2534f51
 def uniform_timesteps(n: int, T: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     "n timesteps drawn uniformly from {0, ..., T-1} (LongTensor on `device`)."
-    if n < 0 or T < 1: raise ValueError(f'n={n}, T={T}: expected n >= 0 and T >= 1')
+    if n < 0 or T < 1:
+        raise ValueError(f'n={n}, T={T}: expected n >= 0 and T >= 1')
     return torch.randint(0, T, (n,), generator=generator, device='cpu').to(device or 'cpu')

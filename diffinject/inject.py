@@ -25,6 +25,7 @@ __all__ = ['check_gamma', 'slerp', 'mask_to_h_grid', 'inject_h', 'reference_mask
 # %% ../nbs/11_inject.ipynb #3ab13afb
 _TINY = 1e-12
 
+
 def check_gamma(gamma, n=None, name='gamma'):
     "Check the Slerp weight(s) `gamma`: a number or one value per pair (`n`), each in [0, 1]."
     g = torch.as_tensor(gamma, dtype=torch.float64)
@@ -34,28 +35,32 @@ def check_gamma(gamma, n=None, name='gamma'):
         raise ValueError(f'{name}={g.tolist()}: expected values in [0, 1] (0 keeps the current h, 1 is the content h)')
     return gamma
 
+
 def _per_sample(v, x):
     "A number or a [B] sequence as a [B,1] column matching the rows of the flattened batch `x`."
     v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
     return (v.expand(x.shape[0]) if v.ndim == 0 else v)[:, None]
 
+
 def slerp(h, h_c, gamma, match_norm=True, eps=1e-6):
     "Slerp in h-space, Eq. (8): turn `h` toward the content `h_c` by a fraction `gamma` of their angle (per sample)."
-    if h.shape != h_c.shape: raise ValueError(f'h_c: expected the shape of h {tuple(h.shape)}, got {tuple(h_c.shape)}')
+    if h.shape != h_c.shape:
+        raise ValueError(f'h_c: expected the shape of h {tuple(h.shape)}, got {tuple(h_c.shape)}')
     check_gamma(gamma, h.shape[0])
     v0, v1 = h.flatten(1), h_c.flatten(1).to(h)
     n0, n1 = v0.norm(dim=1, keepdim=True), v1.norm(dim=1, keepdim=True)
-    if match_norm: v1, n1 = v1 * (n0 / n1.clamp_min(_TINY)), n0         # ĥ_c = h_c ||h|| / ||h_c||
+    if match_norm:
+        v1, n1 = v1 * (n0 / n1.clamp_min(_TINY)), n0  # ĥ_c = h_c ||h|| / ||h_c||
     cos = ((v0 * v1).sum(1, keepdim=True) / (n0 * n1).clamp_min(_TINY)).clamp(
         -1, 1
     )  # clamp: rounding can leave [-1, 1]
     theta = torch.acos(cos)
     s = torch.sin(theta)
     g = _per_sample(gamma, v0)
-    small = s < eps                                                     # parallel (or opposite): lerp limit
+    small = s < eps  # parallel (or opposite): lerp limit
     s = torch.where(small, torch.ones_like(s), s)
-    w0 = torch.where(small, 1 - g, torch.sin((1 - g) * theta) / s)      # sin((1-γ)θ)/sinθ
-    w1 = torch.where(small, g, torch.sin(g * theta) / s)                # sin(γθ)/sinθ
+    w0 = torch.where(small, 1 - g, torch.sin((1 - g) * theta) / s)  # sin((1-γ)θ)/sinθ
+    w1 = torch.where(small, g, torch.sin(g * theta) / s)  # sin(γθ)/sinθ
     return (w0 * v0 + w1 * v1).view_as(h)
 
 # %% ../nbs/11_inject.ipynb #dcb32d18
@@ -63,8 +68,10 @@ def mask_to_h_grid(mask, h_shape):
     "Bring a local-injection mask (h resolution or an integer multiple, e.g. image size) to h's grid: [B or 1, 1, h, w]."
     B, _, hh, hw = h_shape
     m = torch.as_tensor(mask).float()
-    if m.ndim == 2: m = m[None, None]
-    elif m.ndim == 3: m = m[:, None]
+    if m.ndim == 2:
+        m = m[None, None]
+    elif m.ndim == 3:
+        m = m[:, None]
     if m.ndim != 4 or m.shape[1] != 1 or m.shape[0] not in (1, B):
         raise ValueError(
             f'mask: expected [H,W], [B,H,W] or [B,1,H,W] with B in (1, {B}), got shape {tuple(torch.as_tensor(mask).shape)}'
@@ -74,12 +81,15 @@ def mask_to_h_grid(mask, h_shape):
         raise ValueError(
             f'mask: expected spatial size {hh}x{hw} (the h grid) or an integer multiple of it (e.g. the image size), got {H}x{W}'
         )
-    if m.numel() and (m.min() < 0 or m.max() > 1): raise ValueError('mask: expected values in [0, 1]')
-    return F.avg_pool2d(m, H // hh) if H != hh else m                  # area downsampling to the h grid
+    if m.numel() and (m.min() < 0 or m.max() > 1):
+        raise ValueError('mask: expected values in [0, 1]')
+    return F.avg_pool2d(m, H // hh) if H != hh else m  # area downsampling to the h grid
+
 
 def inject_h(h, h_c, gamma, mask=None, match_norm=True, mask_match_norm=True):
     "h~ for Eq. (7): Slerp (Eq. 8) of `h` toward `h_c`, everywhere or only inside `mask` (current h kept outside)."
-    if mask is None: return slerp(h, h_c, gamma, match_norm=match_norm)
+    if mask is None:
+        return slerp(h, h_c, gamma, match_norm=match_norm)
     m = mask_to_h_grid(mask, h.shape).to(h)
     return (
         slerp(m * h, m * h_c.to(h), gamma, match_norm=mask_match_norm) + (1 - m) * h
@@ -88,66 +98,89 @@ def inject_h(h, h_c, gamma, mask=None, match_norm=True, mask_match_norm=True):
 # %% ../nbs/11_inject.ipynb #39f86dff
 def reference_mask(size: int = 8) -> torch.Tensor:
     "The reference code's hard-coded local-injection mask on an 8x8 h grid (rows 4-6, cols 3-4), as [size, size]."
-    if size != 8: raise ValueError(f'size={size}: the reference mask is defined on an 8x8 h grid only')
+    if size != 8:
+        raise ValueError(f'size={size}: the reference mask is defined on an 8x8 h grid only')
     m = torch.zeros(8, 8)
     m[4:-1, 3:5] = 1
     return m
 
 # %% ../nbs/11_inject.ipynb #c3ad97f5
-def _tvec(t, x): return torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+def _tvec(t, x):
+    return torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+
 
 class _Autocast:
     "A view of a UNet whose forward / encode / decode run under `precision` autocast and return float32 (h, eps)."
+
     def __init__(self, model, precision):
         self.model, self.precision = model, precision
         self.device = next(model.parameters()).device
-    def __getattr__(self, name): return getattr(self.model, name)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
     def __call__(self, *args, **kwargs):
-        with precision_autocast(self.device, self.precision): return self.model(*args, **kwargs).float()
+        with precision_autocast(self.device, self.precision):
+            return self.model(*args, **kwargs).float()
+
     def encode(self, *args, **kwargs):
-        with precision_autocast(self.device, self.precision): h, skips, emb = self.model.encode(*args, **kwargs)
+        with precision_autocast(self.device, self.precision):
+            h, skips, emb = self.model.encode(*args, **kwargs)
         return h.float(), skips, emb
+
     def decode(self, h, skips, emb):
-        with precision_autocast(self.device, self.precision): return self.model.decode(h, skips, emb).float()
+        with precision_autocast(self.device, self.precision):
+            return self.model.decode(h, skips, emb).float()
+
 
 def with_precision(model, precision: str = 'fp32'):
     "`model` itself for 'fp32'; for 'bf16' / 'fp16' a view whose UNet calls run under autocast and return float32."
     return model if check_precision(precision) == 'fp32' else _Autocast(model, precision)
 
+
 class StyleStats:
     "A view of a UNet with skip statistics (`n_stats > 0`) whose `encode` records them per t (`record`, a dict) or replays recorded ones (`replay`)."
+
     def __init__(self, model, record=None, replay=None):
         self.model, self.record, self.replay = model, record, replay
         self.n = getattr(model, 'n_stats', 0)
         self.keys = sorted(replay) if replay else []
-    def __getattr__(self, name): return getattr(self.model, name)
-    def __call__(self, x, timesteps, y=None): return self.model.decode(*self.encode(x, timesteps, y))
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, x, timesteps, y=None):
+        return self.model.decode(*self.encode(x, timesteps, y))
+
     def encode(self, x, timesteps, y=None):
         h, skips, emb = self.model.encode(x, timesteps) if y is None else self.model.encode(x, timesteps, y=y)
-        if not self.n: return h, skips, emb
+        if not self.n:
+            return h, skips, emb
         t, cut = int(torch.as_tensor(timesteps).reshape(-1)[0]), len(skips) - self.n
-        if self.record is not None: self.record[t] = tuple(s.detach().cpu() for s in skips[cut:])
+        if self.record is not None:
+            self.record[t] = tuple(s.detach().cpu() for s in skips[cut:])
         if self.replay:
             old = self.replay[closest_key(self.keys, t)]
             skips = skips[:cut] + tuple(s.to(device=x.device, dtype=skips[cut + k].dtype) for k, s in enumerate(old))
         return h, skips, emb
 
-def eps_pair(model, x, t, h_c=None, gamma=0., mask=None, match_norm=True, mask_match_norm=True, stack=None):
+
+def eps_pair(model, x, t, h_c=None, gamma=0.0, mask=None, match_norm=True, mask_match_norm=True, stack=None):
     "(eps(x_t), eps(x_t | h~)) for Eq. (7): ONE encoder pass, two decoder passes (or one stacked) sharing the skips."
     C = x.shape[1]
     h, skips, emb = model.encode(x, _tvec(t, x))
     g = torch.as_tensor(gamma, dtype=torch.float64)
-    if h_c is None or not (g > 0).any():                               # no injection: eps~ = eps, one decoder
-        eps = model.decode(h, skips, emb)[:, :C]                       # learn_sigma: keep the eps half
+    if h_c is None or not (g > 0).any():  # no injection: eps~ = eps, one decoder
+        eps = model.decode(h, skips, emb)[:, :C]  # learn_sigma: keep the eps half
         return eps, eps
     h_t = inject_h(h, h_c.to(h), gamma, mask, match_norm, mask_match_norm)
-    if x.device.type == 'cuda' if stack is None else stack:            # one decoder call on [h; h~]
+    if x.device.type == 'cuda' if stack is None else stack:  # one decoder call on [h; h~]
         out = model.decode(torch.cat([h, h_t.to(h)]), tuple(torch.cat([s, s]) for s in skips), torch.cat([emb, emb]))
-        return out[:len(x), :C], out[len(x):, :C]
+        return out[: len(x), :C], out[len(x) :, :C]
     return model.decode(h, skips, emb)[:, :C], model.decode(h_t, skips, emb)[:, :C]
 
 # %% ../nbs/11_inject.ipynb #aae37f79
-def asymmetric_step(x, eps, eps_inj, ab_t, ab_prev, eta=0., noise=None):
+def asymmetric_step(x, eps, eps_inj, ab_t, ab_prev, eta=0.0, noise=None):
     "Asymmetric DDIM step, Eq. (7): sqrt(ab_prev) P_t(eps~) + D_t(eps) + sigma_t z. Returns (x_{t-1}, P_t(eps~))."
     # P_t(ε(x_t|h~)) from the injected eps, D_t(ε(x_t)) from the original one, + σ_t z
     return ddim_step(x, eps, ab_t, ab_prev, eta=eta, noise=noise, eps_x0=eps_inj, return_x0=True)
@@ -156,28 +189,43 @@ def asymmetric_step(x, eps, eps_inj, ab_t, ab_prev, eta=0., noise=None):
 @dataclass
 class InjectConfig:
     "Settings of the DiffInject sampler. Defaults follow the paper's description; `reference_config()` the official code."
-    gamma: float = 0.3            # Slerp weight toward the content h, Eq. (8) (a number or one per pair)
-    t_edit: int = 400             # inject (Eq. 7) for t >= t_edit (a number or one per pair)
-    t_boost: int = 200            # eta = eta_boost noise for t <= t_boost ("quality boosting"); 0 = never
-    steps: int = 50               # DDIM sampling steps
+
+    gamma: float = 0.3  # Slerp weight toward the content h, Eq. (8) (a number or one per pair)
+    t_edit: int = 400  # inject (Eq. 7) for t >= t_edit (a number or one per pair)
+    t_boost: int = 200  # eta = eta_boost noise for t <= t_boost ("quality boosting"); 0 = never
+    steps: int = 50  # DDIM sampling steps
     inv_steps: int | None = None  # DDIM inversion steps (None: same as `steps`)
-    spacing: str = 'linspace'     # timestep spacing of both runs (InjectFusion: int(linspace(0, 1, n) * (T-1)))
+    spacing: str = 'linspace'  # timestep spacing of both runs (InjectFusion: int(linspace(0, 1, n) * (T-1)))
     replace_steps: int | None = (
         None  # reference `content_replace_step`: inject/boost only on this grid; None: every step
     )
-    dt_lambda: float = 1.0        # reference "sampling calibration" on grid steps t >= dt_end (1 = off)
+    dt_lambda: float = 1.0  # reference "sampling calibration" on grid steps t >= dt_end (1 = off)
     dt_end: int = 950
-    omega: float = 0.0            # reference latent calibration (0 = off, as in all published scripts)
-    eta_boost: float = 1.0        # eta of the boost steps
-    precision: str = 'fp32'       # fp32 | bf16 | fp16: autocast of the UNet calls (sampling and both inversions)
-    match_norm: bool = True       # rescale h_c to ||h|| before the Slerp (both paper and reference)
+    omega: float = 0.0  # reference latent calibration (0 = off, as in all published scripts)
+    eta_boost: float = 1.0  # eta of the boost steps
+    precision: str = 'fp32'  # fp32 | bf16 | fp16: autocast of the UNet calls (sampling and both inversions)
+    match_norm: bool = True  # rescale h_c to ||h|| before the Slerp (both paper and reference)
     mask_match_norm: bool = True  # same inside a local mask (reference: False)
+
 
 def reference_config(**kw) -> InjectConfig:
     """The official InjectFusion/DiffInject settings: 1000 steps, 50-point injection grid, dt_lambda 0.9985, no mask
     norm-matching; gamma, t_edit and t_boost are the defaults above (the reference's too)."""
-    return InjectConfig(**{**dict(steps=1000, inv_steps=1000, replace_steps=50,
-                                  dt_lambda=0.9985, dt_end=950, omega=0., mask_match_norm=False), **kw})
+    return InjectConfig(
+        **{
+            **dict(
+                steps=1000,
+                inv_steps=1000,
+                replace_steps=50,
+                dt_lambda=0.9985,
+                dt_end=950,
+                omega=0.0,
+                mask_match_norm=False,
+            ),
+            **kw,
+        }
+    )
+
 
 def check_config(cfg: InjectConfig, T: int, n: int | None = None) -> InjectConfig:
     "Validate `cfg` for a model with `T` diffusion steps and `n` pairs; errors name the field and what was expected."
@@ -187,28 +235,37 @@ def check_config(cfg: InjectConfig, T: int, n: int | None = None) -> InjectConfi
         raise ValueError(f't_edit: expected a number or {n} values (one per pair), got shape {tuple(te.shape)}')
     if te.is_floating_point() and (te != te.round()).any():
         raise ValueError(f't_edit={te.tolist()}: expected integer timesteps')
-    if (te < 0).any() or (te > T).any(): raise ValueError(f't_edit={te.tolist()}: expected values in [0, T={T}]')
-    if not 0 <= cfg.t_boost <= T: raise ValueError(f't_boost={cfg.t_boost}: expected a value in [0, T={T}]')
+    if (te < 0).any() or (te > T).any():
+        raise ValueError(f't_edit={te.tolist()}: expected values in [0, T={T}]')
+    if not 0 <= cfg.t_boost <= T:
+        raise ValueError(f't_boost={cfg.t_boost}: expected a value in [0, T={T}]')
     if (te < cfg.t_boost).any():
         raise ValueError(f't_edit={te.tolist()} < t_boost={cfg.t_boost}: expected T >= t_edit >= t_boost >= 0')
     for name in ('steps', 'inv_steps'):
         v = getattr(cfg, name)
-        if v is not None and not 2 <= v <= T: raise ValueError(f'{name}={v}: expected an int in [2, T={T}]')
+        if v is not None and not 2 <= v <= T:
+            raise ValueError(f'{name}={v}: expected an int in [2, T={T}]')
     if cfg.replace_steps is not None and not 2 <= cfg.replace_steps <= T:
         raise ValueError(f'replace_steps={cfg.replace_steps}: expected None (every step) or an int in [2, T={T}]')
     if cfg.spacing not in ('ddim', 'linspace'):
         raise ValueError(f"spacing={cfg.spacing!r}: expected 'ddim' or 'linspace'")
-    if not cfg.dt_lambda > 0: raise ValueError(f'dt_lambda={cfg.dt_lambda}: expected a positive number (1 = off)')
-    if cfg.omega < 0: raise ValueError(f'omega={cfg.omega}: expected omega >= 0 (0 = off)')
-    if not 0 <= cfg.eta_boost <= 1: raise ValueError(f'eta_boost={cfg.eta_boost}: expected a value in [0, 1]')
+    if not cfg.dt_lambda > 0:
+        raise ValueError(f'dt_lambda={cfg.dt_lambda}: expected a positive number (1 = off)')
+    if cfg.omega < 0:
+        raise ValueError(f'omega={cfg.omega}: expected omega >= 0 (0 = off)')
+    if not 0 <= cfg.eta_boost <= 1:
+        raise ValueError(f'eta_boost={cfg.eta_boost}: expected a value in [0, 1]')
     check_precision(cfg.precision)
     return cfg
+
 
 def closest_key(keys, t):
     "The element of the sorted list `keys` closest to `t` (ties: the smaller, as the reference's `take_closest`)."
     i = bisect.bisect_left(keys, t)
-    if i == 0: return keys[0]
-    if i == len(keys): return keys[-1]
+    if i == 0:
+        return keys[0]
+    if i == len(keys):
+        return keys[-1]
     lo, hi = keys[i - 1], keys[i]
     return hi if hi - t < t - lo else lo
 
@@ -223,29 +280,44 @@ def latent_calibration(model, x, t, eps, eps_inj, ab_t, omega):
         c.std(dims, keepdim=True) / c_inj.std(dims, keepdim=True)
     )  # std of P~ matched to P (unbiased, as torch.std)
     x_cal = x + math.sqrt(ab_t) * (P_inj - P) + omega * math.sqrt(1 - ab_t) * (eps_inj - eps)
-    return x_cal, model(x_cal, _tvec(t, x))[:, :x.shape[1]]            # one extra full UNet call, no injection
+    return x_cal, model(x_cal, _tvec(t, x))[:, : x.shape[1]]  # one extra full UNet call, no injection
 
 # %% ../nbs/11_inject.ipynb #146d71ca
 def pair_generators(seeds, n):
     "One CPU `torch.Generator` per pair: `seeds` is an int s (pairs get s, s+1, ...) or n explicit seeds."
     seeds = [int(seeds) + i for i in range(n)] if np.ndim(seeds) == 0 else [int(s) for s in seeds]
-    if len(seeds) != n: raise ValueError(f'seeds: expected an int or {n} values (one per pair), got {len(seeds)}')
+    if len(seeds) != n:
+        raise ValueError(f'seeds: expected an int or {n} values (one per pair), got {len(seeds)}')
     return [torch.Generator().manual_seed(s) for s in seeds]
+
 
 def _pair_noise(gens, shape, like):
     return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(like)
+
 
 def model_image_spec(model):
     "(channels, image_size) the model expects, from its `in_channels` / `image_size` attributes (None if unknown)."
     return getattr(model, 'in_channels', None), getattr(model, 'image_size', None)
 
+
 def injection_grid(cfg: InjectConfig, T: int):
     "The reference's `seq_replace` (timesteps where injection / boost noise may happen), or None = every step."
     return None if cfg.replace_steps is None else set(ddim_timesteps(cfg.replace_steps, T, 'linspace'))
 
+
 @torch.no_grad()
-def inject_sample(model, x_T, content_h, alphas_cumprod, cfg: InjectConfig | None = None, seeds=0, mask=None,
-                  progress=False, style_stats=None, **kw):
+def inject_sample(
+    model,
+    x_T,
+    content_h,
+    alphas_cumprod,
+    cfg: InjectConfig | None = None,
+    seeds=0,
+    mask=None,
+    progress=False,
+    style_stats=None,
+    **kw,
+):
     "Generate from the style latents `x_T`, injecting the content h (dict t -> [B,...]) by Slerp (Eq. 8) and Eq. (7)."
     # style_stats: {t: skip statistics} of the style's inversion, replayed at every step (models with skip_stats)
     cfg = replace(cfg or InjectConfig(), **kw)
@@ -264,19 +336,20 @@ def inject_sample(model, x_T, content_h, alphas_cumprod, cfg: InjectConfig | Non
     model, x = with_precision(StyleStats(model, replay=style_stats) if style_stats else model, cfg.precision), x_T
     for i in pbar(range(len(seq) - 1, -1, -1), total=len(seq), show=progress):
         t = seq[i]
-        a_t, a_p = ac[t].item(), (ac[seq[i - 1]].item() if i > 0 else 1.)   # ᾱ_{-1} = 1: the last step returns P_0
+        a_t, a_p = ac[t].item(), (ac[seq[i - 1]].item() if i > 0 else 1.0)  # ᾱ_{-1} = 1: the last step returns P_0
         on_grid = grid is None or t in grid
-        g = torch.where((t >= t_edit) & on_grid, gamma, torch.zeros_like(gamma))   # γ on injection steps, else 0
-        eps, eps_inj = eps_pair(model, x, t, content_h[closest_key(keys, t)].to(x.device), g, mask,
-                                cfg.match_norm, cfg.mask_match_norm)
-        eta = cfg.eta_boost if (on_grid and t <= cfg.t_boost) else 0.          # quality boosting
+        g = torch.where((t >= t_edit) & on_grid, gamma, torch.zeros_like(gamma))  # γ on injection steps, else 0
+        eps, eps_inj = eps_pair(
+            model, x, t, content_h[closest_key(keys, t)].to(x.device), g, mask, cfg.match_norm, cfg.mask_match_norm
+        )
+        eta = cfg.eta_boost if (on_grid and t <= cfg.t_boost) else 0.0  # quality boosting
         noise = _pair_noise(gens, x.shape[1:], x) if float(ddim_sigma(a_t, a_p, eta)) > 0 else None
-        if cfg.omega and on_grid:                                               # reference latent calibration
+        if cfg.omega and on_grid:  # reference latent calibration
             x_c, eps_c = latent_calibration(model, x, t, eps, eps_inj, a_t, cfg.omega) if (g > 0).any() else (x, eps)
-            x, _ = asymmetric_step(x_c, eps_c, eps_c, a_t, a_p, eta, noise)     # plain DDIM step from x'_t
+            x, _ = asymmetric_step(x_c, eps_c, eps_c, a_t, a_p, eta, noise)  # plain DDIM step from x'_t
             continue
-        x_new, x0 = asymmetric_step(x, eps, eps_inj, a_t, a_p, eta, noise)      # Eq. (7)
-        if on_grid and cfg.dt_lambda != 1 and t >= cfg.dt_end:                  # reference "sampling calibration"
+        x_new, x0 = asymmetric_step(x, eps, eps_inj, a_t, a_p, eta, noise)  # Eq. (7)
+        if on_grid and cfg.dt_lambda != 1 and t >= cfg.dt_end:  # reference "sampling calibration"
             x_new = math.sqrt(a_p) * x0 + math.sqrt(1 - a_p) * cfg.dt_lambda * eps
         x = x_new
     return x
@@ -287,6 +360,7 @@ def check_model_images(model, x, name):
     C, S = model_image_spec(model)
     return check_images(x, name, channels=C, size=S, vrange=(-1, 1))
 
+
 @torch.no_grad()
 def invert_content(model, content, alphas_cumprod, steps, spacing='linspace', precision='fp32'):
     "DDIM-invert the content images and keep their h-space features per inversion step: {t: h_t [N,...]} (on CPU)."
@@ -294,6 +368,7 @@ def invert_content(model, content, alphas_cumprod, steps, spacing='linspace', pr
     m = with_precision(model, precision)
     _, hs = ddim_invert(m, content, alphas_cumprod, steps, return_h=True, spacing=spacing, h_device='cpu')
     return {int(t): h for t, h in hs.items()}
+
 
 def invert_style(model, style, alphas_cumprod, steps, spacing='linspace', precision='fp32', return_stats=False):
     "DDIM-invert the style images -> x_T; with `return_stats`, also the skip statistics of the style's own trajectory {t: tuple}."
@@ -303,26 +378,39 @@ def invert_style(model, style, alphas_cumprod, steps, spacing='linspace', precis
     x_T = ddim_invert(m, style, alphas_cumprod, steps, return_h=False, spacing=spacing)[0]
     return (x_T, rec) if return_stats else x_T
 
+
 def select_h(content_h, idx):
     "The cached content features of the pairs' contents: {t: h_t[idx]}."
     idx = torch.as_tensor(idx, dtype=torch.long)
     return {t: h[idx] for t, h in content_h.items()}
 
+
 @torch.no_grad()
-def diff_inject(model, style, alphas_cumprod, content=None, content_h=None, cfg: InjectConfig | None = None,
-                seeds=0, mask=None, progress=False, **kw):
+def diff_inject(
+    model,
+    style,
+    alphas_cumprod,
+    content=None,
+    content_h=None,
+    cfg: InjectConfig | None = None,
+    seeds=0,
+    mask=None,
+    progress=False,
+    **kw,
+):
     "DiffInject synthesis: style x_T (DDIM inversion) + content h_t (inversion cache), Slerp (Eq. 8), Eq. (7). Images in [-1, 1]."
     cfg = replace(cfg or InjectConfig(), **kw)
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
     check_config(cfg, len(ac), style.shape[0] if isinstance(style, torch.Tensor) else None)
     check_model_images(model, style, 'style')
     inv = cfg.inv_steps or cfg.steps
-    if (content is None) == (content_h is None): raise ValueError('content / content_h: pass exactly one of them')
+    if (content is None) == (content_h is None):
+        raise ValueError('content / content_h: pass exactly one of them')
     if content is not None:
         if content.shape[0] != style.shape[0]:
             raise ValueError(f'content: expected {style.shape[0]} images (one per style), got {content.shape[0]}')
         content_h = invert_content(model, content, ac, inv, cfg.spacing, cfg.precision)
-    x_T, st = invert_style(model, style, ac, inv, cfg.spacing, cfg.precision, return_stats=True)   # x_T (+ skip stats)
+    x_T, st = invert_style(model, style, ac, inv, cfg.spacing, cfg.precision, return_stats=True)  # x_T (+ skip stats)
     return inject_sample(model, x_T, content_h, ac, cfg, seeds=seeds, mask=mask, progress=progress, style_stats=st)
 
 # %% ../nbs/11_inject.ipynb #8121e62e
@@ -330,20 +418,24 @@ def skip_resolutions_of(skips) -> list[int]:
     "Spatial size (height) of each skip tensor, in encoder order."
     return [int(s.shape[-2]) for s in skips]
 
+
 def swap_groups(model, image_size=None) -> dict:
     "The decoder-input parts the swap test exchanges: name -> (swap h?, set of skip indices)."
     S = image_size or model.image_size
     with torch.no_grad():
-        _, skips, _ = model.encode(torch.zeros(1, model.in_channels, S, S, device=next(model.parameters()).device),
-                                   torch.zeros(1, dtype=torch.long, device=next(model.parameters()).device))
-    n_st = getattr(model, 'n_stats', 0)                                 # skip statistics close the tuple (06_unet)
-    res = skip_resolutions_of(skips[:len(skips) - n_st])
-    first = int(getattr(model, 'input_skip', None) is not None)         # skips[0] is then the input x_t itself
-    levels = sorted(set(res[first:]))                                   # e.g. [8, 16, 32]
+        _, skips, _ = model.encode(
+            torch.zeros(1, model.in_channels, S, S, device=next(model.parameters()).device),
+            torch.zeros(1, dtype=torch.long, device=next(model.parameters()).device),
+        )
+    n_st = getattr(model, 'n_stats', 0)  # skip statistics close the tuple (06_unet)
+    res = skip_resolutions_of(skips[: len(skips) - n_st])
+    first = int(getattr(model, 'input_skip', None) is not None)  # skips[0] is then the input x_t itself
+    levels = sorted(set(res[first:]))  # e.g. [8, 16, 32]
     at = lambda r: {i for i, v in enumerate(res) if v == r and i >= first}
     upto = lambda r: {i for i, v in enumerate(res) if v <= r and i >= first}
     groups = {'h': (True, set())}
-    if first: groups['input x_t'] = (False, {0})
+    if first:
+        groups['input x_t'] = (False, {0})
     groups.update({f'skips {r}px': (False, at(r)) for r in levels[::-1]})
     groups.update({f'h + skips <= {r}px': (True, upto(r)) for r in levels[:-1]})
     if n_st:
@@ -353,6 +445,7 @@ def swap_groups(model, image_size=None) -> dict:
     groups['all skips'] = (False, set(range(len(skips))))
     groups['h + all skips'] = (True, set(range(len(skips))))
     return groups
+
 
 def _swapped(model, xc, xs, z, ac, t, groups):
     "For one t: the style's x_t, a_t, the content's and style's eps, and per group the eps with that part from the content."
@@ -366,8 +459,11 @@ def _swapped(model, xc, xs, z, ac, t, groups):
         skips = tuple(sc[i] if i in idx else ss[i] for i in range(len(ss)))
         yield name, xtc, xts, a, eps_c, eps_s, model.decode(hc if sw_h else hs, skips, emb)[:, :C]
 
+
 @torch.no_grad()
-def swap_shares(model, content, style, alphas_cumprod, ts=(200, 400, 600, 800), groups=None, seed=0, batch_size=64) -> dict:
+def swap_shares(
+    model, content, style, alphas_cumprod, ts=(200, 400, 600, 800), groups=None, seed=0, batch_size=64
+) -> dict:
     "Share of the content-vs-style difference of eps and of P_t reproduced by swapping each part of the decoder input: {group: {t: {'eps', 'x0'}}}."
     check_model_images(model, content, 'content')
     check_model_images(model, style, 'style')
@@ -377,18 +473,23 @@ def swap_shares(model, content, style, alphas_cumprod, ts=(200, 400, 600, 800), 
     groups = groups or swap_groups(model)
     dev = next(model.parameters()).device
     noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
-    acc = {g: {int(t): dict(eps=[0., 0.], x0=[0., 0.]) for t in ts} for g in groups}
+    acc = {g: {int(t): dict(eps=[0.0, 0.0], x0=[0.0, 0.0]) for t in ts} for g in groups}
     for lo in range(0, len(content), batch_size):
-        xc, xs, z = content[lo:lo + batch_size].to(dev), style[lo:lo + batch_size].to(dev), noise[lo:lo + batch_size]
+        xc, xs, z = (
+            content[lo : lo + batch_size].to(dev),
+            style[lo : lo + batch_size].to(dev),
+            noise[lo : lo + batch_size],
+        )
         for t in ts:
             for name, xtc, xts, a, eps_c, eps_s, eps_g in _swapped(model, xc, xs, z, ac, t, groups):
-                P = lambda e: predict_x0(xts, e, a)                      # x_t stays the style's
+                P = lambda e: predict_x0(xts, e, a)  # x_t stays the style's
                 Pc = predict_x0(xtc, eps_c, a)
                 for key, dg, df in (('eps', eps_g - eps_s, eps_c - eps_s), ('x0', P(eps_g) - P(eps_s), Pc - P(eps_s))):
                     a_, b_ = dg.flatten(1).double(), df.flatten(1).double()
                     acc[name][int(t)][key][0] += (a_ * b_).sum().item()
                     acc[name][int(t)][key][1] += (b_ * b_).sum().item()
     return {g: {t: {k: v[0] / max(v[1], 1e-30) for k, v in d.items()} for t, d in td.items()} for g, td in acc.items()}
+
 
 def shares_markdown(shares, key='eps') -> str:
     "The swap shares as a markdown table: one row per swapped part, one column per t."
@@ -399,8 +500,19 @@ def shares_markdown(shares, key='eps') -> str:
 
 # %% ../nbs/11_inject.ipynb #9633b29f
 @torch.no_grad()
-def attribute_swaps(model, content, style, alphas_cumprod, readers: dict, content_attrs: dict, style_attrs: dict,
-                    ts=(200, 400, 600), groups=None, seed=0, to01=None) -> dict:
+def attribute_swaps(
+    model,
+    content,
+    style,
+    alphas_cumprod,
+    readers: dict,
+    content_attrs: dict,
+    style_attrs: dict,
+    ts=(200, 400, 600),
+    groups=None,
+    seed=0,
+    to01=None,
+) -> dict:
     "Per decoder-input part and t: share of pairs whose P_t (that part swapped to the content's) reads as the content's / style's value."
     check_model_images(model, content, 'content')
     check_model_images(model, style, 'style')
@@ -415,9 +527,12 @@ def attribute_swaps(model, content, style, alphas_cumprod, readers: dict, conten
             for k, read in readers.items():
                 r = torch.as_tensor(read(x01)).long().cpu()
                 d = out.setdefault(name, {}).setdefault(int(t), {})
-                d[k] = dict(content=(r == torch.as_tensor(content_attrs[k]).long()).float().mean().item(),
-                            style=(r == torch.as_tensor(style_attrs[k]).long()).float().mean().item())
+                d[k] = dict(
+                    content=(r == torch.as_tensor(content_attrs[k]).long()).float().mean().item(),
+                    style=(r == torch.as_tensor(style_attrs[k]).long()).float().mean().item(),
+                )
     return out
+
 
 def attribute_swaps_markdown(sw: dict, attrs=None) -> str:
     "The attribute swaps as a table: one row per swapped part, per t the share reading as the content's, per attribute."
@@ -425,7 +540,9 @@ def attribute_swaps_markdown(sw: dict, attrs=None) -> str:
     attrs = attrs or list(next(iter(next(iter(sw.values())).values())))
     head = [f't={t} {k}' for t in ts for k in attrs]
     out = ['| swapped (= content) | ' + ' | '.join(head) + ' |', '|---|' + '---|' * len(head)]
-    out += [f'| {g} | ' + ' | '.join(f"{d[t][k]['content']:.2f}" for t in ts for k in attrs) + ' |' for g, d in sw.items()]
+    out += [
+        f'| {g} | ' + ' | '.join(f"{d[t][k]['content']:.2f}" for t in ts for k in attrs) + ' |' for g, d in sw.items()
+    ]
     return '\n'.join(out)
 
 # %% ../nbs/11_inject.ipynb #3485c37e
@@ -442,14 +559,23 @@ def attribute_transfer(generated01, style01, style_attrs: dict, content_attrs: d
         vs, vc = torch.as_tensor(style_attrs[name]).long(), torch.as_tensor(content_attrs[name]).long()
         g, s = torch.as_tensor(read(generated01)).long().cpu(), torch.as_tensor(read(style01)).long().cpu()
         frac = lambda m: m.float().mean().item()
-        out[name] = dict(content=frac(g == vc), style=frac(g == vs), neither=frac((g != vc) & (g != vs)),
-                         chance_content=frac(s == vc), chance_style=frac(s == vs), n=len(g))
+        out[name] = dict(
+            content=frac(g == vc),
+            style=frac(g == vs),
+            neither=frac((g != vc) & (g != vs)),
+            chance_content=frac(s == vc),
+            chance_style=frac(s == vs),
+            n=len(g),
+        )
     return out
+
 
 def transfer_markdown(tr: dict) -> str:
     "The attribute-transfer table: generated share = content / style / neither, with the chance baseline beside it."
-    out = ['| attribute | = content | = style | neither | chance: style image = content | style image read as style |',
-           '|---|---|---|---|---|---|']
+    out = [
+        '| attribute | = content | = style | neither | chance: style image = content | style image read as style |',
+        '|---|---|---|---|---|---|',
+    ]
     out += [
         f"| {k} | {v['content']:.2f} | {v['style']:.2f} | {v['neither']:.2f} | {v['chance_content']:.2f} | {v['chance_style']:.2f} |"
         for k, v in tr.items()

@@ -16,13 +16,16 @@ __all__ = ['SHAPE_SOURCES', 'to_gray', 'ShapeNet', 'fit_reader', 'train_shape_re
 # %% ../nbs/03_oracles.ipynb #30ee58e2
 SHAPE_SOURCES = ('mnist5k',) + tuple(TORCHVISION_SOURCES)
 
+
 def to_gray(x01):
     "Colour-free input for the shape reader: max over channels, rescaled per image to a maximum of 1; [N,1,H,W]."
     g = x01.float().amax(1, keepdim=True)
     return g / g.amax((2, 3), keepdim=True).clamp_min(1e-3)
 
+
 class ShapeNet(nn.Sequential):
     "A small grayscale classifier (28x28 -> `num_classes` logits), used only to measure images."
+
     def __init__(self, num_classes=10):
         super().__init__(
             nn.Conv2d(1, 16, 3, padding=1),
@@ -37,12 +40,14 @@ class ShapeNet(nn.Sequential):
             nn.Linear(64, num_classes),
         )
 
+
 def _shift(x, g, pad=2):
     "Random translation by up to `pad` pixels (augmentation)."
     xp = F.pad(x, (pad,) * 4)
     H, W = x.shape[-2:]
     dy, dx = torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist()
-    return xp[..., dy:dy + H, dx:dx + W]
+    return xp[..., dy : dy + H, dx : dx + W]
+
 
 def _as_input(x01):
     "Images [N,C,H,W] in [0,1] -> the reader's 28x28 grayscale input."
@@ -65,9 +70,13 @@ def fit_reader(net, x, y, prep, steps: int, bs: int = 64, lr: float = 2e-3, seed
         sched.step()
     return net.eval()
 
-def train_shape_reader(source='mnist5k', data_root=None, steps: int = 800, bs: int = 64, lr: float = 2e-3, seed: int = 0):
+
+def train_shape_reader(
+    source='mnist5k', data_root=None, steps: int = 800, bs: int = 64, lr: float = 2e-3, seed: int = 0
+):
     "Train `ShapeNet` on the grayscale training split of `source`; returns (net, held-out valid accuracy, name)."
-    if source not in SHAPE_SOURCES: raise ValueError(f'source={source!r}: a shape reader exists for {SHAPE_SOURCES}')
+    if source not in SHAPE_SOURCES:
+        raise ValueError(f'source={source!r}: a shape reader exists for {SHAPE_SOURCES}')
     src = colored_mnist_source(source, data_root)
     (xtr, ytr, _), (xva, yva, _) = src['train'], src['valid']
     x = torch.from_numpy(xtr).float()[:, None] / 255
@@ -77,11 +86,13 @@ def train_shape_reader(source='mnist5k', data_root=None, steps: int = 800, bs: i
     acc = (read_shape(net, torch.from_numpy(xva).float()[:, None] / 255) == torch.from_numpy(yva)).float().mean().item()
     return net, acc, f'ShapeNet on grayscale {source} train ({len(y)} images, {steps} steps)'
 
+
 @torch.no_grad()
 def shape_probs(net, x01, bs: int = 512) -> torch.Tensor:
     "Softmax of a reader for images [N,C,H,W] in [0,1]: `ShapeNet` (any channels, resized to 28 px) or `ImageReader` (RGB, 32 px)."
     prep = _as_input if isinstance(net, ShapeNet) else _as_rgb32
-    return torch.cat([net(prep(x01[i:i + bs])).softmax(1) for i in range(0, len(x01), bs)])
+    return torch.cat([net(prep(x01[i : i + bs])).softmax(1) for i in range(0, len(x01), bs)])
+
 
 def read_shape(net, x01) -> torch.Tensor:
     "The shape reader's class for each image."
@@ -95,6 +106,7 @@ def dominant_color(x01, frac: float = 0.5):
     c = (x01.float() * m[:, None]).sum((2, 3)) / m.sum((1, 2)).clamp_min(1)[:, None]
     return c / c.amax(1, keepdim=True).clamp_min(1e-6)
 
+
 def read_color(x01, palette='disent', frac: float = 0.5) -> torch.Tensor:
     "Index of the palette colour nearest to each image's dominant (bright-pixel) colour."
     pal = torch.as_tensor(get_palette(palette)).float()
@@ -104,30 +116,47 @@ def read_color(x01, palette='disent', frac: float = 0.5) -> torch.Tensor:
 # %% ../nbs/03_oracles.ipynb #07cd5fa3
 class ImageReader(nn.Sequential):
     "A small RGB classifier (32x32 -> `num_classes` logits), used only to measure images."
+
     def __init__(self, num_classes=10):
-        super().__init__(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(64 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, num_classes))
+        super().__init__(
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 8 * 8, 128),
+            nn.ReLU(),
+            nn.Linear(128, num_classes),
+        )
+
 
 def _as_rgb32(x01):
     "Images [N,C,H,W] in [0,1] -> `ImageReader`'s RGB 32x32 input."
     x = x01.float().expand(-1, 3, -1, -1) if x01.shape[1] == 1 else x01.float()
     return x if x.shape[-2:] == (32, 32) else F.interpolate(x, size=(32, 32), mode='bilinear', antialias=True)
 
+
 def uniformly_corrupted(digits32, names, severity: int = 5, seed: int = 1, draws: int = 1):
     "Every image of `digits32` (uint8 [N,32,32,3]) `draws` times, each with a corruption drawn uniformly: (x01, rows, corruption)."
     from diffinject.corruptions import corrupt
+
     rng = np.random.default_rng([seed, 7])
     rows = np.tile(np.arange(len(digits32)), draws)
     b = rng.integers(len(names), size=len(rows))
     x = np.stack([corrupt(digits32[r], names[k], severity, rng=rng) for r, k in zip(rows, b)])
     return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, rows, torch.from_numpy(b).long()
 
+
 def train_corruption_readers(source='mnist5k', data_root=None, steps: int = 800, severity: int = 5, seed: int = 0):
     "(digit reader, corruption reader, their held-out accuracies, description) for Corrupted MNIST built from `source`."
     from diffinject.corruptions import corrupted_mnist_source, CORRUPTIONS_MNIST as names
-    if source not in SHAPE_SOURCES: raise ValueError(f'source={source!r}: the corruption readers exist for {SHAPE_SOURCES}')
+
+    if source not in SHAPE_SOURCES:
+        raise ValueError(f'source={source!r}: the corruption readers exist for {SHAPE_SOURCES}')
     src = corrupted_mnist_source(source, data_root)
     (xtr, ytr, _), (xva, yva, _) = src['train'], src['valid']
     x, rows, b = uniformly_corrupted(xtr, names, severity, seed=seed + 1, draws=2)
@@ -135,16 +164,22 @@ def train_corruption_readers(source='mnist5k', data_root=None, steps: int = 800,
     y, yv = torch.from_numpy(ytr).long()[rows], torch.from_numpy(yva).long()[vrows]
     torch.manual_seed(seed)
     digit = fit_reader(ImageReader(10), x, y, _as_rgb32, steps, seed=seed)
-    corr = fit_reader(ImageReader(len(names)), x, b, _as_rgb32, steps, seed=seed + 1, shift=0)   # shifts would blur the cue
+    corr = fit_reader(
+        ImageReader(len(names)), x, b, _as_rgb32, steps, seed=seed + 1, shift=0
+    )  # shifts would blur the cue
     acc = lambda net, t: (read_shape(net, xv) == t).float().mean().item()
-    return digit, corr, dict(digit=acc(digit, yv), corruption=acc(corr, bv)), \
-        f'ImageReader on {source} train digits with uniform corruptions ({len(y)} images, {steps} steps)'
-
+    return (
+        digit,
+        corr,
+        dict(digit=acc(digit, yv), corruption=acc(corr, bv)),
+        f'ImageReader on {source} train digits with uniform corruptions ({len(y)} images, {steps} steps)',
+    )
 
 # %% ../nbs/03_oracles.ipynb #4a50a581
 def recognised_share(net, x01, p: float = 0.9) -> float:
     "Share of images whose most likely class under the shape reader has probability >= p."
     return (shape_probs(net, x01).amax(1) >= p).float().mean().item()
+
 
 def background_level(x01, thr: float = 0.25, grow: int = 1) -> float:
     "Mean brightness outside the stroke (brightness >= thr, dilated by `grow` px): 0 for a clean black background."
@@ -152,6 +187,7 @@ def background_level(x01, thr: float = 0.25, grow: int = 1) -> float:
     stroke = F.max_pool2d((v >= thr).float(), 2 * grow + 1, stride=1, padding=grow) > 0
     bg = ~stroke
     return ((v * bg).sum() / bg.sum().clamp_min(1)).item()
+
 
 def sample_quality(net, samples01, real01, p: float = 0.9) -> dict:
     "Recognised share and background level of `samples01`, beside the same on `real01`, and their ratios."
@@ -170,22 +206,37 @@ def sample_quality(net, samples01, real01, p: float = 0.9) -> dict:
 def benchmark_oracles(benchmark, source='mnist5k', data_root=None, palette='disent', steps: int = 800):
     "{'task', 'bias', 'shape_net', 'names'}: readers for `benchmark` built from `source`, or None where no oracle exists."
     name = getattr(benchmark, 'name', benchmark)
-    if name not in ('cmnist', 'corrupted_mnist') or source not in SHAPE_SOURCES: return None
+    if name not in ('cmnist', 'corrupted_mnist') or source not in SHAPE_SOURCES:
+        return None
     key = (name, source, str(data_root), palette if isinstance(palette, str) else None, steps)
-    if key in _ORACLES: return _ORACLES[key]                                 # trained once per process
+    if key in _ORACLES:
+        return _ORACLES[key]  # trained once per process
     out = _train_oracles(name, source, data_root, palette, steps)
-    if key[3] is not None: _ORACLES[key] = out                               # a custom palette: not cached
+    if key[3] is not None:
+        _ORACLES[key] = out  # a custom palette: not cached
     return out
 
+
 _ORACLES = {}
+
 
 def _train_oracles(name, source, data_root, palette, steps) -> dict:
     'The readers of `benchmark_oracles`, trained.'
     if name == 'corrupted_mnist':
         digit, corr, accs, desc = train_corruption_readers(source, data_root, steps=steps)
-        return dict(task=lambda x: read_shape(digit, x), bias=lambda x: read_shape(corr, x), shape_net=digit,
-                    names=dict(task=f'digit {desc}, held-out accuracy {accs["digit"]:.3f}',
-                               bias=f'corruption {desc}, held-out accuracy {accs["corruption"]:.3f}'))
+        return dict(
+            task=lambda x: read_shape(digit, x),
+            bias=lambda x: read_shape(corr, x),
+            shape_net=digit,
+            names=dict(
+                task=f'digit {desc}, held-out accuracy {accs["digit"]:.3f}',
+                bias=f'corruption {desc}, held-out accuracy {accs["corruption"]:.3f}',
+            ),
+        )
     net, acc, name = train_shape_reader(source, data_root, steps=steps)
-    return dict(task=lambda x: read_shape(net, x), bias=lambda x: read_color(x, palette), shape_net=net,
-                names=dict(task=f'{name}, held-out accuracy {acc:.3f}', bias=f'nearest {palette} palette colour'))
+    return dict(
+        task=lambda x: read_shape(net, x),
+        bias=lambda x: read_color(x, palette),
+        shape_net=net,
+        names=dict(task=f'{name}, held-out accuracy {acc:.3f}', bias=f'nearest {palette} palette colour'),
+    )

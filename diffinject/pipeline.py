@@ -9,22 +9,46 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from .core import (write_json, read_json, atomic_write_text, mean_std, md_table, script, cli_list, cli_check,
-                             check_threads, _on_rank0, OnRank0Failed)
+from .core import write_json, read_json, atomic_write_text, mean_std, md_table, script, cli_list, cli_check
+from .core import check_threads, _on_rank0, OnRank0Failed
 from .data import pct_name
 from .classifiers import CHECKPOINTS
 from .synth import LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
 from .pretrained import TRAIN_ON
-from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS, INJECT_DEFAULTS, SYNTH_METHODS  # noqa: F401 (re-exported)
+from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
+from .config import INJECT_DEFAULTS, SYNTH_METHODS  # noqa: F401 (re-exported)
 from .train import init_distributed
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
-from .stages import (STAGES, run_spec, source_title, data_key, stage_key, stage_data, splits,  # noqa: F401 (re-exported)
-                               eval_description, stage_bias, one_diffusion_model, stage_diffusion, stage_synth, stage_classifier,
-                               _device)
+from .stages import STAGES, run_spec, source_title, data_key, stage_key  # noqa: F401 (re-exported)
+from .stages import stage_data, splits, eval_description, stage_bias  # noqa: F401 (re-exported)
+from .stages import one_diffusion_model, stage_diffusion, stage_synth  # noqa: F401 (re-exported)
+from .stages import stage_classifier, _device  # noqa: F401 (re-exported)
 from .plan import plan_sizes, time_plan, plan_by_stage, plan_lines  # noqa: F401 (re-exported)
-_all_ = ['STAGES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'OnRank0Failed', 'RunDir', 'run_spec', 'source_title',
-         'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description', 'stage_bias', 'one_diffusion_model',
-         'stage_diffusion', 'stage_synth', 'stage_classifier', 'plan_sizes', 'time_plan', 'plan_by_stage', 'plan_lines']
+
+_all_ = [
+    'STAGES',
+    'RunDirLocked',
+    'lock_run_dir',
+    'unlock_run_dir',
+    'OnRank0Failed',
+    'RunDir',
+    'run_spec',
+    'source_title',
+    'data_key',
+    'stage_key',
+    'stage_data',
+    'splits',
+    'eval_description',
+    'stage_bias',
+    'one_diffusion_model',
+    'stage_diffusion',
+    'stage_synth',
+    'stage_classifier',
+    'plan_sizes',
+    'time_plan',
+    'plan_by_stage',
+    'plan_lines',
+]
 
 # %% auto #0
 __all__ = ['METRIC_TITLES', 'results_table', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro', 'synth_table',
@@ -35,33 +59,47 @@ __all__ = ['METRIC_TITLES', 'results_table', 'class_table', 'has_bias_labels', '
            'plan_lines']
 
 # %% ../nbs/19_pipeline.ipynb #f3b5d17c
-METRIC_TITLES = dict(acc='accuracy', conflicting_acc='bias-conflicting accuracy', aligned_acc='bias-aligned accuracy',
-                     group_mean_acc='group-mean accuracy', worst_group_acc='worst-group accuracy')
+METRIC_TITLES = dict(
+    acc='accuracy',
+    conflicting_acc='bias-conflicting accuracy',
+    aligned_acc='bias-aligned accuracy',
+    group_mean_acc='group-mean accuracy',
+    worst_group_acc='worst-group accuracy',
+)
 
-def _ratio_label(r) -> str: return 'all' if r is None else f'{100*r:g}%'
+
+def _ratio_label(r) -> str:
+    return 'all' if r is None else f'{100 * r:g}%'
+
 
 def _group_note(results: list, checkpoint) -> str:
     "'; 100 groups, worst 3 images': how many (label, bias) groups were evaluated and the worst one's size (range over seeds)."
     evs = [(x['checkpoints'].get(checkpoint) or {}) for x in results]
     evs = [e.get('test') or e.get('valid') or {} for e in evs]
     ng, nw = (sorted({e[k] for e in evs if e.get(k) is not None}) for k in ('n_groups', 'worst_group_n'))
-    if not ng: return ''                                                  # results from before the group counts
+    if not ng:
+        return ''  # results from before the group counts
     span = lambda v: str(v[0]) if len(v) == 1 else f'{v[0]}-{v[-1]}'
     return f'; {span(ng)} groups, worst {span(nw)} images'
+
 
 def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
     "Markdown table: method x ratio, `metric` (%) mean ± std over seeds per checkpoint rule; the metric heads column 1."
     ratios = sorted({r['ratio'] for r in results}, key=lambda r: -1 if r is None else r)
     methods = list(dict.fromkeys(r['method'] for r in results))
-    head = [f'{METRIC_TITLES.get(metric, metric)} (%)'] + [f'{_ratio_label(r)} {c}' for r in ratios
-                                                             for c in checkpoints]
+    head = [f'{METRIC_TITLES.get(metric, metric)} (%)'] + [
+        f'{_ratio_label(r)} {c}' for r in ratios for c in checkpoints
+    ]
     rows = []
     for m in methods:
         cells = [m]
         for r in ratios:
             sel = [x for x in results if x['method'] == m and x['ratio'] == r]
             note = (lambda c: _group_note(sel, c)) if metric == 'worst_group_acc' else (lambda c: '')
-            cells += [mean_std([s['row'].get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)}{note(c)})' for c in checkpoints]
+            cells += [
+                mean_std([s['row'].get(f'{c}_{metric}') for s in sel]) + f' (n={len(sel)}{note(c)})'
+                for c in checkpoints
+            ]
         rows.append(cells)
     return md_table(head, rows)
 
@@ -75,16 +113,19 @@ def class_table(results: list, classes, checkpoint='best_valid') -> str:
         for x in results:
             ck = x['method'] == m and x['checkpoints'].get(checkpoint) or {}
             ev = ck.get('test') or ck.get('valid') or {}
-            if ev.get('class_acc'): accs.append(ev['class_acc'])
+            if ev.get('class_acc'):
+                accs.append(ev['class_acc'])
         rows.append([m] + [mean_std([a[c] for a in accs if c < len(a)]) for c in range(len(classes))])
     return md_table([f'per-class accuracy (%), {checkpoint}', *classes], rows)
+
 
 def has_bias_labels(results: list) -> bool:
     "Do the evaluated samples carry bias labels (benchmarks; an image folder only with a bias-label CSV)?"
     for x in results:
         for ck in x['checkpoints'].values():
             ev = ck.get('test') or ck.get('valid') or {}
-            if ev.get('n_known_bias', ev.get('n', 0)): return True
+            if ev.get('n_known_bias', ev.get('n', 0)):
+                return True
     return False
 
 # %% ../nbs/19_pipeline.ipynb #23c860a2
@@ -93,39 +134,54 @@ def stage_times(path) -> dict:
     out = {}
     for f in sorted(Path(path).rglob('stage.json')):
         m = read_json(f)
-        if m.get('status') != 'done' or f.parent.name.endswith('.partial'): continue
-        out[f.parent.name] = out.get(f.parent.name, 0.) + m.get('wall_s', 0.)
+        if m.get('status') != 'done' or f.parent.name.endswith('.partial'):
+            continue
+        out[f.parent.name] = out.get(f.parent.name, 0.0) + m.get('wall_s', 0.0)
     return out
+
 
 def _pct(v) -> str:
     "A fraction as '12.3 %'; 'n/a' for None (a NaN written to JSON as null) or NaN."
-    return 'n/a' if v is None or v != v else f'{100*v:.1f} %'
+    return 'n/a' if v is None or v != v else f'{100 * v:.1f} %'
+
 
 def report_intro(cfg) -> list:
     "The report's opening lines: the data, where accuracy is measured, and which metrics exist."
     ratios = '' if cfg['dataset'] == 'imagefolder' else f"Ratios {', '.join(pct_name(r) for r in cfg['ratios'])}; "
-    out = [f"{ratios}Seeds {cfg['seeds']}; methods {', '.join(cfg['methods'])}. "
-           f"Accuracy (%) on {eval_description(cfg)}, mean ± sample std over seeds, "
-           'for three checkpoint rules: best-valid (selected on the valid set, biased like the training set), last step '
-           '(LfF), best-test (the best evaluation on the test set: what DisEnt/BE report).']
+    out = [
+        f"{ratios}Seeds {cfg['seeds']}; methods {', '.join(cfg['methods'])}. "
+        f"Accuracy (%) on {eval_description(cfg)}, mean ± sample std over seeds, "
+        'for three checkpoint rules: best-valid (selected on the valid set, biased like the training set), last step '
+        '(LfF), best-test (the best evaluation on the test set: what DisEnt/BE report).'
+    ]
     if cfg['dataset'] == 'imagefolder':
-        out += ['', f"Classes: {', '.join(cfg['classes'])}. " + (
-            f"Bias labels (evaluation only) from {cfg['bias_csv']}." if cfg.get('bias_csv') else
-            'No bias labels: bias-aligned / bias-conflicting / worst-group accuracy need a bias-label CSV (--bias_csv, '
-            'columns path,bias).')]
+        out += [
+            '',
+            f"Classes: {', '.join(cfg['classes'])}. "
+            + (
+                f"Bias labels (evaluation only) from {cfg['bias_csv']}."
+                if cfg.get('bias_csv')
+                else 'No bias labels: bias-aligned / bias-conflicting / worst-group accuracy need a bias-label CSV (--bias_csv, '
+                'columns path,bias).'
+            ),
+        ]
     return out
+
 
 def synth_table(synth_outs: dict) -> str:
     "The synthetic sets of a run: size, label rule and its evidence, filter, style pool, and the oracle fidelity beside chance."
-    out = ['Label rule: `auto` decides from f_B\'s readings (a_style / a_content: how often f_B\'s reading of a generated '
-           'image follows the style\'s / the content\'s). The style pool comes from f_B (its aligned share is evaluation, '
-           'from the bias labels). Fidelity is read by the oracles (evaluation only), generated share (chance: the same '
-           'readers on the unmodified styles); "correct and conflicting" = task attribute equals the label and the bias '
-           'attribute differs from that label\'s bias.', '',
-           '| ratio | seed | generated | kept (filter) | model input / colour match | label rule (a_style / a_content) | '
-           'style pool (aligned) | task = content | '
-           'task = style | bias = content | bias = style | correct and conflicting | the same, before the filter |',
-           '|---|' * 1 + '---|' * 12]
+    out = [
+        'Label rule: `auto` decides from f_B\'s readings (a_style / a_content: how often f_B\'s reading of a generated '
+        'image follows the style\'s / the content\'s). The style pool comes from f_B (its aligned share is evaluation, '
+        'from the bias labels). Fidelity is read by the oracles (evaluation only), generated share (chance: the same '
+        'readers on the unmodified styles); "correct and conflicting" = task attribute equals the label and the bias '
+        'attribute differs from that label\'s bias.',
+        '',
+        '| ratio | seed | generated | kept (filter) | model input / colour match | label rule (a_style / a_content) | '
+        'style pool (aligned) | task = content | '
+        'task = style | bias = content | bias = style | correct and conflicting | the same, before the filter |',
+        '|---|' * 1 + '---|' * 12,
+    ]
     for (r, s), o in sorted(synth_outs.items()):
         ev = o.get('label_evidence') or {}
         rule = f"{o['label_rule']} ({ev.get('agree_style', float('nan')):.2f} / {ev.get('agree_content', float('nan')):.2f})"
@@ -133,8 +189,14 @@ def synth_table(synth_outs: dict) -> str:
         pool = f"{sp.get('n', 'n/a')} ({_pct(o.get('style_pool_aligned'))})"
         fid = o.get('fidelity') or {}
         f = fid.get('kept') or fid.get('generated')
-        cells = ([f"{_pct(f[k])} ({_pct(f['chance'][k])})" for k in ('task_content', 'task_style', 'bias_content', 'bias_style',
-                                                                     'correct_conflicting')] if f else ['not measured'] * 5)
+        cells = (
+            [
+                f"{_pct(f[k])} ({_pct(f['chance'][k])})"
+                for k in ('task_content', 'task_style', 'bias_content', 'bias_style', 'correct_conflicting')
+            ]
+            if f
+            else ['not measured'] * 5
+        )
         cells.append(_pct(fid['generated']['correct_conflicting']) if f else 'not measured')
         view = f"{o.get('model_input', 'rgb')} / {o.get('colour_match', 'none')}"
         head = f"| {pct_name(r)} | {s} | {o['n_generated']} | {o['n']} ({o['filter']}) | {view} | {rule} | {pool} | "
@@ -145,158 +207,223 @@ def synth_table(synth_outs: dict) -> str:
 def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figures) -> dict:
     "`metrics.json` (everything, per ratio and seed) and `report.md` (tables + figures), both written atomically."
     as_rows = lambda d: [dict(ratio=r, seed=s, **v) for (r, s), v in sorted(d.items())]
-    plan_f = run.path/'time_plan.json'
-    est = plan_by_stage(read_json(plan_f)) if plan_f.exists() else {}     # written by a verbose run (diffinject_run)
-    metrics = dict(config=cfg, results=results, bias=as_rows(bias_outs), synth=as_rows(synth_outs),
-                   timings={k: round(v, 1) for k, v in timings.items()},        # this call
-                   stage_seconds={k: round(v, 1) for k, v in stage_times(run.path).items()},  # when each stage ran
-                   time_plan={k: v if v is None else round(v, 1) for k, v in est.items()})     # estimated before it ran
-    write_json(run.path/'metrics.json', metrics)
+    plan_f = run.path / 'time_plan.json'
+    est = plan_by_stage(read_json(plan_f)) if plan_f.exists() else {}  # written by a verbose run (diffinject_run)
+    metrics = dict(
+        config=cfg,
+        results=results,
+        bias=as_rows(bias_outs),
+        synth=as_rows(synth_outs),
+        timings={k: round(v, 1) for k, v in timings.items()},  # this call
+        stage_seconds={k: round(v, 1) for k, v in stage_times(run.path).items()},  # when each stage ran
+        time_plan={k: v if v is None else round(v, 1) for k, v in est.items()},
+    )  # estimated before it ran
+    write_json(run.path / 'metrics.json', metrics)
     lines = [f"# DiffInject run: {source_title(cfg)} ({cfg.get('preset', '')} preset)", '', *report_intro(cfg), '']
     groups = ('conflicting_acc', 'aligned_acc', 'group_mean_acc', 'worst_group_acc') if has_bias_labels(results) else ()
     for metric in ('acc',) + groups:
-        note = (['The lowest accuracy over the (label, bias) groups of the evaluated images; beside each cell: how many '
-                 'groups there are and how many images the worst one holds (a range over seeds).', '']
-                if metric == 'worst_group_acc' else [])
+        note = (
+            [
+                'The lowest accuracy over the (label, bias) groups of the evaluated images; beside each cell: how many '
+                'groups there are and how many images the worst one holds (a range over seeds).',
+                '',
+            ]
+            if metric == 'worst_group_acc'
+            else []
+        )
         lines += [f'## {METRIC_TITLES[metric].capitalize()}', '', *note, results_table(results, metric), '']
-    if cfg['dataset'] == 'imagefolder': lines += ['## Per-class accuracy', '', class_table(results, cfg['classes']), '']
-    lines += ['## Bias mining (f_B top-K)', '', '| ratio | seed | precision@K | recall | mined conflicting / mined |', '|---|---|---|---|---|']
+    if cfg['dataset'] == 'imagefolder':
+        lines += ['## Per-class accuracy', '', class_table(results, cfg['classes']), '']
+    lines += [
+        '## Bias mining (f_B top-K)',
+        '',
+        '| ratio | seed | precision@K | recall | mined conflicting / mined |',
+        '|---|---|---|---|---|',
+    ]
     for (r, s), b in sorted(bias_outs.items()):
         m = b['mining']
-        lines.append(f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |")
+        lines.append(
+            f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |"
+        )
     if synth_outs:
         lines += ['', '## Synthetic set', '', synth_table(synth_outs)]
-    lines += ['', '## Wall time per stage (s)', '', 'Measured when each stage ran (from its `stage.json`; the shipped diffusion '
-              "model's sample grid: this call), summed over ratios and seeds; a stage found finished costs nothing on a later "
-              'call. Estimated: the time plan printed before the stage ran (timed probes, see `18_plan`).', '',
-              '| stage | seconds | estimated |', '|---|---|---|']
+    lines += [
+        '',
+        '## Wall time per stage (s)',
+        '',
+        'Measured when each stage ran (from its `stage.json`; the shipped diffusion '
+        "model's sample grid: this call), summed over ratios and seeds; a stage found finished costs nothing on a later "
+        'call. Estimated: the time plan printed before the stage ran (timed probes, see `18_plan`).',
+        '',
+        '| stage | seconds | estimated |',
+        '|---|---|---|',
+    ]
     measured = stage_times(run.path)
     for k in dict.fromkeys([*measured, *est]):
         v, e = measured.get(k, timings.get(k)), est.get(k)
         lines.append(f"| {k} | {'n/a' if v is None else f'{v:.1f}'} | {'n/a' if e is None else f'{e:.1f}'} |")
-    lines += ['', '## Figures', ''] + [f'![{k}]({Path(v).relative_to(run.path)})' for k, v in figures.items() if v and Path(v).exists()]
-    atomic_write_text(run.path/'report.md', '\n'.join(lines) + '\n')
+    lines += ['', '## Figures', ''] + [
+        f'![{k}]({Path(v).relative_to(run.path)})' for k, v in figures.items() if v and Path(v).exists()
+    ]
+    atomic_write_text(run.path / 'report.md', '\n'.join(lines) + '\n')
     return metrics
 
 # %% ../nbs/19_pipeline.ipynb #5d357f1b
 def _print_plan(run, cfg, stages):
     "Print the time plan of the stages still to run and keep it in `time_plan.json` (a finished stage keeps its estimate)."
-    plan, f = time_plan(cfg, run.path, stages), run.path/'time_plan.json'
+    plan, f = time_plan(cfg, run.path, stages), run.path / 'time_plan.json'
     print('\n'.join(plan_lines(plan, _device(cfg))), flush=True)
     old = read_json(f) if f.exists() else {}
     write_json(f, {**plan, **{k: v for k, v in old.items() if v and not plan.get(k)}})
 
+
 def _where(a) -> str:
     "' (<pct>, seed <s>)' from a stage call's arguments (run, cfg, root, ratio, seed, ...)."
-    if len(a) < 4: return ''
+    if len(a) < 4:
+        return ''
     return f' ({pct_name(a[3])}' + (f', seed {a[4]}' if len(a) > 4 and isinstance(a[4], int) else '') + ')'
+
 
 def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> dict:
     "Run (or resume) every stage of `cfg` in `run_dir`; finished stages with the same configuration are skipped."
     for s in stages:
-        if s not in STAGES: raise ValueError(f'stage {s!r}: expected some of {STAGES}')
-    rank = init_distributed()[0]                                      # under torchrun: join the process group
+        if s not in STAGES:
+            raise ValueError(f'stage {s!r}: expected some of {STAGES}')
+    rank = init_distributed()[0]  # under torchrun: join the process group
     run = RunDir(run_dir, cfg)
     verbose = run.announce = verbose and rank == 0
     timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
+
     def timed(name, f, *a, together=False, where=None):
         "Run stage `f`: on every rank (`together`), or on rank 0 while the others wait and then read its result."
-        if verbose: print(f'\n{time.strftime("%H:%M:%S")} stage {name}{_where(a) if where is None else where}', flush=True)
+        if verbose:
+            print(f'\n{time.strftime("%H:%M:%S")} stage {name}{_where(a) if where is None else where}', flush=True)
         t0 = time.time()
-        with run.explaining():                                        # a bad stage file: name the stage, the way out
+        with run.explaining():  # a bad stage file: name the stage, the way out
             if together:
-                with run.together(): r = f(*a)
+                with run.together():
+                    r = f(*a)
             else:
                 r = _on_rank0(f, *a)
-                if rank != 0: r = f(*a)                               # the stage is finished now: read back
-        timings[name] = timings.get(name, 0.) + time.time() - t0
+                if rank != 0:
+                    r = f(*a)  # the stage is finished now: read back
+        timings[name] = timings.get(name, 0.0) + time.time() - t0
         return r
-    if verbose: _print_plan(run, cfg, stages)                          # before the first stage: minutes per stage
+
+    if verbose:
+        _print_plan(run, cfg, stages)  # before the first stage: minutes per stage
     root = timed('data', stage_data, run, cfg)
-    if stages == ('data',): return {}
-    if verbose and None in read_json(run.path/'time_plan.json').values(): _print_plan(run, cfg, stages)   # sizes known now
-    need_di = any(m in SYNTH_METHODS for m in cfg['methods'])          # DiffInject or one of its ablations
-    one = one_diffusion_model(cfg)                                     # the shipped model, a checkpoint, trained on the source
+    if stages == ('data',):
+        return {}
+    if verbose and None in read_json(run.path / 'time_plan.json').values():
+        _print_plan(run, cfg, stages)  # sizes known now
+    need_di = any(m in SYNTH_METHODS for m in cfg['methods'])  # DiffInject or one of its ablations
+    one = one_diffusion_model(cfg)  # the shipped model, a checkpoint, trained on the source
     model = ac = None
     for ratio in cfg['ratios']:
-        if (need_di and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report'))
-                and (model is None or not one)):                       # one model for every ratio: loaded once, announced once
-            model, ac, grid = timed('diffusion', stage_diffusion, run, cfg, root, ratio, together=True,
-                                    where=' (every ratio)' if one and len(cfg['ratios']) > 1 else None)
-            if grid: figures['diffusion samples' + ('' if one else f' {pct_name(ratio)}')] = grid
+        if (
+            need_di
+            and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report'))
+            and (model is None or not one)
+        ):  # one model for every ratio: loaded once, announced once
+            model, ac, grid = timed(
+                'diffusion',
+                stage_diffusion,
+                run,
+                cfg,
+                root,
+                ratio,
+                together=True,
+                where=' (every ratio)' if one and len(cfg['ratios']) > 1 else None,
+            )
+            if grid:
+                figures['diffusion samples' + ('' if one else f' {pct_name(ratio)}')] = grid
         for seed in cfg['seeds']:
             p = f'{pct_name(ratio)}/seed{seed}'
             if need_di or 'bias' in stages:
                 bias_outs[(ratio, seed)] = timed('bias', stage_bias, run, cfg, root, ratio, seed)
-                figures[f'top-K {p}'] = run.path/p/'bias'/'topk.png'
+                figures[f'top-K {p}'] = run.path / p / 'bias' / 'topk.png'
             if need_di and any(s in stages for s in ('synth', 'classifier', 'report')):
-                synth_outs[(ratio, seed)] = timed('synth', stage_synth, run, cfg, root, ratio, seed, bias_outs[(ratio, seed)],
-                                                  model, ac, together=True)
-                figures[f'Fig. 2 {p}'] = run.path/p/'synth'/'fig2.png'
+                synth_outs[(ratio, seed)] = timed(
+                    'synth',
+                    stage_synth,
+                    run,
+                    cfg,
+                    root,
+                    ratio,
+                    seed,
+                    bias_outs[(ratio, seed)],
+                    model,
+                    ac,
+                    together=True,
+                )
+                figures[f'Fig. 2 {p}'] = run.path / p / 'synth' / 'fig2.png'
             if any(s in stages for s in ('classifier', 'report')):
                 for m in cfg['methods']:
-                    results.append(timed(m, stage_classifier, run, cfg, root, ratio, seed, m, run.path/p/'synth'))
-    if 'report' not in stages: return dict(results=results)
+                    results.append(timed(m, stage_classifier, run, cfg, root, ratio, seed, m, run.path / p / 'synth'))
+    if 'report' not in stages:
+        return dict(results=results)
     keyed = lambda d: {(None if r is None else float(r), int(s)): v for (r, s), v in d.items()}
     metrics = _on_rank0(write_report, run, cfg, results, keyed(bias_outs), keyed(synth_outs), timings, figures)
-    return metrics if rank == 0 else read_json(run.path/'metrics.json')
+    return metrics if rank == 0 else read_json(run.path / 'metrics.json')
 
 # %% ../nbs/19_pipeline.ipynb #d0729dcf
 @script
 def diffinject_run(
-    run_dir: str = 'runs/quick',      # the run directory (an existing one must have the same configuration)
-    preset: str = 'quick',            # 'quick' (CPU: Colored MNIST from MNIST-5k, or your image folder) or 'paper' (GPU)
-    dataset: str = None,              # cmnist, corrupted_mnist, cifar10c, bffhq or dogs_and_cats (default: what --source
-                                      # gives; a digit source builds cmnist unless --dataset corrupted_mnist)
-    method: str = None,               # comma-separated: vanilla, upsample, recolour, diffinject, lff, disent, lff_be
-                                      # (default: vanilla,upsample,recolour,diffinject; an image folder: no recolour)
-    ratios: str = None,               # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05); default:
-                                      # quick 0.01 / paper the benchmark's (0.005,0.01,0.02,0.05; dogs_and_cats 0.01,0.05)
-    seeds: str = None,                # comma-separated classifier seeds, 0 to 2147483647 (default: quick 0 / paper 0,1,2)
-    source: str = None,               # where the data comes from, and what --data_root must hold:
-                                      # mnist5k: nothing (MNIST digits shipped in the package; the quick default);
-                                      # mnist, fashion_mnist, kmnist: torchvision's MNIST/raw/ (FashionMNIST/, KMNIST/)
-                                      # or the four IDX files, plain or .gz (-> Colored MNIST);
-                                      # cifar10: torchvision's cifar-10-batches-py/ (-> Corrupted CIFAR-10);
-                                      # folder: a downloaded DisEnt/BE benchmark folder (<pct>/align, <pct>/conflict,
-                                      # valid, test; say which with --dataset);
-                                      # imagefolder: your images, train/<class>/*, optional valid/<class>/*, test/<class>/*
-    data_root: str = None,            # the folder --source reads (see --source)
-    download: bool = False,           # let torchvision download MNIST / Fashion-MNIST / KMNIST / CIFAR-10 into --data_root
-    image_size: int = None,           # imagefolder: model resolution in px (default 32 on a CPU, 64 on a GPU; shorter
-                                      # side resized, centre crop)
-    minutes: float = None,            # imagefolder: the time the default lengths are sized for (20: ~3,000 images on
-                                      # 2 CPU cores; a GPU gets 20x the lengths); options you give are kept
+    run_dir: str = 'runs/quick',  # the run directory (an existing one must have the same configuration)
+    preset: str = 'quick',  # 'quick' (CPU: Colored MNIST from MNIST-5k, or your image folder) or 'paper' (GPU)
+    dataset: str = None,  # cmnist, corrupted_mnist, cifar10c, bffhq or dogs_and_cats (default: what --source
+    # gives; a digit source builds cmnist unless --dataset corrupted_mnist)
+    method: str = None,  # comma-separated: vanilla, upsample, recolour, diffinject, lff, disent, lff_be
+    # (default: vanilla,upsample,recolour,diffinject; an image folder: no recolour)
+    ratios: str = None,  # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05); default:
+    # quick 0.01 / paper the benchmark's (0.005,0.01,0.02,0.05; dogs_and_cats 0.01,0.05)
+    seeds: str = None,  # comma-separated classifier seeds, 0 to 2147483647 (default: quick 0 / paper 0,1,2)
+    source: str = None,  # where the data comes from, and what --data_root must hold:
+    # mnist5k: nothing (MNIST digits shipped in the package; the quick default);
+    # mnist, fashion_mnist, kmnist: torchvision's MNIST/raw/ (FashionMNIST/, KMNIST/)
+    # or the four IDX files, plain or .gz (-> Colored MNIST);
+    # cifar10: torchvision's cifar-10-batches-py/ (-> Corrupted CIFAR-10);
+    # folder: a downloaded DisEnt/BE benchmark folder (<pct>/align, <pct>/conflict,
+    # valid, test; say which with --dataset);
+    # imagefolder: your images, train/<class>/*, optional valid/<class>/*, test/<class>/*
+    data_root: str = None,  # the folder --source reads (see --source)
+    download: bool = False,  # let torchvision download MNIST / Fashion-MNIST / KMNIST / CIFAR-10 into --data_root
+    image_size: int = None,  # imagefolder: model resolution in px (default 32 on a CPU, 64 on a GPU; shorter
+    # side resized, centre crop)
+    minutes: float = None,  # imagefolder: the time the default lengths are sized for (20: ~3,000 images on
+    # 2 CPU cores; a GPU gets 20x the lengths); options you give are kept
     max_train_per_class: int = None,  # keep at most N training images per class (a seeded draw: the same every run)
-    bias_csv: str = None,             # imagefolder: optional CSV path,bias, for group accuracies (evaluation only)
-    synth_size: int = None,           # number of synthetic images (default: the synthesis stage's size rule)
-    train_diffusion: bool = False,    # retrain the shipped diffusion model from scratch with its recipe (resumable)
-    train_on: str = None,             # a diffusion model trained here learns from: source (unbiased source images) or train
-    diffusion_ckpt: str = None,       # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training
-    diffusion_preset: str = None,     # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2)
-    diffusion_steps: int = None,      # diffusion training steps (default: quick 1500 when a model is trained here, none
-                                      # with the shipped model / paper 100000 cmnist, 200000 cifar10c, none with a checkpoint)
-    gamma: float = None,              # Slerp weight toward the content h, Eq. (8), in [0, 1] (default: quick 0.5 / paper 0.3
-                                      # cmnist and cifar10c, 0.7 bffhq and dogs_and_cats)
-    t_edit: int = None,               # inject for t >= t_edit (default: quick 200 / paper 400)
-    t_boost: int = None,              # quality-boosting noise for t <= t_boost (default: quick 200 / paper 200)
-    label_from: str = None,           # synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)
-    filter: str = None,               # none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)
-    colour_match: str = None,         # none (default) or style: each synthetic image gets its style's channel mean/std
-                                      # (assumes the bias is colour)
-    model_input: str = None,          # rgb (default) or value: the model is given the images' HSV value (assumes the bias
-                                      # is colour)
-    style_pool: str = None,           # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
-    classifier_steps: int = None,     # classifier training steps (vanilla, debiased and baselines; default: quick 2000 /
-                                      # paper 50000)
-    bias_steps: int = None,           # f_B training steps (default: 50 epochs of the training set)
-    loss: str = None,                 # debiased classifier loss: ce (default) or gce (the reference code)
-    stage: str = 'all',               # run only up to this stage: data, bias, diffusion, synth, classifier, report
-    device: str = None,               # cpu, cuda, ... (default: the fastest available; under torchrun each rank's GPU)
-    precision: str = 'fp32',          # fp32, bf16 or fp16: autocast of f_B, the diffusion training (bf16), synthesis and
-                                      # the debiased classifier (the baselines stay fp32)
-    num_workers: int = 0,             # processes loading training images (f_B, diffusion, debiased classifier); same run
-    threads: int = None):             # torch CPU threads (default: every core of this machine; 1 on a shared one)
+    bias_csv: str = None,  # imagefolder: optional CSV path,bias, for group accuracies (evaluation only)
+    synth_size: int = None,  # number of synthetic images (default: the synthesis stage's size rule)
+    train_diffusion: bool = False,  # retrain the shipped diffusion model from scratch with its recipe (resumable)
+    train_on: str = None,  # a diffusion model trained here learns from: source (unbiased source images) or train
+    diffusion_ckpt: str = None,  # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training
+    diffusion_preset: str = None,  # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2)
+    diffusion_steps: int = None,  # diffusion training steps (default: quick 1500 when a model is trained here, none
+    # with the shipped model / paper 100000 cmnist, 200000 cifar10c, none with a checkpoint)
+    gamma: float = None,  # Slerp weight toward the content h, Eq. (8), in [0, 1] (default: quick 0.5 / paper 0.3
+    # cmnist and cifar10c, 0.7 bffhq and dogs_and_cats)
+    t_edit: int = None,  # inject for t >= t_edit (default: quick 200 / paper 400)
+    t_boost: int = None,  # quality-boosting noise for t <= t_boost (default: quick 200 / paper 200)
+    label_from: str = None,  # synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)
+    filter: str = None,  # none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)
+    colour_match: str = None,  # none (default) or style: each synthetic image gets its style's channel mean/std
+    # (assumes the bias is colour)
+    model_input: str = None,  # rgb (default) or value: the model is given the images' HSV value (assumes the bias
+    # is colour)
+    style_pool: str = None,  # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
+    classifier_steps: int = None,  # classifier training steps (vanilla, debiased and baselines; default: quick 2000 /
+    # paper 50000)
+    bias_steps: int = None,  # f_B training steps (default: 50 epochs of the training set)
+    loss: str = None,  # debiased classifier loss: ce (default) or gce (the reference code)
+    stage: str = 'all',  # run only up to this stage: data, bias, diffusion, synth, classifier, report
+    device: str = None,  # cpu, cuda, ... (default: the fastest available; under torchrun each rank's GPU)
+    precision: str = 'fp32',  # fp32, bf16 or fp16: autocast of f_B, the diffusion training (bf16), synthesis and
+    # the debiased classifier (the baselines stay fp32)
+    num_workers: int = 0,  # processes loading training images (f_B, diffusion, debiased classifier); same run
+    threads: int = None,  # torch CPU threads (default: every core of this machine; 1 on a shared one)
+):
     "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report), resumably."
     cli_check(stage == 'all' or stage in STAGES, '--stage', stage, f'all or one of {", ".join(STAGES)}')
     cli_check(source is None or source in SOURCES, '--source', source, f'one of {", ".join(SOURCES)}')
@@ -304,15 +431,25 @@ def diffinject_run(
     cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'fp32, bf16 or fp16')
     cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0 = load in the main process)')
     rs, ss, ms = cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds'), cli_list(method, str, '--method')
-    for r in rs or []: cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
-    for n, v in (('--diffusion_steps', diffusion_steps), ('--classifier_steps', classifier_steps), ('--bias_steps', bias_steps),
-                 ('--max_train_per_class', max_train_per_class)):
+    for r in rs or []:
+        cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
+    for n, v in (
+        ('--diffusion_steps', diffusion_steps),
+        ('--classifier_steps', classifier_steps),
+        ('--bias_steps', bias_steps),
+        ('--max_train_per_class', max_train_per_class),
+    ):
         cli_check(v is None or v >= 1, n, v, 'a positive integer')
     cli_check(synth_size is None or synth_size >= 1, '--synth_size', synth_size, 'a positive integer')
     cli_check(minutes is None or minutes > 0, '--minutes', minutes, 'a positive number of minutes')
-    for n, v, opts in (('--label_from', label_from, LABEL_FROM), ('--filter', filter, FILTERS),
-                       ('--colour_match', colour_match, COLOUR_MATCH), ('--model_input', model_input, MODEL_INPUTS),
-                       ('--style_pool', style_pool, STYLE_POOLS), ('--train_on', train_on, TRAIN_ON)):
+    for n, v, opts in (
+        ('--label_from', label_from, LABEL_FROM),
+        ('--filter', filter, FILTERS),
+        ('--colour_match', colour_match, COLOUR_MATCH),
+        ('--model_input', model_input, MODEL_INPUTS),
+        ('--style_pool', style_pool, STYLE_POOLS),
+        ('--train_on', train_on, TRAIN_ON),
+    ):
         cli_check(v is None or v in opts, n, v, f'one of {", ".join(opts)}')
     cli_check(image_size is None or image_size >= 8, '--image_size', image_size, 'at least 8 (px)')
     cli_check(gamma is None or 0 <= gamma <= 1, '--gamma', gamma, 'a Slerp weight in [0, 1]')
@@ -322,32 +459,71 @@ def diffinject_run(
     torch.set_num_threads(threads or os.cpu_count() or 1)
     src = source or ('folder' if data_root and (dataset or 'cmnist') in ('bffhq', 'dogs_and_cats') else None)
     given = lambda **kw: {k: v for k, v in kw.items() if v is not None} or None
-    ov = dict(ratios=rs, seeds=ss, methods=ms, data_root=data_root, download=download or None, device=device, source=src,
-              precision=precision, num_workers=num_workers,
-              image_size=image_size, max_train_per_class=max_train_per_class, bias_csv=bias_csv, synth_size=synth_size, minutes=minutes,
-              diffusion=given(ckpt=diffusion_ckpt, preset=diffusion_preset, steps=diffusion_steps, train_on=train_on,
-                              train=train_diffusion or None,
-                              **({'pretrained': ''} if (diffusion_preset or diffusion_steps) and not diffusion_ckpt else {})),
-              inject=given(gamma=gamma, t_edit=t_edit, t_boost=t_boost, label_from=label_from, filter=filter,
-                           colour_match=colour_match, model_input=model_input,
-                           style_pool=style_pool), classifier=given(steps=classifier_steps, loss=loss),
-              bias=given(steps=bias_steps))
-    try: cfg = make_config(preset, dataset=dataset, **ov)                 # every check before anything is written
-    except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')
-    stages = STAGES if stage == 'all' else STAGES[:STAGES.index(stage) + 1]
-    rank = int(os.environ.get('RANK', '0'))                              # under torchrun only rank 0 prints
-    if rank == 0: print(f"diffinject_run: {source_title(cfg)}, {cfg['preset']} preset, methods {','.join(cfg['methods'])}, "
-                        f'run directory {run_dir}', flush=True)
+    ov = dict(
+        ratios=rs,
+        seeds=ss,
+        methods=ms,
+        data_root=data_root,
+        download=download or None,
+        device=device,
+        source=src,
+        precision=precision,
+        num_workers=num_workers,
+        image_size=image_size,
+        max_train_per_class=max_train_per_class,
+        bias_csv=bias_csv,
+        synth_size=synth_size,
+        minutes=minutes,
+        diffusion=given(
+            ckpt=diffusion_ckpt,
+            preset=diffusion_preset,
+            steps=diffusion_steps,
+            train_on=train_on,
+            train=train_diffusion or None,
+            **({'pretrained': ''} if (diffusion_preset or diffusion_steps) and not diffusion_ckpt else {}),
+        ),
+        inject=given(
+            gamma=gamma,
+            t_edit=t_edit,
+            t_boost=t_boost,
+            label_from=label_from,
+            filter=filter,
+            colour_match=colour_match,
+            model_input=model_input,
+            style_pool=style_pool,
+        ),
+        classifier=given(steps=classifier_steps, loss=loss),
+        bias=given(steps=bias_steps),
+    )
+    try:
+        cfg = make_config(preset, dataset=dataset, **ov)  # every check before anything is written
+    except (ValueError, OSError) as e:
+        raise SystemExit(f'diffinject_run: {e}')
+    stages = STAGES if stage == 'all' else STAGES[: STAGES.index(stage) + 1]
+    rank = int(os.environ.get('RANK', '0'))  # under torchrun only rank 0 prints
+    if rank == 0:
+        print(
+            f"diffinject_run: {source_title(cfg)}, {cfg['preset']} preset, methods {','.join(cfg['methods'])}, "
+            f'run directory {run_dir}',
+            flush=True,
+        )
     t0 = time.time()
-    try: m = run_pipeline(cfg, run_dir, stages, verbose=True)
-    except OnRank0Failed: raise SystemExit(1) from None                  # rank 0 says what failed
-    except (ValueError, OSError) as e: raise SystemExit(f'diffinject_run: {e}')   # OSError: WriteError, RunDirLocked, ...
+    try:
+        m = run_pipeline(cfg, run_dir, stages, verbose=True)
+    except OnRank0Failed:
+        raise SystemExit(1) from None  # rank 0 says what failed
+    except (ValueError, OSError) as e:
+        raise SystemExit(f'diffinject_run: {e}')  # OSError: WriteError, RunDirLocked, ...
     finally:
-        if dist.is_initialized(): dist.destroy_process_group()
-    if rank != 0: return
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank != 0:
+        return
     if 'report' not in stages:
-        print(f'\ndone in {time.time() - t0:.0f} s: stages up to {stages[-1]} finished in {run_dir} '
-              f'(no report yet: run the same command without --stage to finish)')
+        print(
+            f'\ndone in {time.time() - t0:.0f} s: stages up to {stages[-1]} finished in {run_dir} '
+            f'(no report yet: run the same command without --stage to finish)'
+        )
         return
     res = m.get('results') or []
     shown = ('acc', 'conflicting_acc') if has_bias_labels(res) else ('acc',)
@@ -359,37 +535,67 @@ def diffinject_run(
         print(class_table(res, cfg['classes']))
         if not has_bias_labels(res):
             print('(no bias labels: pass --bias_csv, a CSV path,bias, for bias-conflicting and worst-group accuracy)')
-    print(f'\ndone in {time.time() - t0:.0f} s: {Path(run_dir)/"report.md"}')
+    print(f'\ndone in {time.time() - t0:.0f} s: {Path(run_dir) / "report.md"}')
 
 # %% ../nbs/19_pipeline.ipynb #f5b861db
-def debias(data_root, run_dir=None, methods=('vanilla', 'upsample', 'diffinject'), seeds=(0,), image_size: int | None = None,
-           max_train_per_class: int | None = None, bias_csv=None, synth_size: int | None = None, classifier_steps=None,
-           diffusion_steps=None, bias_steps=None, minutes=None, device=None, stages=STAGES, verbose: bool = True) -> dict:
+def debias(
+    data_root,
+    run_dir=None,
+    methods=('vanilla', 'upsample', 'diffinject'),
+    seeds=(0,),
+    image_size: int | None = None,
+    max_train_per_class: int | None = None,
+    bias_csv=None,
+    synth_size: int | None = None,
+    classifier_steps=None,
+    diffusion_steps=None,
+    bias_steps=None,
+    minutes=None,
+    device=None,
+    stages=STAGES,
+    verbose: bool = True,
+) -> dict:
     "DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/, test/."
-    ov = dict(classifier=dict(steps=classifier_steps) if classifier_steps is not None else None,
-              diffusion=dict(steps=diffusion_steps) if diffusion_steps is not None else None,
-              bias=dict(steps=bias_steps) if bias_steps is not None else None)
-    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v          # anything else: refused, named
-    cfg = make_config('quick', source='imagefolder', data_root=str(data_root), methods=as_list(methods), seeds=as_list(seeds),
-                      image_size=image_size, max_train_per_class=max_train_per_class,
-                      bias_csv=str(bias_csv) if bias_csv else None, synth_size=synth_size, minutes=minutes, device=device, **ov)
-    return run_pipeline(cfg, run_dir or Path('runs')/Path(data_root).resolve().name, tuple(stages), verbose=verbose)
+    ov = dict(
+        classifier=dict(steps=classifier_steps) if classifier_steps is not None else None,
+        diffusion=dict(steps=diffusion_steps) if diffusion_steps is not None else None,
+        bias=dict(steps=bias_steps) if bias_steps is not None else None,
+    )
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # anything else: refused, named
+    cfg = make_config(
+        'quick',
+        source='imagefolder',
+        data_root=str(data_root),
+        methods=as_list(methods),
+        seeds=as_list(seeds),
+        image_size=image_size,
+        max_train_per_class=max_train_per_class,
+        bias_csv=str(bias_csv) if bias_csv else None,
+        synth_size=synth_size,
+        minutes=minutes,
+        device=device,
+        **ov,
+    )
+    return run_pipeline(cfg, run_dir or Path('runs') / Path(data_root).resolve().name, tuple(stages), verbose=verbose)
 
 # %% ../nbs/19_pipeline.ipynb #f3953ef8
 def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0) -> Path:
     "Write coloured digits as an image folder `root`: (train, valid, test) images per class, `bias.csv` beside them."
     from PIL import Image
     from diffinject.data import colored_mnist_split, colored_mnist_source, TEST_CONFLICT_RATIO
+
     root, src, rows = Path(root), colored_mnist_source('mnist5k'), []
     for split, k in zip(('train', 'valid', 'test'), per_class):
-        if not k: continue
+        if not k:
+            continue
         x, y, b, _ = colored_mnist_split(split, TEST_CONFLICT_RATIO if split == 'test' else ratio, seed=seed, src=src)
         for c in range(10):
-            (root/split/str(c)).mkdir(parents=True, exist_ok=True)
+            (root / split / str(c)).mkdir(parents=True, exist_ok=True)
             idx = np.nonzero(y == c)[0]
-            if len(idx) < k: raise ValueError(f'per_class: {split} has {len(idx)} digits of class {c}, asked for {k}')
+            if len(idx) < k:
+                raise ValueError(f'per_class: {split} has {len(idx)} digits of class {c}, asked for {k}')
             for i in idx[:k]:
-                Image.fromarray(x[i]).save(root/split/str(c)/f'{i}.png')
+                Image.fromarray(x[i]).save(root / split / str(c) / f'{i}.png')
                 rows.append(f'{split}/{c}/{i}.png,{int(b[i])}')
-    atomic_write_text(root/'bias.csv', 'path,bias\n' + '\n'.join(rows) + '\n')
+    atomic_write_text(root / 'bias.csv', 'path,bias\n' + '\n'.join(rows) + '\n')
     return root

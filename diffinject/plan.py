@@ -20,15 +20,16 @@ __all__ = ['plan_sizes', 'time_plan', 'plan_by_stage', 'plan_lines']
 def _probe(f, device=None, reps: int = 3, min_s: float = 0.3) -> float:
     "Seconds per call of `f()`: one untimed warm-up call, then the median of at least `reps` timed calls and `min_s` seconds."
     sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device or 'cpu').type == 'cuda' else (lambda: None)
-    f()                                                                   # warm-up
+    f()  # warm-up
     sync()
     times, t0 = [], time.time()
-    while len(times) < reps or time.time() - t0 < min_s:                  # a cheap call: timed many times
+    while len(times) < reps or time.time() - t0 < min_s:  # a cheap call: timed many times
         t = time.time()
         f()
         sync()
         times.append(time.time() - t)
-    return float(np.median(times))                                        # a burst of other work on a shared machine: ignored
+    return float(np.median(times))  # a burst of other work on a shared machine: ignored
+
 
 def _classifier_probe(spec, bs, device) -> tuple:
     "(seconds per training step of `bs` images, seconds per image evaluated) of the benchmark's classifier, random images."
@@ -37,24 +38,34 @@ def _classifier_probe(spec, bs, device) -> tuple:
     opt = torch.optim.Adam(m.parameters(), 1e-3)
     x = torch.rand(bs, 3, spec.image_size, spec.image_size, device=device)
     y = torch.randint(0, spec.num_classes, (bs,), device=device)
+
     def step():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(m(x), y).backward()
         opt.step()
+
     def forward():
-        with torch.no_grad(): m(x)
+        with torch.no_grad():
+            m(x)
+
     return _probe(step, device), _probe(forward, device) / bs
+
 
 def _unet_probe(unet_cfg, bs, device) -> float:
     "Seconds per image of a UNet forward pass (no gradient) at batch size `bs`."
     from diffinject.unet import create_unet
+
     torch.manual_seed(0)
     m = create_unet(unet_cfg).to(device).eval()
     x = torch.randn(bs, m.in_channels, m.image_size, m.image_size, device=device)
     t = torch.full((bs,), 500, device=device)
+
     def forward():
-        with torch.no_grad(): m(x, t)
+        with torch.no_grad():
+            m(x, t)
+
     return _probe(forward, device) / bs
+
 
 def _read_probe(ds=None, size=32, k: int = 8) -> float:
     "Seconds per image read: the first `k` items of `ds`, or (no files yet) a `size`-px RGB PNG written and read back."
@@ -63,44 +74,57 @@ def _read_probe(ds=None, size=32, k: int = 8) -> float:
         return _probe(lambda: [ds[i] for i in idx]) / len(idx)
     import io
     from PIL import Image
+
     a = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
     def roundtrip():
         for _ in range(k):
             b = io.BytesIO()
             Image.fromarray(a).save(b, 'PNG')
             b.seek(0)
             Image.open(b).convert('RGB').load()
+
     return _probe(roundtrip) / k
+
 
 def _shape_oracle_probe(steps: int = 800) -> float:
     "Seconds to train the shape oracle that reads the synthetic set of Colored MNIST (`oracles.train_shape_reader`)."
     from diffinject.oracles import ShapeNet
+
     net = ShapeNet(10)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+
     def step():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
+
     return _probe(step) * steps
 
 # %% ../nbs/18_plan.ipynb #d1356b7c
 def plan_sizes(cfg, run_dir, ratio) -> tuple:
     "({'train', 'valid', 'test'}: image counts at `ratio`, the training set or None), from file lists; (None, None) if unknown."
     external = cfg['source'] in ('folder', 'imagefolder')
-    if external or (Path(run_dir)/'data'/'stage.json').exists():         # the files are there: list them
-        tr, va, te = splits(Path(cfg['data_root']) if external else Path(run_dir)/'data', cfg, ratio)
+    if external or (Path(run_dir) / 'data' / 'stage.json').exists():  # the files are there: list them
+        tr, va, te = splits(Path(cfg['data_root']) if external else Path(run_dir) / 'data', cfg, ratio)
         return dict(train=len(tr), valid=len(va), test=len(te) if te is not None else 0), tr
-    if cfg['dataset'] == 'cmnist':                                          # built by the data stage: the source's digits
+    if cfg['dataset'] == 'cmnist':  # built by the data stage: the source's digits
         from diffinject.data import colored_mnist_source
-        try: src = colored_mnist_source(cfg['source'], cfg['data_root'])
-        except (OSError, ValueError): return None, None                    # not downloaded yet
+
+        try:
+            src = colored_mnist_source(cfg['source'], cfg['data_root'])
+        except (OSError, ValueError):
+            return None, None  # not downloaded yet
         n, counts = cfg.get('max_train_per_class'), np.bincount(src['train'][1])
-        return dict(train=int(sum(min(c, n) if n else c for c in counts)), valid=len(src['valid'][1]),
-                    test=len(src['test'][1])), None
+        return dict(
+            train=int(sum(min(c, n) if n else c for c in counts)), valid=len(src['valid'][1]), test=len(src['test'][1])
+        ), None
     return None, None
 
-_MODELS = {'vanilla': 1, 'lff': 2, 'disent': 2, 'lff_be': 3}   # classifiers a baseline trains at once
+
+_MODELS = {'vanilla': 1, 'lff': 2, 'disent': 2, 'lff_be': 3}  # classifiers a baseline trains at once
+
 
 def time_plan(cfg, run_dir, stages=STAGES) -> dict:
     "Estimated seconds of each stage of `cfg` still to run in `run_dir` ({stage directory: s}; finished: 0), from probes."
@@ -110,88 +134,141 @@ def time_plan(cfg, run_dir, stages=STAGES) -> dict:
     from diffinject.synth import synth_size
     from diffinject.oracles import SHAPE_SOURCES
     from diffinject.pretrained import recipe_of
+
     run_dir, dev, spec = Path(run_dir), _device(cfg), run_spec(cfg)
-    done = lambda name: (run_dir/name/'stage.json').exists()
-    cc, bc, ic, dc, ratios, seeds = cfg['classifier'], cfg['bias'], cfg['inject'], cfg['diffusion'], cfg['ratios'], cfg['seeds']
+    done = lambda name: (run_dir / name / 'stage.json').exists()
+    cc, bc, ic, dc, ratios, seeds = (
+        cfg['classifier'],
+        cfg['bias'],
+        cfg['inject'],
+        cfg['diffusion'],
+        cfg['ratios'],
+        cfg['seeds'],
+    )
     n, train = plan_sizes(cfg, run_dir, ratios[0])
     cache = {}
-    def memo(key, f):                                                       # each probe once, and only if needed
-        if key not in cache: cache[key] = f()
+
+    def memo(key, f):  # each probe once, and only if needed
+        if key not in cache:
+            cache[key] = f()
         return cache[key]
+
     read = lambda: memo('read', lambda: _read_probe(train, spec.image_size))
     cls = lambda bs: memo(('cls', bs), lambda: _classifier_probe(spec, bs, dev))
-    preload = spec.name == 'cmnist'                                         # the stages preload Colored MNIST
+    preload = spec.name == 'cmnist'  # the stages preload Colored MNIST
+
     def fit(steps, bs, eval_every, n_train, models=1):
         "A classifier's training: its steps, its evaluations on valid + test, and the images it reads."
         step, fwd = cls(bs)
         n_eval = n['valid'] + n['test']
-        reads = (n_train if preload else steps * bs) + n_eval               # preloaded once, or a batch per step
+        reads = (n_train if preload else steps * bs) + n_eval  # preloaded once, or a batch per step
         return models * (steps * step + math.ceil(steps / eval_every) * n_eval * fwd) + reads * read()
+
     out = {}
     if not done('data'):
         external = cfg['source'] in ('folder', 'imagefolder')
         files = None if n is None else (n['train'] + n['valid']) * (1 if external else len(ratios)) + n['test']
-        out['data'] = None if n is None else files * read()         # built: the probe wrote and read each image
-    if stages == ('data',): return out
+        out['data'] = None if n is None else files * read()  # built: the probe wrote and read each image
+    if stages == ('data',):
+        return out
     need_di = any(m in SYNTH_METHODS for m in cfg['methods'])
     at = [(r, s, f'{pct_name(r)}/seed{s}') for r in ratios for s in seeds]
     if need_di and 'diffusion' in stages:
-        if dc['ckpt']: out['diffusion'] = 0.                                # loaded: seconds
+        if dc['ckpt']:
+            out['diffusion'] = 0.0  # loaded: seconds
         elif dc['pretrained'] and not dc['train']:
-            grid = run_dir/'diffusion'/'samples.png'
+            grid = run_dir / 'diffusion' / 'samples.png'
             unet = recipe_of(dc['pretrained'])['unet']
-            out['diffusion'] = 0. if grid.exists() else 50 * 16 * memo('unet16', lambda: _unet_probe(unet, 16, dev))
+            out['diffusion'] = 0.0 if grid.exists() else 50 * 16 * memo('unet16', lambda: _unet_probe(unet, 16, dev))
         else:
             r = recipe_of(dc['pretrained']) if dc['pretrained'] else {}
             unet = r.get('unet') or _unet_for(dc['preset'], spec)
             steps, bs = r.get('steps') or dc['steps'], r.get('batch_size') or dc['batch_size']
-            one = lambda: memo('train', lambda: 60 * _train_minutes(unet, bs, steps, dev)
-                                                + 50 * 16 * _unet_probe(unet, 16, dev))   # + the sample grid
-            for name in dict.fromkeys(_diffusion_dir(cfg, r) for r in ratios): out[name] = 0. if done(name) else one()
-    if n is None:                                                           # image counts unknown before the data stage
+            one = lambda: memo(
+                'train', lambda: 60 * _train_minutes(unet, bs, steps, dev) + 50 * 16 * _unet_probe(unet, 16, dev)
+            )  # + the sample grid
+            for name in dict.fromkeys(_diffusion_dir(cfg, r) for r in ratios):
+                out[name] = 0.0 if done(name) else one()
+    if n is None:  # image counts unknown before the data stage
         return {**out, **{f'{p}/{k}': None for _, _, p in at for k in ('bias', 'synth', *cfg['methods'])}}
     bd = BIAS_CLASSIFIER_DEFAULTS[spec.name]
-    steps_b = bc['steps'] or math.ceil(bd['epochs'] * n['train'] / bd['bs'])   # train_bias_classifier's 50 epochs
-    bias_s = lambda: (fit(steps_b, bd['bs'], cc['eval_every'] or max(1, min(500, steps_b // 10)), n['train'])
-                      + n['train'] * (cls(bd['bs'])[1] + read()))           # mining: f_B reads the training set
+    steps_b = bc['steps'] or math.ceil(bd['epochs'] * n['train'] / bd['bs'])  # train_bias_classifier's 50 epochs
+    bias_s = lambda: (
+        fit(steps_b, bd['bs'], cc['eval_every'] or max(1, min(500, steps_b // 10)), n['train'])
+        + n['train'] * (cls(bd['bs'])[1] + read())
+    )  # mining: f_B reads the training set
     n_syn = ic['n'] or synth_size(n['train'], ic['size_ratio'])
-    unet = (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] and not dc['train'] and not dc['ckpt']
-            else _unet_for(dc['preset'] or recipe_of(dc['pretrained'])['unet'], spec))
-    synth_s = lambda: (ic['steps'] * (min(bc['k'] * spec.num_classes, n_syn) + 2.5 * n_syn)
-                       * memo('unet_syn', lambda: _unet_probe(unet, ic['batch_size'], dev))
-                       + (n['train'] + n_syn) * (cls(bd['bs'])[1] + read())     # f_B: the style pool, the readings
-                       + (memo('oracle', _shape_oracle_probe) if spec.name == 'cmnist' and cfg['source'] in SHAPE_SOURCES
-                          else 0.))
+    unet = (
+        recipe_of(dc['pretrained'])['unet']
+        if dc['pretrained'] and not dc['train'] and not dc['ckpt']
+        else _unet_for(dc['preset'] or recipe_of(dc['pretrained'])['unet'], spec)
+    )
+    synth_s = lambda: (
+        ic['steps']
+        * (min(bc['k'] * spec.num_classes, n_syn) + 2.5 * n_syn)
+        * memo('unet_syn', lambda: _unet_probe(unet, ic['batch_size'], dev))
+        + (n['train'] + n_syn) * (cls(bd['bs'])[1] + read())  # f_B: the style pool, the readings
+        + (memo('oracle', _shape_oracle_probe) if spec.name == 'cmnist' and cfg['source'] in SHAPE_SOURCES else 0.0)
+    )
     cd = CLASSIFIER_DEFAULTS[spec.name]
+
     def method_s(m):
         if m in SYNTH_METHODS:
-            return fit(cc['steps'] or cd['steps'], cc['bs'] or cd['bs'], cc['eval_every'] or cd['eval_every'], n['train'] + n_syn)
-        hp = method_hparams(m, spec.name, ratios[0], cfg['baselines']['quick'], **{k: cc[k] for k in ('steps', 'bs', 'eval_every') if cc[k]})
-        return fit(hp['steps'], hp.get('bs') or cd['bs'], hp.get('eval_every') or cd['eval_every'], n['train'], _MODELS.get(m, 1))
+            return fit(
+                cc['steps'] or cd['steps'],
+                cc['bs'] or cd['bs'],
+                cc['eval_every'] or cd['eval_every'],
+                n['train'] + n_syn,
+            )
+        hp = method_hparams(
+            m,
+            spec.name,
+            ratios[0],
+            cfg['baselines']['quick'],
+            **{k: cc[k] for k in ('steps', 'bs', 'eval_every') if cc[k]},
+        )
+        return fit(
+            hp['steps'],
+            hp.get('bs') or cd['bs'],
+            hp.get('eval_every') or cd['eval_every'],
+            n['train'],
+            _MODELS.get(m, 1),
+        )
+
     for r, s, p in at:
-        if need_di or 'bias' in stages: out[f'{p}/bias'] = 0. if done(f'{p}/bias') else bias_s()
-        if need_di and 'synth' in stages: out[f'{p}/synth'] = 0. if done(f'{p}/synth') else synth_s()
+        if need_di or 'bias' in stages:
+            out[f'{p}/bias'] = 0.0 if done(f'{p}/bias') else bias_s()
+        if need_di and 'synth' in stages:
+            out[f'{p}/synth'] = 0.0 if done(f'{p}/synth') else synth_s()
         if 'classifier' in stages:
-            for m in cfg['methods']: out[f'{p}/{m}'] = 0. if done(f'{p}/{m}') else method_s(m)
+            for m in cfg['methods']:
+                out[f'{p}/{m}'] = 0.0 if done(f'{p}/{m}') else method_s(m)
     return out
+
 
 def plan_by_stage(plan: dict) -> dict:
     "A time plan summed per stage kind (data, bias, diffusion, synth, each method), as `stage_times` sums measured ones."
     out = {}
     for k, v in plan.items():
         kind = Path(k).name
-        out[kind] = None if v is None or out.get(kind, 0.) is None else out.get(kind, 0.) + v
+        out[kind] = None if v is None or out.get(kind, 0.0) is None else out.get(kind, 0.0) + v
     return out
+
 
 def plan_lines(plan: dict, device=None) -> list:
     "The plan as printed: a line per stage kind in minutes (and how many runs of it), then the total."
     per, count = plan_by_stage(plan), {}
     for k, v in plan.items():
-        if v: count[Path(k).name] = count.get(Path(k).name, 0) + 1
+        if v:
+            count[Path(k).name] = count.get(Path(k).name, 0) + 1
     fmt = lambda s: '?' if s is None else f'{s / 60:.1f} min'
     head = f'time plan on this machine ({device or "cpu"}, {torch.get_num_threads()} threads; estimated from timed probes):'
-    lines = [head] + [f'  {k:<12} {fmt(v)}' + (f' ({count[k]} runs)' if count.get(k, 0) > 1 else '') +
-                      ('' if v or v is None else ' (finished)') for k, v in per.items()]
+    lines = [head] + [
+        f'  {k:<12} {fmt(v)}'
+        + (f' ({count[k]} runs)' if count.get(k, 0) > 1 else '')
+        + ('' if v or v is None else ' (finished)')
+        for k, v in per.items()
+    ]
     known = [v for v in per.values() if v is not None]
     total = sum(known)
     return lines + [f'  {"total":<12} {fmt(total)}' + ('' if len(known) == len(per) else ' + the stages marked ?')]

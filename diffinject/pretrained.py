@@ -22,106 +22,196 @@ __all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_ima
 # %% ../nbs/13_pretrained.ipynb #ad55b286
 TRAIN_ON = ('source', 'train')
 
-def diffusion_training_images(benchmark, train_on='source', source='mnist5k', data_root=None, train_ds=None, download=False):
+
+def diffusion_training_images(
+    benchmark, train_on='source', source='mnist5k', data_root=None, train_ds=None, download=False
+):
     "The Dataset the diffusion model is trained on: the benchmark's unbiased source images ('source') or its biased training split ('train')."
-    if train_on not in TRAIN_ON: raise ValueError(f'train_on={train_on!r}: expected one of {TRAIN_ON}')
+    if train_on not in TRAIN_ON:
+        raise ValueError(f'train_on={train_on!r}: expected one of {TRAIN_ON}')
     spec = get_benchmark(benchmark)
     need_train = train_on == 'train' or spec.name not in ('cmnist', 'cifar10c', 'corrupted_mnist')
     if need_train:
-        if train_ds is None: raise ValueError(f'train_on={train_on!r}: pass the training split (train_ds) of {spec.name}')
+        if train_ds is None:
+            raise ValueError(f'train_on={train_on!r}: pass the training split (train_ds) of {spec.name}')
         return train_ds
-    if spec.name == 'corrupted_mnist':                               # the clean digits, padded to 32 px, grey RGB
+    if spec.name == 'corrupted_mnist':  # the clean digits, padded to 32 px, grey RGB
         from diffinject.corruptions import corrupted_mnist_source
-        return ArrayImages(corrupted_mnist_source(source, data_root, download)['train'][0], name=f'{source} train digits (clean)')
+
+        return ArrayImages(
+            corrupted_mnist_source(source, data_root, download)['train'][0], name=f'{source} train digits (clean)'
+        )
     if spec.name == 'cmnist':
         if source not in SHAPE_SOURCES:
-            raise ValueError(f"train_on='source': Colored MNIST from source={source!r} has no grayscale digits to train on; "
-                             f"use a source in {SHAPE_SOURCES} or train_on='train'")
+            raise ValueError(
+                f"train_on='source': Colored MNIST from source={source!r} has no grayscale digits to train on; "
+                f"use a source in {SHAPE_SOURCES} or train_on='train'"
+            )
         digits = colored_mnist_source(source, data_root, download)['train'][0]
         return ArrayImages(np.repeat(digits[..., None], 3, -1), name=f'{source} train digits (grayscale)')
     if source != 'cifar10':
-        raise ValueError(f"train_on='source': Corrupted CIFAR-10 from source={source!r} has no clean images to train on; "
-                         "use source='cifar10' or train_on='train'")
+        raise ValueError(
+            f"train_on='source': Corrupted CIFAR-10 from source={source!r} has no clean images to train on; "
+            "use source='cifar10' or train_on='train'"
+        )
     from diffinject.corruptions import corrupted_cifar10_source
+
     return ArrayImages(corrupted_cifar10_source(source, data_root, download)['train'][0], name='cifar10 train (clean)')
 
 # %% ../nbs/13_pretrained.ipynb #fa00fe80
 def recipe_of(name: str) -> dict:
     "The recipe of the shipped model `name`."
-    if name not in PRETRAINED_RECIPES: raise ValueError(f'pretrained={name!r}: no recipe; expected one of {sorted(PRETRAINED_RECIPES)}')
+    if name not in PRETRAINED_RECIPES:
+        raise ValueError(f'pretrained={name!r}: no recipe; expected one of {sorted(PRETRAINED_RECIPES)}')
     return PRETRAINED_RECIPES[name]
 
-_SPLIT_BUILDERS = {'cmnist': ('Colored MNIST', colored_mnist_split),          # in memory, as the data stage writes them
-                   'corrupted_mnist': ('Corrupted MNIST', corrupted_mnist_split)}
+
+_SPLIT_BUILDERS = {
+    'cmnist': ('Colored MNIST', colored_mnist_split),  # in memory, as the data stage writes them
+    'corrupted_mnist': ('Corrupted MNIST', corrupted_mnist_split),
+}
+
 
 def _train_kwargs(r) -> dict:
     keys = ('steps', 'batch_size', 'lr', 'ema_rate', 'p2_gamma', 'p2_k', 'seed', 'image_fit', 'ckpt_every', 'log_every')
     return {k: r[k] for k in keys}
 
+
 def train_pretrained(name: str, out_dir, steps=None, device=None, show_progress=None):
     "Train (or resume) the shipped model `name` with its recipe in `out_dir`; returns the trainer."
     r = recipe_of(name)
     train_ds = None
-    if r['train_on'] == 'train':          # the benchmark's biased training split, RGB as it is (its bias labels unused)
+    if r['train_on'] == 'train':  # the benchmark's biased training split, RGB as it is (its bias labels unused)
         title, split = _SPLIT_BUILDERS[r['benchmark']]
         x = split('train', r['ratio'], r['source'])[0]
         train_ds = ArrayImages(x, name=f"{title} {100 * r['ratio']:g}% training split ({r['source']})")
     data = diffusion_training_images(r['benchmark'], r['train_on'], r['source'], train_ds=train_ds)
     kw = _train_kwargs(r)
-    if steps is not None: kw['steps'] = steps
-    return train_diffusion(data, out_dir, preset=r['unet'], device=device, show_progress=show_progress, sample_every=0, **kw)
+    if steps is not None:
+        kw['steps'] = steps
+    return train_diffusion(
+        data, out_dir, preset=r['unet'], device=device, show_progress=show_progress, sample_every=0, **kw
+    )
+
 
 def export_pretrained(name: str, ckpt, out_dir, extra: dict | None = None) -> dict:
     "Write the EMA weights of the trainer checkpoint `ckpt` to `out_dir/<file>` (safetensors) and return its registry entry."
     from safetensors.torch import save_file
+
     r = recipe_of(name)
     model, diffusion = load_diffusion_checkpoint(ckpt, 'ema')
     out = Path(out_dir) / r['file']
-    with atomic_path(out) as tmp: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    return _plain(dict(file=r['file'], sha256=file_sha256(out), recipe=r, unet=dict(model.config),
-                diffusion=dict(schedule='linear', num_timesteps=diffusion.num_timesteps, p2_gamma=diffusion.p2_gamma, p2_k=diffusion.p2_k),
-                **(extra or {})))
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    return _plain(
+        dict(
+            file=r['file'],
+            sha256=file_sha256(out),
+            recipe=r,
+            unet=dict(model.config),
+            diffusion=dict(
+                schedule='linear',
+                num_timesteps=diffusion.num_timesteps,
+                p2_gamma=diffusion.p2_gamma,
+                p2_k=diffusion.p2_k,
+            ),
+            **(extra or {}),
+        )
+    )
+
 
 # the shipped Colored MNIST model: the architecture and training set chosen by the comparison below
 PRETRAINED_RECIPES = {
-    'cmnist': dict(file='cmnist_hgate_gray.safetensors', benchmark='cmnist', train_on='source', source='mnist5k',
-                   unet=dict(create_unet('cmnist_hgate', device='meta').config), steps=10_000, batch_size=32, lr=1e-3,
-                   ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0, image_fit='pad', ckpt_every=250, log_every=50),
+    'cmnist': dict(
+        file='cmnist_hgate_gray.safetensors',
+        benchmark='cmnist',
+        train_on='source',
+        source='mnist5k',
+        unet=dict(create_unet('cmnist_hgate', device='meta').config),
+        steps=10_000,
+        batch_size=32,
+        lr=1e-3,
+        ema_rate=0.9995,
+        p2_gamma=1.0,
+        p2_k=1.0,
+        seed=0,
+        image_fit='pad',
+        ckpt_every=250,
+        log_every=50,
+    ),
     # content through h, style through skip statistics (06_unet), trained on the 1 % training split in RGB (12_synth)
-    'cmnist_split': dict(file='cmnist_split_rgb.safetensors', benchmark='cmnist', train_on='train', ratio=0.01,
-                         source='mnist5k', unet=dict(create_unet('cmnist_split', device='meta').config), steps=3000,
-                         batch_size=32, lr=1e-3, ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0, image_fit='pad',
-                         ckpt_every=250, log_every=50),
+    'cmnist_split': dict(
+        file='cmnist_split_rgb.safetensors',
+        benchmark='cmnist',
+        train_on='train',
+        ratio=0.01,
+        source='mnist5k',
+        unet=dict(create_unet('cmnist_split', device='meta').config),
+        steps=3000,
+        batch_size=32,
+        lr=1e-3,
+        ema_rate=0.9995,
+        p2_gamma=1.0,
+        p2_k=1.0,
+        seed=0,
+        image_fit='pad',
+        ckpt_every=250,
+        log_every=50,
+    ),
     # the same architecture and recipe on Corrupted MNIST's 1 % training split, a bias that is not colour (21_corrupted_mnist);
     # 2,000 steps instead of 3,000 to fit this machine's CPU budget
-    'corrupted_mnist_split': dict(file='corrupted_mnist_split_rgb.safetensors', benchmark='corrupted_mnist', train_on='train',
-                                  ratio=0.01, source='mnist5k', unet=dict(create_unet('cmnist_split', device='meta').config),
-                                  steps=2000, batch_size=32, lr=1e-3, ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0,
-                                  image_fit='pad', ckpt_every=250, log_every=50),
+    'corrupted_mnist_split': dict(
+        file='corrupted_mnist_split_rgb.safetensors',
+        benchmark='corrupted_mnist',
+        train_on='train',
+        ratio=0.01,
+        source='mnist5k',
+        unet=dict(create_unet('cmnist_split', device='meta').config),
+        steps=2000,
+        batch_size=32,
+        lr=1e-3,
+        ema_rate=0.9995,
+        p2_gamma=1.0,
+        p2_k=1.0,
+        seed=0,
+        image_fit='pad',
+        ckpt_every=250,
+        log_every=50,
+    ),
 }
 
 # %% ../nbs/13_pretrained.ipynb #23a35ad1
 REGISTRY = 'pretrained.json'
 
+
 def pretrained_registry() -> dict:
     "The shipped diffusion models: {name: entry} from `diffinject/assets/pretrained.json`."
     return json.loads(asset_path(REGISTRY).read_text())
+
 
 def rebuild_command(name: str) -> str:
     "The command that retrains the shipped model `name` with its recipe."
     return f'diffinject_run --run_dir runs/retrain-{name} --train_diffusion --stage diffusion'
 
-def _plain(d): return json.loads(json.dumps(d))
+
+def _plain(d):
+    return json.loads(json.dumps(d))
+
 
 def _entry(name, registry=None):
     reg = registry if registry is not None else pretrained_registry()
-    if name not in reg: raise ValueError(f'pretrained={name!r}: no such shipped model; expected one of {sorted(reg)}')
+    if name not in reg:
+        raise ValueError(f'pretrained={name!r}: no such shipped model; expected one of {sorted(reg)}')
     return reg[name]
+
 
 def diffusion_of(entry) -> GaussianDiffusion:
     "The GaussianDiffusion a registry entry (or trainer config) was trained with."
     d = entry['diffusion']
-    return GaussianDiffusion(get_beta_schedule(d['schedule'], d['num_timesteps']), p2_gamma=d['p2_gamma'], p2_k=d['p2_k'])
+    return GaussianDiffusion(
+        get_beta_schedule(d['schedule'], d['num_timesteps']), p2_gamma=d['p2_gamma'], p2_k=d['p2_k']
+    )
+
 
 def load_pretrained(name: str = 'cmnist', device=None, path=None, registry=None):
     "The shipped model `name` (EMA weights, sha256-checked) in eval mode, and its alphas_cumprod; `path` overrides the file."
@@ -129,12 +219,17 @@ def load_pretrained(name: str = 'cmnist', device=None, path=None, registry=None)
     path = Path(path) if path is not None else asset_path(REGISTRY).parent / e['file']
     how = f'reinstall diffinject, or rebuild it with `{rebuild_command(name)}`'
     if name in PRETRAINED_RECIPES and _plain(e.get('recipe')) != _plain(recipe_of(name)):
-        raise ValueError(f'{REGISTRY}: the entry of {name!r} was trained with another recipe than the code gives; {how}')
-    if not path.exists(): raise FileNotFoundError(f'{path}: the shipped diffusion model {name!r} is missing; {how}')
+        raise ValueError(
+            f'{REGISTRY}: the entry of {name!r} was trained with another recipe than the code gives; {how}'
+        )
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: the shipped diffusion model {name!r} is missing; {how}')
     got = file_sha256(path)
     if got != e['sha256']:
-        raise ValueError(f'{path}: sha256 {got[:16]}... does not match the shipped {e["sha256"][:16]}... '
-                         f'(the file is truncated or altered); {how}')
+        raise ValueError(
+            f'{path}: sha256 {got[:16]}... does not match the shipped {e["sha256"][:16]}... '
+            f'(the file is truncated or altered); {how}'
+        )
     model = load_unet_weights(create_unet(e['unet'], device='meta'), path)
     return model.to(device or 'cpu').eval(), diffusion_of(e).alphas_cumprod
 
@@ -145,20 +240,36 @@ def cmnist_pairs(ds, n: int = 48, seed: int = 0):
     conf, al = np.nonzero(ds.conflicting.numpy())[0], np.nonzero(ds.aligned.numpy())[0]
     return rng.choice(conf, min(n, len(conf)), replace=False), rng.choice(al, min(n, len(conf)), replace=False)
 
+
 @torch.no_grad()
-def model_report(model, alphas_cumprod, ds, oracles, settings=((0.5, 400, 200),), n_pairs: int = 48, n_samples: int = 1000,
-                 sample_steps: int = 50, inject_steps: int = 25, ts=(200, 400, 600, 800), image_fit='pad', seed=0,
-                 attributes=('digit', 'colour')) -> dict:
+def model_report(
+    model,
+    alphas_cumprod,
+    ds,
+    oracles,
+    settings=((0.5, 400, 200),),
+    n_pairs: int = 48,
+    n_samples: int = 1000,
+    sample_steps: int = 50,
+    inject_steps: int = 25,
+    ts=(200, 400, 600, 800),
+    image_fit='pad',
+    seed=0,
+    attributes=('digit', 'colour'),
+) -> dict:
     "Sample quality, swap shares and attribute transfer of a diffusion model on pairs of `ds` (evaluation); `attributes`: task, bias names."
     from diffinject.ddim import ddim_sample
     from diffinject.inject import swap_shares, attribute_transfer, diff_inject, attribute_swaps
     from diffinject.oracles import sample_quality
     from diffinject.synth import to_model_images, to_benchmark_images
     from diffinject.train import load_images
+
     S, size = model.image_size, ds[0][0].shape[-1]
     g = torch.Generator().manual_seed(seed)
     xT = torch.randn(n_samples, model.in_channels, S, S, generator=g)
-    smp = torch.cat([ddim_sample(model, xT[i:i + 100], alphas_cumprod, sample_steps, clip=True) for i in range(0, n_samples, 100)])
+    smp = torch.cat(
+        [ddim_sample(model, xT[i : i + 100], alphas_cumprod, sample_steps, clip=True) for i in range(0, n_samples, 100)]
+    )
     smp01 = to_benchmark_images(smp, size, image_fit)
     real = load_images(ds, np.random.default_rng(seed).choice(len(ds), min(1000, len(ds)), replace=False))
     out = dict(quality=sample_quality(oracles['shape_net'], smp01, real), samples=smp01[:64])
@@ -168,12 +279,17 @@ def model_report(model, alphas_cumprod, ds, oracles, settings=((0.5, 400, 200),)
     ta, ba = attributes
     readers = {ta: oracles['task'], ba: oracles['bias']}
     sa, ca = {ta: ds.labels[si], ba: ds.biases[si]}, {ta: ds.labels[ci], ba: ds.biases[ci]}
-    fit01 = lambda x: to_benchmark_images(x, size, image_fit)                    # P_t read at the benchmark size
+    fit01 = lambda x: to_benchmark_images(x, size, image_fit)  # P_t read at the benchmark size
     out['attr_swaps'] = attribute_swaps(model, xc, xs, alphas_cumprod, readers, ca, sa, ts=ts[:3], to01=fit01)
     out['transfer'], out['generated'] = {}, {}
     for gm, te, tb in settings:
-        y01 = to_benchmark_images(diff_inject(model, xs, alphas_cumprod, content=xc, gamma=gm, t_edit=te, t_boost=tb,
-                                              steps=inject_steps, seeds=seed), size, image_fit)
+        y01 = to_benchmark_images(
+            diff_inject(
+                model, xs, alphas_cumprod, content=xc, gamma=gm, t_edit=te, t_boost=tb, steps=inject_steps, seeds=seed
+            ),
+            size,
+            image_fit,
+        )
         tr = attribute_transfer(y01, load_images(ds, si), sa, ca, readers)
         d, c = torch.as_tensor(oracles['task'](y01)), torch.as_tensor(oracles['bias'](y01))
         for rule, lab in (('content', ds.labels[ci]), ('style', ds.labels[si])):

@@ -11,7 +11,13 @@ from .core import read_json, mean_std, md_table
 from .data import BENCHMARKS, get_benchmark, pct_name, write_biased_dataset
 from .classifiers import CHECKPOINTS
 from .baselines import TABLE1_BENCHMARKS, PUBLISHED_LABEL, PUBLISHED_SOURCE, PUBLISHED_TABLE1
-_all_ = ['TABLE1_BENCHMARKS', 'PUBLISHED_LABEL', 'PUBLISHED_SOURCE', 'PUBLISHED_TABLE1']   # defined in baselines, re-exported
+
+_all_ = [
+    'TABLE1_BENCHMARKS',
+    'PUBLISHED_LABEL',
+    'PUBLISHED_SOURCE',
+    'PUBLISHED_TABLE1',
+]  # defined in baselines, re-exported
 
 # %% auto #0
 __all__ = ['TABLE1_COLUMNS', 'BENCHMARK_TITLES', 'METHOD_TITLES', 'CHECKPOINT_TITLES', 'load_metrics', 'collect_runs',
@@ -19,29 +25,51 @@ __all__ = ['TABLE1_COLUMNS', 'BENCHMARK_TITLES', 'METHOD_TITLES', 'CHECKPOINT_TI
            'PUBLISHED_SOURCE', 'PUBLISHED_TABLE1']
 
 # %% ../nbs/25_report.ipynb #1e2eb616
-TABLE1_COLUMNS = tuple((b, r) for b in TABLE1_BENCHMARKS for r in BENCHMARKS[b].ratios)   # the paper's 14 columns
-BENCHMARK_TITLES = {'cmnist': 'CMNIST', 'cifar10c': 'CCIFAR-10', 'bffhq': 'BFFHQ', 'dogs_and_cats': 'Dogs & Cats',
-                    'corrupted_mnist': 'Corrupted MNIST'}   # not in the paper's Table 1 (our benchmark)
-METHOD_TITLES = {'vanilla': 'Vanilla', 'lff': 'LfF', 'disent': 'DisEnt', 'lff_be': 'LfF+BE', 'a2': 'A²',
-                 'amplibias': 'AmpliBias', 'diffinject': 'DiffInject',
-                 'upsample': 'top-K re-added (ablation)', 'recolour': 'top-K recoloured, no diffusion (ablation)'}
+TABLE1_COLUMNS = tuple((b, r) for b in TABLE1_BENCHMARKS for r in BENCHMARKS[b].ratios)  # the paper's 14 columns
+BENCHMARK_TITLES = {
+    'cmnist': 'CMNIST',
+    'cifar10c': 'CCIFAR-10',
+    'bffhq': 'BFFHQ',
+    'dogs_and_cats': 'Dogs & Cats',
+    'corrupted_mnist': 'Corrupted MNIST',
+}  # not in the paper's Table 1 (our benchmark)
+METHOD_TITLES = {
+    'vanilla': 'Vanilla',
+    'lff': 'LfF',
+    'disent': 'DisEnt',
+    'lff_be': 'LfF+BE',
+    'a2': 'A²',
+    'amplibias': 'AmpliBias',
+    'diffinject': 'DiffInject',
+    'upsample': 'top-K re-added (ablation)',
+    'recolour': 'top-K recoloured, no diffusion (ablation)',
+}
 CHECKPOINT_TITLES = {'best_valid': 'best-valid', 'last': 'last step', 'best_test': 'best-test'}
+
 
 def load_metrics(source) -> dict:
     "A run's metrics: `source` is a run directory (reads its `metrics.json`) or a metrics dict."
-    if isinstance(source, dict): m = source
+    if isinstance(source, dict):
+        m = source
     else:
-        f = Path(source)/'metrics.json'
-        if not f.exists(): raise FileNotFoundError(f'{f}: no metrics.json; is {source} a finished diffinject_run directory (stage report)?')
+        f = Path(source) / 'metrics.json'
+        if not f.exists():
+            raise FileNotFoundError(
+                f'{f}: no metrics.json; is {source} a finished diffinject_run directory (stage report)?'
+            )
         m = read_json(f)
     if 'results' not in m or 'dataset' not in m.get('config', {}):
-        raise ValueError(f"{source if not isinstance(source, dict) else 'metrics dict'}: "
-                         "expected keys 'results' and 'config.dataset' (pipeline.write_report's metrics)")
+        raise ValueError(
+            f"{source if not isinstance(source, dict) else 'metrics dict'}: "
+            "expected keys 'results' and 'config.dataset' (pipeline.write_report's metrics)"
+        )
     return m
+
 
 def collect_runs(sources) -> dict:
     "{(benchmark, ratio, method): [result rows]} over `sources` (run dirs or metrics dicts); a repeated seed is an error."
-    if isinstance(sources, (str, Path, dict)): sources = [sources]
+    if isinstance(sources, (str, Path, dict)):
+        sources = [sources]
     out, seen = {}, {}
     for src in sources:
         m = load_metrics(src)
@@ -49,8 +77,11 @@ def collect_runs(sources) -> dict:
         for r in m['results']:
             k = (b, float(r['ratio']), r['method'])
             ks = k + (r['seed'],)
-            if ks in seen: raise ValueError(f'{ks}: this (benchmark, ratio, method, seed) comes from two sources: {seen[ks]} and '
-                                            f'{src if not isinstance(src, dict) else "a metrics dict"}')
+            if ks in seen:
+                raise ValueError(
+                    f'{ks}: this (benchmark, ratio, method, seed) comes from two sources: {seen[ks]} and '
+                    f'{src if not isinstance(src, dict) else "a metrics dict"}'
+                )
             seen[ks] = src if not isinstance(src, dict) else 'a metrics dict'
             out.setdefault(k, []).append(r)
     return out
@@ -58,13 +89,16 @@ def collect_runs(sources) -> dict:
 # %% ../nbs/25_report.ipynb #bb0f0c86
 def table1_cell(rows, checkpoint='best_valid', metric='acc') -> str:
     "Mean ± sample std (%) over seeds of `<checkpoint>_<metric>` in `rows`, with n; '' when no row has it."
-    if checkpoint not in CHECKPOINTS: raise ValueError(f'checkpoint={checkpoint!r}: expected one of {CHECKPOINTS}')
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f'checkpoint={checkpoint!r}: expected one of {CHECKPOINTS}')
     v = [r['row'].get(f'{checkpoint}_{metric}') for r in rows]
     v = [x for x in v if x is not None and not (isinstance(x, float) and math.isnan(x))]
     return f'{mean_std(v)} (n={len(v)})' if v else ''
 
 # %% ../nbs/25_report.ipynb #91d74a45
-def _col_title(b, r): return f'{BENCHMARK_TITLES.get(b, b)} {100*r:g}%'
+def _col_title(b, r):
+    return f'{BENCHMARK_TITLES.get(b, b)} {100 * r:g}%'
+
 
 def table1(sources, checkpoint='best_valid', metric='acc', columns=None, published=True) -> str:
     """Markdown Table 1 (rows: methods; columns: benchmark x ratio) of unbiased test `metric` (%) at one `checkpoint` rule
@@ -72,51 +106,79 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
     `columns`: None (those with our results), 'all' (the paper's 14) or a list of (benchmark, ratio).
     `published`: add the rows of DiffInject's Table 1 (`PUBLISHED_TABLE1`: all seven methods, 1 % and 5 % only)."""
     runs = collect_runs(sources)
-    if columns is None: columns = sorted({(b, r) for b, r, _ in runs},
-                                         key=lambda c: (TABLE1_BENCHMARKS.index(c[0]) if c[0] in TABLE1_BENCHMARKS else 99, c[1]))
-    elif columns == 'all': columns = list(TABLE1_COLUMNS)
-    else: columns = [(get_benchmark(b).name, float(r)) for b, r in columns]
+    if columns is None:
+        columns = sorted(
+            {(b, r) for b, r, _ in runs},
+            key=lambda c: (TABLE1_BENCHMARKS.index(c[0]) if c[0] in TABLE1_BENCHMARKS else 99, c[1]),
+        )
+    elif columns == 'all':
+        columns = list(TABLE1_COLUMNS)
+    else:
+        columns = [(get_benchmark(b).name, float(r)) for b, r in columns]
     methods = list(dict.fromkeys(m for _, _, m in runs))
     head = ['method'] + [_col_title(b, r) for b, r in columns]
     rule = CHECKPOINT_TITLES.get(checkpoint, checkpoint)
-    rows = [[f'{METHOD_TITLES.get(m, m)} (ours, {rule})'] + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]
-            for m in methods]
+    rows = [
+        [f'{METHOD_TITLES.get(m, m)} (ours, {rule})']
+        + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]
+        for m in methods
+    ]
     if published:
         for m in dict.fromkeys(k for b in PUBLISHED_TABLE1.values() for k in b):
             cells = [PUBLISHED_TABLE1.get(b, {}).get(m, {}).get(r) for b, r in columns]
-            rows.append([f'{METHOD_TITLES.get(m, m)}, {PUBLISHED_LABEL}'] + [f'{c:.2f}' if c is not None else 'n/a' for c in cells])
-    what = {'acc': 'Unbiased test accuracy', 'conflicting_acc': 'Bias-conflicting test accuracy', 'aligned_acc': 'Bias-aligned test accuracy',
-            'group_mean_acc': 'Group-mean test accuracy'}.get(metric, f'Test {metric}')
-    how = ('selected on the biased valid set' if checkpoint == 'best_valid' else 'the final step' if checkpoint == 'last'
-           else 'max test accuracy over evaluations, optimistic: what DisEnt/BE report')
-    note = (f'{what} (%); ours: mean ± sample std over n seeds (no ± when n=1) at the **{rule}** checkpoint '
-            f"({how}). "
-            + ('BFFHQ test = bias-conflicting images only. ' if any(b == 'bffhq' for b, _ in columns) else '')
-            + (f'{PUBLISHED_LABEL}: {PUBLISHED_SOURCE}; only 1 % and 5 % are published (other columns: n/a), '
-               'checkpoint rule and number of seeds not stated; its data are the DisEnt/BiasEnsemble benchmark '
-               'folders (~55k Colored MNIST training images), so our runs on the shipped 5k MNIST subset compare '
-               'with it in ranking and gap to vanilla only.' if published else ''))
+            rows.append(
+                [f'{METHOD_TITLES.get(m, m)}, {PUBLISHED_LABEL}']
+                + [f'{c:.2f}' if c is not None else 'n/a' for c in cells]
+            )
+    what = {
+        'acc': 'Unbiased test accuracy',
+        'conflicting_acc': 'Bias-conflicting test accuracy',
+        'aligned_acc': 'Bias-aligned test accuracy',
+        'group_mean_acc': 'Group-mean test accuracy',
+    }.get(metric, f'Test {metric}')
+    how = (
+        'selected on the biased valid set'
+        if checkpoint == 'best_valid'
+        else 'the final step'
+        if checkpoint == 'last'
+        else 'max test accuracy over evaluations, optimistic: what DisEnt/BE report'
+    )
+    note = (
+        f'{what} (%); ours: mean ± sample std over n seeds (no ± when n=1) at the **{rule}** checkpoint '
+        f"({how}). "
+        + ('BFFHQ test = bias-conflicting images only. ' if any(b == 'bffhq' for b, _ in columns) else '')
+        + (
+            f'{PUBLISHED_LABEL}: {PUBLISHED_SOURCE}; only 1 % and 5 % are published (other columns: n/a), '
+            'checkpoint rule and number of seeds not stated; its data are the DisEnt/BiasEnsemble benchmark '
+            'folders (~55k Colored MNIST training images), so our runs on the shipped 5k MNIST subset compare '
+            'with it in ranking and gap to vanilla only.'
+            if published
+            else ''
+        )
+    )
     return md_table(head, rows) + '\n\n' + note
 
 # %% ../nbs/25_report.ipynb #525f4d91
 def shape_images(labels, biases=None, size=32, num_classes=10, seed=0) -> np.ndarray:
     "uint8 [N,size,size,3]: a soft (label+3)-lobed shape, r = r0 (1 + 0.25 cos((y+3) theta)), tinted by hue bias/num_classes."
     import colorsys
+
     rng = np.random.default_rng(seed)
-    yy, xx = (np.mgrid[0:size, 0:size] + .5) / size
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
     out = []
     for i, y in enumerate(np.asarray(labels)):
-        cx, cy = rng.uniform(.4, .6, 2)
-        r0 = rng.uniform(.22, .3)
-        rot = rng.uniform(0, 2*np.pi)
+        cx, cy = rng.uniform(0.4, 0.6, 2)
+        r0 = rng.uniform(0.22, 0.3)
+        rot = rng.uniform(0, 2 * np.pi)
         th, d = np.arctan2(yy - cy, xx - cx), np.hypot(xx - cx, yy - cy)
-        r = r0 * (1 + .25*np.cos((int(y) + 3) * (th + rot)))                          # lobed boundary r(theta)
-        m = 1 / (1 + np.exp((d - r) * 8 * size / 32))[..., None]                      # soft inside mask
+        r = r0 * (1 + 0.25 * np.cos((int(y) + 3) * (th + rot)))  # lobed boundary r(theta)
+        m = 1 / (1 + np.exp((d - r) * 8 * size / 32))[..., None]  # soft inside mask
         h = (biases[i] / num_classes) if biases is not None else rng.uniform()
-        fg = np.array(colorsys.hsv_to_rgb(h, .8, .9))
-        bg = .15 + .2 * yy[..., None]  # tint and a smooth background
+        fg = np.array(colorsys.hsv_to_rgb(h, 0.8, 0.9))
+        bg = 0.15 + 0.2 * yy[..., None]  # tint and a smooth background
         out.append((255 * (m * fg + (1 - m) * bg)).clip(0, 255).round().astype(np.uint8))
     return np.stack(out)
+
 
 def _toy_split(n_aligned, n_conflicting, size, num_classes, seed):
     "(images, labels, biases): aligned samples first (bias = label), then conflicting (bias = label + 1 mod C)."
@@ -126,11 +188,15 @@ def _toy_split(n_aligned, n_conflicting, size, num_classes, seed):
     b[n_aligned:] = (y[n_aligned:] + 1) % num_classes
     return shape_images(y, b, size, num_classes, seed), y, b
 
+
 def _flatten(folder):
     "Move <folder>/<label>/* up into <folder>/ (the flat valid/test layouts of BFFHQ and Dogs & Cats)."
-    for f in sorted(Path(folder).glob('*/*')): f.rename(Path(folder)/f.name)
+    for f in sorted(Path(folder).glob('*/*')):
+        f.rename(Path(folder) / f.name)
     for d in Path(folder).iterdir():
-        if d.is_dir(): d.rmdir()
+        if d.is_dir():
+            d.rmdir()
+
 
 def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflicting=4, n_eval=8, seed=0) -> Path:
     "A tiny stand-in for a downloaded benchmark folder under `root`, in its layout (see the table above); returns `root`."
@@ -139,29 +205,42 @@ def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflictin
     ratios = list(ratios or spec.ratios)
     C = spec.num_classes
     if spec.name == 'cmnist':
-        raise ValueError("benchmark='cmnist': build it for real with data.build_colored_mnist (MNIST-5k ships with the package)")
-    if spec.name == 'cifar10c':                                                        # clean shapes -> LfF corruptions
+        raise ValueError(
+            "benchmark='cmnist': build it for real with data.build_colored_mnist (MNIST-5k ships with the package)"
+        )
+    if spec.name == 'cifar10c':  # clean shapes -> LfF corruptions
         from diffinject.corruptions import build_corrupted_cifar10
+
         n = (n_aligned + n_conflicting + n_eval) * 2
         y = np.arange(n * C) % C
-        return build_corrupted_cifar10(root, ratios, source=(shape_images(y, None, 32, C, seed), y), seed=seed, verify=False)
+        return build_corrupted_cifar10(
+            root, ratios, source=(shape_images(y, None, 32, C, seed), y), seed=seed, verify=False
+        )
     size = 128 if spec.name == 'bffhq' else 64
     for k, r in enumerate(ratios):
         valid = None if spec.shared_valid else _toy_split(n_eval // 2, n_eval - n_eval // 2, size, C, seed + 100 + k)
         test = _toy_split(n_eval // 2, n_eval - n_eval // 2, size, C, seed + 200) if k == 0 else None
-        write_biased_dataset(root, r, _toy_split(n_aligned, n_conflicting, size, C, seed + k), valid, test, ext=spec.ext)
-        if valid is not None and spec.flat_valid: _flatten(root/pct_name(r)/'valid')
-    if spec.shared_valid:                                                              # BFFHQ: one flat valid/ for all ratios
-        tmp = root/'_valid_tmp'
-        write_biased_dataset(tmp, ratios[0], None, _toy_split(n_eval // 2, n_eval - n_eval // 2, size, C, seed + 100), None, ext=spec.ext)
-        (tmp/pct_name(ratios[0])/'valid').rename(root/'valid')
+        write_biased_dataset(
+            root, r, _toy_split(n_aligned, n_conflicting, size, C, seed + k), valid, test, ext=spec.ext
+        )
+        if valid is not None and spec.flat_valid:
+            _flatten(root / pct_name(r) / 'valid')
+    if spec.shared_valid:  # BFFHQ: one flat valid/ for all ratios
+        tmp = root / '_valid_tmp'
+        write_biased_dataset(
+            tmp, ratios[0], None, _toy_split(n_eval // 2, n_eval - n_eval // 2, size, C, seed + 100), None, ext=spec.ext
+        )
+        (tmp / pct_name(ratios[0]) / 'valid').rename(root / 'valid')
         shutil.rmtree(tmp)
-        _flatten(root/'valid')
-    if spec.name == 'bffhq': _flatten(root/'test')
-    if spec.ext == 'jpg':                                                               # Dogs & Cats: raw JPEGs of varying sizes
+        _flatten(root / 'valid')
+    if spec.name == 'bffhq':
+        _flatten(root / 'test')
+    if spec.ext == 'jpg':  # Dogs & Cats: raw JPEGs of varying sizes
         from PIL import Image
+
         rng = np.random.default_rng(seed)
         for f in sorted(root.rglob('*.jpg')):
-            with Image.open(f) as im: im = im.convert('RGB').resize(tuple(int(v) for v in rng.integers(48, 200, 2)))
+            with Image.open(f) as im:
+                im = im.convert('RGB').resize(tuple(int(v) for v in rng.integers(48, 200, 2)))
             im.save(f, quality=90)
     return root

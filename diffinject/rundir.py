@@ -6,10 +6,13 @@
 from __future__ import annotations
 import os, sys, json, time, errno, socket, weakref, warnings, contextlib
 from pathlib import Path
-try: import fcntl
-except ImportError: fcntl = None                                      # not POSIX: run directories are not locked
-from .core import (write_json, read_json, config_diff, WriteError, write_error, CheckpointError, rank_and_world,
-                             dist_barrier, file_sha256, _on_rank0)
+
+try:
+    import fcntl
+except ImportError:
+    fcntl = None  # not POSIX: run directories are not locked
+from .core import write_json, read_json, config_diff, WriteError, write_error, CheckpointError, rank_and_world
+from .core import dist_barrier, file_sha256, _on_rank0
 
 # %% auto #0
 __all__ = ['RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'RunDir']
@@ -17,204 +20,282 @@ __all__ = ['RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'RunDir']
 # %% ../nbs/09_rundir.ipynb #61aafeb1
 class RunDirLocked(BlockingIOError):
     "Another process works in this run directory; the message names it (from the lock file)."
-    def __str__(self): return self.strerror
 
-_LOCKS = {}   # lock file (real path) -> [fd, number of RunDirs of this process that use it]
+    def __str__(self):
+        return self.strerror
+
+
+_LOCKS = {}  # lock file (real path) -> [fd, number of RunDirs of this process that use it]
+
 
 def _holder(fd) -> str:
     "The holder recorded in an open lock file, as text ('' if none)."
-    try: info = json.loads(os.pread(fd, 4096, 0).decode() or '{}')
-    except (ValueError, OSError): return 'holder unreadable'
-    if not info: return ''
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or '{}')
+    except (ValueError, OSError):
+        return 'holder unreadable'
+    if not info:
+        return ''
     who = f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
     return f"{who}: {info['cmd']}" if info.get('cmd') else who
+
 
 def lock_run_dir(path):
     "Lock `path/run.lock` for this process (exclusive, non-blocking `flock`); returns a key for `unlock_run_dir`."
     path = Path(path)
-    lock = path/'run.lock'
+    lock = path / 'run.lock'
     key = os.path.realpath(lock)
     if key in _LOCKS:
         _LOCKS[key][1] += 1
         return key
-    if fcntl is None: return None                                     # no flock (Windows): unprotected
+    if fcntl is None:
+        return None  # no flock (Windows): unprotected
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e: raise write_error(lock, e) from None
-    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        raise write_error(lock, e) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         holder = _holder(fd)
         os.close(fd)
         if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
             warnings.warn(f'{lock}: this file system has no locks ({e.strerror}); nothing stops a second run here')
             return None
-        raise RunDirLocked(e.errno, f'{path}: in use by another run ({holder or "holder not recorded yet"}); wait for '
-                                    'it to end or stop it, or pass another run directory') from None
+        raise RunDirLocked(
+            e.errno,
+            f'{path}: in use by another run ({holder or "holder not recorded yet"}); wait for '
+            'it to end or stop it, or pass another run directory',
+        ) from None
     stale = _holder(fd)
     cmd = ' '.join(sys.argv).replace('\n', ' ')[:300]
     info = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S %z'), cmd=cmd)
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
     os.fsync(fd)
-    if stale: print(f'{path}: took over the lock left by {stale}; that process no longer holds it', file=sys.stderr)
+    if stale:
+        print(f'{path}: took over the lock left by {stale}; that process no longer holds it', file=sys.stderr)
     _LOCKS[key] = [fd, 1]
     return key
 
-def unlock_run_dir(key, _locks=_LOCKS, _os=os):    # bound now: a RunDir collected at interpreter exit outlives globals
+
+def unlock_run_dir(key, _locks=_LOCKS, _os=os):  # bound now: a RunDir collected at interpreter exit outlives globals
     "Release one use of the lock `key`; the last one empties the lock file and drops the lock."
     ent = _locks.get(key)
-    if ent is None: return
+    if ent is None:
+        return
     ent[1] -= 1
-    if ent[1] > 0: return
+    if ent[1] > 0:
+        return
     fd = _locks.pop(key)[0]
-    try: _os.ftruncate(fd, 0)                                          # an empty lock file: released cleanly
-    except OSError: pass
-    _os.close(fd)                                                      # closing the file drops the flock
+    try:
+        _os.ftruncate(fd, 0)  # an empty lock file: released cleanly
+    except OSError:
+        pass
+    _os.close(fd)  # closing the file drops the flock
 
 # %% ../nbs/09_rundir.ipynb #c4ff176b
-_BODY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}   # a stage's own write hit the disk
+_BODY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}  # a stage's own write hit the disk
+
 
 def _stage_write_error(e: OSError, name, part) -> WriteError:
     base = str(e) if isinstance(e, WriteError) else str(write_error(e.filename or part, e))
-    return WriteError(e.errno, f'{base}; stage {name} is unfinished: {part} is kept and the next run resumes it, '
-                               'finished stages are untouched', e.filename)
+    return WriteError(
+        e.errno,
+        f'{base}; stage {name} is unfinished: {part} is kept and the next run resumes it, '
+        'finished stages are untouched',
+        e.filename,
+    )
+
 
 def _drop_temp(d):
     "Remove the temporary files and folders (`.<name>.<hex>.tmp`, `.<name>.tmp<x>/`) that writes killed midway left in `d`."
     import shutil
+
     for p in sorted(Path(d).rglob('.*'), reverse=True):
-        if '.tmp' not in p.name or not os.path.lexists(p): continue
-        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
-        else: p.unlink()
+        if '.tmp' not in p.name or not os.path.lexists(p):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
 
 class RunDir:
     "A run directory bound to one configuration, locked for this process (under torchrun: by rank 0); see above."
+
     def __init__(self, path, config: dict):
         self.path, self.config = Path(path), json.loads(json.dumps(config, default=str))
         self.rank, self._together, self._release = rank_and_world()[0], False, None
-        self.announce = False                                    # print a line for each stage found finished
-        self._verified = set()                                   # finished stages whose files were checked (sha256)
-        _on_rank0(self._claim)                                   # the other ranks wait for rank 0 ...
-        if self.rank != 0: self._config_matches()                # ... then read the configuration it checked
+        self.announce = False  # print a line for each stage found finished
+        self._verified = set()  # finished stages whose files were checked (sha256)
+        _on_rank0(self._claim)  # the other ranks wait for rank 0 ...
+        if self.rank != 0:
+            self._config_matches()  # ... then read the configuration it checked
 
     def _claim(self):
         "Check the configuration, take the lock, write `config.json` if new."
-        self._config_matches()                                   # a refused configuration touches nothing, not the lock
+        self._config_matches()  # a refused configuration touches nothing, not the lock
         self._lock = lock_run_dir(self.path)
         self._release = weakref.finalize(self, unlock_run_dir, self._lock)
-        self._release.atexit = False                             # at exit the OS closes the lock file: lock dropped
-        if not self._config_matches(): write_json(self.path/'config.json', self.config)
+        self._release.atexit = False  # at exit the OS closes the lock file: lock dropped
+        if not self._config_matches():
+            write_json(self.path / 'config.json', self.config)
 
     def _config_matches(self) -> bool:
         "True if `config.json` exists and matches; False if there is none; an error listing the differences otherwise."
-        cfg_file = self.path/'config.json'
-        if not cfg_file.exists(): return False
+        cfg_file = self.path / 'config.json'
+        if not cfg_file.exists():
+            return False
         old = read_json(cfg_file)
         if not isinstance(old, dict):
-            raise CheckpointError(cfg_file, f'holds a JSON {type(old).__name__}, not a run configuration (an object); '
-                                            f'restore it, or pass another run directory. Nothing was changed in {self.path}.')
+            raise CheckpointError(
+                cfg_file,
+                f'holds a JSON {type(old).__name__}, not a run configuration (an object); '
+                f'restore it, or pass another run directory. Nothing was changed in {self.path}.',
+            )
         diff = config_diff(old, self.config)
         if diff:
-            raise ValueError(f'{cfg_file}: this run directory was made with a different configuration:\n  '
-                             + '\n  '.join(diff[:20]) + ('\n  ...' if len(diff) > 20 else '')
-                             + f'\nTo continue it, run again with its configuration (the options that produced {cfg_file}); '
-                             f'to start fresh, pass another run directory. Nothing was changed in {self.path}.')
+            raise ValueError(
+                f'{cfg_file}: this run directory was made with a different configuration:\n  '
+                + '\n  '.join(diff[:20])
+                + ('\n  ...' if len(diff) > 20 else '')
+                + f'\nTo continue it, run again with its configuration (the options that produced {cfg_file}); '
+                f'to start fresh, pass another run directory. Nothing was changed in {self.path}.'
+            )
         return True
 
     def close(self):
         "Release the lock (also done when the RunDir is garbage-collected, and by the OS when the process ends)."
-        if self._release is not None: self._release()
-    def __enter__(self): return self
-    def __exit__(self, *a): self.close()
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
 
     def done(self, name, key) -> bool:
         "Is stage `name` finished with this `key`, its files as it wrote them? Another key, or a changed file, is an error."
-        f = self.path/name/'stage.json'
-        if not f.exists(): return False
+        f = self.path / name / 'stage.json'
+        if not f.exists():
+            return False
         meta = read_json(f)
         got = meta.get('key') if isinstance(meta, dict) else None
-        if got != key: raise ValueError(f'{f}: stage {name!r} was made with key {got}, expected {key}: the code or the configuration '
-                                        f'changed since. Start a fresh run directory (nothing was changed in {self.path}).')
-        if name not in self._verified: self._verify(name, meta.get('files'))
-        if self.announce: print(f'  skipped ({name} finished, same configuration)', flush=True)
+        if got != key:
+            raise ValueError(
+                f'{f}: stage {name!r} was made with key {got}, expected {key}: the code or the configuration '
+                f'changed since. Start a fresh run directory (nothing was changed in {self.path}).'
+            )
+        if name not in self._verified:
+            self._verify(name, meta.get('files'))
+        if self.announce:
+            print(f'  skipped ({name} finished, same configuration)', flush=True)
         return True
 
     def _verify(self, name, files):
         "Every file stage `name` recorded when it finished is there with the same sha256 (a stage from before: none recorded)."
-        d = self.path/name
+        d = self.path / name
         for rel, sha in (files or {}).items():
-            p = d/rel
+            p = d / rel
             what = 'missing' if not p.is_file() else 'changed' if file_sha256(p) != sha else None
-            if what: raise CheckpointError(p, f'{what} since stage {name} wrote it (its sha256 is in {d/"stage.json"}): '
-                                              'not used')                    # `explaining` adds the way out
+            if what:
+                raise CheckpointError(
+                    p, f'{what} since stage {name} wrote it (its sha256 is in {d / "stage.json"}): not used'
+                )  # `explaining` adds the way out
         self._verified.add(name)
 
     @contextlib.contextmanager
     def stage(self, name, key, info=None):
         "Yield `<name>.partial/` to work in (kept on failure so a rerun can resume); on success publish it as `<name>/`."
-        part = self.path/f'{name}.partial'
-        if self._together: _on_rank0(self._open, name, key, info)   # every rank works in it, rank 0 opened it
-        else: self._open(name, key, info)
+        part = self.path / f'{name}.partial'
+        if self._together:
+            _on_rank0(self._open, name, key, info)  # every rank works in it, rank 0 opened it
+        else:
+            self._open(name, key, info)
         t0 = time.time()
-        try: yield part
+        try:
+            yield part
         except OSError as e:
-            if isinstance(e, WriteError) or e.errno in _BODY_ERRNOS: raise _stage_write_error(e, name, part) from None
+            if isinstance(e, WriteError) or e.errno in _BODY_ERRNOS:
+                raise _stage_write_error(e, name, part) from None
             raise
         if self._together:
-            dist_barrier()                                       # every rank has written its share
+            dist_barrier()  # every rank has written its share
             _on_rank0(self._publish, name, key, info, t0)
-        else: self._publish(name, key, info, t0)
+        else:
+            self._publish(name, key, info, t0)
 
     def _open(self, name, key, info):
         "Make (or find, to resume) `<name>.partial/` with its `stage.json`; refuse a finished stage or another key."
-        final, part = self.path/name, self.path/f'{name}.partial'
-        if final.exists(): raise FileExistsError(f'{final}: stage already finished; check `done()` first')
+        final, part = self.path / name, self.path / f'{name}.partial'
+        if final.exists():
+            raise FileExistsError(f'{final}: stage already finished; check `done()` first')
         if part.exists():
-            meta = part/'stage.json'
+            meta = part / 'stage.json'
             if meta.exists() and read_json(meta).get('key') != key:
-                raise ValueError(f'{part}: an unfinished stage with another configuration is in the way; move it aside to rerun')
-            _drop_temp(part)                                     # left by a killed run: what it was writing is redone
+                raise ValueError(
+                    f'{part}: an unfinished stage with another configuration is in the way; move it aside to rerun'
+                )
+            _drop_temp(part)  # left by a killed run: what it was writing is redone
         try:
             part.mkdir(parents=True, exist_ok=True)
-            write_json(part/'stage.json', {'key': key, 'status': 'running', **(info or {})})
-        except OSError as e: raise _stage_write_error(e, name, part) from None
+            write_json(part / 'stage.json', {'key': key, 'status': 'running', **(info or {})})
+        except OSError as e:
+            raise _stage_write_error(e, name, part) from None
 
     def _publish(self, name, key, info, t0):
         "Mark `<name>.partial/` done (with its wall time) and rename it to `<name>/`."
-        final, part = self.path/name, self.path/f'{name}.partial'
+        final, part = self.path / name, self.path / f'{name}.partial'
         _drop_temp(part)
-        files = {p.relative_to(part).as_posix(): file_sha256(p) for p in sorted(part.rglob('*'))
-                 if p.is_file() and p != part/'stage.json'}             # checked before the stage is trusted again
+        files = {
+            p.relative_to(part).as_posix(): file_sha256(p)
+            for p in sorted(part.rglob('*'))
+            if p.is_file() and p != part / 'stage.json'
+        }  # checked before the stage is trusted again
         try:
-            write_json(part/'stage.json', {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {}),
-                                           'files': files})
+            write_json(
+                part / 'stage.json',
+                {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {}), 'files': files},
+            )
             os.replace(part, final)
-        except OSError as e: raise _stage_write_error(e, name, part) from None
+        except OSError as e:
+            raise _stage_write_error(e, name, part) from None
 
     @contextlib.contextmanager
     def together(self):
         "Under torchrun: the stages opened within are worked on by every rank (rank 0 opens and publishes them)."
         self._together = rank_and_world()[1] > 1
-        try: yield self
-        finally: self._together = False
+        try:
+            yield self
+        finally:
+            self._together = False
 
     def stage_of(self, path):
         "The stage directory of this run that holds `path` (its nearest parent with a `stage.json`), or None."
         p, root = Path(path).resolve(), self.path.resolve()
         for q in [p, *p.parents]:
-            if q == root or root not in q.parents: return None
-            if (q/'stage.json').exists(): return self.path/q.relative_to(root)
+            if q == root or root not in q.parents:
+                return None
+            if (q / 'stage.json').exists():
+                return self.path / q.relative_to(root)
         return None
 
     @contextlib.contextmanager
     def explaining(self):
         "Re-raise a `CheckpointError` about a file of a stage with that stage and the way out (delete it, run again)."
-        try: yield
+        try:
+            yield
         except CheckpointError as e:
             st = self.stage_of(e.path)
-            if st is None: raise
+            if st is None:
+                raise
             name = st.relative_to(self.path).as_posix()
-            how = (f'delete {st} and run again to restart that unfinished stage' if name.endswith('.partial') else
-                   f'delete {st} and run again: that stage is redone, the other finished stages are kept')
+            how = (
+                f'delete {st} and run again to restart that unfinished stage'
+                if name.endswith('.partial')
+                else f'delete {st} and run again: that stage is redone, the other finished stages are kept'
+            )
             raise CheckpointError(e.path, f'{e.reason} (stage {name} of the run in {self.path}; {how})') from None

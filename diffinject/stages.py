@@ -8,11 +8,11 @@ import os, time
 from pathlib import Path
 import numpy as np
 import torch
-from .core import (IN_TEST, default_device, atomic_save, write_json, read_json, config_key, show_images,
-                             save_weights, CheckpointError, read_weights, rank_and_world, _from_rank0)
-from .data import (get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec,
-                             DIGIT_BENCHMARKS, imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder,
-                             check_benchmark, per_class_subset)
+from .core import IN_TEST, default_device, atomic_save, write_json, read_json, config_key, show_images
+from .core import save_weights, CheckpointError, read_weights, rank_and_world, _from_rank0
+from .data import get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec
+from .data import DIGIT_BENCHMARKS, imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder
+from .data import check_benchmark, per_class_subset
 from .classifiers import make_classifier
 from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
@@ -27,81 +27,119 @@ __all__ = ['STAGES', 'run_spec', 'source_title', 'data_key', 'stage_key', 'stage
 # %% ../nbs/17_stages.ipynb #fbe3d6d5
 def run_spec(cfg) -> BenchmarkSpec:
     "The `BenchmarkSpec` of a run: the benchmark's, or for an image folder its number of classes and `image_size`."
-    if cfg['dataset'] == 'imagefolder': return imagefolder_spec(len(cfg['classes']), cfg['image_size'])
+    if cfg['dataset'] == 'imagefolder':
+        return imagefolder_spec(len(cfg['classes']), cfg['image_size'])
     return get_benchmark(cfg['dataset'])
 
-_TITLES = dict(cmnist='Colored MNIST', corrupted_mnist='Corrupted MNIST', cifar10c='Corrupted CIFAR-10', bffhq='BFFHQ', dogs_and_cats='Dogs & Cats')
 
-_SOURCE_TITLES = dict(mnist5k='the shipped MNIST-5k', mnist='MNIST', fashion_mnist='Fashion-MNIST', kmnist='KMNIST',
-                      cifar10='CIFAR-10')
+_TITLES = dict(
+    cmnist='Colored MNIST',
+    corrupted_mnist='Corrupted MNIST',
+    cifar10c='Corrupted CIFAR-10',
+    bffhq='BFFHQ',
+    dogs_and_cats='Dogs & Cats',
+)
+
+_SOURCE_TITLES = dict(
+    mnist5k='the shipped MNIST-5k', mnist='MNIST', fashion_mnist='Fashion-MNIST', kmnist='KMNIST', cifar10='CIFAR-10'
+)
+
 
 def source_title(cfg) -> str:
     "What a run's data is, in words: 'Colored MNIST from Fashion-MNIST', 'image folder my_data (3 classes)', ..."
-    if cfg['dataset'] == 'imagefolder': return f"image folder {cfg['data_root']} ({len(cfg['classes'])} classes)"
+    if cfg['dataset'] == 'imagefolder':
+        return f"image folder {cfg['data_root']} ({len(cfg['classes'])} classes)"
     t = _TITLES.get(cfg['dataset'], cfg['dataset'])
-    if cfg['source'] == 'folder': return f"{t} from the folder {cfg['data_root']}"
+    if cfg['source'] == 'folder':
+        return f"{t} from the folder {cfg['data_root']}"
     return f"{t} from {_SOURCE_TITLES.get(cfg['source'], cfg['source'])}"
 
 # %% ../nbs/17_stages.ipynb #1825704e
 STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')
 
+
 def _device(cfg):
     "The run's device; under torchrun each rank's own GPU (`LOCAL_RANK`)."
     d = torch.device(cfg['device']) if cfg.get('device') else default_device()
-    if d.type == 'cuda' and d.index is None and rank_and_world()[1] > 1: d = torch.device('cuda', int(os.environ['LOCAL_RANK']))
+    if d.type == 'cuda' and d.index is None and rank_and_world()[1] > 1:
+        d = torch.device('cuda', int(os.environ['LOCAL_RANK']))
     return d
+
 
 def data_key(cfg):
     "The data stage's key: what the data is, plus the optional keys (image size, subset, bias CSV, classes) when set."
-    return config_key('data', {k: cfg[k] for k in ('dataset', 'source', 'data_root', 'ratios')},
-                      {k: cfg[k] for k in OPTIONAL_KEYS if cfg.get(k) is not None})
+    return config_key(
+        'data',
+        {k: cfg[k] for k in ('dataset', 'source', 'data_root', 'ratios')},
+        {k: cfg[k] for k in OPTIONAL_KEYS if cfg.get(k) is not None},
+    )
+
 
 def stage_key(cfg, stage, ratio=None, seed=None) -> str:
     "The key of `stage` ('data', 'bias', 'diffusion', 'synth' or a method) at `ratio`, `seed`: a hash of what it reads."
     d, dc, p = data_key(cfg), cfg['diffusion'], run_option(cfg, 'precision')
-    at = [] if p == 'fp32' else [dict(precision=p)]                    # fp32: the keys from before precision existed
-    if stage == 'data': return d
-    if stage == 'bias': return config_key('bias', d, ratio, seed, cfg['bias'], *at)
+    at = [] if p == 'fp32' else [dict(precision=p)]  # fp32: the keys from before precision existed
+    if stage == 'data':
+        return d
+    if stage == 'bias':
+        return config_key('bias', d, ratio, seed, cfg['bias'], *at)
     if stage == 'diffusion':
-        amp = [dict(amp=True)] if p == 'bf16' else []                     # the trainer autocasts in bf16 only
+        amp = [dict(amp=True)] if p == 'bf16' else []  # the trainer autocasts in bf16 only
         return config_key('diffusion', d, dc, *([ratio] if dc['train_on'] == 'train' else []), *amp)
-    if stage == 'synth': return config_key('synth', d, ratio, seed, cfg['bias'], dc, cfg['inject'], *at)
-    if stage in SYNTH_METHODS:                                          # DiffInject and its ablations read the synthetic set
+    if stage == 'synth':
+        return config_key('synth', d, ratio, seed, cfg['bias'], dc, cfg['inject'], *at)
+    if stage in SYNTH_METHODS:  # DiffInject and its ablations read the synthetic set
         return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['bias'], dc, cfg['inject'], *at)
-    return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['baselines'])       # a baseline: fp32
+    return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['baselines'])  # a baseline: fp32
 
 # %% ../nbs/17_stages.ipynb #235de9fd
 def stage_data(run: RunDir, cfg) -> Path:
     "Build the benchmark (Colored MNIST, Corrupted MNIST, Corrupted CIFAR-10) or take a folder as it is; check every image."
     spec, key, src = run_spec(cfg), stage_key(cfg, 'data'), cfg['source']
-    external = src in ('folder', 'imagefolder')                               # read in place, never copied
-    root = Path(cfg['data_root']) if external else run.path/'data'
-    if run.done('data', key): return root
+    external = src in ('folder', 'imagefolder')  # read in place, never copied
+    root = Path(cfg['data_root']) if external else run.path / 'data'
+    if run.done('data', key):
+        return root
     with run.stage('data', key, dict(dataset=spec.name, source=src)) as d:
-        if src == 'imagefolder': check = check_imagefolder(root, cfg.get('bias_csv'), progress=not IN_TEST)
+        if src == 'imagefolder':
+            check = check_imagefolder(root, cfg.get('bias_csv'), progress=not IN_TEST)
         else:
             if spec.name == 'cmnist' and not external:
-                build_colored_mnist(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
-                                    download=cfg['download'])
+                build_colored_mnist(
+                    d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'], download=cfg['download']
+                )
             elif spec.name == 'corrupted_mnist' and not external:
                 from diffinject.corruptions import build_corrupted_mnist
-                build_corrupted_mnist(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
-                                      download=cfg['download'], show=not IN_TEST)
+
+                build_corrupted_mnist(
+                    d,
+                    ratios=tuple(cfg['ratios']),
+                    source=src,
+                    data_root=cfg['data_root'],
+                    download=cfg['download'],
+                    show=not IN_TEST,
+                )
             elif spec.name == 'cifar10c' and not external:
                 from diffinject.corruptions import build_corrupted_cifar10
-                build_corrupted_cifar10(d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'],
-                                        download=cfg['download'])
+
+                build_corrupted_cifar10(
+                    d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'], download=cfg['download']
+                )
             elif not external:
-                raise ValueError(f"{spec.name}: cannot be built; download it (README, 'Getting the data') and pass --data_root")
+                raise ValueError(
+                    f"{spec.name}: cannot be built; download it (README, 'Getting the data') and pass --data_root"
+                )
             check = check_benchmark(root if external else d, spec, cfg['ratios'], progress=not IN_TEST)
-        write_json(d/'check.json', check)                                     # sizes, modes, counts per split and class
+        write_json(d / 'check.json', check)  # sizes, modes, counts per split and class
     return root
 
 # %% ../nbs/17_stages.ipynb #57cff0d9
 def _raw_transform(spec):
     "Images in [0,1] at the benchmark size, no augmentation, no normalisation: what the diffusion stages see."
     import torchvision.transforms as T
+
     return T.Compose([T.Resize(spec.image_size), T.CenterCrop(spec.image_size), T.ToTensor()])
+
 
 def splits(root, cfg, ratio, transform='train'):
     "(train, valid, test) at `ratio`: train with `transform`, valid/test with the eval transform; test may be None."
@@ -111,53 +149,96 @@ def splits(root, cfg, ratio, transform='train'):
         return d['train'], d['valid'], d['test']
     b = cfg['dataset']
     train = load_split(root, b, 'train', ratio, transform=transform)
-    if n is not None: train = train.subset(per_class_subset(train.labels, n))
-    return (train, load_split(root, b, 'valid', ratio, transform='eval'),
-            load_split(root, b, 'test', None, transform='eval'))
+    if n is not None:
+        train = train.subset(per_class_subset(train.labels, n))
+    return (
+        train,
+        load_split(root, b, 'valid', ratio, transform='eval'),
+        load_split(root, b, 'test', None, transform='eval'),
+    )
+
 
 def eval_description(cfg) -> str:
     "Where a run's accuracies are measured, in words (an image folder may have no test split)."
-    if cfg['dataset'] != 'imagefolder': return 'the unbiased test set'
+    if cfg['dataset'] != 'imagefolder':
+        return 'the unbiased test set'
     lay, root = imagefolder_layout(cfg['data_root']), cfg['data_root']
-    if lay['test'] is not None: return f'{root}/test/'
-    if lay['valid'] is not None: return f'{root}/valid/ (there is no test/)'
-    return (f'the held-out part of {root}/train/ (there is no valid/ or test/, so no labelled test split: '
-            'this model-selection accuracy is all that can be reported)')
+    if lay['test'] is not None:
+        return f'{root}/test/'
+    if lay['valid'] is not None:
+        return f'{root}/valid/ (there is no test/)'
+    return (
+        f'the held-out part of {root}/train/ (there is no valid/ or test/, so no labelled test split: '
+        'this model-selection accuracy is all that can be reported)'
+    )
 
 # %% ../nbs/17_stages.ipynb #3e5c3d8a
 def _summ(res) -> dict:
     "Labelled test/valid metrics of the three checkpoints of a TrainResult (best-valid, last, best-test)."
     return {k: dict(step=m['step'], test=m.get('test'), valid=m.get('valid')) for k, m in res.metrics.items()}
 
+
 def _save_classifier(state, path, benchmark, **meta):
     "A classifier's weights as `<path>.pt` and `<path>.safetensors` (to share; rebuild with `make_classifier`)."
     spec = get_benchmark(benchmark)
     atomic_save(state, path.with_suffix('.pt'))
-    save_weights(state, path.with_suffix('.safetensors'), dict(kind='classifier', benchmark=spec.name,
-                                                               num_classes=spec.num_classes, **meta))
+    save_weights(
+        state,
+        path.with_suffix('.safetensors'),
+        dict(kind='classifier', benchmark=spec.name, num_classes=spec.num_classes, **meta),
+    )
+
 
 def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
     "Stage 1: the GCE bias classifier f_B (Eq. (1)) and its top-K per class (Eqs. (3)-(4)); precision@K for evaluation."
     b, name = cfg['bias'], f'{pct_name(ratio)}/seed{seed}/bias'
     key = stage_key(cfg, 'bias', ratio, seed)
-    if run.done(name, key): return read_json(run.path/name/'bias.json')
+    if run.done(name, key):
+        return read_json(run.path / name / 'bias.json')
     train, valid, test = splits(root, cfg, ratio)
     with run.stage(name, key) as d:
         p, nw = run_option(cfg, 'precision'), run_option(cfg, 'num_workers')
-        res = train_bias_classifier(train, valid, test, benchmark=cfg['dataset'], seed=seed, q=b['q'], steps=b['steps'],
-                                    eval_every=cfg['classifier']['eval_every'], device=_device(cfg),
-                                    preload=cfg['dataset'] in DIGIT_BENCHMARKS, out_dir=None, show_progress=not IN_TEST,
-                                    precision=p, num_workers=nw)
-        ev = splits(root, cfg, ratio, transform='eval')[0]                     # the training set, no augmentation
-        idx, losses = mine_bias_conflicting(res.load('best_valid'), ev, k=b['k'], precision=p)   # best-valid f_B
-        out = dict(topk=[int(i) for i in idx], mining=mining_report(idx, ev, k=b['k']), checkpoints=_summ(res),
-                   files=[str(ev.files[i]) for i in idx] if ev.files is not None else None)
-        _save_classifier(res.states['best_valid'], d/'f_B', run_spec(cfg), role='f_B', checkpoint='best_valid',
-                         ratio=ratio, seed=seed, step=res.metrics['best_valid']['step'])
-        write_json(d/'bias.json', out)                                  # NaN (e.g. recall without positives) -> null
+        res = train_bias_classifier(
+            train,
+            valid,
+            test,
+            benchmark=cfg['dataset'],
+            seed=seed,
+            q=b['q'],
+            steps=b['steps'],
+            eval_every=cfg['classifier']['eval_every'],
+            device=_device(cfg),
+            preload=cfg['dataset'] in DIGIT_BENCHMARKS,
+            out_dir=None,
+            show_progress=not IN_TEST,
+            precision=p,
+            num_workers=nw,
+        )
+        ev = splits(root, cfg, ratio, transform='eval')[0]  # the training set, no augmentation
+        idx, losses = mine_bias_conflicting(res.load('best_valid'), ev, k=b['k'], precision=p)  # best-valid f_B
+        out = dict(
+            topk=[int(i) for i in idx],
+            mining=mining_report(idx, ev, k=b['k']),
+            checkpoints=_summ(res),
+            files=[str(ev.files[i]) for i in idx] if ev.files is not None else None,
+        )
+        _save_classifier(
+            res.states['best_valid'],
+            d / 'f_B',
+            run_spec(cfg),
+            role='f_B',
+            checkpoint='best_valid',
+            ratio=ratio,
+            seed=seed,
+            step=res.metrics['best_valid']['step'],
+        )
+        write_json(d / 'bias.json', out)  # NaN (e.g. recall without positives) -> null
         import matplotlib.pyplot as plt
-        fig = show_mined(ev, idx, k=b['k'], title=f"top-{b['k']} per class under f_B, precision@K {out['mining']['precision']:.2f}")
-        fig.savefig(d/'topk.png', dpi=100)
+
+        fig = show_mined(
+            ev, idx, k=b['k'], title=f"top-{b['k']} per class under f_B, precision@K {out['mining']['precision']:.2f}"
+        )
+        fig.savefig(d / 'topk.png', dpi=100)
         plt.close(fig)
     return out
 
@@ -165,36 +246,45 @@ def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
 def _unet_for(preset, spec) -> dict:
     "The UNet configuration of `preset` at the run's image size (an image folder's `image_size`)."
     from diffinject.unet import unet_config
+
     return unet_config(preset, **({'image_size': spec.image_size} if spec.name == 'imagefolder' else {}))
+
 
 def _train_minutes(unet_cfg, batch_size, steps, device, reps: int = 2) -> float:
     "Estimated diffusion-training time in minutes: `reps` timed forward+backward passes of one batch, times `steps`."
     from diffinject.unet import create_unet
+
     m = create_unet(unet_cfg).to(device)
     x = torch.randn(batch_size, m.in_channels, m.image_size, m.image_size, device=device)
     t = torch.randint(0, 1000, (batch_size,), device=device)
-    m(x, t).square().mean().backward()                                    # warm-up
+    m(x, t).square().mean().backward()  # warm-up
     t0 = time.time()
-    for _ in range(reps): m(x, t).square().mean().backward()
+    for _ in range(reps):
+        m(x, t).square().mean().backward()
     return (time.time() - t0) / reps * steps / 60
+
 
 def _diffusion_dir(cfg, ratio) -> str:
     "Stage directory of a trained diffusion model: one per run when trained on the source, one per ratio on the biased split."
     return 'diffusion' if cfg['diffusion']['train_on'] == 'source' else f'{pct_name(ratio)}/diffusion'
+
 
 def one_diffusion_model(cfg) -> bool:
     "Does one diffusion model serve every ratio (the shipped one, a released checkpoint, one trained on the source)?"
     dc = cfg['diffusion']
     return bool(dc['ckpt'] or (dc['pretrained'] and not dc['train']) or dc['train_on'] == 'source')
 
+
 def _sample_grid(model, ac, path, n=16, steps=50, seed=0):
     "Save a grid of `n` DDIM samples (eta=0) from the model."
     from diffinject.ddim import ddim_sample
     from diffinject.train import save_image_grid
+
     g = torch.Generator().manual_seed(seed)
     p = next(model.parameters())
     x_T = torch.randn(n, model.in_channels, model.image_size, model.image_size, generator=g).to(p.device)
-    with torch.no_grad(): x0 = ddim_sample(model, x_T, ac, steps, clip=True)
+    with torch.no_grad():
+        x0 = ddim_sample(model, x_T, ac, steps, clip=True)
     save_image_grid(((x0 + 1) / 2).clamp(0, 1).cpu(), path, nrow=int(np.sqrt(n)))
 
 # %% ../nbs/17_stages.ipynb #9ba3bcfe
@@ -203,21 +293,25 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
     from diffinject.train import train_diffusion, load_diffusion_checkpoint
     from diffinject.unet import load_unet
     from diffinject.diffusion import GaussianDiffusion, linear_beta_schedule
-    from diffinject.pretrained import (load_pretrained, pretrained_registry, train_pretrained, export_pretrained,
-                                       diffusion_training_images, recipe_of)
+    from diffinject.pretrained import load_pretrained, pretrained_registry, train_pretrained, export_pretrained
+    from diffinject.pretrained import diffusion_training_images, recipe_of
+
     dc, dev, rank = cfg['diffusion'], _device(cfg), rank_and_world()[0]
-    if dc['ckpt']:                                                            # a released guided-diffusion / P2 checkpoint
+    if dc['ckpt']:  # a released guided-diffusion / P2 checkpoint
         path = Path(dc['ckpt']).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"--diffusion_ckpt {path}: no such file. Download the released checkpoint (P2-weighting: "
-                                    f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt")
+            raise FileNotFoundError(
+                f"--diffusion_ckpt {path}: no such file. Download the released checkpoint (P2-weighting: "
+                f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt"
+            )
         preset = dc['preset'] or (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] else None)
-        if not preset: raise ValueError('diffusion.preset: required with a checkpoint (e.g. ffhq_p2, afhqdog_p2)')
+        if not preset:
+            raise ValueError('diffusion.preset: required with a checkpoint (e.g. ffhq_p2, afhqdog_p2)')
         model = load_unet(path, preset, device=dev)
         return model, GaussianDiffusion(linear_beta_schedule(1000)).alphas_cumprod, None
-    if dc['pretrained'] and not dc['train']:                                  # the shipped model: loaded, sha256-checked
+    if dc['pretrained'] and not dc['train']:  # the shipped model: loaded, sha256-checked
         model, ac = load_pretrained(dc['pretrained'], device=dev)
-        grid = run.path/'diffusion'/'samples.png'                          # where a model trained in the run has its grid
+        grid = run.path / 'diffusion' / 'samples.png'  # where a model trained in the run has its grid
         if rank == 0 and not grid.exists():
             grid.parent.mkdir(parents=True, exist_ok=True)
             _sample_grid(model, ac, grid)
@@ -227,101 +321,168 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
     if not run.done(name, key):
         spec = run_spec(cfg)
         with run.stage(name, key) as d:
-            if dc['pretrained']:                                              # --train_diffusion: the shipped recipe, retrained
+            if dc['pretrained']:  # --train_diffusion: the shipped recipe, retrained
                 r = recipe_of(dc['pretrained'])
-                if rank == 0: print(f"training the diffusion model with the recipe of the shipped {dc['pretrained']!r} "
-                                    f"({r['steps']} steps of {r['batch_size']} images; resumable)")
-                train_pretrained(dc['pretrained'], d, device=dev, show_progress=not IN_TEST)   # every rank (DDP)
                 if rank == 0:
-                    entry = export_pretrained(dc['pretrained'], d/'ckpt.pt', d)
-                    write_json(d/'pretrained_entry.json', entry)
+                    print(
+                        f"training the diffusion model with the recipe of the shipped {dc['pretrained']!r} "
+                        f"({r['steps']} steps of {r['batch_size']} images; resumable)"
+                    )
+                train_pretrained(dc['pretrained'], d, device=dev, show_progress=not IN_TEST)  # every rank (DDP)
+                if rank == 0:
+                    entry = export_pretrained(dc['pretrained'], d / 'ckpt.pt', d)
+                    write_json(d / 'pretrained_entry.json', entry)
                     shipped = pretrained_registry().get(dc['pretrained'], {}).get('sha256')
-                    print(f"EMA weights: {d/entry['file']} sha256 {entry['sha256']} "
-                          f"({'identical to' if entry['sha256'] == shipped else 'differs from'} the shipped file)")
+                    print(
+                        f"EMA weights: {d / entry['file']} sha256 {entry['sha256']} "
+                        f"({'identical to' if entry['sha256'] == shipped else 'differs from'} the shipped file)"
+                    )
             else:
                 train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
                 data = diffusion_training_images(spec, dc['train_on'], cfg['source'], cfg['data_root'], train_ds=train)
                 unet = _unet_for(dc['preset'], spec)
                 if rank == 0:
                     minutes = _train_minutes(unet, dc['batch_size'], dc['steps'], dev)
-                    print(f"training the diffusion model on {len(data)} images: {dc['steps']} steps of "
-                          f"{dc['batch_size']}, about {minutes:.0f} min here (resumable)", flush=True)
-                train_diffusion(data, out_dir=d, preset=unet, steps=dc['steps'], batch_size=dc['batch_size'], lr=dc['lr'],
-                                ema_rate=dc['ema_rate'], p2_gamma=dc['p2_gamma'], p2_k=dc['p2_k'], seed=dc['seed'],
-                                image_fit=dc['image_fit'], sample_every=dc['sample_every'], ckpt_every=dc['ckpt_every'],
-                                device=dev, show_progress=not IN_TEST, amp=run_option(cfg, 'precision') == 'bf16',
-                                num_workers=run_option(cfg, 'num_workers'))           # every rank: DDP under torchrun
+                    print(
+                        f"training the diffusion model on {len(data)} images: {dc['steps']} steps of "
+                        f"{dc['batch_size']}, about {minutes:.0f} min here (resumable)",
+                        flush=True,
+                    )
+                train_diffusion(
+                    data,
+                    out_dir=d,
+                    preset=unet,
+                    steps=dc['steps'],
+                    batch_size=dc['batch_size'],
+                    lr=dc['lr'],
+                    ema_rate=dc['ema_rate'],
+                    p2_gamma=dc['p2_gamma'],
+                    p2_k=dc['p2_k'],
+                    seed=dc['seed'],
+                    image_fit=dc['image_fit'],
+                    sample_every=dc['sample_every'],
+                    ckpt_every=dc['ckpt_every'],
+                    device=dev,
+                    show_progress=not IN_TEST,
+                    amp=run_option(cfg, 'precision') == 'bf16',
+                    num_workers=run_option(cfg, 'num_workers'),
+                )  # every rank: DDP under torchrun
             if rank == 0:
-                model, diffusion = load_diffusion_checkpoint(d/'ckpt.pt', 'ema', device=dev)
-                _sample_grid(model, diffusion.alphas_cumprod, d/'samples.png', seed=dc['seed'])
-    model, diffusion = load_diffusion_checkpoint(run.path/name/'ckpt.pt', 'ema', device=dev)
-    return model, diffusion.alphas_cumprod, run.path/name/'samples.png'
+                model, diffusion = load_diffusion_checkpoint(d / 'ckpt.pt', 'ema', device=dev)
+                _sample_grid(model, diffusion.alphas_cumprod, d / 'samples.png', seed=dc['seed'])
+    model, diffusion = load_diffusion_checkpoint(run.path / name / 'ckpt.pt', 'ema', device=dev)
+    return model, diffusion.alphas_cumprod, run.path / name / 'samples.png'
 
 # %% ../nbs/17_stages.ipynb #3b94a710
 def _load_fb(d, spec, device):
     "f_B as stage 1 saved it (safetensors), in eval mode."
-    sd, _ = read_weights(Path(d)/'f_B.safetensors')
+    sd, _ = read_weights(Path(d) / 'f_B.safetensors')
     fb = make_classifier(spec.name, spec.num_classes)
     fb.load_state_dict(sd)
     return fb.to(device).eval()
+
 
 def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dict:
     "Stage 3: h-space content injection (Eqs. (7)-(8)): contents = f_B's top-K, styles = f_B's pool; no bias label is read."
     from diffinject.synth import synthesize, style_pool, aligned_pool, classifier_reader
     from diffinject.classifiers import materialize, predict, per_sample_loss
+
     ic, name = cfg['inject'], f'{pct_name(ratio)}/seed{seed}/synth'
     key = stage_key(cfg, 'synth', ratio, seed)
-    if run.done(name, key): return read_json(run.path/name/'synth.json')
+    if run.done(name, key):
+        return read_json(run.path / name / 'synth.json')
     spec, dev, rank = run_spec(cfg), _device(cfg), rank_and_world()[0]
-    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]     # the very training set stage 1 mined
+    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]  # the very training set stage 1 mined
     ev = splits(root, cfg, ratio, transform='eval')[0]
-    fb = _load_fb(run.path/f'{pct_name(ratio)}/seed{seed}/bias', spec, dev)
+    fb = _load_fb(run.path / f'{pct_name(ratio)}/seed{seed}/bias', spec, dev)
     topk = np.asarray(bias_out['topk'])
-    if topk.ndim != 1 or not np.issubdtype(topk.dtype, np.integer) or len(topk) and not 0 <= topk.min() <= topk.max() < len(train):
-        raise CheckpointError(run.path/f'{pct_name(ratio)}/seed{seed}/bias/bias.json',
-                              f'its top-K are not indices into the {len(train)} training images (expected integers 0 to '
-                              f'{len(train) - 1}): not what stage bias wrote')
+    if (
+        topk.ndim != 1
+        or not np.issubdtype(topk.dtype, np.integer)
+        or len(topk)
+        and not 0 <= topk.min() <= topk.max() < len(train)
+    ):
+        raise CheckpointError(
+            run.path / f'{pct_name(ratio)}/seed{seed}/bias/bias.json',
+            f'its top-K are not indices into the {len(train)} training images (expected integers 0 to '
+            f'{len(train) - 1}): not what stage bias wrote',
+        )
+
     def pool_of():
-        if ic['style_pool'] != 'fb': return aligned_pool(train, exclude=topk)   # uses bias labels (reference code)
+        if ic['style_pool'] != 'fb':
+            return aligned_pool(train, exclude=topk)  # uses bias labels (reference code)
         x, _, _, _ = materialize(ev)
-        return style_pool(ev.labels, predict(fb, x), per_sample_loss(fb, ev), exclude=topk,
-                          max_per_class=ic['style_max_per_class'])
-    pool = _from_rank0(pool_of)                                       # under torchrun: rank 0's pool on every rank
+        return style_pool(
+            ev.labels, predict(fb, x), per_sample_loss(fb, ev), exclude=topk, max_per_class=ic['style_max_per_class']
+        )
+
+    pool = _from_rank0(pool_of)  # under torchrun: rank 0's pool on every rank
     with run.stage(name, key) as d:
-        man = synthesize(model, ac, train, topk, pool, d, ratio, benchmark=spec, size_ratio=ic['size_ratio'], n=ic['n'],
-                         label_from=ic['label_from'], filter=ic['filter'], bias_reader=classifier_reader(fb, spec),
-                         colour_match=ic['colour_match'], model_input=ic['model_input'],
-                         image_fit=cfg['diffusion']['image_fit'], batch_size=ic['batch_size'], seed=seed, gamma=ic['gamma'],
-                         t_edit=ic['t_edit'], t_boost=ic['t_boost'], steps=ic['steps'], progress=not IN_TEST,
-                         precision=run_option(cfg, 'precision'))              # every rank: its share of the batches
+        man = synthesize(
+            model,
+            ac,
+            train,
+            topk,
+            pool,
+            d,
+            ratio,
+            benchmark=spec,
+            size_ratio=ic['size_ratio'],
+            n=ic['n'],
+            label_from=ic['label_from'],
+            filter=ic['filter'],
+            bias_reader=classifier_reader(fb, spec),
+            colour_match=ic['colour_match'],
+            model_input=ic['model_input'],
+            image_fit=cfg['diffusion']['image_fit'],
+            batch_size=ic['batch_size'],
+            seed=seed,
+            gamma=ic['gamma'],
+            t_edit=ic['t_edit'],
+            t_boost=ic['t_boost'],
+            steps=ic['steps'],
+            progress=not IN_TEST,
+            precision=run_option(cfg, 'precision'),
+        )  # every rank: its share of the batches
         if rank == 0:
-            out = dict(n=man['n'], n_generated=man['n_generated'], n_conflicting_fb=man['n_conflicting_fb'],
-                       label_rule=man['label_rule'], label_evidence=man['label_evidence'], filter=man['filter'],
-                       colour_match=man['config']['colour_match'], model_input=man['config']['model_input'],
-                       style_pool=dict(kind=ic['style_pool'], n=len(pool)))
-            out.update(_synth_evaluation(d, ratio, man, train, pool, cfg))     # evaluation only: bias labels, oracles
+            out = dict(
+                n=man['n'],
+                n_generated=man['n_generated'],
+                n_conflicting_fb=man['n_conflicting_fb'],
+                label_rule=man['label_rule'],
+                label_evidence=man['label_evidence'],
+                filter=man['filter'],
+                colour_match=man['config']['colour_match'],
+                model_input=man['config']['model_input'],
+                style_pool=dict(kind=ic['style_pool'], n=len(pool)),
+            )
+            out.update(_synth_evaluation(d, ratio, man, train, pool, cfg))  # evaluation only: bias labels, oracles
             _synth_figure(train, man, d, ratio, spec)
-            write_json(d/'synth.json', out)
-    return out if rank == 0 else read_json(run.path/name/'synth.json')
+            write_json(d / 'synth.json', out)
+    return out if rank == 0 else read_json(run.path / name / 'synth.json')
 
 # %% ../nbs/17_stages.ipynb #8d10c2d6
 def _synth_evaluation(d, ratio, man, train, pool, cfg) -> dict:
     "Evaluation of a synthetic set (reads bias labels and oracles, never fed back): style-pool precision, oracle fidelity."
     from diffinject.oracles import benchmark_oracles
     from diffinject.synth import synth_fidelity
-    known = train.biases[torch.as_tensor(pool)] >= 0                     # samples with a bias label (an image folder may have none)
+
+    known = train.biases[torch.as_tensor(pool)] >= 0  # samples with a bias label (an image folder may have none)
     al = (train.labels[torch.as_tensor(pool)] == train.biases[torch.as_tensor(pool)])[known]
     out = dict(style_pool_aligned=float(al.float().mean()) if len(al) else None)
     orc = benchmark_oracles(cfg['dataset'], cfg['source'], cfg['data_root'], steps=200 if IN_TEST else 800)
-    if orc is None: return dict(out, fidelity=None, oracles='not measured (no oracle for this benchmark and source)')
+    if orc is None:
+        return dict(out, fidelity=None, oracles='not measured (no oracle for this benchmark and source)')
     ims = []
-    for f in sorted((d/pct_name(ratio)/'synth_parts').glob('batch_*.npz')):
-        with np.load(f) as z: ims.append(z['images'])
+    for f in sorted((d / pct_name(ratio) / 'synth_parts').glob('batch_*.npz')):
+        with np.load(f) as z:
+            ims.append(z['images'])
     x01 = torch.from_numpy(np.concatenate(ims)).permute(0, 3, 1, 2).float() / 255
     items = man['items']
     kept = [i for i, it in enumerate(items) if it['kept']]
     fid = dict(generated=synth_fidelity(x01, items, train, orc))
-    if len(kept) < len(items): fid['kept'] = synth_fidelity(x01[kept], [items[i] for i in kept], train, orc)
+    if len(kept) < len(items):
+        fid['kept'] = synth_fidelity(x01[kept], [items[i] for i in kept], train, orc)
     return dict(out, fidelity=fid, oracles=orc['names'])
 
 # %% ../nbs/17_stages.ipynb #0914458e
@@ -329,15 +490,19 @@ def _synth_figure(train, man, d, ratio, spec, n=8):
     "The paper's Fig. 2 layout for the first `n` kept pairs: style / content (top-K) / generated (titles: ground truth, for reading)."
     import matplotlib.pyplot as plt
     from diffinject.train import load_images
+
     its = [it for it in man['items'] if it['kept']][:n]
-    if not its: return
+    if not its:
+        return
     s_idx, c_idx = [it['style_index'] for it in its], [it['content_index'] for it in its]
-    syn = BiasedDataset([d/pct_name(ratio)/it['file'] for it in its], transform=_raw_transform(spec))
+    syn = BiasedDataset([d / pct_name(ratio) / it['file'] for it in its], transform=_raw_transform(spec))
     ims = torch.cat([load_images(train, s_idx), load_images(train, c_idx), load_images(syn, range(len(its)))])
     yb = lambda i: f'y{int(train.labels[i])} b{int(train.biases[i])}'
-    titles = [yb(i) for i in s_idx] + [yb(i) for i in c_idx] + [f"label {it['label']} fB {it['bias_token']}" for it in its]
+    titles = (
+        [yb(i) for i in s_idx] + [yb(i) for i in c_idx] + [f"label {it['label']} fB {it['bias_token']}" for it in its]
+    )
     fig = show_images(ims, nrow=len(its), row_labels=['style', 'content (top-K)', 'generated'], titles=titles)
-    fig.savefig(d/'fig2.png', dpi=100)
+    fig.savefig(d / 'fig2.png', dpi=100)
     plt.close(fig)
 
 # %% ../nbs/17_stages.ipynb #c6db8b9e
@@ -346,40 +511,88 @@ def _row(res_metrics) -> dict:
     out = {}
     for ck, m in res_metrics.items():
         for a, v in (m.get('test') or m.get('valid') or {}).items():
-            if isinstance(v, float): out[f'{ck}_{a}'] = v
+            if isinstance(v, float):
+                out[f'{ck}_{a}'] = v
         out[f'{ck}_step'] = m['step']
     return out
+
 
 def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None) -> dict:
     "Stage 4 (`diffinject`): the classifier on real + synthetic data (CE, or GCE as the reference code); or a baseline `method`."
     cc, name = cfg['classifier'], f'{pct_name(ratio)}/seed{seed}/{method}'
     key = stage_key(cfg, method, ratio, seed)
-    if run.done(name, key): return read_json(run.path/name/'result.json')
+    if run.done(name, key):
+        return read_json(run.path / name / 'result.json')
     spec = run_spec(cfg)
-    train, valid, test = splits(root, cfg, ratio)                         # test None: evaluated on valid (see _row)
+    train, valid, test = splits(root, cfg, ratio)  # test None: evaluated on valid (see _row)
     hp = {k: cc[k] for k in ('steps', 'eval_every', 'lr', 'bs') if cc[k] is not None}
     t0 = time.time()
     with run.stage(name, key) as d:
-        if method in SYNTH_METHODS:                                   # DiffInject, or an ablation of its synthetic set
+        if method in SYNTH_METHODS:  # DiffInject, or an ablation of its synthetic set
             if method != 'diffinject':
                 from diffinject.synth import write_ablation
+
                 raw = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
-                write_ablation(method, synth_dir, ratio, raw, d/'set', spec.name)
-            syn = load_split(synth_dir if method == 'diffinject' else d/'set', spec, 'train', ratio, transform='train')
-            res = train_debiased(train, syn, valid, test, benchmark=spec.name, num_classes=spec.num_classes, seed=seed,
-                                 loss=cc['loss'], device=_device(cfg), preload=spec.name in DIGIT_BENCHMARKS,
-                                 show_progress=not IN_TEST, precision=run_option(cfg, 'precision'),
-                                 num_workers=run_option(cfg, 'num_workers'), **hp)
+                write_ablation(method, synth_dir, ratio, raw, d / 'set', spec.name)
+            syn = load_split(
+                synth_dir if method == 'diffinject' else d / 'set', spec, 'train', ratio, transform='train'
+            )
+            res = train_debiased(
+                train,
+                syn,
+                valid,
+                test,
+                benchmark=spec.name,
+                num_classes=spec.num_classes,
+                seed=seed,
+                loss=cc['loss'],
+                device=_device(cfg),
+                preload=spec.name in DIGIT_BENCHMARKS,
+                show_progress=not IN_TEST,
+                precision=run_option(cfg, 'precision'),
+                num_workers=run_option(cfg, 'num_workers'),
+                **hp,
+            )
             extra = dict(n_real=len(train), n_synthetic=len(syn))
         else:
             quick = cfg['baselines']['quick']
-            r = run_method(method, train, valid, test, spec.name, ratio, seed, quick=quick, device=_device(cfg),
-                           show_progress=not IN_TEST, **{k: hp[k] for k in ('steps', 'bs', 'eval_every') if k in hp})
-            res, extra = r.train, {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str)) and k != 'seconds'}
-        out = dict(method=method, ratio=ratio, seed=seed, checkpoints=_summ(res), row=_row(res.metrics),
-                   eval_split='test' if test is not None else 'valid', seconds=round(time.time() - t0, 1), **extra)
+            r = run_method(
+                method,
+                train,
+                valid,
+                test,
+                spec.name,
+                ratio,
+                seed,
+                quick=quick,
+                device=_device(cfg),
+                show_progress=not IN_TEST,
+                **{k: hp[k] for k in ('steps', 'bs', 'eval_every') if k in hp},
+            )
+            res, extra = (
+                r.train,
+                {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str)) and k != 'seconds'},
+            )
+        out = dict(
+            method=method,
+            ratio=ratio,
+            seed=seed,
+            checkpoints=_summ(res),
+            row=_row(res.metrics),
+            eval_split='test' if test is not None else 'valid',
+            seconds=round(time.time() - t0, 1),
+            **extra,
+        )
         ck = 'best_valid' if 'best_valid' in res.states else 'last'
-        _save_classifier(res.states[ck], d/'model_best_valid', spec, role=method, checkpoint=ck, ratio=ratio,
-                         seed=seed, step=res.metrics[ck]['step'])
-        write_json(d/'result.json', out)
+        _save_classifier(
+            res.states[ck],
+            d / 'model_best_valid',
+            spec,
+            role=method,
+            checkpoint=ck,
+            ratio=ratio,
+            seed=seed,
+            step=res.metrics[ck]['step'],
+        )
+        write_json(d / 'result.json', out)
     return out

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import (write_json, read_json, pbar, to_01, config_diff, atomic_path, file_sha256, CheckpointError,
-                             rank_and_world, dist_barrier)
+from .core import write_json, read_json, pbar, to_01, config_diff, atomic_path, file_sha256, CheckpointError
+from .core import rank_and_world, dist_barrier
 from .data import pct_name, write_sample, split_files, BiasedDataset, get_benchmark
 from .train import fit_images, to_diffusion_range, load_images
 from .classifiers import predict
-from .inject import (InjectConfig, check_config, check_model_images, invert_content, invert_style,
-                               inject_sample, select_h)
+from .inject import InjectConfig, check_config, check_model_images, invert_content, invert_style
+from .inject import inject_sample, select_h
 
 # %% auto #0
 __all__ = ['STYLE_POOLS', 'LABEL_FROM', 'FILTERS', 'COLOUR_MATCH', 'MODEL_INPUTS', 'ABLATIONS', 'synth_size', 'style_pool',
@@ -27,20 +27,27 @@ __all__ = ['STYLE_POOLS', 'LABEL_FROM', 'FILTERS', 'COLOUR_MATCH', 'MODEL_INPUTS
 # %% ../nbs/12_synth.ipynb #78f1318a
 def synth_size(n_train: int, size_ratio: float = 0.1) -> int:
     "Number of synthetic images: int(size_ratio x |train|); a ratio that gives no image is an error."
-    if not size_ratio > 0: raise ValueError(f'size_ratio={size_ratio}: expected a positive multiple of the training-set size')
+    if not size_ratio > 0:
+        raise ValueError(f'size_ratio={size_ratio}: expected a positive multiple of the training-set size')
     n = int(n_train * size_ratio)
-    if n < 1: raise ValueError(f'size_ratio={size_ratio} x {n_train} training images gives 0 synthetic images; expected at least 1')
+    if n < 1:
+        raise ValueError(
+            f'size_ratio={size_ratio} x {n_train} training images gives 0 synthetic images; expected at least 1'
+        )
     return n
 
 # %% ../nbs/12_synth.ipynb #35dde34f
 STYLE_POOLS = ('fb', 'aligned')
+
 
 def style_pool(labels, preds, losses, exclude=(), max_per_class: int | None = None) -> np.ndarray:
     "Indices f_B classifies correctly (preds == labels), lowest loss first within each class, `exclude` (the top-K) left out."
     labels, preds = np.asarray(labels).reshape(-1), np.asarray(preds).reshape(-1)
     losses = np.asarray(losses, dtype=np.float64).reshape(-1)
     if not len(labels) == len(preds) == len(losses):
-        raise ValueError(f'labels/preds/losses: expected one value per training sample, got {len(labels)}, {len(preds)}, {len(losses)}')
+        raise ValueError(
+            f'labels/preds/losses: expected one value per training sample, got {len(labels)}, {len(preds)}, {len(losses)}'
+        )
     ok = preds == labels
     ok[np.asarray(exclude, dtype=np.int64)] = False
     out = []
@@ -48,9 +55,13 @@ def style_pool(labels, preds, losses, exclude=(), max_per_class: int | None = No
         idx = np.nonzero(ok & (labels == c))[0]
         out.append(idx[np.argsort(losses[idx], kind='stable')][:max_per_class])
     pool = np.concatenate(out) if out else np.zeros(0, np.int64)
-    if not len(pool): raise ValueError('style pool: f_B classifies no training sample outside the top-K correctly; '
-                                       "there is nothing to draw styles from (train f_B longer, or use style_pool='aligned')")
+    if not len(pool):
+        raise ValueError(
+            'style pool: f_B classifies no training sample outside the top-K correctly; '
+            "there is nothing to draw styles from (train f_B longer, or use style_pool='aligned')"
+        )
     return pool
+
 
 def aligned_pool(train_ds, exclude=()) -> np.ndarray:
     "The reference code's style pool: the bias-aligned training samples. Uses bias labels (reference code)."
@@ -63,23 +74,31 @@ def pair_seed(seed: int, i: int) -> int:
     "The seed of pair `i` of a synthesis run with `seed` (independent streams via numpy's SeedSequence)."
     return int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1, np.uint64)[0] >> 1)
 
+
 def plan_pairs(content_idx, style_idx, n: int, seed: int = 0) -> dict:
     "`n` (content, style) pairs drawn uniformly with replacement from the two index pools, plus one noise seed per pair."
     content_idx, style_idx = np.asarray(content_idx).reshape(-1), np.asarray(style_idx).reshape(-1)
-    if n and not len(content_idx): raise ValueError('content_idx: empty; expected the mined top-K indices')
-    if n and not len(style_idx): raise ValueError('style_idx: empty; expected the style pool (indices into the training set)')
+    if n and not len(content_idx):
+        raise ValueError('content_idx: empty; expected the mined top-K indices')
+    if n and not len(style_idx):
+        raise ValueError('style_idx: empty; expected the style pool (indices into the training set)')
     seeds = [pair_seed(seed, i) for i in range(n)]
     draws = [np.random.default_rng(s).integers(0, [len(content_idx), len(style_idx)]) for s in seeds]
-    return dict(content=[int(content_idx[a]) for a, _ in draws], style=[int(style_idx[b]) for _, b in draws], seeds=seeds)
+    return dict(
+        content=[int(content_idx[a]) for a, _ in draws], style=[int(style_idx[b]) for _, b in draws], seeds=seeds
+    )
 
 # %% ../nbs/12_synth.ipynb #c77fe9a3
 LABEL_FROM = ('content', 'style', 'auto')
 FILTERS = ('none', 'fb')
 
+
 def check_choice(value, options, name):
     "`value` if it is one of `options`, else a one-line error naming the option."
-    if value not in options: raise ValueError(f'{name}={value!r}: expected one of {options}')
+    if value not in options:
+        raise ValueError(f'{name}={value!r}: expected one of {options}')
     return value
+
 
 def label_rule_evidence(gen_pred, style_pred, content_pred) -> dict:
     "How often f_B's reading of the generated images follows the style's and the content's (pairs read differently only)."
@@ -90,13 +109,17 @@ def label_rule_evidence(gen_pred, style_pred, content_pred) -> dict:
     ev = dict(n_informative=n, agree_style=frac(g == s), agree_content=frac(g == c))
     ev['rule'] = 'content' if ev['agree_style'] >= ev['agree_content'] else 'style'
     ev['inconclusive'] = n < 10 or abs(ev['agree_style'] - ev['agree_content']) < 0.05
-    ev['auto'] = 'content' if ev['inconclusive'] else ev['rule']      # what `auto` uses: inconclusive -> the paper's reading
+    ev['auto'] = (
+        'content' if ev['inconclusive'] else ev['rule']
+    )  # what `auto` uses: inconclusive -> the paper's reading
     return ev
+
 
 def synth_labels(content_labels, style_labels, rule: str):
     "Class labels of the synthetic images: the content's (paper) or the style's (reference code for CMNIST / CIFAR10C)."
     check_choice(rule, ('content', 'style'), 'label rule')
     return torch.as_tensor(content_labels if rule == 'content' else style_labels).long()
+
 
 def fb_keep(gen_pred, labels, filter: str = 'none') -> torch.BoolTensor:
     "Which synthetic images to keep: all ('none'), or those f_B does not assign to their own label ('fb')."
@@ -109,17 +132,24 @@ def to_model_images(x01, size: int, image_fit=None):
     "Benchmark images [N,C,H,W] in [0,1] -> diffusion-model input in [-1,1] at `size` (the trainer's `fit_images`)."
     return to_diffusion_range(fit_images(x01.float(), size, image_fit))
 
+
 def to_benchmark_images(x, size: int, image_fit=None):
     "Model output in [-1,1] -> [0,1] images at the benchmark `size`: centre crop (image_fit='pad') or resize ('resize')."
     x01 = to_01(x)
     h, w = x01.shape[-2:]
-    if (h, w) == (size, size): return x01
+    if (h, w) == (size, size):
+        return x01
     if image_fit == 'pad':
-        if h < size or w < size: raise ValueError(f'image_fit="pad": model images {h}x{w} are smaller than the benchmark size {size}')
+        if h < size or w < size:
+            raise ValueError(f'image_fit="pad": model images {h}x{w} are smaller than the benchmark size {size}')
         top, left = (h - size) // 2, (w - size) // 2
-        return x01[..., top:top + size, left:left + size]
-    if image_fit == 'resize': return F.interpolate(x01, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
-    raise ValueError(f'image_fit={image_fit!r}: model images are {h}x{w}, the benchmark {size}x{size}; expected "pad" or "resize"')
+        return x01[..., top : top + size, left : left + size]
+    if image_fit == 'resize':
+        return F.interpolate(x01, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
+    raise ValueError(
+        f'image_fit={image_fit!r}: model images are {h}x{w}, the benchmark {size}x{size}; expected "pad" or "resize"'
+    )
+
 
 def to_uint8_hwc(x01) -> np.ndarray:
     "[N,C,H,W] in [0,1] -> uint8 [N,H,W,C] (rounded)."
@@ -127,6 +157,7 @@ def to_uint8_hwc(x01) -> np.ndarray:
 
 # %% ../nbs/12_synth.ipynb #8563b2e4
 COLOUR_MATCH = ('none', 'style')
+
 
 def match_colour(x01, ref01, eps: float = 1e-3):
     "Images [N,C,H,W] in [0,1] with each channel's mean and std moved to `ref01`'s (per image), clipped to [0,1] (Reinhard et al. 2001)."
@@ -137,6 +168,7 @@ def match_colour(x01, ref01, eps: float = 1e-3):
 # %% ../nbs/12_synth.ipynb #40692306
 MODEL_INPUTS = ('rgb', 'value')
 
+
 def model_view(x01, model_input: str = 'rgb'):
     "What the diffusion model is given of images [N,C,H,W] in [0,1]: the images ('rgb') or their HSV value max_c x_c on every channel ('value')."
     check_choice(model_input, MODEL_INPUTS, 'model_input')
@@ -146,23 +178,31 @@ def model_view(x01, model_input: str = 'rgb'):
 def _per_pair(v, n, name):
     "A number, or a length-n sequence, as a list of n values."
     a = np.asarray(v)
-    if a.ndim == 0: return [a.item()] * n
-    if a.shape != (n,): raise ValueError(f'{name}: expected a number or {n} values (one per synthetic image), got shape {a.shape}')
+    if a.ndim == 0:
+        return [a.item()] * n
+    if a.shape != (n,):
+        raise ValueError(f'{name}: expected a number or {n} values (one per synthetic image), got shape {a.shape}')
     return a.tolist()
+
 
 def _run_config(cfg, **kw):
     d = asdict(cfg)
     d.update(kw)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
+
 def classifier_reader(model, benchmark, bs: int = 256):
     "A callable: images [N,C,H,W] in [0,1] at the benchmark size -> the classifier's predicted classes (eval transform applied)."
     from PIL import Image
+
     tf = get_benchmark(benchmark).eval_tf()
+
     def read(x01):
         ims = [tf(Image.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a)) for a in to_uint8_hwc(x01)]
         return predict(model, torch.stack(ims), bs=bs)
+
     return read
+
 
 def _check_indices(idx, n, name):
     idx = np.asarray(torch.as_tensor(idx).cpu()).reshape(-1).astype(np.int64)
@@ -173,66 +213,130 @@ def _check_indices(idx, n, name):
 # %% ../nbs/12_synth.ipynb #eac02c9d
 def _claim(cfg_path, run):
     "Write the run's settings to `cfg_path`, or check that the ones there are the same."
-    if not cfg_path.exists(): return write_json(cfg_path, run)
+    if not cfg_path.exists():
+        return write_json(cfg_path, run)
     old = read_json(cfg_path)
-    if old != run: raise ValueError(f'{cfg_path}: an earlier run with different settings ({"; ".join(config_diff(old, run))}) '
-                                    'is in this folder; use another root or delete the folder to start over')
+    if old != run:
+        raise ValueError(
+            f'{cfg_path}: an earlier run with different settings ({"; ".join(config_diff(old, run))}) '
+            'is in this folder; use another root or delete the folder to start over'
+        )
+
 
 @torch.no_grad()
-def _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress,
-              colour_match='none', model_input='rgb'):
+def _generate(
+    model,
+    ac,
+    train_ds,
+    plan,
+    n,
+    cfg,
+    gammas,
+    t_edits,
+    S,
+    image_fit,
+    spec,
+    parts,
+    batch_size,
+    progress,
+    colour_match='none',
+    model_input='rgb',
+):
     "Phase 1: the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; finished ones skipped; rank r of W takes b = r mod W."
     device = next(model.parameters()).device
     rank, world = rank_and_world()
     uniq, cpos = np.unique(np.asarray(plan['content'], dtype=np.int64), return_inverse=True)
     batches = range(math.ceil(n / batch_size))
     todo = [b for b in batches if b % world == rank and not (parts / f'batch_{b:05d}.json').exists()]
-    if todo:                                                               # invert the contents once: h_t cached per step
+    if todo:  # invert the contents once: h_t cached per step
         content = to_model_images(model_view(load_images(train_ds, uniq), model_input), S, image_fit).to(device)
         content_h = invert_content(model, content, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
     for b in pbar(todo, comment='synthesize', show=progress):
         sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
-        style01 = load_images(train_ds, plan['style'][sl])                # read once: the model's input and the colour match
+        style01 = load_images(train_ds, plan['style'][sl])  # read once: the model's input and the colour match
         style = to_model_images(model_view(style01, model_input), S, image_fit).to(device)
         x_T, st = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing, return_stats=True)
         bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
         h = {t: v.to(device) for t, v in select_h(content_h, cpos[sl]).items()}
         x0 = inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl], style_stats=st)  # the style's statistics
         out = to_benchmark_images(x0, spec.image_size, image_fit)
-        if colour_match == 'style': out = match_colour(out, style01.to(out))
+        if colour_match == 'style':
+            out = match_colour(out, style01.to(out))
         npz = parts / f'batch_{b:05d}.npz'
         with atomic_path(npz) as tmp:
-            with open(tmp, 'wb') as f: np.savez(f, images=to_uint8_hwc(out))
-        recs = [dict(pair=i, content_index=int(plan['content'][i]), style_index=int(plan['style'][i]), gamma=float(gammas[i]),
-                     t_edit=int(t_edits[i]), t_boost=int(cfg.t_boost), seed=plan['seeds'][i]) for i in range(sl.start, sl.stop)]
-        write_json(parts / f'batch_{b:05d}.json', dict(npz_sha256=file_sha256(npz), items=recs))   # after the images: done
-    dist_barrier()                                                           # every shard is written
+            with open(tmp, 'wb') as f:
+                np.savez(f, images=to_uint8_hwc(out))
+        recs = [
+            dict(
+                pair=i,
+                content_index=int(plan['content'][i]),
+                style_index=int(plan['style'][i]),
+                gamma=float(gammas[i]),
+                t_edit=int(t_edits[i]),
+                t_boost=int(cfg.t_boost),
+                seed=plan['seeds'][i],
+            )
+            for i in range(sl.start, sl.stop)
+        ]
+        write_json(
+            parts / f'batch_{b:05d}.json', dict(npz_sha256=file_sha256(npz), items=recs)
+        )  # after the images: done
+    dist_barrier()  # every shard is written
     recs, ims = [], []
     for b in batches:
         r, x = _read_batch(parts, b, spec.image_size)
         recs, ims = recs + r, ims + [x]
     return recs, np.concatenate(ims)
 
+
 def _read_batch(parts, b, size) -> tuple:
     "Records and images of finished batch `b`, checked: the `.npz` its `.json` recorded (sha256), uint8 [n, size, size, C]."
     js, npz = parts / f'batch_{b:05d}.json', parts / f'batch_{b:05d}.npz'
     j = read_json(js)
-    items = j['items'] if isinstance(j, dict) else j                       # a list: written before the sha256 was kept
+    items = j['items'] if isinstance(j, dict) else j  # a list: written before the sha256 was kept
     again = f'delete it and {js.name} to make that batch again'
-    if not npz.is_file(): raise CheckpointError(npz, f'missing, but {js.name} says the batch is done; {again}')
+    if not npz.is_file():
+        raise CheckpointError(npz, f'missing, but {js.name} says the batch is done; {again}')
     if isinstance(j, dict) and file_sha256(npz) != j.get('npz_sha256'):
         raise CheckpointError(npz, f'changed since this batch was written (its sha256 is in {js.name}); {again}')
     try:
-        with np.load(npz) as z: ims = z['images']
-    except Exception as e: raise CheckpointError(npz, f'not a synthesis batch ({type(e).__name__}: {e}); {again}') from None
+        with np.load(npz) as z:
+            ims = z['images']
+    except Exception as e:
+        raise CheckpointError(npz, f'not a synthesis batch ({type(e).__name__}: {e}); {again}') from None
     if ims.dtype != np.uint8 or ims.ndim != 4 or ims.shape[:3] != (len(items), size, size):
-        raise CheckpointError(npz, f'images {ims.dtype} {list(ims.shape)}, expected uint8 [{len(items)}, {size}, {size}, C] '
-                                   f'for the {len(items)} records of {js.name}; {again}')
+        raise CheckpointError(
+            npz,
+            f'images {ims.dtype} {list(ims.shape)}, expected uint8 [{len(items)}, {size}, {size}, C] '
+            f'for the {len(items)} records of {js.name}; {again}',
+        )
     return items, ims
 
-def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ratio, benchmark='cmnist', n=None,
-               size_ratio=0.1, cfg: InjectConfig | None = None, label_from='content', bias_reader=None, filter='none',
-               colour_match='none', model_input='rgb', image_fit=None, batch_size=16, seed=0, idx_offset=10**6, progress=None, **kw) -> dict:
+
+def synthesize(
+    model,
+    alphas_cumprod,
+    train_ds,
+    content_idx,
+    style_idx,
+    root,
+    ratio,
+    benchmark='cmnist',
+    n=None,
+    size_ratio=0.1,
+    cfg: InjectConfig | None = None,
+    label_from='content',
+    bias_reader=None,
+    filter='none',
+    colour_match='none',
+    model_input='rgb',
+    image_fit=None,
+    batch_size=16,
+    seed=0,
+    idx_offset=10**6,
+    progress=None,
+    **kw,
+) -> dict:
     "DiffInject stage 3: contents = top-K `content_idx`, styles = `style_idx` (f_B's pool); labels by rule; DisEnt layout + manifest."
     cfg = replace(cfg or InjectConfig(), **kw)
     spec = get_benchmark(benchmark)
@@ -243,9 +347,14 @@ def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ra
     check_choice(model_input, MODEL_INPUTS, 'model_input')
     if bias_reader is None and (label_from == 'auto' or filter != 'none'):
         raise ValueError(f"bias_reader: label_from={label_from!r} / filter={filter!r} need f_B's reading of the images")
-    content_idx, style_idx = _check_indices(content_idx, len(train_ds), 'content_idx'), _check_indices(style_idx, len(train_ds), 'style_idx')
-    if n is None: n = synth_size(len(train_ds), size_ratio)
-    if n < 1: raise ValueError(f'n={n}: expected at least one synthetic image')
+    content_idx, style_idx = (
+        _check_indices(content_idx, len(train_ds), 'content_idx'),
+        _check_indices(style_idx, len(train_ds), 'style_idx'),
+    )
+    if n is None:
+        n = synth_size(len(train_ds), size_ratio)
+    if n < 1:
+        raise ValueError(f'n={n}: expected at least one synthetic image')
     gammas, t_edits = _per_pair(cfg.gamma, n, 'gamma'), _per_pair(cfg.t_edit, n, 't_edit')
     check_config(replace(cfg, gamma=gammas, t_edit=t_edits), len(ac), n)
     plan = plan_pairs(content_idx, style_idx, n, seed)
@@ -254,18 +363,49 @@ def synthesize(model, alphas_cumprod, train_ds, content_idx, style_idx, root, ra
     pdir = Path(root) / pct_name(ratio)
     parts = pdir / 'synth_parts'
     one = lambda v: v if len(set(v)) > 1 else v[:1]
-    run = dict(inject=_run_config(cfg, gamma=one(gammas), t_edit=one(t_edits)), n=n, seed=seed, label_from=label_from,
-               filter=filter, colour_match=colour_match, model_input=model_input, image_fit=image_fit, batch_size=batch_size,
-               idx_offset=idx_offset, benchmark=spec.name,
-               ratio=ratio, content_idx=content_idx.tolist(), n_style_pool=len(style_idx), n_train=len(train_ds),
-               model_image_size=getattr(model, 'image_size', None))
-    run = json.loads(json.dumps(run))                                      # as it reads back from disk
-    if rank_and_world()[0] == 0: _claim(pdir / 'synth_config.json', run)             # rank 0 checks and writes the settings
-    dist_barrier()                                                           # ... before any shard starts
-    recs, ims = _generate(model, ac, train_ds, plan, n, cfg, gammas, t_edits, S, image_fit, spec, parts, batch_size, progress,
-                           colour_match, model_input)
-    if rank_and_world()[0] == 0: _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
-    dist_barrier()                                                           # rank 0 wrote the files and the manifest
+    run = dict(
+        inject=_run_config(cfg, gamma=one(gammas), t_edit=one(t_edits)),
+        n=n,
+        seed=seed,
+        label_from=label_from,
+        filter=filter,
+        colour_match=colour_match,
+        model_input=model_input,
+        image_fit=image_fit,
+        batch_size=batch_size,
+        idx_offset=idx_offset,
+        benchmark=spec.name,
+        ratio=ratio,
+        content_idx=content_idx.tolist(),
+        n_style_pool=len(style_idx),
+        n_train=len(train_ds),
+        model_image_size=getattr(model, 'image_size', None),
+    )
+    run = json.loads(json.dumps(run))  # as it reads back from disk
+    if rank_and_world()[0] == 0:
+        _claim(pdir / 'synth_config.json', run)  # rank 0 checks and writes the settings
+    dist_barrier()  # ... before any shard starts
+    recs, ims = _generate(
+        model,
+        ac,
+        train_ds,
+        plan,
+        n,
+        cfg,
+        gammas,
+        t_edits,
+        S,
+        image_fit,
+        spec,
+        parts,
+        batch_size,
+        progress,
+        colour_match,
+        model_input,
+    )
+    if rank_and_world()[0] == 0:
+        _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
+    dist_barrier()  # rank 0 wrote the files and the manifest
     return read_json(pdir / 'synth_manifest.json')
 
 # %% ../nbs/12_synth.ipynb #a606be78
@@ -280,29 +420,55 @@ def _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bia
         s_pred = torch.tensor([real[i] for i in s_idx.tolist()])
         c_pred = torch.tensor([real[i] for i in c_idx.tolist()])
         ev = label_rule_evidence(g_pred, s_pred, c_pred)
-    else: g_pred, s_pred, c_pred, ev = None, None, None, None
+    else:
+        g_pred, s_pred, c_pred, ev = None, None, None, None
     rule = ev['auto'] if label_from == 'auto' else label_from
     labels = synth_labels(train_ds.labels[c_idx], train_ds.labels[s_idx], rule)
-    token = g_pred if g_pred is not None else torch.as_tensor(train_ds.labels[s_idx]).long()   # bias token: f_B's reading
+    token = (
+        g_pred if g_pred is not None else torch.as_tensor(train_ds.labels[s_idx]).long()
+    )  # bias token: f_B's reading
     keep = fb_keep(token, labels, filter)
-    if not keep.any(): raise ValueError(f"filter={filter!r}: f_B assigns every synthetic image to its own label, none is kept; "
-                                        "use filter='none' or other injection settings")
-    for kind in ('align', 'conflict'): (pdir / kind).mkdir(parents=True, exist_ok=True)   # the loader wants both folders
+    if not keep.any():
+        raise ValueError(
+            f"filter={filter!r}: f_B assigns every synthetic image to its own label, none is kept; "
+            "use filter='none' or other injection settings"
+        )
+    for kind in ('align', 'conflict'):
+        (pdir / kind).mkdir(parents=True, exist_ok=True)  # the loader wants both folders
     items = []
     for j, r in enumerate(recs):
         y, tok = int(labels[j]), int(token[j])
-        it = dict(r, index=idx_offset + r['pair'], label=y, bias_token=tok, kept=bool(keep[j]),
-                  content_label=int(train_ds.labels[c_idx[j]]), style_label=int(train_ds.labels[s_idx[j]]))
-        if g_pred is not None: it.update(fb_generated=int(g_pred[j]), fb_style=int(s_pred[j]), fb_content=int(c_pred[j]))
+        it = dict(
+            r,
+            index=idx_offset + r['pair'],
+            label=y,
+            bias_token=tok,
+            kept=bool(keep[j]),
+            content_label=int(train_ds.labels[c_idx[j]]),
+            style_label=int(train_ds.labels[s_idx[j]]),
+        )
+        if g_pred is not None:
+            it.update(fb_generated=int(g_pred[j]), fb_style=int(s_pred[j]), fb_content=int(c_pred[j]))
         if it['kept']:
-            f = write_sample(pdir / ('align' if y == tok else 'conflict') / str(y), it['index'], y, tok, ims[j], spec.ext)
+            f = write_sample(
+                pdir / ('align' if y == tok else 'conflict') / str(y), it['index'], y, tok, ims[j], spec.ext
+            )
             it['file'] = str(f.relative_to(pdir))
         items.append(it)
     kept = [it for it in items if it['kept']]
-    manifest = dict(config=run, n_generated=len(items), n=len(kept), label_rule=rule, label_evidence=ev, filter=filter,
-                    n_conflicting_fb=sum(it['label'] != it['bias_token'] for it in kept), items=items)
+    manifest = dict(
+        config=run,
+        n_generated=len(items),
+        n=len(kept),
+        label_rule=rule,
+        label_evidence=ev,
+        filter=filter,
+        n_conflicting_fb=sum(it['label'] != it['bias_token'] for it in kept),
+        items=items,
+    )
     write_json(pdir / 'synth_manifest.json', manifest)
     return manifest
+
 
 def load_synthetic(root, ratio, benchmark='cmnist', transform=None) -> BiasedDataset:
     "The synthetic images written by `synthesize` as a `BiasedDataset` (read through the DisEnt loader)."
@@ -311,12 +477,15 @@ def load_synthetic(root, ratio, benchmark='cmnist', transform=None) -> BiasedDat
 # %% ../nbs/12_synth.ipynb #f3a044b1
 ABLATIONS = ('upsample', 'recolour')
 
+
 def ablation_images(kind: str, items, train_ds) -> torch.Tensor:
     "The images of ablation `kind` for the kept manifest `items`: their contents as they are, or recoloured with their styles' statistics."
     check_choice(kind, ABLATIONS, 'ablation')
     content = load_images(train_ds, [it['content_index'] for it in items])
-    if kind == 'upsample': return content
+    if kind == 'upsample':
+        return content
     return match_colour(model_view(content, 'value'), load_images(train_ds, [it['style_index'] for it in items]))
+
 
 def write_ablation(kind: str, synth_root, ratio, train_ds, out_root, benchmark='cmnist') -> dict:
     "Write ablation `kind` of the synthetic set in `synth_root` (its manifest) to `out_root` in the DisEnt layout; returns its manifest."
@@ -324,7 +493,8 @@ def write_ablation(kind: str, synth_root, ratio, train_ds, out_root, benchmark='
     man = read_json(Path(synth_root) / pct_name(ratio) / 'synth_manifest.json')
     items = [it for it in man['items'] if it['kept']]
     ims = to_uint8_hwc(ablation_images(kind, items, train_ds))
-    for sub in ('align', 'conflict'): (pdir / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ('align', 'conflict'):
+        (pdir / sub).mkdir(parents=True, exist_ok=True)
     out = []
     for it, im in zip(items, ims):
         y, tok = int(it['label']), int(it['bias_token'])
@@ -343,19 +513,32 @@ def synth_fidelity(generated01, items, train_ds, oracles: dict, style01=None) ->
     cy, sy = train_ds.labels[c_idx].long(), train_ds.labels[s_idx].long()
     cb, sb = train_ds.biases[c_idx].long(), train_ds.biases[s_idx].long()
     style01 = load_images(train_ds, s_idx) if style01 is None else style01
+
     def rates(x):
         t, b = torch.as_tensor(task(x)).long(), torch.as_tensor(bias(x)).long()
         f = lambda m: m.float().mean().item()
-        return dict(task_content=f(t == cy), task_style=f(t == sy), bias_content=f(b == cb), bias_style=f(b == sb),
-                    correct_conflicting=f((t == lab) & (b != lab)))
+        return dict(
+            task_content=f(t == cy),
+            task_style=f(t == sy),
+            bias_content=f(b == cb),
+            bias_style=f(b == sb),
+            correct_conflicting=f((t == lab) & (b != lab)),
+        )
+
     out = dict(n=len(items), **rates(generated01))
     out['chance'] = rates(style01)
     out['oracles'] = oracles.get('names')
     return out
 
+
 def fidelity_markdown(fid: dict) -> str:
     "A fidelity dict as a markdown table (generated share beside the chance baseline)."
-    rows = [('task = content', 'task_content'), ('task = style', 'task_style'), ('bias = content', 'bias_content'),
-            ('bias = style', 'bias_style'), ('correct and conflicting', 'correct_conflicting')]
+    rows = [
+        ('task = content', 'task_content'),
+        ('task = style', 'task_style'),
+        ('bias = content', 'bias_content'),
+        ('bias = style', 'bias_style'),
+        ('correct and conflicting', 'correct_conflicting'),
+    ]
     out = ['| measure | generated | chance (unmodified styles) |', '|---|---|---|']
     return '\n'.join(out + [f"| {a} | {fid[k]:.2f} | {fid['chance'][k]:.2f} |" for a, k in rows])

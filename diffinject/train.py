@@ -10,33 +10,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from fastcore.basics import patch
-from diffinject.core import (
-    script,
-    cli_check,
-    UsageError,
-    IN_TEST,
-    config_diff,
-    default_device,
-    seed_everything,
-    atomic_path,
-    atomic_save,
-    pbar,
-    check_images,
-    to_01,
-    json_data,
-    load_torch,
-    read_weights,
-    save_weights,
-    check_weights,
-    CheckpointError,
-    check_threads,
-    check_device,
-    fit_images,
-    to_diffusion_range,
-    ArrayImages,
-    load_images,
-    loader_kwargs,
-)
+from .core import script, cli_check, UsageError, IN_TEST, config_diff, default_device, seed_everything
+from .core import atomic_path, atomic_save, pbar, check_images, to_01, json_data, load_torch, read_weights
+from .core import save_weights, check_weights, CheckpointError, check_threads, check_device, fit_images
+from .core import to_diffusion_range, ArrayImages, load_images, loader_kwargs
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'ImageFolderImages', 'image_dataset', 'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at',
@@ -47,66 +24,92 @@ __all__ = ['CKPT_FORMAT', 'ImageFolderImages', 'image_dataset', 'StepSampler', '
 # %% ../nbs/10_train.ipynb #f8e1b394
 class ImageFolderImages(torch.utils.data.Dataset):
     "Every image file under `root` (recursively, sorted), as float [C,H,W] in [0,1]; labels unused."
+
     exts = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
+
     def __init__(self, root, mode='RGB'):
         self.root, self.mode = Path(root), mode
-        if not self.root.is_dir(): raise FileNotFoundError(f'{self.root}: no such image folder')
+        if not self.root.is_dir():
+            raise FileNotFoundError(f'{self.root}: no such image folder')
         self.files = sorted(p for p in self.root.rglob('*') if p.suffix.lower() in self.exts)
-        if not self.files: raise ValueError(f'{self.root}: no image files ({", ".join(self.exts)}) found')
-    def __len__(self): return len(self.files)
+        if not self.files:
+            raise ValueError(f'{self.root}: no image files ({", ".join(self.exts)}) found')
+
+    def __len__(self):
+        return len(self.files)
+
     def __getitem__(self, i):
         from PIL import Image
+
         im = np.asarray(Image.open(self.files[i]).convert(self.mode))
         im = torch.from_numpy(im.copy()).float() / 255
         return im[None] if im.ndim == 2 else im.permute(2, 0, 1)
-    def __repr__(self): return f'ImageFolderImages({str(self.root)!r}, n={len(self)})'
+
+    def __repr__(self):
+        return f'ImageFolderImages({str(self.root)!r}, n={len(self)})'
+
 
 def image_dataset(data, benchmark=None, ratio=None):
     "A dataset of training images from a Dataset, an `.npz` (key `images`), a benchmark root (with `benchmark`) or an image folder."
-    if isinstance(data, torch.utils.data.Dataset): return data
+    if isinstance(data, torch.utils.data.Dataset):
+        return data
     p = Path(data)
     if p.suffix == '.npz':
-        if not p.exists(): raise FileNotFoundError(f'{p}: no such file')
+        if not p.exists():
+            raise FileNotFoundError(f'{p}: no such file')
         with np.load(p) as z:
-            if 'images' not in z: raise KeyError(f'{p}: expected an array named "images", found {list(z.keys())}')
+            if 'images' not in z:
+                raise KeyError(f'{p}: expected an array named "images", found {list(z.keys())}')
             return ArrayImages(z['images'], name=str(p))
     if benchmark is not None:
         from diffinject.data import load_split
+
         return load_split(p, benchmark, 'train', ratio=ratio, transform='eval')
     return ImageFolderImages(p)
 
-def _dataset_name(ds): return getattr(ds, 'name', None) or repr(ds)[:120]
+
+def _dataset_name(ds):
+    return getattr(ds, 'name', None) or repr(ds)[:120]
 
 # %% ../nbs/10_train.ipynb #b5e337d3
 def _mix(*xs):
     "A 63-bit seed from integers (so that each (seed, step) pair has its own random stream)."
     h = 1469598103934665603
-    for x in xs: h = ((h ^ (int(x) & 0xFFFFFFFFFFFF)) * 1099511628211) % 2**63
+    for x in xs:
+        h = ((h ^ (int(x) & 0xFFFFFFFFFFFF)) * 1099511628211) % 2**63
     return h
+
 
 class StepSampler:
     """Deterministic data order that restarts mid-epoch: global batch `step` holds positions [step*B, (step+1)*B) of
     the stream of epochs, epoch `e` being a permutation seeded by (seed, e). Rank r of W gets slice r of the batch."""
+
     def __init__(self, n, batch_size, seed=0, rank=0, world_size=1):
         if batch_size % world_size:
             raise ValueError(f'batch_size={batch_size}: must be divisible by the world size {world_size}')
-        if n < 1: raise ValueError('the dataset is empty')
+        if n < 1:
+            raise ValueError('the dataset is empty')
         self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
         self._perm = {}
+
     def epoch_perm(self, e):
         if e not in self._perm:
             self._perm = {e: torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, e, 17)))}
         return self._perm[e]
+
     def global_batch(self, step):
         pos = torch.arange(step * self.batch_size, (step + 1) * self.batch_size)
         return torch.cat(
             [self.epoch_perm(int(e))[pos[pos // self.n == e] % self.n] for e in torch.unique(pos // self.n)]
         )
+
     def local_batch(self, step):
         per = self.batch_size // self.world_size
-        return self.global_batch(step)[self.rank * per:(self.rank + 1) * per]
+        return self.global_batch(step)[self.rank * per : (self.rank + 1) * per]
+
     def state_dict(self, step):
         return dict(n=self.n, batch_size=self.batch_size, seed=self.seed, position=step * self.batch_size)
+
 
 def step_noise(seed, step, batch_size, shape, num_timesteps):
     "The timesteps t ~ U{0..T-1} and noise eps ~ N(0, I) of global batch `step`, a function of (seed, step) alone."
@@ -118,8 +121,11 @@ def step_noise(seed, step, batch_size, shape, num_timesteps):
 @torch.no_grad()
 def ema_update(ema, model, rate):
     "EMA of the weights: theta_ema <- rate * theta_ema + (1 - rate) * theta (buffers copied)."
-    for e, p in zip(ema.parameters(), model.parameters()): e.lerp_(p.detach().to(e.dtype), 1 - rate)
-    for e, b in zip(ema.buffers(), model.buffers()): e.copy_(b)
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach().to(e.dtype), 1 - rate)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
 
 def ema_rate_at(step, rate, warmup=True):
     "The EMA rate after `step` updates; with warmup min(rate, (1+step)/(10+step)) so short runs are not stuck near init."
@@ -128,13 +134,16 @@ def ema_rate_at(step, rate, warmup=True):
 # %% ../nbs/10_train.ipynb #f9234183
 def init_distributed():
     "Join the process group if launched by `torchrun` (nccl on CUDA, gloo on CPU); returns (rank, world_size, local_rank)."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return 0, 1, 0
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1:
+        return 0, 1, 0
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
     if not dist.is_initialized():
         backend = 'nccl' if torch.cuda.is_available() else 'gloo'
-        if backend == 'nccl': torch.cuda.set_device(local_rank)
+        if backend == 'nccl':
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size(), local_rank
+
 
 @torch.no_grad()
 def replica_max_diff(model):
@@ -146,38 +155,57 @@ def replica_max_diff(model):
     dist.all_reduce(d, op=dist.ReduceOp.MAX)
     return d.item()
 
+
 def _rng_state():
     "Python, NumPy, torch (and CUDA) RNG states as tensors and plain numbers, so that a weights-only file holds them."
     version, words, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    s = dict(python=dict(version=version, state=torch.tensor(words, dtype=torch.int64), gauss=gauss),
-             numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
-                        cached_gaussian=float(cached)),
-             torch=torch.get_rng_state())
-    if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
+    s = dict(
+        python=dict(version=version, state=torch.tensor(words, dtype=torch.int64), gauss=gauss),
+        numpy=dict(
+            name=name,
+            keys=torch.from_numpy(keys.astype(np.int64)),
+            pos=int(pos),
+            has_gauss=int(has_gauss),
+            cached_gaussian=float(cached),
+        ),
+        torch=torch.get_rng_state(),
+    )
+    if torch.cuda.is_available():
+        s['cuda'] = torch.cuda.get_rng_state_all()
     return s
+
 
 def _set_rng_state(s):
     "Restore `_rng_state()` (or the pickled tuples of checkpoints written before it stored tensors)."
     py, nps = s['python'], s['numpy']
-    if isinstance(py, dict): py = (py['version'], tuple(py['state'].tolist()), py['gauss'])
+    if isinstance(py, dict):
+        py = (py['version'], tuple(py['state'].tolist()), py['gauss'])
     if isinstance(nps, dict):
         nps = (nps['name'], nps['keys'].numpy().astype(np.uint32), nps['pos'], nps['has_gauss'], nps['cached_gaussian'])
     random.setstate(py)
     np.random.set_state(nps)
     torch.set_rng_state(s['torch'])
-    if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    if 'cuda' in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s['cuda'])
+
 
 def state_signature(model):
     "A config for a model that has none: `{param name: shape}`."
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
+
 def diffusion_signature(diffusion):
     "The diffusion settings a checkpoint depends on: T, P2 (gamma, k), and a digest of alpha-bar."
     ac = torch.as_tensor(diffusion.alphas_cumprod, dtype=torch.float64)
-    return dict(num_timesteps=int(len(ac)), p2_gamma=float(getattr(diffusion, 'p2_gamma', 0.)),
-                p2_k=float(getattr(diffusion, 'p2_k', 1.)), alphas_cumprod_sum=round(float(ac.sum()), 9),
-                learn_sigma=bool(getattr(diffusion, 'learn_sigma', False)))
+    return dict(
+        num_timesteps=int(len(ac)),
+        p2_gamma=float(getattr(diffusion, 'p2_gamma', 0.0)),
+        p2_k=float(getattr(diffusion, 'p2_k', 1.0)),
+        alphas_cumprod_sum=round(float(ac.sum()), 9),
+        learn_sigma=bool(getattr(diffusion, 'learn_sigma', False)),
+    )
+
 
 class NonFiniteLossError(FloatingPointError):
     "Raised when the training loss (or gradient norm) is NaN/inf; the last good checkpoint is left untouched."
@@ -185,44 +213,87 @@ class NonFiniteLossError(FloatingPointError):
 # %% ../nbs/10_train.ipynb #19170efe
 class StepImages(torch.utils.data.Dataset):
     "Item `step`: (step, this rank's images of global batch `step`, fitted, in [-1,1]), for DataLoader workers."
+
     def __init__(self, data, sampler, image_size, image_fit, name):
         self.data, self.sampler, self.image_size, self.image_fit, self.name = data, sampler, image_size, image_fit, name
-    def __len__(self): return 2 ** 62                                  # indexed by step; the loader's sampler bounds it
+
+    def __len__(self):
+        return 2**62  # indexed by step; the loader's sampler bounds it
+
     def __getitem__(self, step):
         x = load_images(self.data, self.sampler.local_batch(step)).float()
         return step, to_diffusion_range(fit_images(x, self.image_size, self.image_fit, self.name))
 
+
 def step_loader(images: StepImages, start: int, stop: int, num_workers: int, pin_memory: bool = False):
     "Batches of steps start..stop-1 in order, loaded by `num_workers` processes ahead of the training loop."
-    own = torch.Generator().manual_seed(0)         # the workers' base seed: not drawn from the global RNG (dropout's)
-    return torch.utils.data.DataLoader(images, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
-                                       pin_memory=pin_memory, prefetch_factor=2 if num_workers else None, generator=own)
+    own = torch.Generator().manual_seed(0)  # the workers' base seed: not drawn from the global RNG (dropout's)
+    return torch.utils.data.DataLoader(
+        images,
+        batch_size=None,
+        sampler=range(start, stop),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if num_workers else None,
+        generator=own,
+    )
+
 
 def save_image_grid(x01, path, nrow=None):
     "Save a batch [N,C,H,W] in [0,1] as one PNG grid, atomically."
     from torchvision.utils import make_grid
     from PIL import Image
+
     nrow = nrow or int(math.ceil(math.sqrt(len(x01))))
-    g = make_grid(x01.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.)
+    g = make_grid(x01.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     im = Image.fromarray((g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-    with atomic_path(path) as tmp: im.save(tmp, format='PNG')
+    with atomic_path(path) as tmp:
+        im.save(tmp, format='PNG')
     return Path(path)
 
 # %% ../nbs/10_train.ipynb #08e14351
-CKPT_FORMAT = 'diffinject.DiffusionTrainer/2'   # weights-only: tensors, plain data, RNG states as tensors
+CKPT_FORMAT = 'diffinject.DiffusionTrainer/2'  # weights-only: tensors, plain data, RNG states as tensors
+
 
 class DiffusionTrainer:
     """Train an eps-prediction diffusion model (Eq. (5)): AdamW, EMA, grad clipping, bf16 autocast on CUDA, sample grids,
     atomic resumable checkpoints, DistributedDataParallel under `torchrun`. `batch_size` is the global batch."""
-    def __init__(self, model, diffusion, data, out_dir=None, batch_size=32, lr=1e-4, weight_decay=0., ema_rate=0.9999,
-                 ema_warmup=True, grad_clip=1., seed=0, image_fit=None, image_size=None, channels=None, ckpt_every=500,
-                 sample_every=0, sample_n=16, sample_steps=20, log_every=10, amp=None, device=None, model_config=None,
-                 resume=True, show_progress=None, throttle=0., num_workers=0, pin_memory=None):
+
+    def __init__(
+        self,
+        model,
+        diffusion,
+        data,
+        out_dir=None,
+        batch_size=32,
+        lr=1e-4,
+        weight_decay=0.0,
+        ema_rate=0.9999,
+        ema_warmup=True,
+        grad_clip=1.0,
+        seed=0,
+        image_fit=None,
+        image_size=None,
+        channels=None,
+        ckpt_every=500,
+        sample_every=0,
+        sample_n=16,
+        sample_steps=20,
+        log_every=10,
+        amp=None,
+        device=None,
+        model_config=None,
+        resume=True,
+        show_progress=None,
+        throttle=0.0,
+        num_workers=0,
+        pin_memory=None,
+    ):
         self.rank, self.world_size, local_rank = init_distributed()
         if device is None:
             device = torch.device(f'cuda:{local_rank}') if torch.cuda.is_available() else default_device()
         self.device = torch.device(device)
-        self.amp = (self.device.type == 'cuda') if amp is None else amp        # bf16 autocast on CUDA, fp32 on CPU
+        self.amp = (self.device.type == 'cuda') if amp is None else amp  # bf16 autocast on CUDA, fp32 on CPU
         self.model, self.diffusion, self.data = model.to(self.device), diffusion, data
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.image_size = image_size or getattr(model, 'image_size', None)
@@ -248,8 +319,12 @@ class DiffusionTrainer:
         )
         self.__dict__.update(hp)
         self.sampler = StepSampler(len(data), batch_size, seed, self.rank, self.world_size)
-        lk = loader_kwargs(self.device, num_workers, pin_memory)             # checks num_workers; pin_memory on CUDA only
-        self.num_workers, self.pin_memory, self._ready = lk['num_workers'], lk['pin_memory'], None   # _ready: from workers
+        lk = loader_kwargs(self.device, num_workers, pin_memory)  # checks num_workers; pin_memory on CUDA only
+        self.num_workers, self.pin_memory, self._ready = (
+            lk['num_workers'],
+            lk['pin_memory'],
+            None,
+        )  # _ready: from workers
         self.images = StepImages(data, self.sampler, self.image_size, image_fit, self.data_name)
         self._check_data()
         self.config = dict(
@@ -261,18 +336,21 @@ class DiffusionTrainer:
             channels=self.channels,
             n_data=len(data),
         )
-        seed_everything(seed + self.rank)                                   # dropout etc.: per-rank global RNG
+        seed_everything(seed + self.rank)  # dropout etc.: per-rank global RNG
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.ddp = None
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
+
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
-        self.step, self.history, self.pending = 0, [], []                   # pending: losses since the last log record
-        if resume and self.ckpt_path is not None and self.ckpt_path.exists(): self.load(self.ckpt_path)
+        self.step, self.history, self.pending = 0, [], []  # pending: losses since the last log record
+        if resume and self.ckpt_path is not None and self.ckpt_path.exists():
+            self.load(self.ckpt_path)
 
     @property
-    def ckpt_path(self): return None if self.out_dir is None else self.out_dir / 'ckpt.pt'
+    def ckpt_path(self):
+        return None if self.out_dir is None else self.out_dir / 'ckpt.pt'
 
     def _check_data(self):
         "Fail fast on images the model cannot take, naming the dataset and the expected shape."
@@ -281,19 +359,22 @@ class DiffusionTrainer:
             check_images(x, self.data_name, channels=self.channels, vrange=(0, 1))
             fit_images(x, self.image_size, self.image_fit, self.data_name)
         except (ValueError, TypeError) as e:
-            raise type(e)(f'{e} (model expects [{self.channels},{self.image_size},{self.image_size}] images in [0,1]'
-                          f'{", image_fit=" + repr(self.image_fit) if self.image_fit else ""})') from None
+            raise type(e)(
+                f'{e} (model expects [{self.channels},{self.image_size},{self.image_size}] images in [0,1]'
+                f'{", image_fit=" + repr(self.image_fit) if self.image_fit else ""})'
+            ) from None
 
 # %% ../nbs/10_train.ipynb #350fc312
 @patch
 def get_batch(self: DiffusionTrainer, step):
     "This rank's slice of global batch `step`: (x0 in [-1,1], t, noise), a function of (seed, step) alone."
     ready, self._ready = self._ready, None
-    x = ready[1] if ready is not None and ready[0] == step else self.images[step][1]   # from a worker, or load now
+    x = ready[1] if ready is not None and ready[0] == step else self.images[step][1]  # from a worker, or load now
     t, noise = step_noise(self.seed, step, self.batch_size, x.shape[1:], self.diffusion.num_timesteps)
     per = self.batch_size // self.world_size
     sl = slice(self.rank * per, (self.rank + 1) * per)
     return x.to(self.device, non_blocking=self.pin_memory), t[sl].to(self.device), noise[sl].to(self.device)
+
 
 @patch
 def train_step(self: DiffusionTrainer, step):
@@ -302,9 +383,9 @@ def train_step(self: DiffusionTrainer, step):
     x0, t, noise = self.get_batch(step)
     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
         losses = self.diffusion.training_losses(self.ddp or self.model, x0, t, noise)
-    loss = losses['loss'].float().mean()                                 # mean over this rank's micro-batch
+    loss = losses['loss'].float().mean()  # mean over this rank's micro-batch
     self.opt.zero_grad(set_to_none=True)
-    loss.backward()                                                      # DDP all-reduces (averages) grads here
+    loss.backward()  # DDP all-reduces (averages) grads here
     gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip if self.grad_clip else float('inf'))
     lg = loss.detach().clone()
     if self.world_size > 1:
@@ -317,8 +398,9 @@ def train_step(self: DiffusionTrainer, step):
             if self.ckpt_path and self.ckpt_path.exists()
             else 'no checkpoint was written'
         )
-        raise NonFiniteLossError(f'non-finite training loss {lg} (grad norm {gn}) at step {step}; stopped before '
-                                 f'the update; {last}')
+        raise NonFiniteLossError(
+            f'non-finite training loss {lg} (grad norm {gn}) at step {step}; stopped before the update; {last}'
+        )
     self.opt.step()
     ema_update(self.ema, self.model, ema_rate_at(step, self.ema_rate, self.ema_warmup))
     return lg, gn
@@ -334,7 +416,8 @@ def fit(self: DiffusionTrainer, steps):
     if self.num_workers:
         batches = iter(step_loader(self.images, self.step, steps, self.num_workers, self.pin_memory))
     for step in it:
-        if batches is not None: self._ready = next(batches)             # loaded off the main process, in step order
+        if batches is not None:
+            self._ready = next(batches)  # loaded off the main process, in step order
         lg, gn = self.train_step(step)
         self.step = step + 1
         self.pending.append(lg)
@@ -342,47 +425,67 @@ def fit(self: DiffusionTrainer, steps):
             rec = dict(step=self.step, loss=float(np.mean(self.pending)), grad_norm=gn, time=time.time() - t0)
             self.history.append(rec)
             self.pending = []
-            if show and hasattr(it, 'comment'): it.comment = f'loss {rec["loss"]:.4f}'
-        if self.ckpt_every and self.step % self.ckpt_every == 0: self.save()
-        if self.sample_every and self.step % self.sample_every == 0: self.sample_grid()
-        if self.throttle: time.sleep(self.throttle)                     # for tests that kill a run mid-way
+            if show and hasattr(it, 'comment'):
+                it.comment = f'loss {rec["loss"]:.4f}'
+        if self.ckpt_every and self.step % self.ckpt_every == 0:
+            self.save()
+        if self.sample_every and self.step % self.sample_every == 0:
+            self.sample_grid()
+        if self.throttle:
+            time.sleep(self.throttle)  # for tests that kill a run mid-way
     if self.ckpt_path is not None:
         self.save()
         self.export_ema()
-    if self.world_size > 1: self.replica_max_diff = replica_max_diff(self.model)
+    if self.world_size > 1:
+        self.replica_max_diff = replica_max_diff(self.model)
     return self
 
 # %% ../nbs/10_train.ipynb #02f770eb
 @patch
 def state_dict(self: DiffusionTrainer):
     rng = _rng_state()
-    if self.world_size > 1:                                             # every rank's RNG, so dropout resumes exactly
+    if self.world_size > 1:  # every rank's RNG, so dropout resumes exactly
         rngs = [None] * self.world_size
         dist.all_gather_object(rngs, rng)
-    else: rngs = [rng]
-    return dict(format=CKPT_FORMAT, model=self.model.state_dict(), ema=self.ema.state_dict(),
-                opt=self.opt.state_dict(), step=self.step, config=json_data(self.config), rng=rngs,
-                data_order=self.sampler.state_dict(self.step), history=json_data(self.history),
-                pending=list(self.pending), world_size=self.world_size)
+    else:
+        rngs = [rng]
+    return dict(
+        format=CKPT_FORMAT,
+        model=self.model.state_dict(),
+        ema=self.ema.state_dict(),
+        opt=self.opt.state_dict(),
+        step=self.step,
+        config=json_data(self.config),
+        rng=rngs,
+        data_order=self.sampler.state_dict(self.step),
+        history=json_data(self.history),
+        pending=list(self.pending),
+        world_size=self.world_size,
+    )
+
 
 @patch
 def save(self: DiffusionTrainer, path=None):
     "Write the checkpoint atomically (rank 0 only): model, EMA, optimizer, step, RNG states, data order, config."
     path = Path(path) if path is not None else self.ckpt_path
-    sd = self.state_dict()                                              # collective under DDP: all ranks call it
-    if self.rank == 0 and path is not None: atomic_save(sd, path)
-    if self.world_size > 1: dist.barrier()
+    sd = self.state_dict()  # collective under DDP: all ranks call it
+    if self.rank == 0 and path is not None:
+        atomic_save(sd, path)
+    if self.world_size > 1:
+        dist.barrier()
     return path
+
 
 @patch
 def load(self: DiffusionTrainer, path):
     "Resume from a checkpoint written with the same config; otherwise an error listing the differences."
     path = Path(path)
-    sd = load_torch(path, map_location='cpu', allow_numpy=True)      # CPU: RNG states; NumPy: older checkpoints
+    sd = load_torch(path, map_location='cpu', allow_numpy=True)  # CPU: RNG states; NumPy: older checkpoints
     if not isinstance(sd, dict):
         raise CheckpointError(path, f'expected a DiffusionTrainer checkpoint (a dict), got {type(sd).__name__}')
     missing = [k for k in ('model', 'ema', 'opt', 'step', 'config', 'rng', 'history') if k not in sd]
-    if missing: raise CheckpointError(path, f'not a DiffusionTrainer checkpoint (no {", ".join(missing)})')
+    if missing:
+        raise CheckpointError(path, f'not a DiffusionTrainer checkpoint (no {", ".join(missing)})')
     check_weights({f'{w}.{k}': v for w in ('model', 'ema') for k, v in sd[w].items()}, path)
     diff = config_diff(sd['config'], self.config)
     if diff:
@@ -395,15 +498,19 @@ def load(self: DiffusionTrainer, path):
     self.ema.load_state_dict(sd['ema'])
     self.opt.load_state_dict(sd['opt'])
     self.step, self.history, self.pending = sd['step'], list(sd['history']), list(sd.get('pending', []))
-    if len(sd['rng']) == self.world_size: _set_rng_state(sd['rng'][self.rank])
-    else: seed_everything(_mix(self.seed, self.step, self.rank) % 2**31)   # world size changed: fresh per-rank streams
+    if len(sd['rng']) == self.world_size:
+        _set_rng_state(sd['rng'][self.rank])
+    else:
+        seed_everything(_mix(self.seed, self.step, self.rank) % 2**31)  # world size changed: fresh per-rank streams
     return self
+
 
 @patch
 def export_ema(self: DiffusionTrainer, path=None):
     "Write the EMA weights (what sampling uses) to `out_dir/ema.safetensors` with config and step (rank 0)."
     path = Path(path) if path is not None else None if self.out_dir is None else self.out_dir / 'ema.safetensors'
-    if self.rank != 0 or path is None: return None
+    if self.rank != 0 or path is None:
+        return None
     return save_weights(self.ema.state_dict(), path, dict(kind='ema', step=self.step, config=self.config))
 
 # %% ../nbs/10_train.ipynb #9bed2c45
@@ -412,6 +519,7 @@ def export_ema(self: DiffusionTrainer, path=None):
 def sample(self: DiffusionTrainer, n=None, steps=None, seed=None, clip=True):
     "DDIM samples (eta=0, `steps` steps, x0 clipped to [-1,1] as ADM samples) from the EMA model, in [0,1]; fixed x_T."
     from diffinject.ddim import ddim_sample
+
     n, steps = n or self.sample_n, steps or self.sample_steps
     g = torch.Generator().manual_seed(_mix(self.seed if seed is None else seed, 99))
     xT = torch.randn(n, self.channels, self.image_size, self.image_size, generator=g).to(self.device)
@@ -419,34 +527,64 @@ def sample(self: DiffusionTrainer, n=None, steps=None, seed=None, clip=True):
         x = ddim_sample(self.ema, xT, self.diffusion.alphas_cumprod, steps, clip=clip)
     return to_01(x.float())
 
+
 @patch
 def sample_grid(self: DiffusionTrainer, path=None):
     "Save a grid of EMA samples to `out_dir/samples_<step>.png` (rank 0 only)."
-    if self.rank != 0 or (path is None and self.out_dir is None): return None
+    if self.rank != 0 or (path is None and self.out_dir is None):
+        return None
     return save_image_grid(self.sample(), path or self.out_dir / f'samples_{self.step:07d}.png')
 
 # %% ../nbs/10_train.ipynb #a70ea30f
-def build_model_and_diffusion(preset='cmnist_32', model_overrides=None, schedule='linear', num_timesteps=1000,
-                              p2_gamma=0., p2_k=1.):
+def build_model_and_diffusion(
+    preset='cmnist_32', model_overrides=None, schedule='linear', num_timesteps=1000, p2_gamma=0.0, p2_k=1.0
+):
     "A UNet from a preset name or config dict (+ overrides), its GaussianDiffusion, and the config that rebuilds both."
     from diffinject.unet import create_unet, unet_config
     from diffinject import diffusion as D
+
     ucfg = unet_config(preset, **(model_overrides or {}))
     sched = {'linear': D.linear_beta_schedule, 'cosine': D.cosine_beta_schedule}
-    if schedule not in sched: raise KeyError(f'schedule={schedule!r}: expected one of {sorted(sched)}')
+    if schedule not in sched:
+        raise KeyError(f'schedule={schedule!r}: expected one of {sorted(sched)}')
     model = create_unet(ucfg)
     diffusion = D.GaussianDiffusion(
         sched[schedule](num_timesteps), p2_gamma=p2_gamma, p2_k=p2_k, learn_sigma=model.learn_sigma
     )
-    cfg = dict(unet=ucfg, preset=preset if isinstance(preset, str) else None, schedule=schedule,
-               num_timesteps=num_timesteps, p2_gamma=p2_gamma, p2_k=p2_k)
+    cfg = dict(
+        unet=ucfg,
+        preset=preset if isinstance(preset, str) else None,
+        schedule=schedule,
+        num_timesteps=num_timesteps,
+        p2_gamma=p2_gamma,
+        p2_k=p2_k,
+    )
     return model, diffusion, cfg
 
-def train_diffusion(data, out_dir=None, preset='cmnist_32', steps=1000, batch_size=32, lr=1e-4, weight_decay=0.,
-                    ema_rate=0.9999, grad_clip=1., p2_gamma=0., p2_k=1., schedule='linear', num_timesteps=1000,
-                    image_fit=None, seed=0, model_overrides=None, benchmark=None, ratio=None, **kw):
+
+def train_diffusion(
+    data,
+    out_dir=None,
+    preset='cmnist_32',
+    steps=1000,
+    batch_size=32,
+    lr=1e-4,
+    weight_decay=0.0,
+    ema_rate=0.9999,
+    grad_clip=1.0,
+    p2_gamma=0.0,
+    p2_k=1.0,
+    schedule='linear',
+    num_timesteps=1000,
+    image_fit=None,
+    seed=0,
+    model_overrides=None,
+    benchmark=None,
+    ratio=None,
+    **kw,
+):
     "Train a UNet preset with the P2-weighted loss (Eqs. (5)-(6)) on `data` (Dataset, .npz, image folder or benchmark root)."
-    seed_everything(seed)                                                       # same init on every rank
+    seed_everything(seed)  # same init on every rank
     model, diffusion, cfg = build_model_and_diffusion(preset, model_overrides, schedule, num_timesteps, p2_gamma, p2_k)
     tr = DiffusionTrainer(
         model,
@@ -465,10 +603,12 @@ def train_diffusion(data, out_dir=None, preset='cmnist_32', steps=1000, batch_si
     )
     return tr.fit(steps)
 
+
 def load_diffusion_checkpoint(path, which='ema', device='cpu'):
     """Rebuild the model saved by `train_diffusion`, load its `which` ('ema' or 'model') weights; (model, diffusion).
     `path`: the trainer's `ckpt.pt` or the `ema.safetensors` written at the end of training (EMA weights only)."""
-    if which not in ('ema', 'model'): raise ValueError(f'which={which!r}: expected "ema" or "model"')
+    if which not in ('ema', 'model'):
+        raise ValueError(f'which={which!r}: expected "ema" or "model"')
     path = Path(path)
     if path.suffix == '.safetensors':
         weights, meta = read_weights(path)
@@ -483,8 +623,11 @@ def load_diffusion_checkpoint(path, which='ema', device='cpu'):
         weights, config = sd[which], sd['config']
     c = config.get('model') or {}
     if not all(k in c for k in ('unet', 'schedule', 'num_timesteps', 'p2_gamma', 'p2_k')):
-        raise CheckpointError(path, 'its config does not say how to rebuild the model (trained without '
-                                    'build_model_and_diffusion); load it with diffinject.unet.load_unet and the preset')
+        raise CheckpointError(
+            path,
+            'its config does not say how to rebuild the model (trained without '
+            'build_model_and_diffusion); load it with diffinject.unet.load_unet and the preset',
+        )
     check_weights(weights, path)
     model, diffusion, _ = build_model_and_diffusion(
         c['unet'], None, c['schedule'], c['num_timesteps'], c['p2_gamma'], c['p2_k']
@@ -495,27 +638,38 @@ def load_diffusion_checkpoint(path, which='ema', device='cpu'):
 # %% ../nbs/10_train.ipynb #4e3da425
 @script
 def train_diffusion_cli(
-    data:str,                 # training images: an image folder, an .npz with `images`, or a benchmark root (with --benchmark)
-    out_dir:str,              # where ckpt.pt and sample grids go (resumes from out_dir/ckpt.pt)
-    benchmark:str=None,       # e.g. 'cmnist': read `data` as that benchmark's root, train split
-    ratio:float=None,         # the benchmark's bias-conflict ratio (e.g. 0.01)
-    preset:str='cmnist_32',   # UNet preset (diffinject.unet.UNET_PRESETS)
-    overrides:str=None,       # JSON dict of UNet overrides, e.g. '{"dropout": 0.1}'
-    steps:int=10000,          # total optimizer steps
-    batch_size:int=64,        # global batch size (split over torchrun ranks)
-    lr:float=1e-4, weight_decay:float=0., ema_rate:float=0.9999, grad_clip:float=1.,
-    p2_gamma:float=0., p2_k:float=1.,  # P2 weighting, Eq. (6)
-    image_fit:str=None,       # 'pad' or 'resize' images to the model size
-    seed:int=0, ckpt_every:int=500, sample_every:int=1000, sample_steps:int=20, log_every:int=50,
-    device:str=None, threads:int=None, throttle:float=0.,  # throttle: sleep s/step (tests that kill a run)
-    num_workers:int=0,        # processes loading the image batches ahead of training (0: the main process)
+    data: str,  # training images: an image folder, an .npz with `images`, or a benchmark root (with --benchmark)
+    out_dir: str,  # where ckpt.pt and sample grids go (resumes from out_dir/ckpt.pt)
+    benchmark: str = None,  # e.g. 'cmnist': read `data` as that benchmark's root, train split
+    ratio: float = None,  # the benchmark's bias-conflict ratio (e.g. 0.01)
+    preset: str = 'cmnist_32',  # UNet preset (diffinject.unet.UNET_PRESETS)
+    overrides: str = None,  # JSON dict of UNet overrides, e.g. '{"dropout": 0.1}'
+    steps: int = 10000,  # total optimizer steps
+    batch_size: int = 64,  # global batch size (split over torchrun ranks)
+    lr: float = 1e-4,
+    weight_decay: float = 0.0,
+    ema_rate: float = 0.9999,
+    grad_clip: float = 1.0,
+    p2_gamma: float = 0.0,
+    p2_k: float = 1.0,  # P2 weighting, Eq. (6)
+    image_fit: str = None,  # 'pad' or 'resize' images to the model size
+    seed: int = 0,
+    ckpt_every: int = 500,
+    sample_every: int = 1000,
+    sample_steps: int = 20,
+    log_every: int = 50,
+    device: str = None,
+    threads: int = None,
+    throttle: float = 0.0,  # throttle: sleep s/step (tests that kill a run)
+    num_workers: int = 0,  # processes loading the image batches ahead of training (0: the main process)
 ):
     "Train (or resume) a diffusion model; run it under `torchrun --nproc_per_node N` for DistributedDataParallel."
     for n, v in dict(steps=steps, batch_size=batch_size, sample_steps=sample_steps, log_every=log_every).items():
         cli_check(v >= 1, f'--{n}', v, 'a positive integer')
     for n, v in dict(ckpt_every=ckpt_every, sample_every=sample_every).items():
         cli_check(v >= 0, f'--{n}', v, 'an integer >= 0 (0: never)')
-    for n, v in dict(lr=lr, p2_k=p2_k).items(): cli_check(v > 0, f'--{n}', v, 'a positive number')
+    for n, v in dict(lr=lr, p2_k=p2_k).items():
+        cli_check(v > 0, f'--{n}', v, 'a positive number')
     for n, v in dict(weight_decay=weight_decay, grad_clip=grad_clip, p2_gamma=p2_gamma).items():
         cli_check(v >= 0, f'--{n}', v, 'a number >= 0')
     cli_check(0 <= ema_rate < 1, '--ema_rate', ema_rate, 'a decay rate in [0, 1), e.g. 0.9999')
@@ -523,19 +677,28 @@ def train_diffusion_cli(
     cli_check(ratio is None or 0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01')
     check_threads(threads)
     cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0: load in the main process)')
-    try: model_overrides = json.loads(overrides) if overrides else None
-    except json.JSONDecodeError as e: raise UsageError(f"--overrides {overrides}: not valid JSON ({e})") from None
+    try:
+        model_overrides = json.loads(overrides) if overrides else None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--overrides {overrides}: not valid JSON ({e})") from None
     cli_check(model_overrides is None or isinstance(model_overrides, dict), '--overrides', overrides, 'a JSON object')
     from diffinject.unet import unet_config
-    try: unet_config(preset, **(model_overrides or {}))
-    except ValueError as e: raise UsageError(f'--preset {preset} --overrides {overrides}: {e}') from None
-    cli_check(Path(data).exists(), 'data', data, 'an image folder, an .npz with `images` or a benchmark root (no such path)')
+
+    try:
+        unet_config(preset, **(model_overrides or {}))
+    except ValueError as e:
+        raise UsageError(f'--preset {preset} --overrides {overrides}: {e}') from None
+    cli_check(
+        Path(data).exists(), 'data', data, 'an image folder, an .npz with `images` or a benchmark root (no such path)'
+    )
     cli_check(not Path(out_dir).exists() or Path(out_dir).is_dir(), 'out_dir', out_dir, 'a folder (this is a file)')
     check_device(device, '--device')
-    if threads: torch.set_num_threads(threads)
-    if int(os.environ.get('RANK', '0')) == 0:                            # one trainer per folder: rank 0 holds its lock
+    if threads:
+        torch.set_num_threads(threads)
+    if int(os.environ.get('RANK', '0')) == 0:  # one trainer per folder: rank 0 holds its lock
         from diffinject.rundir import lock_run_dir
-        lock_run_dir(out_dir)                                             # held until the process ends
+
+        lock_run_dir(out_dir)  # held until the process ends
     tr = train_diffusion(
         data,
         out_dir,
@@ -563,6 +726,9 @@ def train_diffusion_cli(
         num_workers=num_workers,
     )
     if tr.rank == 0:
-        for r in tr.history: print(json.dumps(r))
-        if tr.world_size > 1: print(json.dumps(dict(world_size=tr.world_size, replica_max_diff=tr.replica_max_diff)))
-    if dist.is_initialized(): dist.destroy_process_group()
+        for r in tr.history:
+            print(json.dumps(r))
+        if tr.world_size > 1:
+            print(json.dumps(dict(world_size=tr.world_size, replica_max_diff=tr.replica_max_diff)))
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -20,7 +20,7 @@ __all__ = ['UNET_PRESETS', 'timestep_embedding', 'GroupNorm32', 'normalization',
            'load_unet', 'unet_flops', 'unet_layout', 'layout_markdown']
 
 # %% ../nbs/06_unet.ipynb #677f2064
-def timestep_embedding(timesteps, dim: int, max_period: float = 10000.):
+def timestep_embedding(timesteps, dim: int, max_period: float = 10000.0):
     "Sinusoidal timestep embedding [N, dim], cos half first (ADM convention)."
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half).to(
@@ -28,71 +28,96 @@ def timestep_embedding(timesteps, dim: int, max_period: float = 10000.):
     )  # w_i = 10000^(-i/n)
     args = timesteps[:, None].float() * freqs[None]  # t * w_i
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # [cos | sin]
-    if dim % 2: emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
     return emb
 
 # %% ../nbs/06_unet.ipynb #303859e6
 class GroupNorm32(nn.GroupNorm):
     "GroupNorm computed in float32, result cast back to the input dtype."
-    def forward(self, x): return super().forward(x.float()).type(x.dtype)
+
+    def forward(self, x):
+        return super().forward(x.float()).type(x.dtype)
+
 
 def normalization(channels: int) -> GroupNorm32:
     "ADM's normalisation layer: GroupNorm with 32 groups."
-    if channels % 32: raise ValueError(f'channels={channels}: GroupNorm(32) needs a multiple of 32 channels')
+    if channels % 32:
+        raise ValueError(f'channels={channels}: GroupNorm(32) needs a multiple of 32 channels')
     return GroupNorm32(32, channels)
+
 
 def conv_nd(dims: int, *args, **kwargs):
     "Conv1d / Conv2d / Conv3d."
-    if dims not in (1, 2, 3): raise ValueError(f'dims={dims}: expected 1, 2 or 3')
+    if dims not in (1, 2, 3):
+        raise ValueError(f'dims={dims}: expected 1, 2 or 3')
     return (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1](*args, **kwargs)
+
 
 def avg_pool_nd(dims: int, *args, **kwargs):
     "AvgPool1d / AvgPool2d / AvgPool3d."
-    if dims not in (1, 2, 3): raise ValueError(f'dims={dims}: expected 1, 2 or 3')
+    if dims not in (1, 2, 3):
+        raise ValueError(f'dims={dims}: expected 1, 2 or 3')
     return (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[dims - 1](*args, **kwargs)
+
 
 def zero_module(module: nn.Module) -> nn.Module:
     "Zero all parameters of `module` (ADM's init of output layers) and return it."
-    for p in module.parameters(): p.detach().zero_()
+    for p in module.parameters():
+        p.detach().zero_()
     return module
 
 # %% ../nbs/06_unet.ipynb #fa6cd40f
 class Upsample(nn.Module):
     "Nearest x2 upsampling, optionally followed by a 3x3 conv."
+
     def __init__(self, channels, use_conv, dims=2, out_channels=None):
         super().__init__()
         self.channels, self.out_channels, self.use_conv, self.dims = channels, out_channels or channels, use_conv, dims
-        if use_conv: self.conv = conv_nd(dims, self.channels, self.out_channels, 3, padding=1)
+        if use_conv:
+            self.conv = conv_nd(dims, self.channels, self.out_channels, 3, padding=1)
 
     def forward(self, x):
-        if self.dims == 3: x = F.interpolate(x, (x.shape[2], x.shape[3] * 2, x.shape[4] * 2), mode='nearest')
-        else: x = F.interpolate(x, scale_factor=2, mode='nearest')
+        if self.dims == 3:
+            x = F.interpolate(x, (x.shape[2], x.shape[3] * 2, x.shape[4] * 2), mode='nearest')
+        else:
+            x = F.interpolate(x, scale_factor=2, mode='nearest')
         return self.conv(x) if self.use_conv else x
+
 
 class Downsample(nn.Module):
     "x2 downsampling: 3x3 stride-2 conv, or 2x2 average pooling."
+
     def __init__(self, channels, use_conv, dims=2, out_channels=None):
         super().__init__()
         self.channels, self.out_channels, self.use_conv, self.dims = channels, out_channels or channels, use_conv, dims
         stride = 2 if dims != 3 else (1, 2, 2)
-        if use_conv: self.op = conv_nd(dims, self.channels, self.out_channels, 3, stride=stride, padding=1)
+        if use_conv:
+            self.op = conv_nd(dims, self.channels, self.out_channels, 3, stride=stride, padding=1)
         else:
             if self.channels != self.out_channels:
                 raise ValueError('Downsample without conv cannot change the channel count')
             self.op = avg_pool_nd(dims, kernel_size=stride, stride=stride)
 
-    def forward(self, x): return self.op(x)
+    def forward(self, x):
+        return self.op(x)
 
 # %% ../nbs/06_unet.ipynb #937a1e74
 class TimestepBlock(nn.Module):
     "A module whose forward takes the timestep embedding as a second argument."
-    def forward(self, x, emb): raise NotImplementedError
+
+    def forward(self, x, emb):
+        raise NotImplementedError
+
 
 class TimestepEmbedSequential(nn.Sequential, TimestepBlock):
     "Sequential that passes `emb` to the children that take it (ResBlocks)."
+
     def forward(self, x, emb):
-        for layer in self: x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
         return x
+
 
 def _maybe_checkpoint(fn, use_checkpoint, *args):
     "Gradient checkpointing (recompute activations in backward) when training with `use_checkpoint`."
@@ -100,10 +125,23 @@ def _maybe_checkpoint(fn, use_checkpoint, *args):
         return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
     return fn(*args)
 
+
 class ResBlock(TimestepBlock):
     "ADM residual block conditioned on the timestep embedding (optional scale-shift norm, up/down resampling)."
-    def __init__(self, channels, emb_channels, dropout, out_channels=None, use_conv=False, use_scale_shift_norm=False,
-                 dims=2, use_checkpoint=False, up=False, down=False):
+
+    def __init__(
+        self,
+        channels,
+        emb_channels,
+        dropout,
+        out_channels=None,
+        use_conv=False,
+        use_scale_shift_norm=False,
+        dims=2,
+        use_checkpoint=False,
+        up=False,
+        down=False,
+    ):
         super().__init__()
         self.channels, self.out_channels = channels, out_channels or channels
         self.use_checkpoint, self.use_scale_shift_norm = use_checkpoint, use_scale_shift_norm
@@ -111,33 +149,46 @@ class ResBlock(TimestepBlock):
             normalization(channels), nn.SiLU(), conv_nd(dims, channels, self.out_channels, 3, padding=1)
         )
         self.updown = up or down
-        if up: self.h_upd, self.x_upd = Upsample(channels, False, dims), Upsample(channels, False, dims)
-        elif down: self.h_upd, self.x_upd = Downsample(channels, False, dims), Downsample(channels, False, dims)
-        else: self.h_upd = self.x_upd = nn.Identity()
+        if up:
+            self.h_upd, self.x_upd = Upsample(channels, False, dims), Upsample(channels, False, dims)
+        elif down:
+            self.h_upd, self.x_upd = Downsample(channels, False, dims), Downsample(channels, False, dims)
+        else:
+            self.h_upd = self.x_upd = nn.Identity()
         self.emb_layers = nn.Sequential(
             nn.SiLU(), nn.Linear(emb_channels, 2 * self.out_channels if use_scale_shift_norm else self.out_channels)
         )
-        self.out_layers = nn.Sequential(normalization(self.out_channels), nn.SiLU(), nn.Dropout(p=dropout),
-                                        zero_module(conv_nd(dims, self.out_channels, self.out_channels, 3, padding=1)))
-        if self.out_channels == channels: self.skip_connection = nn.Identity()
-        elif use_conv: self.skip_connection = conv_nd(dims, channels, self.out_channels, 3, padding=1)
-        else: self.skip_connection = conv_nd(dims, channels, self.out_channels, 1)
+        self.out_layers = nn.Sequential(
+            normalization(self.out_channels),
+            nn.SiLU(),
+            nn.Dropout(p=dropout),
+            zero_module(conv_nd(dims, self.out_channels, self.out_channels, 3, padding=1)),
+        )
+        if self.out_channels == channels:
+            self.skip_connection = nn.Identity()
+        elif use_conv:
+            self.skip_connection = conv_nd(dims, channels, self.out_channels, 3, padding=1)
+        else:
+            self.skip_connection = conv_nd(dims, channels, self.out_channels, 1)
 
-    def forward(self, x, emb): return _maybe_checkpoint(self._forward, self.use_checkpoint, x, emb)
+    def forward(self, x, emb):
+        return _maybe_checkpoint(self._forward, self.use_checkpoint, x, emb)
 
     def _forward(self, x, emb):
-        if self.updown:                                   # resample SiLU(GN(x)) and x before the first conv
+        if self.updown:  # resample SiLU(GN(x)) and x before the first conv
             h = self.h_upd(self.in_layers[:-1](x))
             x = self.x_upd(x)
             h = self.in_layers[-1](h)
-        else: h = self.in_layers(x)                       # conv(SiLU(GN(x)))
+        else:
+            h = self.in_layers(x)  # conv(SiLU(GN(x)))
         e = self.emb_layers(emb).type(h.dtype)
-        e = e.view(*e.shape, *([1] * (h.ndim - 2)))       # broadcast over space
+        e = e.view(*e.shape, *([1] * (h.ndim - 2)))  # broadcast over space
         if self.use_scale_shift_norm:
-            scale, shift = e.chunk(2, dim=1)              # scale first
+            scale, shift = e.chunk(2, dim=1)  # scale first
             h = self.out_layers[0](h) * (1 + scale) + shift
             h = self.out_layers[1:](h)
-        else: h = self.out_layers(h + e)
+        else:
+            h = self.out_layers(h + e)
         return self.skip_connection(x) + h
 
 # %% ../nbs/06_unet.ipynb #4c666605
@@ -146,47 +197,65 @@ def _sdpa_btc(q, k, v):
     b, nh, t, c = q.shape
     return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, nh * c)
 
+
 def _count_cpu_flash_flops():
     "Let `FlopCounterMode` count SDPA's CPU flash kernel (forward, backward) as it counts the GPU ones."
-    try: from torch.utils.flop_counter import register_flop_formula, flop_registry, sdpa_flop, sdpa_backward_flop
-    except ImportError: return
-    for name, formula in (('_scaled_dot_product_flash_attention_for_cpu', sdpa_flop),   # already shape-wrapped
-                          ('_scaled_dot_product_flash_attention_for_cpu_backward', sdpa_backward_flop)):
+    try:
+        from torch.utils.flop_counter import register_flop_formula, flop_registry, sdpa_flop, sdpa_backward_flop
+    except ImportError:
+        return
+    for name, formula in (
+        ('_scaled_dot_product_flash_attention_for_cpu', sdpa_flop),  # already shape-wrapped
+        ('_scaled_dot_product_flash_attention_for_cpu_backward', sdpa_backward_flop),
+    ):
         op = getattr(torch.ops.aten, name, None)
         if op is not None and op not in flop_registry and op.default not in flop_registry:
             register_flop_formula(op, get_raw=True)(formula)
 
+
 _count_cpu_flash_flops()
+
 
 class QKVAttentionLegacy(nn.Module):
     "Multi-head attention on qkv [B, H*3c, T] laid out per head as [q|k|v] (ADM legacy order)."
+
     def __init__(self, n_heads):
         super().__init__()
         self.n_heads = n_heads
+
     def heads(self, qkv):
         "q, k, v [B, H, T, c] views of qkv given as [B, T, H*3c]."
         b, t, width = qkv.shape
         c = width // (3 * self.n_heads)
-        return qkv.reshape(b, t, self.n_heads, 3 * c).transpose(1, 2).split(c, dim=-1)   # [h0 q|k|v, h1 q|k|v, ...]
+        return qkv.reshape(b, t, self.n_heads, 3 * c).transpose(1, 2).split(c, dim=-1)  # [h0 q|k|v, h1 q|k|v, ...]
+
     def attend(self, qkv):
         "Attention of qkv [B, T, H*3c] -> [B, T, H*c]."
         return _sdpa_btc(*self.heads(qkv))
+
     def forward(self, qkv):
-        return self.attend(qkv.transpose(1, 2)).transpose(1, 2)          # [B, H*3c, T] -> [B, H*c, T]
+        return self.attend(qkv.transpose(1, 2)).transpose(1, 2)  # [B, H*3c, T] -> [B, H*c, T]
+
 
 class QKVAttention(QKVAttentionLegacy):
     "Multi-head attention on qkv [B, 3*H*c, T] laid out as [all q | all k | all v] (ADM new order)."
+
     def heads(self, qkv):
         b, t, width = qkv.shape
         c = width // (3 * self.n_heads)
-        return qkv.reshape(b, t, 3, self.n_heads, c).permute(2, 0, 3, 1, 4).unbind(0)         # qkv-major, then heads
+        return qkv.reshape(b, t, 3, self.n_heads, c).permute(2, 0, 3, 1, 4).unbind(0)  # qkv-major, then heads
+
 
 class AttentionBlock(nn.Module):
     "Self-attention over all spatial positions with a residual connection (ADM)."
-    def __init__(self, channels, num_heads=1, num_head_channels=-1, use_checkpoint=False, use_new_attention_order=False):
+
+    def __init__(
+        self, channels, num_heads=1, num_head_channels=-1, use_checkpoint=False, use_new_attention_order=False
+    ):
         super().__init__()
         self.channels, self.use_checkpoint = channels, use_checkpoint
-        if num_head_channels == -1: self.num_heads = num_heads
+        if num_head_channels == -1:
+            self.num_heads = num_heads
         else:
             if channels % num_head_channels:
                 raise ValueError(f'channels={channels} is not divisible by num_head_channels={num_head_channels}')
@@ -196,14 +265,16 @@ class AttentionBlock(nn.Module):
         self.attention = (QKVAttention if use_new_attention_order else QKVAttentionLegacy)(self.num_heads)
         self.proj_out = zero_module(conv_nd(1, channels, channels, 1))
 
-    def forward(self, x): return _maybe_checkpoint(self._forward, self.use_checkpoint, x)
+    def forward(self, x):
+        return _maybe_checkpoint(self._forward, self.use_checkpoint, x)
 
     def _forward(self, x):
         b, c, *spatial = x.shape
-        x = x.reshape(b, c, -1)                          # [B, C, T]
-        qkv = _conv1x1_btc(self.qkv, self.norm(x).transpose(1, 2))          # [B, T, 3C]
-        h = _conv1x1_btc(self.proj_out, self.attention.attend(qkv))         # [B, T, C]
-        return (x + h.transpose(1, 2)).reshape(b, c, *spatial)              # residual on the un-normalised x
+        x = x.reshape(b, c, -1)  # [B, C, T]
+        qkv = _conv1x1_btc(self.qkv, self.norm(x).transpose(1, 2))  # [B, T, 3C]
+        h = _conv1x1_btc(self.proj_out, self.attention.attend(qkv))  # [B, T, C]
+        return (x + h.transpose(1, 2)).reshape(b, c, *spatial)  # residual on the un-normalised x
+
 
 def _conv1x1_btc(conv, x):
     "A kernel-1 Conv1d applied to x laid out [B, T, C_in] -> [B, T, C_out] (a matmul, same weights and result)."
@@ -215,18 +286,44 @@ def skip_statistics(s, eps: float = 1e-5):
     s = s.float()
     return torch.cat([s.mean((2, 3)), 0.5 * torch.log(s.var((2, 3), unbiased=False) + eps)], 1)
 
+
 class UNetModel(nn.Module):
     """ADM UNet (guided-diffusion argument names and state-dict keys) split at the h-space:
     `encode(x, t, y) -> (h, skips, emb)`, `decode(h, skips, emb) -> out`; `forward = decode(*encode(...))`."""
-    def __init__(self, image_size, in_channels, model_channels, out_channels, num_res_blocks, attention_resolutions,
-                 dropout=0, channel_mult=(1, 2, 4, 8), conv_resample=True, dims=2, num_classes=None, use_checkpoint=False,
-                 use_fp16=False, num_heads=1, num_head_channels=-1, num_heads_upsample=-1, use_scale_shift_norm=False,
-                 resblock_updown=False, use_new_attention_order=False, skip_resolutions=None, skip_pool='none',
-                 skip_gate_t=None, input_skip=False, h_channels=None, skip_stats=None):
+
+    def __init__(
+        self,
+        image_size,
+        in_channels,
+        model_channels,
+        out_channels,
+        num_res_blocks,
+        attention_resolutions,
+        dropout=0,
+        channel_mult=(1, 2, 4, 8),
+        conv_resample=True,
+        dims=2,
+        num_classes=None,
+        use_checkpoint=False,
+        use_fp16=False,
+        num_heads=1,
+        num_head_channels=-1,
+        num_heads_upsample=-1,
+        use_scale_shift_norm=False,
+        resblock_updown=False,
+        use_new_attention_order=False,
+        skip_resolutions=None,
+        skip_pool='none',
+        skip_gate_t=None,
+        input_skip=False,
+        h_channels=None,
+        skip_stats=None,
+    ):
         super().__init__()
         if skip_pool not in ('none', 'mean'):
             raise ValueError(f"skip_pool={skip_pool!r}: expected 'none' (zeros) or 'mean'")
-        if num_heads_upsample == -1: num_heads_upsample = num_heads
+        if num_heads_upsample == -1:
+            num_heads_upsample = num_heads
         self.config = dict(
             image_size=image_size,
             in_channels=in_channels,
@@ -252,8 +349,10 @@ class UNetModel(nn.Module):
             skip_gate_t=skip_gate_t,
             input_skip=input_skip,
         )
-        if h_channels: self.config['h_channels'] = h_channels               # only when set: older configs stay as they were
-        if skip_stats: self.config['skip_stats'] = tuple(skip_stats)
+        if h_channels:
+            self.config['h_channels'] = h_channels  # only when set: older configs stay as they were
+        if skip_stats:
+            self.config['skip_stats'] = tuple(skip_stats)
         self.skip_gate_t, self.skip_pool = skip_gate_t, skip_pool
         self.image_size, self.in_channels, self.model_channels, self.out_channels = (
             image_size,
@@ -279,9 +378,10 @@ class UNetModel(nn.Module):
         )
         self.num_heads_upsample = num_heads_upsample
 
-        ted = model_channels * 4                                         # timestep-embedding width
+        ted = model_channels * 4  # timestep-embedding width
         self.time_embed = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
-        if num_classes is not None: self.label_emb = nn.Embedding(num_classes, ted)
+        if num_classes is not None:
+            self.label_emb = nn.Embedding(num_classes, ted)
         rb = lambda ch, out, **kw: ResBlock(
             ch,
             ted,
@@ -307,11 +407,12 @@ class UNetModel(nn.Module):
             for _ in range(num_res_blocks):
                 layers = [rb(ch, int(mult * model_channels))]
                 ch = int(mult * model_channels)
-                if ds in self.attention_resolutions: layers.append(attn(ch, num_heads))
+                if ds in self.attention_resolutions:
+                    layers.append(attn(ch, num_heads))
                 self.input_blocks.append(TimestepEmbedSequential(*layers))
                 skip_chans.append(ch)
                 skip_ds.append(ds)
-            if level != len(channel_mult) - 1:                           # downsample between levels
+            if level != len(channel_mult) - 1:  # downsample between levels
                 down = (
                     rb(ch, ch, down=True)
                     if resblock_updown
@@ -323,10 +424,13 @@ class UNetModel(nn.Module):
                 skip_ds.append(ds)
         self.middle_block = TimestepEmbedSequential(rb(ch, ch), attn(ch, num_heads), rb(ch, ch))
         self._h_channels, self._ds_max = h_channels or ch, ds
-        self.h_down = self.h_up = None                                   # h-space bottleneck: IN(1x1 conv to h_channels)
-        if h_channels: self.h_down, self.h_up = conv_nd(dims, ch, h_channels, 1), conv_nd(dims, h_channels, ch, 1)
+        self.h_down = self.h_up = None  # h-space bottleneck: IN(1x1 conv to h_channels)
+        if h_channels:
+            self.h_down, self.h_up = conv_nd(dims, ch, h_channels, 1), conv_nd(dims, h_channels, ch, 1)
         last = [i for i, d in enumerate(skip_ds) if i + 1 == len(skip_ds) or skip_ds[i + 1] != d]
-        self.stats_at = tuple(i for i in last if skip_ds[i] in set(skip_stats or ()))   # skips summarised by mean/log-std
+        self.stats_at = tuple(
+            i for i in last if skip_ds[i] in set(skip_stats or ())
+        )  # skips summarised by mean/log-std
         self.style_proj = nn.ModuleList([zero_module(nn.Linear(2 * skip_chans[i], ted)) for i in self.stats_at])
         keep = set(skip_ds) if skip_resolutions is None else set(skip_resolutions)
         self.skip_full = tuple(d in keep for d in skip_ds)  # per skip (encoder order): always passed in full?
@@ -335,8 +439,9 @@ class UNetModel(nn.Module):
             for i in range(num_res_blocks + 1):
                 layers = [rb(ch + skip_chans.pop(), int(model_channels * mult))]
                 ch = int(model_channels * mult)
-                if ds in self.attention_resolutions: layers.append(attn(ch, num_heads_upsample))
-                if level and i == num_res_blocks:                        # upsample at the end of a level
+                if ds in self.attention_resolutions:
+                    layers.append(attn(ch, num_heads_upsample))
+                if level and i == num_res_blocks:  # upsample at the end of a level
                     layers.append(
                         rb(ch, ch, up=True)
                         if resblock_updown
@@ -347,8 +452,9 @@ class UNetModel(nn.Module):
         self.out = nn.Sequential(
             normalization(ch), nn.SiLU(), zero_module(conv_nd(dims, input_ch, out_channels, 3, padding=1))
         )
-        self.input_skip = zero_module(nn.Linear(ted, in_channels)) if input_skip else None   # s(t): eps += s(t) * x_t
-        if use_fp16: self.convert_to_fp16()
+        self.input_skip = zero_module(nn.Linear(ted, in_channels)) if input_skip else None  # s(t): eps += s(t) * x_t
+        if use_fp16:
+            self.convert_to_fp16()
 
     # --- info -----------------------------------------------------------------------------------------------
     @property
@@ -368,30 +474,36 @@ class UNetModel(nn.Module):
             for m in blocks.modules():
                 if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                     m.weight.data = m.weight.data.to(dtype)
-                    if m.bias is not None: m.bias.data = m.bias.data.to(dtype)
+                    if m.bias is not None:
+                        m.bias.data = m.bias.data.to(dtype)
         self.dtype = dtype
 
     def convert_to_fp16(self):
         "Torso convs in fp16 (guided-diffusion `use_fp16`)."
         self._convert(torch.float16)
+
     def convert_to_fp32(self):
         "Back to fp32."
         self._convert(torch.float32)
 
     # --- forward --------------------------------------------------------------------------------------------
     def _check_inputs(self, x, timesteps, y):
-        if self.config['dims'] == 2: check_images(x, 'x', channels=self.in_channels, size=self.image_size)
+        if self.config['dims'] == 2:
+            check_images(x, 'x', channels=self.in_channels, size=self.image_size)
         elif x.ndim != self.config['dims'] + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"x: expected [N, {self.in_channels}, <{self.config['dims']} spatial dims>], got shape {tuple(x.shape)}"
             )
         t = torch.as_tensor(timesteps, device=x.device)
-        if t.ndim == 0: t = t.expand(x.shape[0])
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
         if t.shape != (x.shape[0],):
             raise ValueError(f'timesteps: expected shape [{x.shape[0]}] (one per image), got {tuple(t.shape)}')
         if (y is None) != (self.num_classes is None):
-            raise ValueError(f'y: the model has num_classes={self.num_classes}; '
-                             + ('pass class labels y' if y is None else 'it is unconditional, pass y=None'))
+            raise ValueError(
+                f'y: the model has num_classes={self.num_classes}; '
+                + ('pass class labels y' if y is None else 'it is unconditional, pass y=None')
+            )
         if y is not None and tuple(y.shape) != (x.shape[0],):
             raise ValueError(f'y: expected shape [{x.shape[0]}], got {tuple(y.shape)}')
         return t
@@ -399,7 +511,8 @@ class UNetModel(nn.Module):
     def embed(self, timesteps, y=None):
         "Timestep (+ class) embedding fed to every ResBlock."
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype))
-        if self.num_classes is not None: emb = emb + self.label_emb(y)
+        if self.num_classes is not None:
+            emb = emb + self.label_emb(y)
         return emb
 
     def encode(self, x, timesteps, y=None):
@@ -411,8 +524,9 @@ class UNetModel(nn.Module):
             h = block(h, emb)
             skips.append(h)
         h = self.middle_block(h, emb)
-        if self.h_down is not None: h = F.instance_norm(self.h_down(h).float()).type(h.dtype)
-        stats = [skip_statistics(skips[i]) for i in self.stats_at]     # from the full skips, before any gate
+        if self.h_down is not None:
+            h = F.instance_norm(self.h_down(h).float()).type(h.dtype)
+        stats = [skip_statistics(skips[i]) for i in self.stats_at]  # from the full skips, before any gate
         skips = [s if full else self._reduced_skip(s, t) for s, full in zip(skips, self.skip_full)]
         return h, tuple(([x] if self.input_skip is not None else []) + skips + stats), emb
 
@@ -424,7 +538,8 @@ class UNetModel(nn.Module):
     def _reduced_skip(self, s, t):
         "A skip the decoder does not get in full: zeros or its spatial mean, for every t (or only for t >= skip_gate_t)."
         r = s.mean((2, 3), keepdim=True).expand_as(s) if self.skip_pool == 'mean' else torch.zeros_like(s)
-        if self.skip_gate_t is None: return r
+        if self.skip_gate_t is None:
+            return r
         gate = (t >= self.skip_gate_t).view(-1, *([1] * (s.ndim - 1)))
         return torch.where(gate, r, s)
 
@@ -436,18 +551,20 @@ class UNetModel(nn.Module):
                 f'skips: expected {len(self.output_blocks) + n_in + n_st} skip tensors (from encode), got {len(skips)}'
             )
         x_in, skips = (skips[0], skips[1:]) if n_in else (None, skips)
-        skips, stats = skips[:len(skips) - n_st], skips[len(skips) - n_st:]
-        for proj, st in zip(self.style_proj, stats): emb = emb + proj(st.type(emb.dtype))   # the style code, AdaGN
+        skips, stats = skips[: len(skips) - n_st], skips[len(skips) - n_st :]
+        for proj, st in zip(self.style_proj, stats):
+            emb = emb + proj(st.type(emb.dtype))  # the style code, AdaGN
         if tuple(h.shape[1:]) != (self._h_channels, *skips[-1].shape[2:]):
             raise ValueError(
                 f'h: expected shape [N, {self._h_channels}, {", ".join(map(str, skips[-1].shape[2:]))}], got {tuple(h.shape)}'
             )
         h = h.type(self.dtype) if self.h_up is None else self.h_up(h.type(self.dtype))
         for block, skip in zip(self.output_blocks, reversed(skips)):
-            h = block(torch.cat([h, skip], dim=1), emb)                 # h first, then the matching skip
+            h = block(torch.cat([h, skip], dim=1), emb)  # h first, then the matching skip
         out = self.out(h.type(emb.dtype))
-        if x_in is None: return out
-        C = self.in_channels                                           # the linear input skip: eps += s(t) * x_t
+        if x_in is None:
+            return out
+        C = self.in_channels  # the linear input skip: eps += s(t) * x_t
         s = self.input_skip(F.silu(emb))[:, :, None, None]
         return torch.cat([out[:, :C] + s * x_in.type(out.dtype), out[:, C:]], dim=1)
 
@@ -473,8 +590,15 @@ _ADM = dict(
     out_channels=6,
 )
 
-_P2_256 = dict(_ADM, image_size=256, model_channels=128, num_res_blocks=1, channel_mult=(1, 1, 2, 2, 4, 4),
-               attention_resolutions=(16,), num_head_channels=64)          # flag "16" at 256px -> ds 16
+_P2_256 = dict(
+    _ADM,
+    image_size=256,
+    model_channels=128,
+    num_res_blocks=1,
+    channel_mult=(1, 1, 2, 2, 4, 4),
+    attention_resolutions=(16,),
+    num_head_channels=64,
+)  # flag "16" at 256px -> ds 16
 
 UNET_PRESETS = {
     'p2_256': _P2_256,  # every released P2-weighting model
@@ -563,12 +687,16 @@ _UNET_ARGS = (
     'skip_stats',
 )
 
+
 def unet_config(preset_or_dict, **overrides) -> dict:
     "UNetModel kwargs from a preset name, a config dict or a config.json path (keys starting with '_' dropped), plus overrides."
     src = preset_or_dict
-    if isinstance(src, (str, Path)) and str(src) in UNET_PRESETS: cfg = dict(UNET_PRESETS[str(src)])
-    elif isinstance(src, Path) or (isinstance(src, str) and src.endswith('.json')): cfg = dict(read_json(src))
-    elif isinstance(src, dict): cfg = dict(src)
+    if isinstance(src, (str, Path)) and str(src) in UNET_PRESETS:
+        cfg = dict(UNET_PRESETS[str(src)])
+    elif isinstance(src, Path) or (isinstance(src, str) and src.endswith('.json')):
+        cfg = dict(read_json(src))
+    elif isinstance(src, dict):
+        cfg = dict(src)
     else:
         raise ValueError(
             f'preset_or_dict={src!r}: expected one of {sorted(UNET_PRESETS)}, a dict of UNetModel args or a .json path'
@@ -576,16 +704,21 @@ def unet_config(preset_or_dict, **overrides) -> dict:
     cfg = {k: v for k, v in cfg.items() if not k.startswith('_')}
     cfg.update(overrides)
     bad = sorted(set(cfg) - set(_UNET_ARGS))
-    if bad: raise ValueError(f'unknown UNetModel argument(s) {bad}; valid: {list(_UNET_ARGS)}')
+    if bad:
+        raise ValueError(f'unknown UNetModel argument(s) {bad}; valid: {list(_UNET_ARGS)}')
     for k in ('attention_resolutions', 'channel_mult', 'skip_resolutions'):
-        if cfg.get(k) is not None: cfg[k] = tuple(cfg[k])
+        if cfg.get(k) is not None:
+            cfg[k] = tuple(cfg[k])
     return cfg
+
 
 def create_unet(preset_or_dict='cmnist_32', device=None, **overrides) -> UNetModel:
     "Build a `UNetModel` from a preset name (see `UNET_PRESETS`), a config dict or a config.json path; `overrides` win."
     cfg = unet_config(preset_or_dict, **overrides)
-    if device is None: return UNetModel(**cfg)
-    with torch.device(device): return UNetModel(**cfg)
+    if device is None:
+        return UNetModel(**cfg)
+    with torch.device(device):
+        return UNetModel(**cfg)
 
 # %% ../nbs/06_unet.ipynb #45c5084a
 def carries_style(preset_or_dict) -> bool:
@@ -598,31 +731,39 @@ def carries_style(preset_or_dict) -> bool:
 class CheckpointMismatchError(ValueError):
     "A checkpoint's keys/shapes do not match the model (another config)."
 
+
 _WRAPPER_KEYS = ('ema', 'model', 'state_dict')
+
 
 def read_state_dict(path, key=None) -> dict:
     "Tensors of a `.pt` (weights only) or `.safetensors` checkpoint, checked; `key` picks an entry of a wrapper dict."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'{path}: no such checkpoint file')
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such checkpoint file')
     sd = read_weights(path)[0] if path.suffix == '.safetensors' else load_torch(path)
     if not isinstance(sd, dict):
         raise CheckpointError(path, f'expected a state_dict (dict of tensors), got {type(sd).__name__}')
     if key is not None:
-        if key not in sd: raise KeyError(f'{path}: no entry {key!r}; entries: {sorted(sd)[:20]}')
+        if key not in sd:
+            raise KeyError(f'{path}: no entry {key!r}; entries: {sorted(sd)[:20]}')
         sd = sd[key]
     elif not all(isinstance(v, torch.Tensor) for v in sd.values()):
         for k in _WRAPPER_KEYS:
             if isinstance(sd.get(k), dict):
                 sd = sd[k]
                 break
-        else: raise CheckpointError(path, f'not a state_dict and none of the entries {_WRAPPER_KEYS} holds one; '
-                                          f'entries: {sorted(sd)[:20]}')
+        else:
+            raise CheckpointError(
+                path, f'not a state_dict and none of the entries {_WRAPPER_KEYS} holds one; entries: {sorted(sd)[:20]}'
+            )
     out = {}
     for k, v in sd.items():
         for pre in ('module.', '_orig_mod.'):
-            if k.startswith(pre): k = k[len(pre):]
+            if k.startswith(pre):
+                k = k[len(pre) :]
         out[k] = v
     return check_weights(out, path)
+
 
 def state_dict_mismatch(model: nn.Module, sd: dict) -> dict:
     "Missing keys, unexpected keys and shape differences between `model` and the state dict `sd`."
@@ -637,7 +778,10 @@ def state_dict_mismatch(model: nn.Module, sd: dict) -> dict:
         ],
     )
 
-def _fmt_list(xs, n=8): return ', '.join(map(str, xs[:n])) + (f', ... (+{len(xs) - n} more)' if len(xs) > n else '')
+
+def _fmt_list(xs, n=8):
+    return ', '.join(map(str, xs[:n])) + (f', ... (+{len(xs) - n} more)' if len(xs) > n else '')
+
 
 def load_unet_weights(model: UNetModel, path, key=None, strict=True) -> UNetModel:
     "Load a `.pt` / `.safetensors` checkpoint into `model`; a mismatch raises `CheckpointMismatchError` naming the file."
@@ -647,18 +791,25 @@ def load_unet_weights(model: UNetModel, path, key=None, strict=True) -> UNetMode
         msg = [
             f'{path}: checkpoint does not match the model config (build the model with the config the checkpoint was trained with, see UNET_PRESETS)'
         ]
-        if mm['missing']: msg.append(f"  {len(mm['missing'])} missing keys: {_fmt_list(mm['missing'])}")
-        if mm['unexpected']: msg.append(f"  {len(mm['unexpected'])} unexpected keys: {_fmt_list(mm['unexpected'])}")
-        if mm['shapes']: msg.append(f"  {len(mm['shapes'])} shape differences (checkpoint vs model): "
-                                    + _fmt_list([f'{k} {list(a)} vs {list(b)}' for k, a, b in mm['shapes']]))
+        if mm['missing']:
+            msg.append(f"  {len(mm['missing'])} missing keys: {_fmt_list(mm['missing'])}")
+        if mm['unexpected']:
+            msg.append(f"  {len(mm['unexpected'])} unexpected keys: {_fmt_list(mm['unexpected'])}")
+        if mm['shapes']:
+            msg.append(
+                f"  {len(mm['shapes'])} shape differences (checkpoint vs model): "
+                + _fmt_list([f'{k} {list(a)} vs {list(b)}' for k, a, b in mm['shapes']])
+            )
         raise CheckpointMismatchError('\n'.join(msg))
     mine = model.state_dict()
     on_meta = any(
         p.is_meta for p in model.parameters()
     )  # built on 'meta': take the loaded tensors, in the model's dtypes
-    if on_meta: sd = {k: v.to(mine[k].dtype) if k in mine else v for k, v in sd.items()}
+    if on_meta:
+        sd = {k: v.to(mine[k].dtype) if k in mine else v for k, v in sd.items()}
     model.load_state_dict(sd, strict=strict, assign=on_meta)
     return model
+
 
 def load_unet(path, preset_or_dict, device=None, key=None, **overrides) -> UNetModel:
     "Build the UNet of `preset_or_dict` (+ overrides) and load the checkpoint at `path`; returned in eval mode."
@@ -669,12 +820,14 @@ def load_unet(path, preset_or_dict, device=None, key=None, **overrides) -> UNetM
 def unet_flops(model_or_preset='cmnist_32', batch_size=1, device='meta') -> int:
     "FLOPs (2 x multiply-adds of convs/matmuls/attention) of one forward pass of `batch_size` images."
     from torch.utils.flop_counter import FlopCounterMode
+
     m = model_or_preset if isinstance(model_or_preset, nn.Module) else create_unet(model_or_preset, device=device)
     dev = next(m.parameters()).device
     x = torch.zeros(batch_size, m.in_channels, m.image_size, m.image_size, device=dev, dtype=torch.float32)
     t = torch.zeros(batch_size, dtype=torch.long, device=dev)
     y = torch.zeros(batch_size, dtype=torch.long, device=dev) if m.num_classes is not None else None
-    with torch.no_grad(), FlopCounterMode(display=False) as fc: m(x, t, y)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(x, t, y)
     return int(fc.get_total_flops())
 
 # %% ../nbs/06_unet.ipynb #72db1006
@@ -683,6 +836,7 @@ def unet_layout(model: UNetModel) -> list[dict]:
     dev = next(model.parameters()).device
     x = torch.zeros(1, model.in_channels, model.image_size, model.image_size, device=dev)
     rows, hooks = [], []
+
     def contents(block):
         return ' + '.join(
             type(m).__name__
@@ -695,6 +849,7 @@ def unet_layout(model: UNetModel) -> list[dict]:
             )
             for m in block
         )
+
     def hook(name):
         def fn(mod, inp, out):
             rows.append(
@@ -706,10 +861,14 @@ def unet_layout(model: UNetModel) -> list[dict]:
                     contents=contents(mod) if isinstance(mod, nn.Sequential) else '',
                 )
             )
+
         return fn
-    for i, b in enumerate(model.input_blocks): hooks.append(b.register_forward_hook(hook(f'input_blocks.{i}')))
+
+    for i, b in enumerate(model.input_blocks):
+        hooks.append(b.register_forward_hook(hook(f'input_blocks.{i}')))
     hooks.append(model.middle_block.register_forward_hook(hook('middle_block (h-space)')))
-    for i, b in enumerate(model.output_blocks): hooks.append(b.register_forward_hook(hook(f'output_blocks.{i}')))
+    for i, b in enumerate(model.output_blocks):
+        hooks.append(b.register_forward_hook(hook(f'output_blocks.{i}')))
     hooks.append(model.out.register_forward_hook(hook('out')))
     try:
         with torch.no_grad():
@@ -719,12 +878,16 @@ def unet_layout(model: UNetModel) -> list[dict]:
                 torch.zeros(1, dtype=torch.long, device=dev) if model.num_classes is not None else None,
             )
     finally:
-        for hk in hooks: hk.remove()
+        for hk in hooks:
+            hk.remove()
     rows[-1]['contents'] = 'GroupNorm32 + SiLU + Conv'
     return rows
+
 
 def layout_markdown(model: UNetModel) -> str:
     "The block layout as a markdown table."
     rows = unet_layout(model)
-    return '\n'.join(['| block | resolution | channels in -> out | contents |', '|---|---|---|---|']
-                     + [f"| {r['block']} | {r['res']} | {r['c_in']} -> {r['c_out']} | {r['contents']} |" for r in rows])
+    return '\n'.join(
+        ['| block | resolution | channels in -> out | contents |', '|---|---|---|---|']
+        + [f"| {r['block']} | {r['res']} | {r['c_in']} -> {r['c_out']} | {r['contents']} |" for r in rows]
+    )
