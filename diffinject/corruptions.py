@@ -213,8 +213,13 @@ def gaussian_blur(x, s, rng):
 def _glass_shuffle(x, delta, iterations, rng):
     "Glass blur's local pixel shuffle: copy a random neighbour (offset in [-delta, delta)) into each inner pixel, bottom-right first."
     n = IMAGE_SIZE - 2 * delta
+    hs = np.arange(IMAGE_SIZE - delta, delta, -1)  # visiting order: rows, then columns, bottom-right first
+    H, W = (a.ravel() for a in np.meshgrid(hs, hs, indexing='ij'))
     for _ in range(iterations):
         d = rng.integers(-delta, delta, size=(n * n, 2))  # (dx, dy) per visited pixel, as randint(-delta, delta, 2)
+        if delta == 1:  # offsets in {-1, 0}: each read is of a pixel not visited yet, so one gather does the whole pass
+            x[H, W] = x[H + d[:, 1], W + d[:, 0]]
+            continue
         k = 0
         for h in range(IMAGE_SIZE - delta, delta, -1):
             for w in range(IMAGE_SIZE - delta, delta, -1):
