@@ -8,7 +8,7 @@ import os, time
 from pathlib import Path
 import numpy as np
 import torch
-from .core import IN_TEST, default_device, atomic_save, write_json, read_json, config_key, show_images
+from .core import IN_TEST, default_device, write_json, read_json, config_key, show_images
 from .core import save_weights, CheckpointError, read_weights, rank_and_world, _from_rank0
 from .data import get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec
 from .data import DIGIT_BENCHMARKS, imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder
@@ -179,9 +179,8 @@ def _summ(res) -> dict:
 
 
 def _save_classifier(state, path, benchmark, **meta):
-    "A classifier's weights as `<path>.pt` and `<path>.safetensors` (to share; rebuild with `make_classifier`)."
+    "A classifier's weights, once, as `<path>.safetensors` (no pickle; rebuild with `make_classifier`)."
     spec = get_benchmark(benchmark)
-    atomic_save(state, path.with_suffix('.pt'))
     save_weights(
         state,
         path.with_suffix('.safetensors'),
@@ -275,8 +274,9 @@ def one_diffusion_model(cfg) -> bool:
     return bool(dc['ckpt'] or (dc['pretrained'] and not dc['train']) or dc['train_on'] == 'source')
 
 
-def _sample_grid(model, ac, path, n=16, steps=50, seed=0):
-    "Save a grid of `n` DDIM samples (eta=0) from the model."
+def _sample_grid(model, ac, path, n=None, steps=None, seed=0):
+    "Save a grid of `n` DDIM samples (eta=0, `steps` steps; under the tests 4 samples of 10 steps, else 16 of 50)."
+    n, steps = n or (4 if IN_TEST else 16), steps or (10 if IN_TEST else 50)
     from diffinject.ddim import ddim_sample
     from diffinject.train import save_image_grid
 
