@@ -40,20 +40,19 @@ def _table(bench, lff_lr, disent):
     }
 
 
+_MNIST_DISENT = dict(  # DisEnt's Colored MNIST settings
+    lr=1e-2,
+    lambda_dis=10.0,
+    lambda_swap=1.0,
+    lambda_swap_align=10.0,
+    swap_start=10_000,
+    lr_decay_step=10_000,
+    lr_gamma=0.5,
+)
+
+
 BASELINE_HPARAMS = {
-    'cmnist': _table(
-        'cmnist',
-        1e-2,
-        dict(
-            lr=1e-2,
-            lambda_dis=10.0,
-            lambda_swap=1.0,
-            lambda_swap_align=10.0,
-            swap_start=10_000,
-            lr_decay_step=10_000,
-            lr_gamma=0.5,
-        ),
-    ),
+    'cmnist': _table('cmnist', 1e-2, _MNIST_DISENT),
     'cifar10c': _table(
         'cifar10c',
         1e-3,
@@ -67,19 +66,7 @@ BASELINE_HPARAMS = {
             lr_gamma=0.5,
         ),
     ),
-    'corrupted_mnist': _table(
-        'corrupted_mnist',
-        1e-2,
-        dict(
-            lr=1e-2,
-            lambda_dis=10.0,
-            lambda_swap=1.0,
-            lambda_swap_align=10.0,
-            swap_start=10_000,
-            lr_decay_step=10_000,
-            lr_gamma=0.5,
-        ),
-    ),  # Colored MNIST's
+    'corrupted_mnist': _table('corrupted_mnist', 1e-2, _MNIST_DISENT),  # Colored MNIST's
     'bffhq': _table(
         'bffhq',
         1e-4,
