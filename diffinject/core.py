@@ -452,31 +452,33 @@ def _fmt_s(s: float) -> str:
 
 
 class LineProgress:
-    "Progress over `it` as a line per `every` (fraction) of `total` to `file`: count, %, elapsed, ETA, `comment` (settable)."
+    "Progress over `it` as a line per `every` of `total` once `min_s` seconds have passed: count, %, elapsed, ETA, `comment`."
 
-    def __init__(self, it, total=None, comment='', every: float = 0.1, file=None):
-        self.it, self.comment, self.every, self.file = it, comment, every, file
+    def __init__(self, it, total=None, comment='', every: float = 0.1, file=None, min_s: float = 2.0, clock=time.time):
+        self.it, self.comment, self.every, self.file, self.min_s, self.clock = it, comment, every, file, min_s, clock
         self.total = total if total is not None else (len(it) if hasattr(it, '__len__') else None)
 
     def __len__(self):
         return self.total
 
     def __iter__(self):
-        t0, n, mark = time.time(), self.total, self.every
+        t0, n, mark = self.clock(), self.total, self.every
         for i, x in enumerate(self.it, 1):
             yield x
-            if n and (i / n >= mark - 1e-9 or i == n):
-                dt = time.time() - t0
+            if not n or (i / n < mark - 1e-9 and i < n):
+                continue
+            while mark <= i / n + 1e-9:
+                mark += self.every
+            dt = self.clock() - t0
+            if dt >= self.min_s:  # a loop over in less than min_s seconds writes nothing
                 print(
                     f'  {i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
                     + (f' {self.comment}' if self.comment else ''),
                     file=self.file or sys.stdout,
                     flush=True,
                 )
-                while mark <= i / n + 1e-9:
-                    mark += self.every
 
-
+# %% ../nbs/00_core.ipynb #1ce6afc7
 def _interactive() -> bool:
     "Whether progress can be redrawn: a Jupyter kernel, or stdout is a terminal."
     return 'ipykernel' in sys.modules or sys.stdout.isatty()
