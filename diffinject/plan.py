@@ -102,7 +102,7 @@ def _shape_oracle_probe(steps: int = 800) -> float:
 
     return _probe(step) * steps
 
-# %% ../nbs/18_plan.ipynb #d1356b7c
+# %% ../nbs/18_plan.ipynb #97a77852
 def plan_sizes(cfg, run_dir, ratio) -> tuple:
     "({'train', 'valid', 'test'}: image counts at `ratio`, the training set or None), from file lists; (None, None) if unknown."
     external = cfg['source'] in ('folder', 'imagefolder')
@@ -122,130 +122,140 @@ def plan_sizes(cfg, run_dir, ratio) -> tuple:
         ), None
     return None, None
 
+# %% ../nbs/18_plan.ipynb #a643c9e9
+class _Probes:
+    "The timed probes of one plan, each run once when first needed; `fit` prices a classifier's training from them."
 
+    def __init__(self, spec, device, train):
+        self.spec, self.device, self.train, self.cache = spec, device, train, {}
+
+    def memo(self, key, f):
+        if key not in self.cache:
+            self.cache[key] = f()
+        return self.cache[key]
+
+    def read(self) -> float:
+        return self.memo('read', lambda: _read_probe(self.train, self.spec.image_size))
+
+    def cls(self, bs) -> tuple:
+        return self.memo(('cls', bs), lambda: _classifier_probe(self.spec, bs, self.device))
+
+    def unet(self, key, unet_cfg, bs) -> float:
+        return self.memo(key, lambda: _unet_probe(unet_cfg, bs, self.device))
+
+    def fit(self, steps, bs, eval_every, n_train, n, models=1) -> float:
+        "A classifier's training: its steps, its evaluations on valid + test, and the images it reads."
+        step, fwd = self.cls(bs)
+        n_eval = n['valid'] + n['test']
+        reads = (n_train if self.spec.name == 'cmnist' else steps * bs) + n_eval  # Colored MNIST is preloaded once
+        return models * (steps * step + math.ceil(steps / eval_every) * n_eval * fwd) + reads * self.read()
+
+# %% ../nbs/18_plan.ipynb #16b350a5
+def _diffusion_plan(cfg, ratios, pr: _Probes, done) -> dict:
+    "{diffusion stage directory: estimated seconds} of `cfg` (0 when finished or loaded)."
+    from diffinject.pretrained import recipe_of
+
+    dc = cfg['diffusion']
+    if dc['ckpt']:
+        return {'diffusion': 0.0}  # loaded: seconds
+    if dc['pretrained'] and not dc['train']:
+        unet = recipe_of(dc['pretrained'])['unet']
+        return {'diffusion': 0.0 if done('diffusion') else 50 * 16 * pr.unet('unet16', unet, 16)}  # the sample grid
+    r = recipe_of(dc['pretrained']) if dc['pretrained'] else {}
+    unet = r.get('unet') or _unet_for(dc['preset'], pr.spec)
+    steps, bs = r.get('steps') or dc['steps'], r.get('batch_size') or dc['batch_size']
+    one = lambda: pr.memo(
+        'train', lambda: 60 * _train_minutes(unet, bs, steps, pr.device) + 50 * 16 * pr.unet('unet16', unet, 16)
+    )  # + the sample grid
+    return {name: 0.0 if done(name) else one() for name in dict.fromkeys(_diffusion_dir(cfg, r) for r in ratios)}
+
+# %% ../nbs/18_plan.ipynb #d61c7925
+def _bias_s(cfg, n, pr: _Probes) -> float:
+    "Seconds of stage 1: f_B's training (`bias.train_bias_classifier`'s 50 epochs unless steps are given), then mining."
+    from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
+
+    bd, steps = BIAS_CLASSIFIER_DEFAULTS[pr.spec.name], cfg['bias']['steps']
+    steps = steps or math.ceil(bd['epochs'] * n['train'] / bd['bs'])
+    ev = cfg['classifier']['eval_every'] or max(1, min(500, steps // 10))
+    return pr.fit(steps, bd['bs'], ev, n['train'], n) + n['train'] * (pr.cls(bd['bs'])[1] + pr.read())
+
+# %% ../nbs/18_plan.ipynb #c1361432
+def _synth_unet(dc, spec):
+    "The UNet config the synthesis stage samples with: the shipped model's, or the one trained or loaded here."
+    from diffinject.pretrained import recipe_of
+
+    if dc['pretrained'] and not dc['train'] and not dc['ckpt']:
+        return recipe_of(dc['pretrained'])['unet']
+    return _unet_for(dc['preset'] or recipe_of(dc['pretrained'])['unet'], spec)
+
+
+def _synth_s(cfg, n, n_syn, pr: _Probes) -> float:
+    "Seconds of stage 3: inversions and sampling (2.5 UNet passes per image per step), f_B's readings, the shape oracle."
+    from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
+    from diffinject.oracles import SHAPE_SOURCES
+
+    ic, spec = cfg['inject'], pr.spec
+    unet_s = pr.unet('unet_syn', _synth_unet(cfg['diffusion'], spec), ic['batch_size'])
+    fb_read = (n['train'] + n_syn) * (pr.cls(BIAS_CLASSIFIER_DEFAULTS[spec.name]['bs'])[1] + pr.read())
+    oracle = spec.name == 'cmnist' and cfg['source'] in SHAPE_SOURCES
+    return (
+        ic['steps'] * (min(cfg['bias']['k'] * spec.num_classes, n_syn) + 2.5 * n_syn) * unet_s
+        + fb_read
+        + (pr.memo('oracle', _shape_oracle_probe) if oracle else 0.0)
+    )
+
+# %% ../nbs/18_plan.ipynb #29497a05
 _MODELS = {'vanilla': 1, 'lff': 2, 'disent': 2, 'lff_be': 3}  # classifiers a baseline trains at once
 
 
-def time_plan(cfg, run_dir, stages=STAGES) -> dict:
-    "Estimated seconds of each stage of `cfg` still to run in `run_dir` ({stage directory: s}; finished: 0), from probes."
-    from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
+def _method_s(cfg, m, n, n_syn, pr: _Probes) -> float:
+    "Seconds of one classifier stage: on real + synthetic images (DiffInject, its ablations), or a baseline's models."
     from diffinject.classifiers import CLASSIFIER_DEFAULTS
     from diffinject.baselines import method_hparams
+
+    cc, cd = cfg['classifier'], CLASSIFIER_DEFAULTS[pr.spec.name]
+    if m in SYNTH_METHODS:
+        return pr.fit(cc['steps'] or cd['steps'], cc['bs'] or cd['bs'], cc['eval_every'] or cd['eval_every'],
+                      n['train'] + n_syn, n)  # fmt: skip
+    given = {k: cc[k] for k in ('steps', 'bs', 'eval_every') if cc[k]}
+    hp = method_hparams(m, pr.spec.name, cfg['ratios'][0], cfg['baselines']['quick'], **given)
+    bs, ev = hp.get('bs') or cd['bs'], hp.get('eval_every') or cd['eval_every']
+    return pr.fit(hp['steps'], bs, ev, n['train'], n, _MODELS.get(m, 1))
+
+# %% ../nbs/18_plan.ipynb #1f9aba3c
+def time_plan(cfg, run_dir, stages=STAGES) -> dict:
+    "Estimated seconds of each stage of `cfg` still to run in `run_dir` ({stage directory: s}; finished: 0), from probes."
     from diffinject.synth import synth_size
-    from diffinject.oracles import SHAPE_SOURCES
-    from diffinject.pretrained import recipe_of
 
-    run_dir, dev, spec = Path(run_dir), _device(cfg), run_spec(cfg)
+    run_dir, spec = Path(run_dir), run_spec(cfg)
     done = lambda name: (run_dir / name / 'stage.json').exists()
-    cc, bc, ic, dc, ratios, seeds = (
-        cfg['classifier'],
-        cfg['bias'],
-        cfg['inject'],
-        cfg['diffusion'],
-        cfg['ratios'],
-        cfg['seeds'],
-    )
+    ratios, seeds = cfg['ratios'], cfg['seeds']
     n, train = plan_sizes(cfg, run_dir, ratios[0])
-    cache = {}
-
-    def memo(key, f):  # each probe once, and only if needed
-        if key not in cache:
-            cache[key] = f()
-        return cache[key]
-
-    read = lambda: memo('read', lambda: _read_probe(train, spec.image_size))
-    cls = lambda bs: memo(('cls', bs), lambda: _classifier_probe(spec, bs, dev))
-    preload = spec.name == 'cmnist'  # the stages preload Colored MNIST
-
-    def fit(steps, bs, eval_every, n_train, models=1):
-        "A classifier's training: its steps, its evaluations on valid + test, and the images it reads."
-        step, fwd = cls(bs)
-        n_eval = n['valid'] + n['test']
-        reads = (n_train if preload else steps * bs) + n_eval  # preloaded once, or a batch per step
-        return models * (steps * step + math.ceil(steps / eval_every) * n_eval * fwd) + reads * read()
-
-    out = {}
+    pr, out = _Probes(spec, _device(cfg), train), {}
     if not done('data'):
         external = cfg['source'] in ('folder', 'imagefolder')
         files = None if n is None else (n['train'] + n['valid']) * (1 if external else len(ratios)) + n['test']
-        out['data'] = None if n is None else files * read()  # built: the probe wrote and read each image
+        out['data'] = None if n is None else files * pr.read()  # built: the probe wrote and read each image
     if stages == ('data',):
         return out
     need_di = any(m in SYNTH_METHODS for m in cfg['methods'])
-    at = [(r, s, f'{pct_name(r)}/seed{s}') for r in ratios for s in seeds]
+    at = [f'{pct_name(r)}/seed{s}' for r in ratios for s in seeds]
     if need_di and 'diffusion' in stages:
-        if dc['ckpt']:
-            out['diffusion'] = 0.0  # loaded: seconds
-        elif dc['pretrained'] and not dc['train']:
-            grid = run_dir / 'diffusion' / 'samples.png'
-            unet = recipe_of(dc['pretrained'])['unet']
-            out['diffusion'] = 0.0 if grid.exists() else 50 * 16 * memo('unet16', lambda: _unet_probe(unet, 16, dev))
-        else:
-            r = recipe_of(dc['pretrained']) if dc['pretrained'] else {}
-            unet = r.get('unet') or _unet_for(dc['preset'], spec)
-            steps, bs = r.get('steps') or dc['steps'], r.get('batch_size') or dc['batch_size']
-            one = lambda: memo(
-                'train', lambda: 60 * _train_minutes(unet, bs, steps, dev) + 50 * 16 * _unet_probe(unet, 16, dev)
-            )  # + the sample grid
-            for name in dict.fromkeys(_diffusion_dir(cfg, r) for r in ratios):
-                out[name] = 0.0 if done(name) else one()
+        out.update(_diffusion_plan(cfg, ratios, pr, done))
     if n is None:  # image counts unknown before the data stage
-        return {**out, **{f'{p}/{k}': None for _, _, p in at for k in ('bias', 'synth', *cfg['methods'])}}
-    bd = BIAS_CLASSIFIER_DEFAULTS[spec.name]
-    steps_b = bc['steps'] or math.ceil(bd['epochs'] * n['train'] / bd['bs'])  # train_bias_classifier's 50 epochs
-    bias_s = lambda: (
-        fit(steps_b, bd['bs'], cc['eval_every'] or max(1, min(500, steps_b // 10)), n['train'])
-        + n['train'] * (cls(bd['bs'])[1] + read())
-    )  # mining: f_B reads the training set
-    n_syn = ic['n'] or synth_size(n['train'], ic['size_ratio'])
-    unet = (
-        recipe_of(dc['pretrained'])['unet']
-        if dc['pretrained'] and not dc['train'] and not dc['ckpt']
-        else _unet_for(dc['preset'] or recipe_of(dc['pretrained'])['unet'], spec)
-    )
-    synth_s = lambda: (
-        ic['steps']
-        * (min(bc['k'] * spec.num_classes, n_syn) + 2.5 * n_syn)
-        * memo('unet_syn', lambda: _unet_probe(unet, ic['batch_size'], dev))
-        + (n['train'] + n_syn) * (cls(bd['bs'])[1] + read())  # f_B: the style pool, the readings
-        + (memo('oracle', _shape_oracle_probe) if spec.name == 'cmnist' and cfg['source'] in SHAPE_SOURCES else 0.0)
-    )
-    cd = CLASSIFIER_DEFAULTS[spec.name]
-
-    def method_s(m):
-        if m in SYNTH_METHODS:
-            return fit(
-                cc['steps'] or cd['steps'],
-                cc['bs'] or cd['bs'],
-                cc['eval_every'] or cd['eval_every'],
-                n['train'] + n_syn,
-            )
-        hp = method_hparams(
-            m,
-            spec.name,
-            ratios[0],
-            cfg['baselines']['quick'],
-            **{k: cc[k] for k in ('steps', 'bs', 'eval_every') if cc[k]},
-        )
-        return fit(
-            hp['steps'],
-            hp.get('bs') or cd['bs'],
-            hp.get('eval_every') or cd['eval_every'],
-            n['train'],
-            _MODELS.get(m, 1),
-        )
-
-    for r, s, p in at:
+        return {**out, **{f'{p}/{k}': None for p in at for k in ('bias', 'synth', *cfg['methods'])}}
+    n_syn = cfg['inject']['n'] or synth_size(n['train'], cfg['inject']['size_ratio'])
+    for p in at:
         if need_di or 'bias' in stages:
-            out[f'{p}/bias'] = 0.0 if done(f'{p}/bias') else bias_s()
+            out[f'{p}/bias'] = 0.0 if done(f'{p}/bias') else _bias_s(cfg, n, pr)
         if need_di and 'synth' in stages:
-            out[f'{p}/synth'] = 0.0 if done(f'{p}/synth') else synth_s()
+            out[f'{p}/synth'] = 0.0 if done(f'{p}/synth') else _synth_s(cfg, n, n_syn, pr)
         if 'classifier' in stages:
             for m in cfg['methods']:
-                out[f'{p}/{m}'] = 0.0 if done(f'{p}/{m}') else method_s(m)
+                out[f'{p}/{m}'] = 0.0 if done(f'{p}/{m}') else _method_s(cfg, m, n, n_syn, pr)
     return out
 
-
+# %% ../nbs/18_plan.ipynb #c8ee2ac7
 def plan_by_stage(plan: dict) -> dict:
     "A time plan summed per stage kind (data, bias, diffusion, synth, each method), as `stage_times` sums measured ones."
     out = {}
