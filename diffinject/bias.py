@@ -27,7 +27,7 @@ BIAS_CLASSIFIER_DEFAULTS = {  # AmpliBias / DiffInject train_classifier (= A²):
     'imagefolder': dict(lr=1e-3, bs=64, epochs=50),  # a user's folder: ResNet-18 from scratch (CIFAR10C's rate)
 }
 
-
+# %% ../nbs/05_bias.ipynb #5edf871d
 def train_bias_classifier(
     train_ds,
     valid_ds=None,
@@ -87,7 +87,7 @@ def mine_topk(losses, labels, k: int = 10) -> torch.LongTensor:
         out.append(members[order[:k]])  # arg top-K of l_i
     return torch.cat(out)
 
-
+# %% ../nbs/05_bias.ipynb #106fb8c7
 def mine_bias_conflicting(model, train_ds, k: int = 10, bs: int = 512, device=None, precision: str = 'fp32'):
     "Per-sample CE of `model` (f_B) over `train_ds` (Eq. 3, forward under `precision`) and its top-`k` per class (Eq. 4)."
     losses = per_sample_loss(model, train_ds, loss='ce', bs=bs, device=device, precision=precision)
@@ -105,7 +105,7 @@ def _conflicting(ds) -> torch.BoolTensor:
     "Known bias-conflicting samples: bias label known and different from the label."
     return _known(ds) & (torch.as_tensor(ds.labels).long() != torch.as_tensor(ds.biases).long())
 
-
+# %% ../nbs/05_bias.ipynb #207bc0e4
 def mining_precision(indices, ds) -> float:
     "Precision@K: the fraction of mined samples `indices` that are truly bias-conflicting in `ds`."
     indices = torch.as_tensor(indices).long()
@@ -114,14 +114,14 @@ def mining_precision(indices, ds) -> float:
     n_known = int(_known(ds)[indices].sum())  # mined samples with a bias label
     return int(_conflicting(ds)[indices].sum()) / n_known if n_known else float('nan')
 
-
+# %% ../nbs/05_bias.ipynb #d6425300
 def mining_recall(indices, ds) -> float:
     "Recall: the fraction of all bias-conflicting samples of `ds` that are among the mined `indices` (nan if there are none)."
     conf = _conflicting(ds)
     n = int(conf.sum())
     return conf[torch.as_tensor(indices).long().unique()].sum().item() / n if n else float('nan')
 
-
+# %% ../nbs/05_bias.ipynb #3dc9a648
 def mining_report(indices, ds, k: int | None = None) -> dict:
     "Precision@K, recall and counts of a mining result, overall and per class."
     indices = torch.as_tensor(indices).long()
@@ -172,7 +172,7 @@ def _fmt_ckpts(res: TrainResult) -> dict:
     "metrics per checkpoint, test and valid accuracies, labelled with the step."
     return {k: dict(step=m['step'], **{s: m[s] for s in ('valid', 'test') if s in m}) for k, m in res.metrics.items()}
 
-
+# %% ../nbs/05_bias.ipynb #da09f767
 def run_bias_mining(
     out_dir='runs/cmnist5k',
     ratio: float = 0.01,
@@ -272,7 +272,7 @@ def run_bias_mining(
     plt.close(fig)
     return metrics
 
-
+# %% ../nbs/05_bias.ipynb #0c072a74
 def mining_table(metrics: list[dict]) -> str:
     "A small text table (in %) of `run_bias_mining` results: vanilla test accuracies per checkpoint, f_B and mining."
     rows = [f"{'ratio':>6} {'model':<8} {'ckpt':<10} {'step':>5} {'acc':>6} {'align':>6} {'confl':>6} {'group':>6}"]

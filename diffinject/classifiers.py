@@ -85,7 +85,7 @@ def _imagenet_resnet18_state(pretrained, download: bool):
             f'place the file at {cached} or pass pretrained=<path>'
         ) from e
 
-
+# %% ../nbs/04_classifiers.ipynb #aa208d7b
 def resnet18(num_classes: int, pretrained=False, download: bool = False) -> nn.Module:
     "torchvision ResNet-18 with `fc` = Linear(512, num_classes); from scratch unless `pretrained` (True or a weights path)."
     from torchvision.models import resnet18 as tv_resnet18
@@ -106,7 +106,7 @@ CLASSIFIER_DEFAULTS = {  # vanilla (CE) settings: DisEnt learner.py / scripts (C
     'imagefolder': dict(lr=1e-3, bs=64, steps=10_000, eval_every=500),  # a user's folder: ResNet-18 from scratch
 }
 
-
+# %% ../nbs/04_classifiers.ipynb #cd43cd75
 def _check_benchmark(benchmark) -> str:
     "The benchmark's name; an unknown name is an error listing the known ones."
     name = get_benchmark(benchmark).name
@@ -114,7 +114,7 @@ def _check_benchmark(benchmark) -> str:
         raise ValueError(f'benchmark={name!r}: no classifier defaults (known: {sorted(CLASSIFIER_DEFAULTS)})')
     return name
 
-
+# %% ../nbs/04_classifiers.ipynb #6ad43590
 def make_classifier(benchmark: str, num_classes: int | None = None, **kwargs) -> nn.Module:
     "The reference architecture for `benchmark`: `CMNISTMLP` for the digit benchmarks, ResNet-18 (from scratch) otherwise."
     name = _check_benchmark(benchmark)
@@ -137,7 +137,7 @@ def _check_logits_targets(logits, y):
             f'y: expected class indices in [0, {logits.shape[1] - 1}], got [{int(y.min())}, {int(y.max())}]'
         )
 
-
+# %% ../nbs/04_classifiers.ipynb #d1c3ba59
 def _reduce(loss, reduction):
     if reduction == 'mean':
         return loss.mean()
@@ -147,7 +147,7 @@ def _reduce(loss, reduction):
         return loss
     raise ValueError(f"reduction={reduction!r}: expected 'mean', 'sum' or 'none'")
 
-
+# %% ../nbs/04_classifiers.ipynb #2a68f9b9
 def gce_loss(logits, y, q: float = 0.7, reduction: str = 'mean', reference_scaling: bool = False):
     "Generalized cross-entropy, Eq. (1): (1 - p_y^q)/q. `reference_scaling`: the reference code's CE * q * p_y.detach()^q."
     _check_logits_targets(logits, y)
@@ -176,7 +176,7 @@ def _check_item(item, ds):
             f'of length {len(item) if isinstance(item, (tuple, list)) else "?"}'
         )
 
-
+# %% ../nbs/04_classifiers.ipynb #f455e708
 def materialize(ds, bs: int = 512, num_workers: int = 0):
     "Stack a dataset's items (image, label, bias, index) into tensors (x, y, b, idx); for deterministic transforms only."
     if isinstance(ds, tuple) and len(ds) == 4 and all(isinstance(t, torch.Tensor) for t in ds):
@@ -187,7 +187,7 @@ def materialize(ds, bs: int = 512, num_workers: int = 0):
     xs, ys, bs_, ids = zip(*[(x, y, b, i) for x, y, b, i in _loader(ds, bs, num_workers)])
     return torch.cat(xs), torch.cat(ys).long(), torch.cat(bs_).long(), torch.cat(ids).long()
 
-
+# %% ../nbs/04_classifiers.ipynb #a26b5f68
 @torch.no_grad()
 def _outputs(model, x, bs, device, precision, fn):
     "fn(float32 logits, batch slice) over `x` in batches, in eval mode under `precision` (the previous mode is restored)."
@@ -203,13 +203,13 @@ def _outputs(model, x, bs, device, precision, fn):
     finally:
         model.train(was_training)
 
-
+# %% ../nbs/04_classifiers.ipynb #24ebb24d
 def predict(model, x, bs: int = 512, device=None, precision: str = 'fp32'):
     "Arg-max predictions of `model` on an image tensor `x` [N,C,H,W], in eval mode, the forward under `precision`."
     device = device or next(model.parameters()).device
     return _outputs(model, x, bs, device, precision, lambda logits, _: logits.argmax(-1))
 
-
+# %% ../nbs/04_classifiers.ipynb #042ee813
 def accuracy_report(pred, y, b, num_classes=None) -> dict:
     "Overall, per-class, and (where bias labels are known) aligned / conflicting / group-mean / worst-group accuracy."
     pred, y, b = (torch.as_tensor(t).long().cpu() for t in (pred, y, b))
@@ -239,7 +239,7 @@ def accuracy_report(pred, y, b, num_classes=None) -> dict:
         n_known_bias=int(known.sum()),
     )
 
-
+# %% ../nbs/04_classifiers.ipynb #381020a9
 def evaluate(model, ds, bs: int = 512, device=None, precision: str = 'fp32', num_workers: int = 0) -> dict:
     "Accuracies of `model` on `ds` (overall, aligned, conflicting, group-mean; counts). `ds` may be `materialize`d tensors."
     x, y, b, _ = materialize(ds, bs, num_workers)
@@ -256,7 +256,7 @@ def _loss_fn(loss) -> Callable:
         return functools.partial(gce_loss, reduction='none')
     raise ValueError(f"loss={loss!r}: expected 'ce', 'gce' or a callable (logits, y) -> per-sample losses")
 
-
+# %% ../nbs/04_classifiers.ipynb #cfcb29ad
 def per_sample_loss(
     model, ds, loss='ce', bs: int = 512, device=None, precision: str = 'fp32', num_workers: int = 0
 ) -> torch.Tensor:
@@ -309,7 +309,7 @@ class TrainResult:
 def _cpu_state(model):
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
-
+# %% ../nbs/04_classifiers.ipynb #508de9a6
 class EpochSampler(torch.utils.data.Sampler):
     "Indices 0..n-1 in a new order every epoch, `torch.randperm(n, generator=generator)`, drawn in the main process."
 
@@ -322,7 +322,7 @@ class EpochSampler(torch.utils.data.Sampler):
     def __iter__(self):
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
-
+# %% ../nbs/04_classifiers.ipynb #3cb02207
 def _batches(ds, bs, generator, preload, loader=None, seed=0):
     "Endless (x, y, b, idx) batches, reshuffled every epoch with `generator`; `loader`: extra DataLoader options."
     data = materialize(ds) if preload else None
@@ -347,7 +347,7 @@ def _resolve_hparams(benchmark, **given):
     d = CLASSIFIER_DEFAULTS[_check_benchmark(benchmark)] if missing else {}
     return {k: d[k] if v is None else v for k, v in given.items()}
 
-
+# %% ../nbs/04_classifiers.ipynb #7ce4985b
 def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=None):
     "The checkpoint rule for one evaluation `rec`: `last` always, `best_valid` / `best_test` on strict improvement of that split's accuracy."
     labelled = dict(step=rec['step'], **{k: rec[k] for k in ('valid', 'test') if k in rec})
@@ -448,7 +448,7 @@ def train_classifier(
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}  # fixed order
     return res
 
-
+# %% ../nbs/04_classifiers.ipynb #2931ab74
 def train_vanilla(
     train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', seed: int = 0, model_kwargs=None, **kwargs
 ):

@@ -65,14 +65,14 @@ CORRUPTION_SETS = {0: CORRUPTIONS_TYPE0, 1: CORRUPTIONS_TYPE1, 'mnist': CORRUPTI
 SEVERITIES = (1, 2, 3, 4, 5)  # Hendrycks levels; LfF tag Severity{k} == level k+1
 IMAGE_SIZE = 32  # the constants below are the 32-px CIFAR-10-C ones
 
-
+# %% ../nbs/02_corruptions.ipynb #e644d216
 def lff_severity_level(tag: int) -> int:
     "Hendrycks level used by LfF's config tag `Severity{tag}` (LfF calls the corruption with `severity+1`)."
     if tag not in (0, 1, 2, 3, 4):
         raise ValueError(f'tag={tag!r}: LfF severity tags are 1..4 (level = tag+1)')
     return tag + 1
 
-
+# %% ../nbs/02_corruptions.ipynb #219a72eb
 def corruption_set(corruption_type) -> list[str]:
     "The corruption list `corruption_type`: LfF's 0 (DisEnt's cifar10c) or 1, or 'mnist' (Corrupted MNIST)."
     key = {'0': 0, 'type0': 0, '1': 1, 'type1': 1}.get(corruption_type, corruption_type)
@@ -83,7 +83,7 @@ def corruption_set(corruption_type) -> list[str]:
         )
     return list(CORRUPTION_SETS[key])
 
-
+# %% ../nbs/02_corruptions.ipynb #5e64089d
 def _check_severity(severity):
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
         raise ValueError(
@@ -91,7 +91,7 @@ def _check_severity(severity):
         )
     return int(severity)
 
-
+# %% ../nbs/02_corruptions.ipynb #0c831005
 def _check_image(img, name='img'):
     if not isinstance(img, np.ndarray):
         raise TypeError(f'{name}: expected a numpy uint8 array HxWx3, got {type(img).__name__}')
@@ -113,7 +113,7 @@ def _disk(radius, alias_blur=0.1, dtype=np.float32):
     d /= d.sum()
     return cv2.GaussianBlur(d, ksize=ksize, sigmaX=alias_blur)
 
-
+# %% ../nbs/02_corruptions.ipynb #8295cc63
 def _clipped_zoom(img, zoom_factor):
     "Zoom the centre of an HxWxC array by `zoom_factor` (linear) and crop back to HxW."
     h = img.shape[0]
@@ -123,7 +123,7 @@ def _clipped_zoom(img, zoom_factor):
     trim = (img.shape[0] - h) // 2
     return img[trim : trim + h, trim : trim + h]
 
-
+# %% ../nbs/02_corruptions.ipynb #798f8352
 def _plasma_fractal(rng, mapsize=32, wibbledecay=3):
     "Diamond-square height map in [0, 1] (fog); `mapsize` must be a power of two."
     assert mapsize & (mapsize - 1) == 0
@@ -150,7 +150,7 @@ def _plasma_fractal(rng, mapsize=32, wibbledecay=3):
     a -= a.min()
     return a / a.max()
 
-
+# %% ../nbs/02_corruptions.ipynb #4fad3cfa
 def motion_blur_taps(radius, sigma, angle):
     "ImageMagick MotionBlurImage's taps: weights k [n] and pixel offsets [(dx, dy)] * n, with n = 2 ceil(radius) + 1."
     n = 2 * int(math.ceil(radius)) + 1
@@ -160,7 +160,7 @@ def motion_blur_taps(radius, sigma, angle):
     h = math.hypot(px, py)
     return k, [(math.ceil(i * py / h - 0.5), math.ceil(i * px / h - 0.5)) for i in range(n)]
 
-
+# %% ../nbs/02_corruptions.ipynb #2abb6778
 def _motion_blur(img_u8, radius, sigma, angle):
     "Motion blur of a uint8 image HxW(x3) as ImageMagick (Q16) computes it: y(p) = sum_i k_i x(p + d_i), edges repeated."
     k, off = motion_blur_taps(radius, sigma, angle)
@@ -189,7 +189,7 @@ def shot_noise(x, s, rng):
     x = _u(x)
     return np.clip(rng.poisson(x * c) / c, 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #b925d96f
 def impulse_noise(x, s, rng):
     "CIFAR-10-C impulse noise: salt & pepper on a fraction c of the values (scikit-image)."
     c = [0.01, 0.02, 0.03, 0.05, 0.07][s - 1]
@@ -209,7 +209,7 @@ def gaussian_blur(x, s, rng):
     c = [0.4, 0.6, 0.7, 0.8, 1][s - 1]
     return np.clip(gaussian(_u(x), sigma=c, channel_axis=-1), 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #ac472137
 def _glass_shuffle(x, delta, iterations, rng):
     "Glass blur's local pixel shuffle: copy a random neighbour (offset in [-delta, delta)) into each inner pixel, bottom-right first."
     n = IMAGE_SIZE - 2 * delta
@@ -228,7 +228,7 @@ def _glass_shuffle(x, delta, iterations, rng):
                 x[h, w] = x[h + dy, w + dx]  # the reference's tuple "swap" on views == this copy
     return x
 
-
+# %% ../nbs/02_corruptions.ipynb #da9f7b80
 def glass_blur(x, s, rng):
     "CIFAR-10-C glass blur: blur, local neighbour copy ('swap' quirk kept), blur."
     sigma, delta, iters = [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)][s - 1]
@@ -236,7 +236,7 @@ def glass_blur(x, s, rng):
     x = _glass_shuffle(x, delta, iters, rng)
     return np.clip(gaussian(x / 255.0, sigma=sigma, channel_axis=-1), 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #0c1c648c
 def defocus_blur(x, s, rng):
     "CIFAR-10-C defocus blur: convolution with an anti-aliased disk."
     radius, alias = [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)][s - 1]
@@ -245,14 +245,14 @@ def defocus_blur(x, s, rng):
     out = np.stack([cv2.filter2D(x[..., ch], -1, kernel) for ch in range(3)], axis=-1)
     return np.clip(out, 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #f58a76d7
 def motion_blur(x, s, rng):
     "CIFAR-10-C motion blur (ImageMagick's MotionBlurImage, in NumPy), angle ~ U(-45, 45) degrees."
     radius, sigma = [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)][s - 1]
     out = _motion_blur(np.uint8(x), radius, sigma, angle=rng.uniform(-45, 45))
     return np.clip(out, 0, 255).astype(np.float64)
 
-
+# %% ../nbs/02_corruptions.ipynb #65ece812
 def zoom_blur(x, s, rng):
     "CIFAR-10-C zoom blur: mean of the image and its centre zooms."
     zooms = [
@@ -280,7 +280,7 @@ def frost_texture_dir() -> Path:
         raise FileNotFoundError(f'{d}: frost textures {missing} missing; reinstall diffinject')
     return d
 
-
+# %% ../nbs/02_corruptions.ipynb #827ece1d
 @lru_cache(maxsize=None)
 def _frost_texture(idx: int) -> np.ndarray:
     "Frost texture `idx` as the reference uses it: cv2.imread (BGR, alpha dropped), resized by 0.2, as RGB uint8."
@@ -290,7 +290,7 @@ def _frost_texture(idx: int) -> np.ndarray:
         raise ValueError(f'{f}: cannot read the frost texture')
     return cv2.resize(im, (0, 0), fx=0.2, fy=0.2)[..., ::-1].copy()
 
-
+# %% ../nbs/02_corruptions.ipynb #35e0587c
 def frost(x, s, rng):
     "CIFAR-10-C frost: a x + b * (random crop of a frost texture)."
     a, b = [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)][s - 1]
@@ -299,7 +299,7 @@ def frost(x, s, rng):
     crop = tex[x0 : x0 + 32, y0 : y0 + 32].astype(np.float64)
     return np.clip(a * np.asarray(x, np.float64) + b * crop, 0, 255)
 
-
+# %% ../nbs/02_corruptions.ipynb #449db12f
 def fog(x, s, rng):
     "CIFAR-10-C fog: add a plasma fractal, rescale by max / (max + c)."
     c0, decay = [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][s - 1]
@@ -308,7 +308,7 @@ def fog(x, s, rng):
     x = x + c0 * _plasma_fractal(rng, wibbledecay=decay)[:32, :32][..., None]
     return np.clip(x * m / (m + c0), 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #cc15bbc6
 def snow(x, s, rng):
     "CIFAR-10-C snow: whiten, add motion-blurred flakes (and their 180-degree rotation)."
     mu, sd, z, t, r, sg, a = [
@@ -345,7 +345,7 @@ def contrast(x, s, rng):
     mu = x.mean(axis=(0, 1), keepdims=True)
     return np.clip((x - mu) * c + mu, 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #32cf8519
 def saturate(x, s, rng):
     "CIFAR-10-C saturate: S = S c0 + c1 in HSV."
     c0, c1 = [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)][s - 1]
@@ -361,14 +361,14 @@ def jpeg_compression(x, s, rng):
     Image.fromarray(np.uint8(x)).save(buf, 'JPEG', quality=q)
     return np.asarray(Image.open(buf).convert('RGB')).astype(np.float64)
 
-
+# %% ../nbs/02_corruptions.ipynb #ac546340
 def pixelate(x, s, rng):
     "CIFAR-10-C pixelate: box down- and up-sampling."
     c = [0.95, 0.9, 0.85, 0.75, 0.65][s - 1]
     im = Image.fromarray(np.uint8(x)).resize((int(32 * c), int(32 * c)), Image.BOX).resize((32, 32), Image.BOX)
     return np.asarray(im).astype(np.float64)
 
-
+# %% ../nbs/02_corruptions.ipynb #9f23b49d
 def elastic_transform(x, s, rng):
     "CIFAR-10-C elastic: random affine warp, then a smoothed random displacement field."
     c0, c1, c2 = [
@@ -394,7 +394,7 @@ def elastic_transform(x, s, rng):
     idx = np.reshape(yg + dy, (-1, 1)), np.reshape(xg + dx, (-1, 1)), np.reshape(zg, (-1, 1))
     return np.clip(map_coordinates(img, idx, order=1, mode='reflect').reshape(shape), 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #d49fbb8e
 def spatter(x, s, rng):
     "CIFAR-10-C spatter: water drops (levels 1-3) or mud (levels 4-5)."
     mu, sd, rho, t, c4, mud = [
@@ -427,7 +427,7 @@ def spatter(x, s, rng):
     color = np.array([63, 42, 20], np.float32) / 255.0 * m[..., None]  # mud brown
     return np.clip(x * (1 - m[..., None]) + color, 0, 1) * 255
 
-
+# %% ../nbs/02_corruptions.ipynb #2c46e0e1
 def original(x, s, rng):
     "LfF's identity 'corruption' (Type1, label 9)."
     return np.asarray(x, dtype=np.float64)
@@ -456,7 +456,7 @@ CORRUPTIONS = {
     'Original': original,
 }
 
-
+# %% ../nbs/02_corruptions.ipynb #6b8426ff
 def corrupt(img: np.ndarray, name: str, severity: int, rng=None) -> np.ndarray:
     """Apply CIFAR-10-C corruption `name` at Hendrycks level `severity` (1..5) to a 32x32x3 uint8 image; returns uint8.
     `rng`: seed (int), `numpy.random.Generator`, or None (fresh entropy)."""
@@ -488,7 +488,7 @@ class _DataUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f'refused to import {module}.{name} (a data file names no code)')
 
-
+# %% ../nbs/02_corruptions.ipynb #edbe4fc4
 def load_cifar10(data_root, train: bool = True, download: bool = False, verify: bool = True):
     "CIFAR-10 (images uint8 [N,32,32,3], labels int64 [N]) from `data_root/cifar-10-batches-py`."
     from torchvision.datasets import CIFAR10
@@ -561,7 +561,7 @@ def corrupted_cifar10_source(
             )
     return out
 
-
+# %% ../nbs/02_corruptions.ipynb #820e6983
 def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cache, show):
     "(corrupted images, labels, biases, ids) for one split; `cache` maps (split, id, bias) -> corrupted image."
     from diffinject.data import assign_bias_attributes
@@ -577,7 +577,7 @@ def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cac
         out[i] = cache[key]
     return out, ys, bias, ids
 
-
+# %% ../nbs/02_corruptions.ipynb #66e3c99c
 def _build_corrupted(root, src, ratios, names, severity, seed, show, info: dict) -> Path:
     "Write every ratio of a corrupted benchmark from clean splits `src` ({split: (images, labels, ids)}); returns `root`."
     from diffinject.data import write_biased_dataset, check_ratio, TEST_CONFLICT_RATIO
@@ -605,7 +605,7 @@ def _build_corrupted(root, src, ratios, names, severity, seed, show, info: dict)
     )
     return root
 
-
+# %% ../nbs/02_corruptions.ipynb #042afbab
 def build_corrupted_cifar10(
     root,
     ratios=(0.005, 0.01, 0.02, 0.05),
@@ -656,7 +656,7 @@ def corrupted_mnist_source(source='mnist5k', data_root=None, download=False) -> 
 
     return {k: (digits_to_rgb32(x), y, i) for k, (x, y, i) in colored_mnist_source(source, data_root, download).items()}
 
-
+# %% ../nbs/02_corruptions.ipynb #1b25bc6f
 def corrupted_mnist_split(
     split,
     ratio,
@@ -677,7 +677,7 @@ def corrupted_mnist_split(
     src = src or corrupted_mnist_source(source, data_root, download)
     return _corrupt_split(src[split], ratio, names, severity, seed, split, {}, False)
 
-
+# %% ../nbs/02_corruptions.ipynb #2f04c46f
 def build_corrupted_mnist(
     root,
     ratios=(0.005, 0.01, 0.02, 0.05),

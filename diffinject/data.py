@@ -37,7 +37,7 @@ def check_ratio(ratio, name='ratio'):
         raise ValueError(f'{name}={ratio!r}: expected a fraction in (0, 1) (ratios are fractions: 0.01 = 1 %)')
     return r
 
-
+# %% ../nbs/01_data.ipynb #38161c01
 UNKNOWN_BIAS = -1  # the bias label of an image whose bias attribute is not known (a user's own image folder)
 
 
@@ -47,7 +47,7 @@ def pct_name(ratio) -> str:
         return 'all'
     return f'{round(check_ratio(ratio) * 100, 6):g}pct'
 
-
+# %% ../nbs/01_data.ipynb #66841a73
 def pct_ratio(name: str) -> float | None:
     "Inverse of `pct_name`: '0.5pct' -> 0.005, 'all' -> None."
     if name == 'all':
@@ -57,7 +57,7 @@ def pct_ratio(name: str) -> float | None:
         raise ValueError(f'{name!r}: expected a folder name like "0.5pct" or "1pct"')
     return check_ratio(float(m.group(1)) / 100, name)
 
-
+# %% ../nbs/01_data.ipynb #3aa21889
 _NAME_RE = re.compile(r'(\d+)_(\d+)_(\d+|-1)')  # bias -1: unknown
 
 
@@ -96,7 +96,7 @@ def benchmark_transform(name: str, train: bool, image_size: int | None = None):
         tf += [T.RandomCrop(size, padding=max(1, size // 8) if name == 'imagefolder' else 4), T.RandomHorizontalFlip()]
     return T.Compose(tf + [T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
-
+# %% ../nbs/01_data.ipynb #01feef54
 @dataclass(frozen=True)
 class BenchmarkSpec:
     "What differs between the four benchmarks. `train_tf`/`eval_tf` take an optional `image_size`."
@@ -112,7 +112,7 @@ class BenchmarkSpec:
     shared_valid: bool = False  # valid folder is <root>/valid (shared by all ratios) instead of <root>/<pct>/valid
     ext: str = 'png'
 
-
+# %% ../nbs/01_data.ipynb #b4f41050
 def _spec(name, num_classes, image_size, ratios, **kw):
     return BenchmarkSpec(
         name,
@@ -124,7 +124,7 @@ def _spec(name, num_classes, image_size, ratios, **kw):
         **kw,
     )
 
-
+# %% ../nbs/01_data.ipynb #dafc65a0
 BENCHMARKS = {
     'cmnist': _spec('cmnist', 10, 28, (0.005, 0.01, 0.02, 0.05), flat_valid=True),
     'cifar10c': _spec('cifar10c', 10, 32, (0.005, 0.01, 0.02, 0.05)),
@@ -142,11 +142,11 @@ BENCHMARKS = {
 # classified by DisEnt's Colored-MNIST MLP
 DIGIT_BENCHMARKS = ('cmnist', 'corrupted_mnist')
 
-
+# %% ../nbs/01_data.ipynb #105f63f4
 def _sized_tf(name, train, default_size, image_size=None):
     return benchmark_transform(name, train, image_size or default_size)
 
-
+# %% ../nbs/01_data.ipynb #9531c14d
 def imagefolder_spec(num_classes: int, image_size: int = 64) -> BenchmarkSpec:
     "The `BenchmarkSpec` of a user's image folder with `num_classes` classes, fitted to `image_size` px."
     if int(num_classes) < 2:
@@ -163,7 +163,7 @@ def imagefolder_spec(num_classes: int, image_size: int = 64) -> BenchmarkSpec:
         partial(_sized_tf, 'imagefolder', False, s),
     )
 
-
+# %% ../nbs/01_data.ipynb #39399731
 def get_benchmark(name) -> BenchmarkSpec:
     "The `BenchmarkSpec` called `name` (or `name` itself if it already is one)."
     if isinstance(name, BenchmarkSpec):
@@ -191,7 +191,7 @@ def _rgb(im, path) -> Image.Image:
         )
     return Image.fromarray(np.rint(a / 257).astype(np.uint8)).convert('RGB')
 
-
+# %% ../nbs/01_data.ipynb #35ccf4c3
 def read_image(path) -> Image.Image:
     "Load an image file as an RGB PIL image (16-bit grayscale scaled to 8 bits); a missing or undecodable file raises an error naming `path`."
     path = Path(path)
@@ -207,12 +207,12 @@ def read_image(path) -> Image.Image:
             f'{path}: cannot read image ({type(e).__name__}: {e}); the file is corrupt or not an image'
         ) from e
 
-
+# %% ../nbs/01_data.ipynb #6d193adf
 def _to_tensor(im):
     "PIL RGB -> float [3,H,W] in [0,1] (torchvision's ToTensor without importing torchvision)."
     return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
 
-
+# %% ../nbs/01_data.ipynb #5a0a47e2
 class BiasedDataset(Dataset):
     "Images with a target `label` and a `bias` label; item i -> (image, label, bias, i)."
 
@@ -308,7 +308,7 @@ class BiasedDataset(Dataset):
             f'num_classes={self.num_classes}, {"in-memory" if self.files is None else "files, cached" if self.images is not None else "files"})'
         )
 
-
+# %% ../nbs/01_data.ipynb #ee20725d
 def _check_uint8_nhwc(images, name):
     a = np.asarray(images)
     if a.dtype != np.uint8:
@@ -317,7 +317,7 @@ def _check_uint8_nhwc(images, name):
         raise ValueError(f'{name}: expected uint8 images [N,H,W,C] with C in (1, 3), got shape {a.shape}')
     return a
 
-
+# %% ../nbs/01_data.ipynb #e9b67c28
 def _check_labels(v, name, n, unknown=False):
     a = np.asarray(torch.as_tensor(v).cpu()).astype(np.int64).reshape(-1)
     if len(a) != n:
@@ -342,7 +342,7 @@ def write_sample(dirpath, idx, label, bias, img, ext='png') -> Path:
     Image.fromarray(a).save(p, **({'quality': 95} if p.suffix.lower() in ('.jpg', '.jpeg') else {}))
     return p
 
-
+# %% ../nbs/01_data.ipynb #95d784a9
 def _unpack_split(split, name):
     if not isinstance(split, (tuple, list)) or len(split) not in (3, 4):
         raise ValueError(
@@ -356,7 +356,7 @@ def _unpack_split(split, name):
         raise ValueError(f'{name} ids: expected unique ids (they name the files)')
     return images, labels, biases, ids
 
-
+# %% ../nbs/01_data.ipynb #f74bc612
 def _write_folder(target: Path, items, ext, total=None):
     "Write `items` [(subdir, idx, label, bias, img)] into a temp sibling of `target`, then swap it in (empty -> empty folder)."
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -377,7 +377,7 @@ def _write_folder(target: Path, items, ext, total=None):
             shutil.rmtree(tmp)
     return target
 
-
+# %% ../nbs/01_data.ipynb #65272da5
 def write_biased_dataset(root, ratio, train, valid, test, ext='png') -> Path:
     "Write one bias-conflicting `ratio` in the DisEnt layout under `root`; returns `root`. Existing split folders are replaced."
     root = Path(root)
@@ -413,7 +413,7 @@ def _image_files(folder: Path) -> list[Path]:
         out.append(p)
     return sorted(out, key=lambda p: (str(p.parent), parse_name(p)[0], p.name))
 
-
+# %% ../nbs/01_data.ipynb #d8b945ae
 def _check_folder(files, folder: Path, kind=None):
     "Check each file's label matches its <label>/ subfolder, and align/conflict membership."
     for p in files:
@@ -428,7 +428,7 @@ def _check_folder(files, folder: Path, kind=None):
         if kind == 'conflict' and y == b:
             raise ValueError(f'{p}: in conflict/ but label == bias == {y}; expected a bias-conflicting sample')
 
-
+# %% ../nbs/01_data.ipynb #edbb791e
 def _need_dir(p: Path, what: str, root: Path):
     if p.is_dir():
         return p
@@ -441,7 +441,7 @@ def _need_dir(p: Path, what: str, root: Path):
         f'<root>/<pct>/{{align,conflict}}/<label>/, <root>/<pct>/valid/, <root>/test/ (found in {root}: {present})'
     )
 
-
+# %% ../nbs/01_data.ipynb #a5fe9c57
 def benchmark_root(root, benchmark) -> Path:
     "The benchmark folder: `root` itself, or `root/<benchmark>` when `root` is its parent."
     root, name = Path(root), get_benchmark(benchmark).name
@@ -451,7 +451,7 @@ def benchmark_root(root, benchmark) -> Path:
         return root / name
     return root
 
-
+# %% ../nbs/01_data.ipynb #004a9698
 def split_files(root, benchmark, split, ratio=None) -> list[Path]:
     "Sorted image files of `split` ('train'|'valid'|'test') of `benchmark` under `root`, layout checked."
     spec = get_benchmark(benchmark)
@@ -490,7 +490,7 @@ def split_files(root, benchmark, split, ratio=None) -> list[Path]:
         )
     return files
 
-
+# %% ../nbs/01_data.ipynb #12fe7e12
 def load_split(
     root, benchmark, split, ratio=None, transform='train', image_size=None, verify=False, cache=False
 ) -> BiasedDataset:
@@ -507,7 +507,7 @@ def load_split(
         raise ValueError(f"transform={transform!r}: expected 'train', 'eval', a callable or None")
     return BiasedDataset(files, transform, spec.num_classes, verify=verify, cache=cache)
 
-
+# %% ../nbs/01_data.ipynb #6750ae6e
 def split_counts(root, benchmark, ratio) -> dict:
     "Number of files per split of one ratio: train align/conflict, valid (and its conflicting), test (and its conflicting)."
     out = {}
@@ -554,7 +554,7 @@ PALETTES = {
 }
 COLOR_STD = (0.05, 0.02, 0.01, 0.005, 0.002)  # colour jitter sigma_s for severity s = 1..5
 
-
+# %% ../nbs/01_data.ipynb #4b0305d8
 def get_palette(palette) -> np.ndarray:
     "Palette name ('disent'|'lff') or a [10,3] array of RGB floats in [0,1] -> float64 array [10,3]."
     if isinstance(palette, str):
@@ -566,7 +566,7 @@ def get_palette(palette) -> np.ndarray:
         raise ValueError(f'palette: expected RGB floats in [0,1] of shape [K,3], got shape {p.shape}')
     return p
 
-
+# %% ../nbs/01_data.ipynb #f8cea62c
 def colorize(digits, bias, palette='disent', severity=4, rng=None) -> np.ndarray:
     "Colour grayscale uint8 digits [N,28,28] by attribute `bias`: x = clamp(mu_a + sigma_s*eps, 0, 1) * d (LfF); uint8 [N,H,W,3]."
     d = np.asarray(digits)
@@ -628,14 +628,14 @@ def _per_class_split(labels, sizes: dict) -> dict:
             start += n
     return {k: np.sort(np.concatenate(v)) for k, v in out.items()}
 
-
+# %% ../nbs/01_data.ipynb #dc52317f
 def per_class_holdout(labels, frac: float):
     "(kept, held-out) indices: the last round(n_c * frac) samples of each class, in dataset order, are held out."
     held = lambda n: int(np.round(n * frac))
     sp = _per_class_split(np.asarray(labels), {'kept': lambda n: n - held(n), 'held': held})
     return sp['kept'], sp['held']
 
-
+# %% ../nbs/01_data.ipynb #f33e522c
 def read_idx(path) -> np.ndarray:
     "A uint8 IDX file (MNIST's format), plain or gzipped (`.gz`), as an array; a malformed file raises naming `path`."
     import gzip
@@ -652,12 +652,12 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f'{path}: expected {int(np.prod(shape))} bytes for shape {shape}, got {len(body)}')
     return np.frombuffer(body, np.uint8).reshape(shape).copy()
 
-
+# %% ../nbs/01_data.ipynb #fef45a18
 def _idx_file(folders, name):
     "The first of `<folder>/<name>` or `<folder>/<name>.gz` that exists, else None."
     return next((f / n for f in folders for n in (name, f'{name}.gz') if (f / n).is_file()), None)
 
-
+# %% ../nbs/01_data.ipynb #bc1991b8
 def _torchvision_digits(source, data_root, train, download):
     cls_name, split = TORCHVISION_SOURCES[source], 'train' if train else 't10k'
     raw = Path(data_root) / cls_name / 'raw'
@@ -680,7 +680,7 @@ def _torchvision_digits(source, data_root, train, download):
         raise ValueError(f'{found[0]}: expected [N,28,28] images matching {len(y)} labels, got {x.shape}')
     return x, y
 
-
+# %% ../nbs/01_data.ipynb #7fcc54b1
 def colored_mnist_source(source='mnist5k', data_root=None, download=False) -> dict:
     "Grayscale digits per split: {'train'|'valid'|'test': (digits uint8 [N,28,28], labels, source ids)}."
     if source == 'mnist5k':
@@ -701,13 +701,13 @@ def colored_mnist_source(source='mnist5k', data_root=None, download=False) -> di
     xt, yt = _torchvision_digits(source, data_root, False, download)
     return {'train': (x[tr], y[tr], tr), 'valid': (x[va], y[va], va), 'test': (xt, yt, np.arange(len(yt)))}
 
-
+# %% ../nbs/01_data.ipynb #c741a361
 def _rng(seed, split, ratio):
     return np.random.default_rng(
         np.random.SeedSequence([int(seed), ('train', 'valid', 'test').index(split), int(round(ratio * 1e6))])
     )
 
-
+# %% ../nbs/01_data.ipynb #1ec127ea
 def colored_mnist_split(
     split,
     ratio,
@@ -725,7 +725,7 @@ def colored_mnist_split(
     b = assign_bias_attributes(y, ratio, 10, order)
     return colorize(d, b, palette, severity, _rng(seed, split, ratio)), y, b, ids
 
-
+# %% ../nbs/01_data.ipynb #b1b94219
 def build_colored_mnist(
     root,
     ratios=(0.005, 0.01, 0.02, 0.05),
@@ -794,7 +794,7 @@ def problems_error(head: str, problems: list) -> DataCheckError:
         lines.append(f'  ... and {len(problems) - MAX_LISTED} more')
     return DataCheckError(f'{head} ({len(problems)} problem{"s" * (len(problems) != 1)}):\n' + '\n'.join(lines))
 
-
+# %% ../nbs/01_data.ipynb #4fb2c65c
 def scan_images(files, size=None, rgb=False, progress=None, comment='checking images') -> tuple:
     "Decode every file: ({'n', 'sizes', 'modes'}, [(path, problem)]); `size` (int or (W, H)) and `rgb` are requirements."
     want = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
@@ -814,7 +814,7 @@ def scan_images(files, size=None, rgb=False, progress=None, comment='checking im
             problems.append((f, f'mode {mode}; expected an RGB (colour) image'))
     return dict(n=len(files), sizes=sizes, modes=modes), problems
 
-
+# %% ../nbs/01_data.ipynb #784ebc70
 def check_benchmark(root, benchmark, ratios, progress=None) -> dict:
     "Decode and check every image of a DisEnt-layout `benchmark` folder at `ratios` (policy above): a summary per split."
     spec = get_benchmark(benchmark)
@@ -860,7 +860,7 @@ _LAYOUT = 'train/<class>/<image> with optional valid/<class>/ and test/<class>/ 
 def _visible(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if not p.name.startswith('.'))
 
-
+# %% ../nbs/01_data.ipynb #e0ae2ae0
 def imagefolder_layout(root) -> dict:
     "Classes and image files per split and class of an image folder `root` (see above); every problem is listed at once."
     root = Path(root)
@@ -907,7 +907,7 @@ def imagefolder_layout(root) -> dict:
         raise problems_error(f'{root}: the image folder does not fit the layout {_LAYOUT}', problems)
     return out
 
-
+# %% ../nbs/01_data.ipynb #5c827ef7
 def read_bias_csv(path, root, classes) -> dict:
     "{resolved image path: bias class index} from a CSV with the header `path,bias` (see above); bad rows are listed."
     import csv
@@ -949,11 +949,11 @@ def read_bias_csv(path, root, classes) -> dict:
         raise problems_error(f'{path}: bad rows in the bias-label CSV', problems)
     return out
 
-
+# %% ../nbs/01_data.ipynb #7323cd71
 def _n_held(n):
     return max(1, int(round(n * VALID_FRACTION))) if n >= 2 else 0  # valid hold-out per class (>= 1)
 
-
+# %% ../nbs/01_data.ipynb #ba012a1c
 def per_class_subset(labels, n: int, seed: int = 0) -> np.ndarray:
     "Sorted indices of at most `n` items per class: for class c, the first `n` of a permutation seeded by (seed, c)."
     if int(n) < 1:
@@ -966,7 +966,7 @@ def per_class_subset(labels, n: int, seed: int = 0) -> np.ndarray:
     ]
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
-
+# %% ../nbs/01_data.ipynb #7627c2f1
 def load_imagefolder(
     root,
     image_size: int = 64,
@@ -1022,7 +1022,7 @@ def load_imagefolder(
         n_bias_labels=len(bias),
     )
 
-
+# %% ../nbs/01_data.ipynb #fd80d0c8
 def check_imagefolder(root, bias_csv=None, progress=None) -> dict:
     "Layout, bias CSV, and a full decode of every image of an image folder: a summary (classes, counts, sizes, modes)."
     lay = imagefolder_layout(root)

@@ -29,7 +29,7 @@ def ddim_sigma(ab_t, ab_prev, eta: float = 0.0) -> torch.Tensor:
     # t increasing (inversion) or ab_t = 1 has no stochastic part: 1 - ab_t/ab_prev <= 0
     return eta * ((1 - ab_prev) / (1 - ab_t).clamp(min=1e-300)).sqrt() * (1 - ab_t / ab_prev).clamp(min=0).sqrt()
 
-
+# %% ../nbs/08_ddim.ipynb #e809d999
 def direction_to_xt(eps: torch.Tensor, ab_prev, sigma=0.0) -> torch.Tensor:
     "D_t of Eq. (7): sqrt(1 - ab_prev - sigma^2) * eps, the part of x_{t-1} that points along the noise."
     var = 1 - _coef(ab_prev, eps) - _coef(sigma, eps) ** 2
@@ -98,7 +98,7 @@ def ddim_timesteps(steps, T: int = 1000, spacing: str = 'ddim') -> list[int]:
 def _t_batch(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
 
-
+# %% ../nbs/08_ddim.ipynb #28c60507
 def _eps_of(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     "The eps part of a model output: its first C channels, C = x's channels (learn_sigma models output 2C)."
     C = x.shape[1]
@@ -108,13 +108,13 @@ def _eps_of(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         )
     return out[:, :C]
 
-
+# %% ../nbs/08_ddim.ipynb #ccf692b6
 def model_eps(model: nn.Module, x: torch.Tensor, t, y=None) -> torch.Tensor:
     "eps_theta(x, t): the model's noise prediction (first C output channels), t an int or per-sample LongTensor."
     tt = t if isinstance(t, torch.Tensor) else _t_batch(t, x)
     return _eps_of(model(x, tt) if y is None else model(x, tt, y=y), x)
 
-
+# %% ../nbs/08_ddim.ipynb #6a706347
 def model_eps_h(model: nn.Module, x: torch.Tensor, t, y=None) -> tuple[torch.Tensor, torch.Tensor]:
     "(eps_theta(x, t), h_t) from ONE model evaluation: model.encode (-> h, skips, emb) then model.decode."
     if not hasattr(model, 'encode') or not hasattr(model, 'decode'):

@@ -30,14 +30,14 @@ def betas_for_alpha_bar(T: int, alpha_bar, max_beta: float = 0.999) -> torch.Ten
         [min(1 - alpha_bar((i + 1) / T) / alpha_bar(i / T), max_beta) for i in range(T)], dtype=torch.float64
     )
 
-
+# %% ../nbs/07_diffusion.ipynb #b0b7b58f
 def cosine_beta_schedule(T: int = 1000) -> torch.Tensor:
     "Cosine betas (float64): alpha_bar(s) = cos((s+0.008)/1.008 * pi/2)^2 (guided-diffusion 'cosine')."
     if T < 1:
         raise ValueError(f'T={T}: expected a positive number of diffusion steps')
     return betas_for_alpha_bar(T, lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2)
 
-
+# %% ../nbs/07_diffusion.ipynb #8f66772e
 def get_beta_schedule(name: str, T: int = 1000) -> torch.Tensor:
     "Betas by name: 'linear' or 'cosine'."
     if name == 'linear':
@@ -56,7 +56,7 @@ def _extract(arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tenso
         raise ValueError(f't: expected integer timesteps in [0, {len(arr)}), got {t.tolist()[:8]}')
     return arr[t.detach().cpu().long()].float().to(x.device).reshape(-1, *([1] * (x.ndim - 1)))
 
-
+# %% ../nbs/07_diffusion.ipynb #0d46b130
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
     "Mean over all dims but the batch dim (per-sample mean over C,H,W)."
     return x.mean(dim=tuple(range(1, x.ndim)))
@@ -135,7 +135,7 @@ def _coef(a, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f'coefficient: expected a scalar or one value per sample, got shape {tuple(a.shape)}')
     return a
 
-
+# %% ../nbs/07_diffusion.ipynb #c6d0169b
 def _cast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     "Cast a float64 coefficient to `x`'s dtype and device (the last moment, as guided-diffusion does)."
     return c.to(device=x.device, dtype=x.dtype)
@@ -164,7 +164,7 @@ def approx_standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     "Fast approximation of the standard normal CDF (tanh form, as in guided-diffusion)."
     return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
-
+# %% ../nbs/07_diffusion.ipynb #1dcad393
 def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
     "log P(x) of 8-bit data x in [-1,1] under N(means, exp(log_scales)^2) discretised to 256 bins (elementwise, nats)."
     centered, inv_stdv = x - means, torch.exp(-log_scales)
@@ -187,7 +187,7 @@ def _split_output(out: torch.Tensor, x: torch.Tensor, learn_sigma: bool):
         )
     return (out[:, :C], out[:, C:]) if learn_sigma else (out, None)
 
-
+# %% ../nbs/07_diffusion.ipynb #2ec427cf
 @patch
 def p_mean_logvar(self: GaussianDiffusion, eps: torch.Tensor, v: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
     "Mean and log-variance of p(x_{t-1}|x_t): posterior mean at P_t(eps), LEARNED_RANGE log-variance from v."
@@ -199,7 +199,7 @@ def p_mean_logvar(self: GaussianDiffusion, eps: torch.Tensor, v: torch.Tensor, x
     mean, _, _ = self.q_posterior(x0_hat, x_t, t)  # mu~(P_t(eps), x_t)
     return mean, logvar
 
-
+# %% ../nbs/07_diffusion.ipynb #4cd4f0e3
 @patch
 def vb_terms_bpd(
     self: GaussianDiffusion, eps: torch.Tensor, v: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
@@ -211,7 +211,7 @@ def vb_terms_bpd(
     nll = -mean_flat(discretized_gaussian_log_likelihood(x0, mean, 0.5 * logvar)) / math.log(2.0)
     return torch.where(t.to(x0.device) == 0, nll, kl)
 
-
+# %% ../nbs/07_diffusion.ipynb #d2ce9151
 @patch
 def training_losses(
     self: GaussianDiffusion,

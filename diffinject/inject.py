@@ -35,13 +35,13 @@ def check_gamma(gamma, n=None, name='gamma'):
         raise ValueError(f'{name}={g.tolist()}: expected values in [0, 1] (0 keeps the current h, 1 is the content h)')
     return gamma
 
-
+# %% ../nbs/11_inject.ipynb #4ab07143
 def _per_sample(v, x):
     "A number or a [B] sequence as a [B,1] column matching the rows of the flattened batch `x`."
     v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
     return (v.expand(x.shape[0]) if v.ndim == 0 else v)[:, None]
 
-
+# %% ../nbs/11_inject.ipynb #fffd7f8b
 def slerp(h, h_c, gamma, match_norm=True, eps=1e-6):
     "Slerp in h-space, Eq. (8): turn `h` toward the content `h_c` by a fraction `gamma` of their angle (per sample)."
     if h.shape != h_c.shape:
@@ -85,7 +85,7 @@ def mask_to_h_grid(mask, h_shape):
         raise ValueError('mask: expected values in [0, 1]')
     return F.avg_pool2d(m, H // hh) if H != hh else m  # area downsampling to the h grid
 
-
+# %% ../nbs/11_inject.ipynb #91a267fb
 def inject_h(h, h_c, gamma, mask=None, match_norm=True, mask_match_norm=True):
     "h~ for Eq. (7): Slerp (Eq. 8) of `h` toward `h_c`, everywhere or only inside `mask` (current h kept outside)."
     if mask is None:
@@ -108,7 +108,7 @@ def reference_mask(size: int = 8) -> torch.Tensor:
 def _tvec(t, x):
     return torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
 
-
+# %% ../nbs/11_inject.ipynb #e44c7a23
 class _Autocast:
     "A view of a UNet whose forward / encode / decode run under `precision` autocast and return float32 (h, eps)."
 
@@ -132,12 +132,12 @@ class _Autocast:
         with precision_autocast(self.device, self.precision):
             return self.model.decode(h, skips, emb).float()
 
-
+# %% ../nbs/11_inject.ipynb #c10c5cb3
 def with_precision(model, precision: str = 'fp32'):
     "`model` itself for 'fp32'; for 'bf16' / 'fp16' a view whose UNet calls run under autocast and return float32."
     return model if check_precision(precision) == 'fp32' else _Autocast(model, precision)
 
-
+# %% ../nbs/11_inject.ipynb #1963b9e3
 class StyleStats:
     "A view of a UNet with skip statistics (`n_stats > 0`) whose `encode` records them per t (`record`, a dict) or replays recorded ones (`replay`)."
 
@@ -164,7 +164,7 @@ class StyleStats:
             skips = skips[:cut] + tuple(s.to(device=x.device, dtype=skips[cut + k].dtype) for k, s in enumerate(old))
         return h, skips, emb
 
-
+# %% ../nbs/11_inject.ipynb #dc835d44
 def eps_pair(model, x, t, h_c=None, gamma=0.0, mask=None, match_norm=True, mask_match_norm=True, stack=None):
     "(eps(x_t), eps(x_t | h~)) for Eq. (7): ONE encoder pass, two decoder passes (or one stacked) sharing the skips."
     C = x.shape[1]
@@ -207,7 +207,7 @@ class InjectConfig:
     match_norm: bool = True  # rescale h_c to ||h|| before the Slerp (both paper and reference)
     mask_match_norm: bool = True  # same inside a local mask (reference: False)
 
-
+# %% ../nbs/11_inject.ipynb #86eaece6
 def reference_config(**kw) -> InjectConfig:
     """The official InjectFusion/DiffInject settings: 1000 steps, 50-point injection grid, dt_lambda 0.9985, no mask
     norm-matching; gamma, t_edit and t_boost are the defaults above (the reference's too)."""
@@ -226,7 +226,7 @@ def reference_config(**kw) -> InjectConfig:
         }
     )
 
-
+# %% ../nbs/11_inject.ipynb #8e544412
 def check_config(cfg: InjectConfig, T: int, n: int | None = None) -> InjectConfig:
     "Validate `cfg` for a model with `T` diffusion steps and `n` pairs; errors name the field and what was expected."
     check_gamma(cfg.gamma, n)
@@ -258,7 +258,7 @@ def check_config(cfg: InjectConfig, T: int, n: int | None = None) -> InjectConfi
     check_precision(cfg.precision)
     return cfg
 
-
+# %% ../nbs/11_inject.ipynb #fb0b2b11
 def closest_key(keys, t):
     "The element of the sorted list `keys` closest to `t` (ties: the smaller, as the reference's `take_closest`)."
     i = bisect.bisect_left(keys, t)
@@ -299,12 +299,12 @@ def model_image_spec(model):
     "(channels, image_size) the model expects, from its `in_channels` / `image_size` attributes (None if unknown)."
     return getattr(model, 'in_channels', None), getattr(model, 'image_size', None)
 
-
+# %% ../nbs/11_inject.ipynb #91a7d709
 def injection_grid(cfg: InjectConfig, T: int):
     "The reference's `seq_replace` (timesteps where injection / boost noise may happen), or None = every step."
     return None if cfg.replace_steps is None else set(ddim_timesteps(cfg.replace_steps, T, 'linspace'))
 
-
+# %% ../nbs/11_inject.ipynb #6d1c6521
 @torch.no_grad()
 def inject_sample(
     model,
@@ -360,7 +360,7 @@ def check_model_images(model, x, name):
     C, S = model_image_spec(model)
     return check_images(x, name, channels=C, size=S, vrange=(-1, 1))
 
-
+# %% ../nbs/11_inject.ipynb #b447fabf
 @torch.no_grad()
 def invert_content(model, content, alphas_cumprod, steps, spacing='linspace', precision='fp32'):
     "DDIM-invert the content images and keep their h-space features per inversion step: {t: h_t [N,...]} (on CPU)."
@@ -369,7 +369,7 @@ def invert_content(model, content, alphas_cumprod, steps, spacing='linspace', pr
     _, hs = ddim_invert(m, content, alphas_cumprod, steps, return_h=True, spacing=spacing, h_device='cpu')
     return {int(t): h for t, h in hs.items()}
 
-
+# %% ../nbs/11_inject.ipynb #a9b190fd
 def invert_style(model, style, alphas_cumprod, steps, spacing='linspace', precision='fp32', return_stats=False):
     "DDIM-invert the style images -> x_T; with `return_stats`, also the skip statistics of the style's own trajectory {t: tuple}."
     check_model_images(model, style, 'style')
@@ -378,13 +378,13 @@ def invert_style(model, style, alphas_cumprod, steps, spacing='linspace', precis
     x_T = ddim_invert(m, style, alphas_cumprod, steps, return_h=False, spacing=spacing)[0]
     return (x_T, rec) if return_stats else x_T
 
-
+# %% ../nbs/11_inject.ipynb #54530526
 def select_h(content_h, idx):
     "The cached content features of the pairs' contents: {t: h_t[idx]}."
     idx = torch.as_tensor(idx, dtype=torch.long)
     return {t: h[idx] for t, h in content_h.items()}
 
-
+# %% ../nbs/11_inject.ipynb #9008a677
 @torch.no_grad()
 def diff_inject(
     model,
@@ -418,7 +418,7 @@ def skip_resolutions_of(skips) -> list[int]:
     "Spatial size (height) of each skip tensor, in encoder order."
     return [int(s.shape[-2]) for s in skips]
 
-
+# %% ../nbs/11_inject.ipynb #424e9a36
 def swap_groups(model, image_size=None) -> dict:
     "The decoder-input parts the swap test exchanges: name -> (swap h?, set of skip indices)."
     S = image_size or model.image_size
@@ -446,7 +446,7 @@ def swap_groups(model, image_size=None) -> dict:
     groups['h + all skips'] = (True, set(range(len(skips))))
     return groups
 
-
+# %% ../nbs/11_inject.ipynb #6a8f62ee
 def _swapped(model, xc, xs, z, ac, t, groups):
     "For one t: the style's x_t, a_t, the content's and style's eps, and per group the eps with that part from the content."
     a, C = float(ac[int(t)]), xc.shape[1]
@@ -459,7 +459,7 @@ def _swapped(model, xc, xs, z, ac, t, groups):
         skips = tuple(sc[i] if i in idx else ss[i] for i in range(len(ss)))
         yield name, xtc, xts, a, eps_c, eps_s, model.decode(hc if sw_h else hs, skips, emb)[:, :C]
 
-
+# %% ../nbs/11_inject.ipynb #5088d5fc
 @torch.no_grad()
 def swap_shares(
     model, content, style, alphas_cumprod, ts=(200, 400, 600, 800), groups=None, seed=0, batch_size=64
@@ -490,7 +490,7 @@ def swap_shares(
                     acc[name][int(t)][key][1] += (b_ * b_).sum().item()
     return {g: {t: {k: v[0] / max(v[1], 1e-30) for k, v in d.items()} for t, d in td.items()} for g, td in acc.items()}
 
-
+# %% ../nbs/11_inject.ipynb #c09d82df
 def shares_markdown(shares, key='eps') -> str:
     "The swap shares as a markdown table: one row per swapped part, one column per t."
     ts = sorted(next(iter(shares.values())))
@@ -533,7 +533,7 @@ def attribute_swaps(
                 )
     return out
 
-
+# %% ../nbs/11_inject.ipynb #a71bcf95
 def attribute_swaps_markdown(sw: dict, attrs=None) -> str:
     "The attribute swaps as a table: one row per swapped part, per t the share reading as the content's, per attribute."
     ts = sorted(next(iter(sw.values())))
@@ -569,7 +569,7 @@ def attribute_transfer(generated01, style01, style_attrs: dict, content_attrs: d
         )
     return out
 
-
+# %% ../nbs/11_inject.ipynb #481ec7e6
 def transfer_markdown(tr: dict) -> str:
     "The attribute-transfer table: generated share = content / style / neither, with the chance baseline beside it."
     out = [

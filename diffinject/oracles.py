@@ -22,7 +22,7 @@ def to_gray(x01):
     g = x01.float().amax(1, keepdim=True)
     return g / g.amax((2, 3), keepdim=True).clamp_min(1e-3)
 
-
+# %% ../nbs/03_oracles.ipynb #cae192d0
 class ShapeNet(nn.Sequential):
     "A small grayscale classifier (28x28 -> `num_classes` logits), used only to measure images."
 
@@ -40,7 +40,7 @@ class ShapeNet(nn.Sequential):
             nn.Linear(64, num_classes),
         )
 
-
+# %% ../nbs/03_oracles.ipynb #340a81b8
 def _shift(x, g, pad=2):
     "Random translation by up to `pad` pixels (augmentation)."
     xp = F.pad(x, (pad,) * 4)
@@ -70,7 +70,7 @@ def fit_reader(net, x, y, prep, steps: int, bs: int = 64, lr: float = 2e-3, seed
         sched.step()
     return net.eval()
 
-
+# %% ../nbs/03_oracles.ipynb #fadc14df
 def train_shape_reader(
     source='mnist5k', data_root=None, steps: int = 800, bs: int = 64, lr: float = 2e-3, seed: int = 0
 ):
@@ -86,7 +86,7 @@ def train_shape_reader(
     acc = (read_shape(net, torch.from_numpy(xva).float()[:, None] / 255) == torch.from_numpy(yva)).float().mean().item()
     return net, acc, f'ShapeNet on grayscale {source} train ({len(y)} images, {steps} steps)'
 
-
+# %% ../nbs/03_oracles.ipynb #4e0b02f2
 @torch.no_grad()
 def shape_probs(net, x01, bs: int = 512) -> torch.Tensor:
     "Softmax of a reader for images [N,C,H,W] in [0,1]: `ShapeNet` (any channels, resized to 28 px) or `ImageReader` (RGB, 32 px)."
@@ -133,13 +133,13 @@ class ImageReader(nn.Sequential):
             nn.Linear(128, num_classes),
         )
 
-
+# %% ../nbs/03_oracles.ipynb #cff64707
 def _as_rgb32(x01):
     "Images [N,C,H,W] in [0,1] -> `ImageReader`'s RGB 32x32 input."
     x = x01.float().expand(-1, 3, -1, -1) if x01.shape[1] == 1 else x01.float()
     return x if x.shape[-2:] == (32, 32) else F.interpolate(x, size=(32, 32), mode='bilinear', antialias=True)
 
-
+# %% ../nbs/03_oracles.ipynb #4c6e96a9
 def uniformly_corrupted(digits32, names, severity: int = 5, seed: int = 1, draws: int = 1):
     "Every image of `digits32` (uint8 [N,32,32,3]) `draws` times, each with a corruption drawn uniformly: (x01, rows, corruption)."
     from diffinject.corruptions import corrupt
@@ -150,7 +150,7 @@ def uniformly_corrupted(digits32, names, severity: int = 5, seed: int = 1, draws
     x = np.stack([corrupt(digits32[r], names[k], severity, rng=rng) for r, k in zip(rows, b)])
     return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, rows, torch.from_numpy(b).long()
 
-
+# %% ../nbs/03_oracles.ipynb #3368e36c
 def train_corruption_readers(source='mnist5k', data_root=None, steps: int = 800, severity: int = 5, seed: int = 0):
     "(digit reader, corruption reader, their held-out accuracies, description) for Corrupted MNIST built from `source`."
     from diffinject.corruptions import corrupted_mnist_source, CORRUPTIONS_MNIST as names
@@ -188,7 +188,7 @@ def background_level(x01, thr: float = 0.25, grow: int = 1) -> float:
     bg = ~stroke
     return ((v * bg).sum() / bg.sum().clamp_min(1)).item()
 
-
+# %% ../nbs/03_oracles.ipynb #0b232b18
 def sample_quality(net, samples01, real01, p: float = 0.9) -> dict:
     "Recognised share and background level of `samples01`, beside the same on `real01`, and their ratios."
     q = dict(
@@ -216,7 +216,7 @@ def benchmark_oracles(benchmark, source='mnist5k', data_root=None, palette='dise
         _ORACLES[key] = out  # a custom palette: not cached
     return out
 
-
+# %% ../nbs/03_oracles.ipynb #a8a03318
 _ORACLES = {}
 
 

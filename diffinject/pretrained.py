@@ -76,7 +76,7 @@ def _train_kwargs(r) -> dict:
     keys = ('steps', 'batch_size', 'lr', 'ema_rate', 'p2_gamma', 'p2_k', 'seed', 'image_fit', 'ckpt_every', 'log_every')
     return {k: r[k] for k in keys}
 
-
+# %% ../nbs/13_pretrained.ipynb #edd42f46
 def train_pretrained(name: str, out_dir, steps=None, device=None, show_progress=None):
     "Train (or resume) the shipped model `name` with its recipe in `out_dir`; returns the trainer."
     r = recipe_of(name)
@@ -93,7 +93,7 @@ def train_pretrained(name: str, out_dir, steps=None, device=None, show_progress=
         data, out_dir, preset=r['unet'], device=device, show_progress=show_progress, sample_every=0, **kw
     )
 
-
+# %% ../nbs/13_pretrained.ipynb #a2064215
 def export_pretrained(name: str, ckpt, out_dir, extra: dict | None = None) -> dict:
     "Write the EMA weights of the trainer checkpoint `ckpt` to `out_dir/<file>` (safetensors) and return its registry entry."
     from safetensors.torch import save_file
@@ -119,7 +119,7 @@ def export_pretrained(name: str, ckpt, out_dir, extra: dict | None = None) -> di
         )
     )
 
-
+# %% ../nbs/13_pretrained.ipynb #f14ed589
 # the shipped Colored MNIST model: the architecture and training set chosen by the comparison below
 def _split_recipe(file, benchmark, steps):
     "The `cmnist_split` architecture's recipe, trained on `benchmark`'s 1 % training split (RGB, no bias labels)."
@@ -129,7 +129,7 @@ def _split_recipe(file, benchmark, steps):
         ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0, image_fit='pad', ckpt_every=250, log_every=50,
     )  # fmt: skip
 
-
+# %% ../nbs/13_pretrained.ipynb #98e0c9f3
 PRETRAINED_RECIPES = {
     'cmnist': dict(
         file='cmnist_hgate_gray.safetensors',
@@ -172,7 +172,7 @@ def rebuild_command(name: str) -> str:
 def _plain(d):
     return json.loads(json.dumps(d))
 
-
+# %% ../nbs/13_pretrained.ipynb #e1dc2648
 def _entry(name, registry=None):
     reg = registry if registry is not None else pretrained_registry()
     if name not in reg:
@@ -187,7 +187,7 @@ def diffusion_of(entry) -> GaussianDiffusion:
         get_beta_schedule(d['schedule'], d['num_timesteps']), p2_gamma=d['p2_gamma'], p2_k=d['p2_k']
     )
 
-
+# %% ../nbs/13_pretrained.ipynb #0a1fcc91
 def load_pretrained(name: str = 'cmnist', device=None, path=None, registry=None):
     "The shipped model `name` (EMA weights, sha256-checked) in eval mode, and its alphas_cumprod; `path` overrides the file."
     e = _entry(name, registry)
@@ -215,7 +215,7 @@ def cmnist_pairs(ds, n: int = 48, seed: int = 0):
     conf, al = np.nonzero(ds.conflicting.numpy())[0], np.nonzero(ds.aligned.numpy())[0]
     return rng.choice(conf, min(n, len(conf)), replace=False), rng.choice(al, min(n, len(conf)), replace=False)
 
-
+# %% ../nbs/13_pretrained.ipynb #4d6a0a1a
 @torch.no_grad()
 def model_report(
     model,

@@ -62,7 +62,7 @@ def style_pool(labels, preds, losses, exclude=(), max_per_class: int | None = No
         )
     return pool
 
-
+# %% ../nbs/12_synth.ipynb #a7047398
 def aligned_pool(train_ds, exclude=()) -> np.ndarray:
     "The reference code's style pool: the bias-aligned training samples. Uses bias labels (reference code)."
     a = torch.as_tensor(train_ds.aligned).numpy().copy()
@@ -74,7 +74,7 @@ def pair_seed(seed: int, i: int) -> int:
     "The seed of pair `i` of a synthesis run with `seed` (independent streams via numpy's SeedSequence)."
     return int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1, np.uint64)[0] >> 1)
 
-
+# %% ../nbs/12_synth.ipynb #dd8a776c
 def plan_pairs(content_idx, style_idx, n: int, seed: int = 0) -> dict:
     "`n` (content, style) pairs drawn uniformly with replacement from the two index pools, plus one noise seed per pair."
     content_idx, style_idx = np.asarray(content_idx).reshape(-1), np.asarray(style_idx).reshape(-1)
@@ -99,7 +99,7 @@ def check_choice(value, options, name):
         raise ValueError(f'{name}={value!r}: expected one of {options}')
     return value
 
-
+# %% ../nbs/12_synth.ipynb #c40f49cb
 def label_rule_evidence(gen_pred, style_pred, content_pred) -> dict:
     "How often f_B's reading of the generated images follows the style's and the content's (pairs read differently only)."
     g, s, c = (torch.as_tensor(v).long().reshape(-1) for v in (gen_pred, style_pred, content_pred))
@@ -114,7 +114,7 @@ def label_rule_evidence(gen_pred, style_pred, content_pred) -> dict:
     )  # what `auto` uses: inconclusive -> the paper's reading
     return ev
 
-
+# %% ../nbs/12_synth.ipynb #2085cd55
 def synth_labels(content_labels, style_labels, rule: str):
     "Class labels of the synthetic images: the content's (paper) or the style's (reference code for CMNIST / CIFAR10C)."
     check_choice(rule, ('content', 'style'), 'label rule')
@@ -132,7 +132,7 @@ def to_model_images(x01, size: int, image_fit=None):
     "Benchmark images [N,C,H,W] in [0,1] -> diffusion-model input in [-1,1] at `size` (the trainer's `fit_images`)."
     return to_diffusion_range(fit_images(x01.float(), size, image_fit))
 
-
+# %% ../nbs/12_synth.ipynb #f32a866d
 def to_benchmark_images(x, size: int, image_fit=None):
     "Model output in [-1,1] -> [0,1] images at the benchmark `size`: centre crop (image_fit='pad') or resize ('resize')."
     x01 = to_01(x)
@@ -150,7 +150,7 @@ def to_benchmark_images(x, size: int, image_fit=None):
         f'image_fit={image_fit!r}: model images are {h}x{w}, the benchmark {size}x{size}; expected "pad" or "resize"'
     )
 
-
+# %% ../nbs/12_synth.ipynb #32716bfe
 def to_uint8_hwc(x01) -> np.ndarray:
     "[N,C,H,W] in [0,1] -> uint8 [N,H,W,C] (rounded)."
     return (x01.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -184,13 +184,13 @@ def _per_pair(v, n, name):
         raise ValueError(f'{name}: expected a number or {n} values (one per synthetic image), got shape {a.shape}')
     return a.tolist()
 
-
+# %% ../nbs/12_synth.ipynb #f57c0ce5
 def _run_config(cfg, **kw):
     d = asdict(cfg)
     d.update(kw)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
-
+# %% ../nbs/12_synth.ipynb #9cfc167a
 def classifier_reader(model, benchmark, bs: int = 256):
     "A callable: images [N,C,H,W] in [0,1] at the benchmark size -> the classifier's predicted classes (eval transform applied)."
     from PIL import Image
@@ -203,7 +203,7 @@ def classifier_reader(model, benchmark, bs: int = 256):
 
     return read
 
-
+# %% ../nbs/12_synth.ipynb #4d8dd264
 def _check_indices(idx, n, name):
     idx = np.asarray(torch.as_tensor(idx).cpu()).reshape(-1).astype(np.int64)
     if len(idx) and (idx.min() < 0 or idx.max() >= n):
@@ -222,7 +222,7 @@ def _claim(cfg_path, run):
             'is in this folder; use another root or delete the folder to start over'
         )
 
-
+# %% ../nbs/12_synth.ipynb #9779c75f
 @torch.no_grad()
 def _generate(
     model,
@@ -288,7 +288,7 @@ def _generate(
         recs, ims = recs + r, ims + [x]
     return recs, np.concatenate(ims)
 
-
+# %% ../nbs/12_synth.ipynb #0ce987ab
 def _read_batch(parts, b, size) -> tuple:
     "Records and images of finished batch `b`, checked: the `.npz` its `.json` recorded (sha256), uint8 [n, size, size, C]."
     js, npz = parts / f'batch_{b:05d}.json', parts / f'batch_{b:05d}.npz'
@@ -312,7 +312,7 @@ def _read_batch(parts, b, size) -> tuple:
         )
     return items, ims
 
-
+# %% ../nbs/12_synth.ipynb #166cc434
 def synthesize(
     model,
     alphas_cumprod,
@@ -469,7 +469,7 @@ def _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bia
     write_json(pdir / 'synth_manifest.json', manifest)
     return manifest
 
-
+# %% ../nbs/12_synth.ipynb #09c8a87a
 def load_synthetic(root, ratio, benchmark='cmnist', transform=None) -> BiasedDataset:
     "The synthetic images written by `synthesize` as a `BiasedDataset` (read through the DisEnt loader)."
     return BiasedDataset(split_files(root, benchmark, 'train', ratio), transform, get_benchmark(benchmark).num_classes)
@@ -486,7 +486,7 @@ def ablation_images(kind: str, items, train_ds) -> torch.Tensor:
         return content
     return match_colour(model_view(content, 'value'), load_images(train_ds, [it['style_index'] for it in items]))
 
-
+# %% ../nbs/12_synth.ipynb #2b00b9ee
 def write_ablation(kind: str, synth_root, ratio, train_ds, out_root, benchmark='cmnist') -> dict:
     "Write ablation `kind` of the synthetic set in `synth_root` (its manifest) to `out_root` in the DisEnt layout; returns its manifest."
     spec, pdir = get_benchmark(benchmark), Path(out_root) / pct_name(ratio)
@@ -530,7 +530,7 @@ def synth_fidelity(generated01, items, train_ds, oracles: dict, style01=None) ->
     out['oracles'] = oracles.get('names')
     return out
 
-
+# %% ../nbs/12_synth.ipynb #f514447a
 def fidelity_markdown(fid: dict) -> str:
     "A fidelity dict as a markdown table (generated share beside the chance baseline)."
     rows = [

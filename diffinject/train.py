@@ -48,7 +48,7 @@ class ImageFolderImages(torch.utils.data.Dataset):
     def __repr__(self):
         return f'ImageFolderImages({str(self.root)!r}, n={len(self)})'
 
-
+# %% ../nbs/10_train.ipynb #d8adcda0
 def image_dataset(data, benchmark=None, ratio=None):
     "A dataset of training images from a Dataset, an `.npz` (key `images`), a benchmark root (with `benchmark`) or an image folder."
     if isinstance(data, torch.utils.data.Dataset):
@@ -67,7 +67,7 @@ def image_dataset(data, benchmark=None, ratio=None):
         return load_split(p, benchmark, 'train', ratio=ratio, transform='eval')
     return ImageFolderImages(p)
 
-
+# %% ../nbs/10_train.ipynb #6a3f0bb8
 def _dataset_name(ds):
     return getattr(ds, 'name', None) or repr(ds)[:120]
 
@@ -79,7 +79,7 @@ def _mix(*xs):
         h = ((h ^ (int(x) & 0xFFFFFFFFFFFF)) * 1099511628211) % 2**63
     return h
 
-
+# %% ../nbs/10_train.ipynb #c2a530e0
 class StepSampler:
     """Deterministic data order that restarts mid-epoch: global batch `step` holds positions [step*B, (step+1)*B) of
     the stream of epochs, epoch `e` being a permutation seeded by (seed, e). Rank r of W gets slice r of the batch."""
@@ -110,7 +110,7 @@ class StepSampler:
     def state_dict(self, step):
         return dict(n=self.n, batch_size=self.batch_size, seed=self.seed, position=step * self.batch_size)
 
-
+# %% ../nbs/10_train.ipynb #d0152704
 def step_noise(seed, step, batch_size, shape, num_timesteps):
     "The timesteps t ~ U{0..T-1} and noise eps ~ N(0, I) of global batch `step`, a function of (seed, step) alone."
     g = torch.Generator().manual_seed(_mix(seed, step, 29))
@@ -126,7 +126,7 @@ def ema_update(ema, model, rate):
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
 
-
+# %% ../nbs/10_train.ipynb #2eda0974
 def ema_rate_at(step, rate, warmup=True):
     "The EMA rate after `step` updates; with warmup min(rate, (1+step)/(10+step)) so short runs are not stuck near init."
     return min(rate, (1 + step) / (10 + step)) if warmup else rate
@@ -144,7 +144,7 @@ def init_distributed():
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size(), local_rank
 
-
+# %% ../nbs/10_train.ipynb #a7d5454b
 @torch.no_grad()
 def replica_max_diff(model):
     "Under DDP: max |theta_rank - theta_rank0| over all parameters and ranks (0.0 when the replicas agree bitwise)."
@@ -155,7 +155,7 @@ def replica_max_diff(model):
     dist.all_reduce(d, op=dist.ReduceOp.MAX)
     return d.item()
 
-
+# %% ../nbs/10_train.ipynb #d4f449c4
 def _rng_state():
     "Python, NumPy, torch (and CUDA) RNG states as tensors and plain numbers, so that a weights-only file holds them."
     version, words, gauss = random.getstate()
@@ -175,7 +175,7 @@ def _rng_state():
         s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
-
+# %% ../nbs/10_train.ipynb #26f1347d
 def _set_rng_state(s):
     "Restore `_rng_state()` (or the pickled tuples of checkpoints written before it stored tensors)."
     py, nps = s['python'], s['numpy']
@@ -189,12 +189,12 @@ def _set_rng_state(s):
     if 'cuda' in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s['cuda'])
 
-
+# %% ../nbs/10_train.ipynb #378ce640
 def state_signature(model):
     "A config for a model that has none: `{param name: shape}`."
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
-
+# %% ../nbs/10_train.ipynb #369e4487
 def diffusion_signature(diffusion):
     "The diffusion settings a checkpoint depends on: T, P2 (gamma, k), and a digest of alpha-bar."
     ac = torch.as_tensor(diffusion.alphas_cumprod, dtype=torch.float64)
@@ -206,7 +206,7 @@ def diffusion_signature(diffusion):
         learn_sigma=bool(getattr(diffusion, 'learn_sigma', False)),
     )
 
-
+# %% ../nbs/10_train.ipynb #27ea6a46
 class NonFiniteLossError(FloatingPointError):
     "Raised when the training loss (or gradient norm) is NaN/inf; the last good checkpoint is left untouched."
 
@@ -224,7 +224,7 @@ class StepImages(torch.utils.data.Dataset):
         x = load_images(self.data, self.sampler.local_batch(step)).float()
         return step, to_diffusion_range(fit_images(x, self.image_size, self.image_fit, self.name))
 
-
+# %% ../nbs/10_train.ipynb #487aec6b
 def step_loader(images: StepImages, start: int, stop: int, num_workers: int, pin_memory: bool = False):
     "Batches of steps start..stop-1 in order, loaded by `num_workers` processes ahead of the training loop."
     own = torch.Generator().manual_seed(0)  # the workers' base seed: not drawn from the global RNG (dropout's)
@@ -238,7 +238,7 @@ def step_loader(images: StepImages, start: int, stop: int, num_workers: int, pin
         generator=own,
     )
 
-
+# %% ../nbs/10_train.ipynb #5660b8b3
 def save_image_grid(x01, path, nrow=None):
     "Save a batch [N,C,H,W] in [0,1] as one PNG grid, atomically."
     from torchvision.utils import make_grid
@@ -375,7 +375,7 @@ def get_batch(self: DiffusionTrainer, step):
     sl = slice(self.rank * per, (self.rank + 1) * per)
     return x.to(self.device, non_blocking=self.pin_memory), t[sl].to(self.device), noise[sl].to(self.device)
 
-
+# %% ../nbs/10_train.ipynb #6d601f2e
 @patch
 def train_step(self: DiffusionTrainer, step):
     "One AdamW step on the P2-weighted eps loss (Eq. (5)); returns (global mean loss, grad norm) as floats."
@@ -463,7 +463,7 @@ def state_dict(self: DiffusionTrainer):
         world_size=self.world_size,
     )
 
-
+# %% ../nbs/10_train.ipynb #74f54309
 @patch
 def save(self: DiffusionTrainer, path=None):
     "Write the checkpoint atomically (rank 0 only): model, EMA, optimizer, step, RNG states, data order, config."
@@ -475,7 +475,7 @@ def save(self: DiffusionTrainer, path=None):
         dist.barrier()
     return path
 
-
+# %% ../nbs/10_train.ipynb #cba76c92
 @patch
 def load(self: DiffusionTrainer, path):
     "Resume from a checkpoint written with the same config; otherwise an error listing the differences."
@@ -504,7 +504,7 @@ def load(self: DiffusionTrainer, path):
         seed_everything(_mix(self.seed, self.step, self.rank) % 2**31)  # world size changed: fresh per-rank streams
     return self
 
-
+# %% ../nbs/10_train.ipynb #3e0f480c
 @patch
 def export_ema(self: DiffusionTrainer, path=None):
     "Write the EMA weights (what sampling uses) to `out_dir/ema.safetensors` with config and step (rank 0)."
@@ -527,7 +527,7 @@ def sample(self: DiffusionTrainer, n=None, steps=None, seed=None, clip=True):
         x = ddim_sample(self.ema, xT, self.diffusion.alphas_cumprod, steps, clip=clip)
     return to_01(x.float())
 
-
+# %% ../nbs/10_train.ipynb #b4ecfb19
 @patch
 def sample_grid(self: DiffusionTrainer, path=None):
     "Save a grid of EMA samples to `out_dir/samples_<step>.png` (rank 0 only)."
@@ -561,7 +561,7 @@ def build_model_and_diffusion(
     )
     return model, diffusion, cfg
 
-
+# %% ../nbs/10_train.ipynb #b7839dc9
 def train_diffusion(
     data,
     out_dir=None,
@@ -603,7 +603,7 @@ def train_diffusion(
     )
     return tr.fit(steps)
 
-
+# %% ../nbs/10_train.ipynb #b42aff2c
 def load_diffusion_checkpoint(path, which='ema', device='cpu'):
     """Rebuild the model saved by `train_diffusion`, load its `which` ('ema' or 'model') weights; (model, diffusion).
     `path`: the trainer's `ckpt.pt` or the `ema.safetensors` written at the end of training (EMA weights only)."""

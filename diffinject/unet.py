@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from fastcore.basics import patch
 from .core import check_images, read_json, load_torch, read_weights, check_weights, CheckpointError
 
 # %% auto #0
@@ -53,7 +54,7 @@ def conv_nd(dims: int, *args, **kwargs):
         raise ValueError(f'dims={dims}: expected 1, 2 or 3')
     return (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1](*args, **kwargs)
 
-
+# %% ../nbs/06_unet.ipynb #391093ea
 def avg_pool_nd(dims: int, *args, **kwargs):
     "AvgPool1d / AvgPool2d / AvgPool3d."
     if dims not in (1, 2, 3):
@@ -84,7 +85,7 @@ class Upsample(nn.Module):
             x = F.interpolate(x, scale_factor=2, mode='nearest')
         return self.conv(x) if self.use_conv else x
 
-
+# %% ../nbs/06_unet.ipynb #b3ea14ba
 class Downsample(nn.Module):
     "x2 downsampling: 3x3 stride-2 conv, or 2x2 average pooling."
 
@@ -118,14 +119,14 @@ class TimestepEmbedSequential(nn.Sequential, TimestepBlock):
             x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
         return x
 
-
+# %% ../nbs/06_unet.ipynb #10e12d63
 def _maybe_checkpoint(fn, use_checkpoint, *args):
     "Gradient checkpointing (recompute activations in backward) when training with `use_checkpoint`."
     if use_checkpoint and torch.is_grad_enabled():
         return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
     return fn(*args)
 
-
+# %% ../nbs/06_unet.ipynb #61ddc8fe
 class ResBlock(TimestepBlock):
     "ADM residual block conditioned on the timestep embedding (optional scale-shift norm, up/down resampling)."
 
@@ -174,22 +175,24 @@ class ResBlock(TimestepBlock):
     def forward(self, x, emb):
         return _maybe_checkpoint(self._forward, self.use_checkpoint, x, emb)
 
-    def _forward(self, x, emb):
-        if self.updown:  # resample SiLU(GN(x)) and x before the first conv
-            h = self.h_upd(self.in_layers[:-1](x))
-            x = self.x_upd(x)
-            h = self.in_layers[-1](h)
-        else:
-            h = self.in_layers(x)  # conv(SiLU(GN(x)))
-        e = self.emb_layers(emb).type(h.dtype)
-        e = e.view(*e.shape, *([1] * (h.ndim - 2)))  # broadcast over space
-        if self.use_scale_shift_norm:
-            scale, shift = e.chunk(2, dim=1)  # scale first
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[1:](h)
-        else:
-            h = self.out_layers(h + e)
-        return self.skip_connection(x) + h
+# %% ../nbs/06_unet.ipynb #acbbcba1
+@patch
+def _forward(self: ResBlock, x, emb):
+    if self.updown:  # resample SiLU(GN(x)) and x before the first conv
+        h = self.h_upd(self.in_layers[:-1](x))
+        x = self.x_upd(x)
+        h = self.in_layers[-1](h)
+    else:
+        h = self.in_layers(x)  # conv(SiLU(GN(x)))
+    e = self.emb_layers(emb).type(h.dtype)
+    e = e.view(*e.shape, *([1] * (h.ndim - 2)))  # broadcast over space
+    if self.use_scale_shift_norm:
+        scale, shift = e.chunk(2, dim=1)  # scale first
+        h = self.out_layers[0](h) * (1 + scale) + shift
+        h = self.out_layers[1:](h)
+    else:
+        h = self.out_layers(h + e)
+    return self.skip_connection(x) + h
 
 # %% ../nbs/06_unet.ipynb #4c666605
 def _sdpa_btc(q, k, v):
@@ -197,7 +200,7 @@ def _sdpa_btc(q, k, v):
     b, nh, t, c = q.shape
     return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, nh * c)
 
-
+# %% ../nbs/06_unet.ipynb #d9d196b2
 def _count_cpu_flash_flops():
     "Let `FlopCounterMode` count SDPA's CPU flash kernel (forward, backward) as it counts the GPU ones."
     try:
@@ -215,7 +218,7 @@ def _count_cpu_flash_flops():
 
 _count_cpu_flash_flops()
 
-
+# %% ../nbs/06_unet.ipynb #231d6739
 class QKVAttentionLegacy(nn.Module):
     "Multi-head attention on qkv [B, H*3c, T] laid out per head as [q|k|v] (ADM legacy order)."
 
@@ -236,7 +239,7 @@ class QKVAttentionLegacy(nn.Module):
     def forward(self, qkv):
         return self.attend(qkv.transpose(1, 2)).transpose(1, 2)  # [B, H*3c, T] -> [B, H*c, T]
 
-
+# %% ../nbs/06_unet.ipynb #ff7b8505
 class QKVAttention(QKVAttentionLegacy):
     "Multi-head attention on qkv [B, 3*H*c, T] laid out as [all q | all k | all v] (ADM new order)."
 
@@ -245,7 +248,7 @@ class QKVAttention(QKVAttentionLegacy):
         c = width // (3 * self.n_heads)
         return qkv.reshape(b, t, 3, self.n_heads, c).permute(2, 0, 3, 1, 4).unbind(0)  # qkv-major, then heads
 
-
+# %% ../nbs/06_unet.ipynb #98a9087e
 class AttentionBlock(nn.Module):
     "Self-attention over all spatial positions with a residual connection (ADM)."
 
@@ -275,7 +278,7 @@ class AttentionBlock(nn.Module):
         h = _conv1x1_btc(self.proj_out, self.attention.attend(qkv))  # [B, T, C]
         return (x + h.transpose(1, 2)).reshape(b, c, *spatial)  # residual on the un-normalised x
 
-
+# %% ../nbs/06_unet.ipynb #32ec2e17
 def _conv1x1_btc(conv, x):
     "A kernel-1 Conv1d applied to x laid out [B, T, C_in] -> [B, T, C_out] (a matmul, same weights and result)."
     return F.linear(x, conv.weight[:, :, 0], conv.bias)
@@ -286,7 +289,7 @@ def skip_statistics(s, eps: float = 1e-5):
     s = s.float()
     return torch.cat([s.mean((2, 3)), 0.5 * torch.log(s.var((2, 3), unbiased=False) + eps)], 1)
 
-
+# %% ../nbs/06_unet.ipynb #b90488e4
 class UNetModel(nn.Module):
     """ADM UNet (guided-diffusion argument names and state-dict keys) split at the h-space:
     `encode(x, t, y) -> (h, skips, emb)`, `decode(h, skips, emb) -> out`; `forward = decode(*encode(...))`."""
@@ -468,109 +471,125 @@ class UNetModel(nn.Module):
         hw = (s, s) if isinstance(s, int) else tuple(s)
         return (self._h_channels, *(v // self._ds_max for v in hw))
 
-    # --- precision (as guided-diffusion: convs of the three block stacks in fp16, the rest fp32) --------------
-    def _convert(self, dtype):
-        for blocks in (self.input_blocks, self.middle_block, self.output_blocks):
-            for m in blocks.modules():
-                if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-                    m.weight.data = m.weight.data.to(dtype)
-                    if m.bias is not None:
-                        m.bias.data = m.bias.data.to(dtype)
-        self.dtype = dtype
-
-    def convert_to_fp16(self):
-        "Torso convs in fp16 (guided-diffusion `use_fp16`)."
-        self._convert(torch.float16)
-
-    def convert_to_fp32(self):
-        "Back to fp32."
-        self._convert(torch.float32)
-
-    # --- forward --------------------------------------------------------------------------------------------
-    def _check_inputs(self, x, timesteps, y):
-        if self.config['dims'] == 2:
-            check_images(x, 'x', channels=self.in_channels, size=self.image_size)
-        elif x.ndim != self.config['dims'] + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x: expected [N, {self.in_channels}, <{self.config['dims']} spatial dims>], got shape {tuple(x.shape)}"
-            )
-        t = torch.as_tensor(timesteps, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],):
-            raise ValueError(f'timesteps: expected shape [{x.shape[0]}] (one per image), got {tuple(t.shape)}')
-        if (y is None) != (self.num_classes is None):
-            raise ValueError(
-                f'y: the model has num_classes={self.num_classes}; '
-                + ('pass class labels y' if y is None else 'it is unconditional, pass y=None')
-            )
-        if y is not None and tuple(y.shape) != (x.shape[0],):
-            raise ValueError(f'y: expected shape [{x.shape[0]}], got {tuple(y.shape)}')
-        return t
-
-    def embed(self, timesteps, y=None):
-        "Timestep (+ class) embedding fed to every ResBlock."
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype))
-        if self.num_classes is not None:
-            emb = emb + self.label_emb(y)
-        return emb
-
-    def encode(self, x, timesteps, y=None):
-        "Input blocks + middle block: returns (h, skips, emb); h = middle-block output (h-space), skips a tuple."
-        t = self._check_inputs(x, timesteps, y)
-        emb = self.embed(t, y)
-        h, skips = x.type(self.dtype), []
-        for block in self.input_blocks:
-            h = block(h, emb)
-            skips.append(h)
-        h = self.middle_block(h, emb)
-        if self.h_down is not None:
-            h = F.instance_norm(self.h_down(h).float()).type(h.dtype)
-        stats = [skip_statistics(skips[i]) for i in self.stats_at]  # from the full skips, before any gate
-        skips = [s if full else self._reduced_skip(s, t) for s, full in zip(skips, self.skip_full)]
-        return h, tuple(([x] if self.input_skip is not None else []) + skips + stats), emb
-
     @property
     def n_stats(self) -> int:
         "How many skip-statistics vectors close the `skips` tuple of `encode` (0 for the ADM layout)."
         return len(self.stats_at)
 
-    def _reduced_skip(self, s, t):
-        "A skip the decoder does not get in full: zeros or its spatial mean, for every t (or only for t >= skip_gate_t)."
-        r = s.mean((2, 3), keepdim=True).expand_as(s) if self.skip_pool == 'mean' else torch.zeros_like(s)
-        if self.skip_gate_t is None:
-            return r
-        gate = (t >= self.skip_gate_t).view(-1, *([1] * (s.ndim - 1)))
-        return torch.where(gate, r, s)
+# %% ../nbs/06_unet.ipynb #04a8d895
+@patch
+def _convert(self: UNetModel, dtype):
+    for blocks in (self.input_blocks, self.middle_block, self.output_blocks):
+        for m in blocks.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                m.weight.data = m.weight.data.to(dtype)
+                if m.bias is not None:
+                    m.bias.data = m.bias.data.to(dtype)
+    self.dtype = dtype
 
-    def decode(self, h, skips, emb):
-        "Output blocks + head from the h-space `h` and the encoder's `skips` (read, never mutated)."
-        n_in, n_st = int(self.input_skip is not None), self.n_stats
-        if len(skips) != len(self.output_blocks) + n_in + n_st:
-            raise ValueError(
-                f'skips: expected {len(self.output_blocks) + n_in + n_st} skip tensors (from encode), got {len(skips)}'
-            )
-        x_in, skips = (skips[0], skips[1:]) if n_in else (None, skips)
-        skips, stats = skips[: len(skips) - n_st], skips[len(skips) - n_st :]
-        for proj, st in zip(self.style_proj, stats):
-            emb = emb + proj(st.type(emb.dtype))  # the style code, AdaGN
-        if tuple(h.shape[1:]) != (self._h_channels, *skips[-1].shape[2:]):
-            raise ValueError(
-                f'h: expected shape [N, {self._h_channels}, {", ".join(map(str, skips[-1].shape[2:]))}], got {tuple(h.shape)}'
-            )
-        h = h.type(self.dtype) if self.h_up is None else self.h_up(h.type(self.dtype))
-        for block, skip in zip(self.output_blocks, reversed(skips)):
-            h = block(torch.cat([h, skip], dim=1), emb)  # h first, then the matching skip
-        out = self.out(h.type(emb.dtype))
-        if x_in is None:
-            return out
-        C = self.in_channels  # the linear input skip: eps += s(t) * x_t
-        s = self.input_skip(F.silu(emb))[:, :, None, None]
-        return torch.cat([out[:, :C] + s * x_in.type(out.dtype), out[:, C:]], dim=1)
 
-    def forward(self, x, timesteps, y=None):
-        "eps (and v if learned sigma) for noisy images `x` [N,C,H,W] at integer `timesteps` [N]."
-        return self.decode(*self.encode(x, timesteps, y))
+@patch
+def convert_to_fp16(self: UNetModel):
+    "Torso convs in fp16 (guided-diffusion `use_fp16`)."
+    self._convert(torch.float16)
+
+
+@patch
+def convert_to_fp32(self: UNetModel):
+    "Back to fp32."
+    self._convert(torch.float32)
+
+# %% ../nbs/06_unet.ipynb #e2d8042b
+@patch
+def _check_inputs(self: UNetModel, x, timesteps, y):
+    if self.config['dims'] == 2:
+        check_images(x, 'x', channels=self.in_channels, size=self.image_size)
+    elif x.ndim != self.config['dims'] + 2 or x.shape[1] != self.in_channels:
+        raise ValueError(
+            f"x: expected [N, {self.in_channels}, <{self.config['dims']} spatial dims>], got shape {tuple(x.shape)}"
+        )
+    t = torch.as_tensor(timesteps, device=x.device)
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f'timesteps: expected shape [{x.shape[0]}] (one per image), got {tuple(t.shape)}')
+    if (y is None) != (self.num_classes is None):
+        raise ValueError(
+            f'y: the model has num_classes={self.num_classes}; '
+            + ('pass class labels y' if y is None else 'it is unconditional, pass y=None')
+        )
+    if y is not None and tuple(y.shape) != (x.shape[0],):
+        raise ValueError(f'y: expected shape [{x.shape[0]}], got {tuple(y.shape)}')
+    return t
+
+# %% ../nbs/06_unet.ipynb #e47c7339
+@patch
+def embed(self: UNetModel, timesteps, y=None):
+    "Timestep (+ class) embedding fed to every ResBlock."
+    emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype))
+    if self.num_classes is not None:
+        emb = emb + self.label_emb(y)
+    return emb
+
+# %% ../nbs/06_unet.ipynb #4b5994b0
+@patch
+def encode(self: UNetModel, x, timesteps, y=None):
+    "Input blocks + middle block: returns (h, skips, emb); h = middle-block output (h-space), skips a tuple."
+    t = self._check_inputs(x, timesteps, y)
+    emb = self.embed(t, y)
+    h, skips = x.type(self.dtype), []
+    for block in self.input_blocks:
+        h = block(h, emb)
+        skips.append(h)
+    h = self.middle_block(h, emb)
+    if self.h_down is not None:
+        h = F.instance_norm(self.h_down(h).float()).type(h.dtype)
+    stats = [skip_statistics(skips[i]) for i in self.stats_at]  # from the full skips, before any gate
+    skips = [s if full else self._reduced_skip(s, t) for s, full in zip(skips, self.skip_full)]
+    return h, tuple(([x] if self.input_skip is not None else []) + skips + stats), emb
+
+# %% ../nbs/06_unet.ipynb #b17b0e17
+@patch
+def _reduced_skip(self: UNetModel, s, t):
+    "A skip the decoder does not get in full: zeros or its spatial mean, for every t (or only for t >= skip_gate_t)."
+    r = s.mean((2, 3), keepdim=True).expand_as(s) if self.skip_pool == 'mean' else torch.zeros_like(s)
+    if self.skip_gate_t is None:
+        return r
+    gate = (t >= self.skip_gate_t).view(-1, *([1] * (s.ndim - 1)))
+    return torch.where(gate, r, s)
+
+# %% ../nbs/06_unet.ipynb #763d9843
+@patch
+def decode(self: UNetModel, h, skips, emb):
+    "Output blocks + head from the h-space `h` and the encoder's `skips` (read, never mutated)."
+    n_in, n_st = int(self.input_skip is not None), self.n_stats
+    if len(skips) != len(self.output_blocks) + n_in + n_st:
+        raise ValueError(
+            f'skips: expected {len(self.output_blocks) + n_in + n_st} skip tensors (from encode), got {len(skips)}'
+        )
+    x_in, skips = (skips[0], skips[1:]) if n_in else (None, skips)
+    skips, stats = skips[: len(skips) - n_st], skips[len(skips) - n_st :]
+    for proj, st in zip(self.style_proj, stats):
+        emb = emb + proj(st.type(emb.dtype))  # the style code, AdaGN
+    if tuple(h.shape[1:]) != (self._h_channels, *skips[-1].shape[2:]):
+        raise ValueError(
+            f'h: expected shape [N, {self._h_channels}, {", ".join(map(str, skips[-1].shape[2:]))}], got {tuple(h.shape)}'
+        )
+    h = h.type(self.dtype) if self.h_up is None else self.h_up(h.type(self.dtype))
+    for block, skip in zip(self.output_blocks, reversed(skips)):
+        h = block(torch.cat([h, skip], dim=1), emb)  # h first, then the matching skip
+    out = self.out(h.type(emb.dtype))
+    if x_in is None:
+        return out
+    C = self.in_channels  # the linear input skip: eps += s(t) * x_t
+    s = self.input_skip(F.silu(emb))[:, :, None, None]
+    return torch.cat([out[:, :C] + s * x_in.type(out.dtype), out[:, C:]], dim=1)
+
+# %% ../nbs/06_unet.ipynb #8a1d8bfb
+@patch
+def forward(self: UNetModel, x, timesteps, y=None):
+    "eps (and v if learned sigma) for noisy images `x` [N,C,H,W] at integer `timesteps` [N]."
+    return self.decode(*self.encode(x, timesteps, y))
 
 # %% ../nbs/06_unet.ipynb #f21fe506
 _ADM = dict(
@@ -600,6 +619,7 @@ _P2_256 = dict(
     num_head_channels=64,
 )  # flag "16" at 256px -> ds 16
 
+# %% ../nbs/06_unet.ipynb #2c09f035
 UNET_PRESETS = {
     'p2_256': _P2_256,  # every released P2-weighting model
     **{f'{d}_{w}': _P2_256 for d in ('ffhq', 'afhqdog', 'cub', 'flower', 'metface') for w in ('p2', 'baseline')},
@@ -652,6 +672,8 @@ UNET_PRESETS = {
         num_head_channels=32,
     ),  # attention at 8x8 only; h-space 64x8x8
 }
+
+# %% ../nbs/06_unet.ipynb #93512baa
 # candidates for what h carries (compared in 11_inject): a 4x4 h, and decoders that must read more through h
 UNET_PRESETS['cmnist_h4'] = dict(UNET_PRESETS['cmnist_quick'], channel_mult=(1, 1, 2, 2), attention_resolutions=(4, 8))
 UNET_PRESETS['cmnist_hgate'] = dict(UNET_PRESETS['cmnist_quick'], skip_resolutions=(), skip_gate_t=300, input_skip=True)
@@ -659,6 +681,7 @@ UNET_PRESETS['cmnist_hgate_mean'] = dict(UNET_PRESETS['cmnist_hgate'], skip_pool
 # content through a 2-channel instance-normalised h, style through the mean/log-std of the 32 and 16 px skips (12_synth)
 UNET_PRESETS['cmnist_split'] = dict(UNET_PRESETS['cmnist_hgate'], h_channels=2, skip_stats=(1, 2))
 
+# %% ../nbs/06_unet.ipynb #d6ae3bae
 _UNET_ARGS = (
     'image_size',
     'in_channels',
@@ -687,7 +710,7 @@ _UNET_ARGS = (
     'skip_stats',
 )
 
-
+# %% ../nbs/06_unet.ipynb #5f559583
 def unet_config(preset_or_dict, **overrides) -> dict:
     "UNetModel kwargs from a preset name, a config dict or a config.json path (keys starting with '_' dropped), plus overrides."
     src = preset_or_dict
@@ -711,7 +734,7 @@ def unet_config(preset_or_dict, **overrides) -> dict:
             cfg[k] = tuple(cfg[k])
     return cfg
 
-
+# %% ../nbs/06_unet.ipynb #fe8e91bc
 def create_unet(preset_or_dict='cmnist_32', device=None, **overrides) -> UNetModel:
     "Build a `UNetModel` from a preset name (see `UNET_PRESETS`), a config dict or a config.json path; `overrides` win."
     cfg = unet_config(preset_or_dict, **overrides)
@@ -731,7 +754,7 @@ def carries_style(preset_or_dict) -> bool:
 class CheckpointMismatchError(ValueError):
     "A checkpoint's keys/shapes do not match the model (another config)."
 
-
+# %% ../nbs/06_unet.ipynb #64256640
 _WRAPPER_KEYS = ('ema', 'model', 'state_dict')
 
 
@@ -764,7 +787,7 @@ def read_state_dict(path, key=None) -> dict:
         out[k] = v
     return check_weights(out, path)
 
-
+# %% ../nbs/06_unet.ipynb #2ad1ce1a
 def state_dict_mismatch(model: nn.Module, sd: dict) -> dict:
     "Missing keys, unexpected keys and shape differences between `model` and the state dict `sd`."
     mine = model.state_dict()
@@ -778,11 +801,11 @@ def state_dict_mismatch(model: nn.Module, sd: dict) -> dict:
         ],
     )
 
-
+# %% ../nbs/06_unet.ipynb #a644d790
 def _fmt_list(xs, n=8):
     return ', '.join(map(str, xs[:n])) + (f', ... (+{len(xs) - n} more)' if len(xs) > n else '')
 
-
+# %% ../nbs/06_unet.ipynb #52fcac9a
 def load_unet_weights(model: UNetModel, path, key=None, strict=True) -> UNetModel:
     "Load a `.pt` / `.safetensors` checkpoint into `model`; a mismatch raises `CheckpointMismatchError` naming the file."
     sd = read_state_dict(path, key)
@@ -810,7 +833,7 @@ def load_unet_weights(model: UNetModel, path, key=None, strict=True) -> UNetMode
     model.load_state_dict(sd, strict=strict, assign=on_meta)
     return model
 
-
+# %% ../nbs/06_unet.ipynb #fe7fcf0e
 def load_unet(path, preset_or_dict, device=None, key=None, **overrides) -> UNetModel:
     "Build the UNet of `preset_or_dict` (+ overrides) and load the checkpoint at `path`; returned in eval mode."
     model = load_unet_weights(create_unet(preset_or_dict, device='meta', **overrides), path, key=key)
@@ -883,7 +906,7 @@ def unet_layout(model: UNetModel) -> list[dict]:
     rows[-1]['contents'] = 'GroupNorm32 + SiLU + Conv'
     return rows
 
-
+# %% ../nbs/06_unet.ipynb #1dacd5ec
 def layout_markdown(model: UNetModel) -> str:
     "The block layout as a markdown table."
     rows = unet_layout(model)
