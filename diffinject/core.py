@@ -36,12 +36,12 @@ def default_device() -> torch.device:
         return torch.device('mps')
     return torch.device('cpu')
 
-
+# %% ../nbs/00_core.ipynb #00481a37
 def max_procs() -> int:
     "The most worker processes or threads a command takes: 4 per core of this machine, at least 8."
     return max(8, 4 * (os.cpu_count() or 1))
 
-
+# %% ../nbs/00_core.ipynb #b76e35bd
 def check_device(device, name='device'):
     "`device` (None: the fastest available) if this machine has it: cpu, cuda, cuda:N or mps; else a one-line ValueError."
     if device is None:
@@ -64,7 +64,7 @@ def check_device(device, name='device'):
         raise ValueError(f'{name}={device!r}: Apple MPS is not available on this machine; pass cpu, or leave it out')
     return device
 
-
+# %% ../nbs/00_core.ipynb #5ac86af6
 def seed_everything(seed: int):
     "Seed Python, NumPy and torch (all devices) so that a run is repeatable."
     random.seed(seed)
@@ -73,7 +73,7 @@ def seed_everything(seed: int):
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
 
-
+# %% ../nbs/00_core.ipynb #b56c3b5c
 def asset_path(name: str) -> Path:
     "Path of a file shipped inside the package (`diffinject/assets/`)."
     p = Path(str(importlib.resources.files('diffinject'))) / 'assets' / name
@@ -88,7 +88,7 @@ class WriteError(OSError):
     def __str__(self):
         return self.strerror
 
-
+# %% ../nbs/00_core.ipynb #9339bfd5
 _WRITE_HINTS = {
     errno.ENOSPC: 'free some disk space',
     errno.EDQUOT: 'free some space under your disk quota',
@@ -99,7 +99,7 @@ _WRITE_HINTS = {
     errno.EIO: 'an I/O error: check the disk',
 }
 
-
+# %% ../nbs/00_core.ipynb #06234d62
 def write_error(path, e: OSError) -> WriteError:
     "The one-line `WriteError` for the `OSError` `e` met while writing `path`."
     code = errno.errorcode.get(e.errno, 'OSError')
@@ -109,7 +109,7 @@ def write_error(path, e: OSError) -> WriteError:
     msg = f'{path}: not written ({code}: {reason}){hint}; the previous version, if any, is unchanged'
     return WriteError(e.errno, msg, str(path))
 
-
+# %% ../nbs/00_core.ipynb #2aead611
 def _new_temp(path: Path) -> Path:
     "An empty new file next to `path`, created with mode 0o666 so that the umask applies (as for a plain `open`)."
     for _ in range(100):
@@ -122,7 +122,7 @@ def _new_temp(path: Path) -> Path:
         return tmp
     raise FileExistsError(f'{path.parent}: could not pick a free temporary file name')
 
-
+# %% ../nbs/00_core.ipynb #1b183dae
 @contextlib.contextmanager
 def atomic_path(path):
     "Yield a temporary path next to `path`; on success move it onto `path` atomically, on error delete it."
@@ -152,7 +152,7 @@ def atomic_path(path):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-
+# %% ../nbs/00_core.ipynb #79f4f74c
 def atomic_save(obj, path):
     "`torch.save` `obj` to `path` atomically (temp file + rename)."
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:
@@ -181,7 +181,7 @@ def simulate_os_error(target, name: str, code: int = errno.ENOSPC):
     finally:
         setattr(target, name, orig)
 
-
+# %% ../nbs/00_core.ipynb #d56d3730
 class _FullFile:
     "A file opened for writing on a disk with `room` bytes left: a larger write raises `OSError(ENOSPC)`."
 
@@ -203,7 +203,7 @@ class _FullFile:
     def __exit__(self, *a):
         self._f.close()
 
-
+# %% ../nbs/00_core.ipynb #2637ac51
 @contextlib.contextmanager
 def simulate_disk_full(room: int = 0, ns: dict | None = None):
     """Within the block, every file opened for writing with `open` / `io.open` takes `room` bytes, then raises ENOSPC.
@@ -247,7 +247,7 @@ def json_data(o):
         return str(o)
     raise TypeError(f'cannot write {type(o).__name__} as JSON')
 
-
+# %% ../nbs/00_core.ipynb #5b14f5c0
 def _json_key(k):
     if isinstance(k, Path):
         return str(k)
@@ -260,7 +260,7 @@ def write_json(path, obj, **kw):
     "Write `obj` as indented JSON to `path` atomically; non-finite floats are written as null."
     return atomic_write_text(path, json.dumps(json_data(obj), indent=2, sort_keys=True, allow_nan=False, **kw) + '\n')
 
-
+# %% ../nbs/00_core.ipynb #5a6c9ef0
 def read_json(path):
     "Read a JSON file, naming the file if it is missing or malformed (`CheckpointError`, a `ValueError`)."
     path = Path(path)
@@ -271,7 +271,7 @@ def read_json(path):
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(path, f'not valid JSON ({e})') from None
 
-
+# %% ../nbs/00_core.ipynb #c7d9abe0
 def _json_default(o):
     if isinstance(o, Path):
         return str(o)
@@ -298,7 +298,7 @@ def _first_line(e, n=160) -> str:
     s = (lines[0] if lines else type(e).__name__).split('. ')[0]  # the first sentence
     return s if len(s) <= n else s[: n - 3] + '...'
 
-
+# %% ../nbs/00_core.ipynb #c6923b85
 def _check_file(path, what) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -307,7 +307,7 @@ def _check_file(path, what) -> Path:
         raise CheckpointError(path, f'empty file (0 bytes), not a {what}: the write that made it did not finish')
     return path
 
-
+# %% ../nbs/00_core.ipynb #60a9c9f0
 def _numpy_globals():
     "NumPy's array/dtype reconstructors: data, not code (admitted by `load_torch(allow_numpy=True)`)."
     mods = [getattr(np, '_core', None), getattr(np, 'core', None)]
@@ -315,7 +315,7 @@ def _numpy_globals():
     dtypes = [type(np.dtype(t)) for t in ('uint32', 'int64', 'float64', 'bool')]
     return list(dict.fromkeys(rec + [np.ndarray, np.dtype] + dtypes))
 
-
+# %% ../nbs/00_core.ipynb #8f7bac63
 def load_torch(path, map_location='cpu', allow_numpy: bool = False):
     "`torch.load(path, weights_only=True)`: tensors and plain data only, never code; one-line `CheckpointError`s."
     path = _check_file(path, 'torch checkpoint')
@@ -335,7 +335,7 @@ def load_torch(path, map_location='cpu', allow_numpy: bool = False):
     except Exception as e:
         raise CheckpointError(path, f'truncated or corrupt torch checkpoint ({_first_line(e)})') from None
 
-
+# %% ../nbs/00_core.ipynb #c873d057
 def save_weights(tensors: dict, path, metadata: dict | None = None) -> Path:
     "Write a dict of tensors to `path` as safetensors, atomically, with `metadata` (JSON) in its header."
     from safetensors.torch import save
@@ -346,7 +346,7 @@ def save_weights(tensors: dict, path, metadata: dict | None = None) -> Path:
         f.write(blob)
     return Path(path)
 
-
+# %% ../nbs/00_core.ipynb #477b7b55
 def read_weights(path, device='cpu') -> tuple:
     "The tensors and the metadata dict of a safetensors file (written by `save_weights` or not); one-line errors."
     from safetensors import safe_open
@@ -366,14 +366,14 @@ def read_weights(path, device='cpu') -> tuple:
             _non_finite(path, k, v)
     return sd, info
 
-
+# %% ../nbs/00_core.ipynb #c5f3eb58
 def _non_finite(path, k, v):
     bad = int((~torch.isfinite(v)).sum())
     raise CheckpointError(
         path, f'tensor {k!r} has {bad} NaN/inf values out of {v.numel()} (a diverged run or a corrupt file)'
     )
 
-
+# %% ../nbs/00_core.ipynb #740d17d0
 def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
     "Refuse a state dict read from `path` that a model cannot use: non-tensors, integer/bool tensors, NaN/inf values."
     for k, v in sd.items():
@@ -392,7 +392,7 @@ def check_weights(sd: dict, path, int_ok=('num_batches_tracked',)) -> dict:
             _non_finite(path, k, v)
     return sd
 
-
+# %% ../nbs/00_core.ipynb #43ed6ade
 def file_sha256(path, chunk: int = 1 << 20) -> str:
     "sha256 of a file, read in chunks."
     h = hashlib.sha256()
@@ -412,13 +412,13 @@ def flatten_config(d: dict, prefix: str = '') -> dict:
             out[f'{prefix}{k}'] = v
     return out
 
-
+# %% ../nbs/00_core.ipynb #2fbd8451
 def config_key(*parts) -> str:
     "A short stable hash of JSON-serialisable `parts` (dict keys sorted)."
     s = json.dumps(parts, sort_keys=True, default=_json_default)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
-
+# %% ../nbs/00_core.ipynb #3ba5b674
 def config_diff(old: dict, new: dict) -> list:
     "Differences between two nested configs as `key: old -> new` strings (JSON-normalised, so tuples equal lists)."
     norm = lambda d: flatten_config(json.loads(json.dumps(d, sort_keys=True, default=_json_default)))
@@ -450,7 +450,7 @@ def md_table(head, rows) -> str:
 def _fmt_s(s: float) -> str:
     return f'{int(s // 60)}:{int(s % 60):02d}'
 
-
+# %% ../nbs/00_core.ipynb #e1f0e87d
 class LineProgress:
     "Progress over `it` as a line per `every` of `total` once `min_s` seconds have passed: count, %, elapsed, ETA, `comment`."
 
@@ -483,7 +483,7 @@ def _interactive() -> bool:
     "Whether progress can be redrawn: a Jupyter kernel, or stdout is a terminal."
     return 'ipykernel' in sys.modules or sys.stdout.isatty()
 
-
+# %% ../nbs/00_core.ipynb #c6f00284
 def pbar(it, total=None, comment='', show=None, **kw):
     "A fastprogress bar over `it` (a `LineProgress` when the output is a log file), hidden when `show` is False (default: under `nbdev_test`)."
     if show is None:
@@ -518,7 +518,7 @@ def check_images(x, name='x', channels=None, size=None, vrange=None):
             raise ValueError(f'{name}: expected values in [{lo}, {hi}], got [{xmin:.3g}, {xmax:.3g}]')
     return x
 
-
+# %% ../nbs/00_core.ipynb #3484975c
 def check_prob(v, name):
     "Check a number lies in [0, 1]."
     if not (0.0 <= float(v) <= 1.0):
@@ -529,7 +529,7 @@ def check_prob(v, name):
 class UsageError(ValueError):
     "A bad command-line value; `script` prints it as `prog: error: <message>` and exits with status 2."
 
-
+# %% ../nbs/00_core.ipynb #0b7833b6
 def arg_comments(func) -> dict:
     "{parameter: help} from the comments after each parameter of `func`'s signature (comment-only lines continue it)."
     try:
@@ -562,7 +562,7 @@ def arg_comments(func) -> dict:
             prev, code_line = t.string, t.start[0]
     return out
 
-
+# %% ../nbs/00_core.ipynb #a7da796b
 def _arg_type(hint):
     "The converter argparse should use for an annotation (`int | None` -> int; unknown -> str)."
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -570,7 +570,7 @@ def _arg_type(hint):
         hint = args[0]
     return hint if hint in (int, float, str) else str
 
-
+# %% ../nbs/00_core.ipynb #1bed2d1e
 def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     "The argparse parser of `func`: see the rules above."
     try:
@@ -595,7 +595,7 @@ def cli_parser(func, prog=None) -> argparse.ArgumentParser:
         p.add_argument(*flags, dest=name, type=_arg_type(hint), default=default, metavar=name.upper(), help=h + shown)
     return p
 
-
+# %% ../nbs/00_core.ipynb #095e62af
 def script(func):
     "Make `func` a command line (see above): with arguments it is `func`; without, it parses `sys.argv`."
 
@@ -625,7 +625,7 @@ def script(func):
         sys.exit(main())
     return _f
 
-
+# %% ../nbs/00_core.ipynb #b452e2c4
 def run_cli(f, argv) -> tuple:
     "(exit status, stdout, stderr) of command line `f` (a `script`) run in-process on the list `argv`."
     out, err, code = io.StringIO(), io.StringIO(), 0
@@ -658,7 +658,7 @@ def cli_list(s, typ, name) -> list | None:
         raise UsageError(f'{name} {s!r}: expected at least one value')
     return out
 
-
+# %% ../nbs/00_core.ipynb #ae27b495
 def cli_check(ok, name, value, expected):
     "`value` if `ok`, else UsageError `<name> <value>: expected <expected>`."
     if not ok:
@@ -693,7 +693,7 @@ def grad_scaler(device, precision: str = 'fp32'):
     "A `torch.amp.GradScaler`, enabled only for 'fp16' (bf16 and fp32 need no loss scaling)."
     return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
 
-
+# %% ../nbs/00_core.ipynb #ed7f1a58
 def check_num_workers(num_workers) -> int:
     "`num_workers` if it is an integer from 0 (load in the main process) to `max_procs()`, else a one-line ValueError."
     n = max_procs()
@@ -704,7 +704,7 @@ def check_num_workers(num_workers) -> int:
         )
     return num_workers
 
-
+# %% ../nbs/00_core.ipynb #2becae6c
 def loader_kwargs(device, num_workers: int = 0, pin_memory=None) -> dict:
     "DataLoader options: `num_workers` processes; `pin_memory` (None: on for CUDA) only where the device is CUDA."
     check_num_workers(num_workers)
@@ -736,7 +736,7 @@ def dist_barrier():
 class OnRank0Failed(RuntimeError):
     "Under torchrun: what rank 0 ran failed; the other ranks stop with its error (rank 0 raises the error itself)."
 
-
+# %% ../nbs/00_core.ipynb #5c33507e
 def _on_rank0(f, *args):
     "`f(*args)` on rank 0 only, the other ranks waiting for it; an error there is raised on every rank (no rank hangs)."
     import torch.distributed as dist
@@ -758,7 +758,7 @@ def _on_rank0(f, *args):
         raise OnRank0Failed(f'rank 0 failed: {box[0]}')
     return out
 
-
+# %% ../nbs/00_core.ipynb #99427022
 def _from_rank0(f):
     "`f()` computed on rank 0 and sent to every rank (the same value everywhere, e.g. an index set)."
     import torch.distributed as dist
@@ -774,7 +774,7 @@ def to_01(x):
     "Map a tensor from the diffusion range [-1, 1] to [0, 1]."
     return ((x + 1) / 2).clamp(0, 1)
 
-
+# %% ../nbs/00_core.ipynb #c075331f
 def show_images(ims, nrow=None, titles=None, scale=1.2, suptitle=None, row_labels=None):
     "Show a batch [N,C,H,W] (float in [0,1] or uint8) or a list of images on a grid; returns the figure."
     import matplotlib.pyplot as plt
@@ -830,7 +830,7 @@ def fit_images(x, size, mode=None, name='images'):
         )
     raise ValueError(f'image_fit={mode!r}: expected "pad", "resize" or None')
 
-
+# %% ../nbs/00_core.ipynb #ace4d4c0
 def to_diffusion_range(x):
     "Map images from [0, 1] to the diffusion range [-1, 1]: x -> 2x - 1."
     return x * 2 - 1
@@ -854,7 +854,7 @@ class ArrayImages(torch.utils.data.Dataset):
     def __repr__(self):
         return f'ArrayImages({self.name!r}, n={len(self)})'
 
-
+# %% ../nbs/00_core.ipynb #70286569
 def load_images(ds, idxs):
     "Stack the images of items `idxs` of `ds` (items are images or tuples whose first element is the image)."
     ims = []
