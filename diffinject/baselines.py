@@ -39,7 +39,7 @@ def _table(bench, lff_lr, disent):
         'lff_be': dict(base, lr=lff_lr, **_COMMON, **_BE),
     }
 
-
+# %% ../nbs/15_baselines.ipynb #08cc347d
 _MNIST_DISENT = dict(  # DisEnt's Colored MNIST settings
     lr=1e-2,
     lambda_dis=10.0,
@@ -50,7 +50,7 @@ _MNIST_DISENT = dict(  # DisEnt's Colored MNIST settings
     lr_gamma=0.5,
 )
 
-
+# %% ../nbs/15_baselines.ipynb #f84d1852
 BASELINE_HPARAMS = {
     'cmnist': _table('cmnist', 1e-2, _MNIST_DISENT),
     'cifar10c': _table(
@@ -108,6 +108,7 @@ BASELINE_HPARAMS = {
     ),  # no reference
 }
 
+# %% ../nbs/15_baselines.ipynb #8638d7c0
 # CPU preset for Colored MNIST built from the shipped MNIST-5k (3.6k training images): 1/25 of the step budget,
 # every schedule point scaled by the same factor (see the justification below)
 QUICK_HPARAMS = {
@@ -117,6 +118,7 @@ QUICK_HPARAMS['imagefolder'] = QUICK_HPARAMS['corrupted_mnist'] = QUICK_HPARAMS[
     'cmnist'
 ]  # a user's folder: the same CPU budget
 
+# %% ../nbs/15_baselines.ipynb #db39d431
 METHODS = ('vanilla', 'lff', 'disent', 'lff_be')
 
 # %% ../nbs/15_baselines.ipynb #0151eb2e
@@ -142,7 +144,7 @@ def method_hparams(method: str, benchmark: str, ratio: float | None = None, quic
             hp[k] = v[ratio]
     return hp
 
-
+# %% ../nbs/15_baselines.ipynb #2bab954e
 def hparams_table(benchmarks=None) -> str:
     "The hyper-parameter table as markdown: one row per (benchmark, method), ratio-dependent values as `r%: v` lists."
     cols = [
@@ -227,7 +229,7 @@ def _nanmean(v) -> float:
     v = [x for x in v if not math.isnan(x)]
     return sum(v) / len(v) if v else float('nan')
 
-
+# %% ../nbs/15_baselines.ipynb #1a9da426
 def debias_loop(
     learner,
     train_ds,
@@ -283,7 +285,7 @@ def _masked_mean(loss, mask):
     "Mean of `loss` over `mask` (a zero that keeps the graph when the mask is empty: BE would stop with NaN there)."
     return loss[mask].mean() if mask.any() else (loss * 0).sum()
 
-
+# %% ../nbs/15_baselines.ipynb #963cd393
 class LfFLearner(nn.Module):
     "LfF (and LfF+BE when `aligned_mask` is given): biased f_B (GCE, or CE on pseudo-aligned samples) and debiased f_D (W-weighted CE)."
 
@@ -335,7 +337,7 @@ class LfFLearner(nn.Module):
         self.opt_d.step()
         return _w_log(loss, w, y, bias)
 
-
+# %% ../nbs/15_baselines.ipynb #e7090bea
 def _w_log(loss, w, y, bias):
     "Loss and the mean W on aligned / conflicting samples of the batch (true bias labels used for logging only)."
     out = dict(loss=loss.item(), w_aligned=float('nan'), w_conflicting=float('nan'))
@@ -360,7 +362,7 @@ def _encoder(make_model):
     net.fc = nn.Identity()
     return net, d
 
-
+# %% ../nbs/15_baselines.ipynb #319126fa
 class DisEntNet(nn.Module):
     "DisEnt's two encoders + two heads on [z_l, z_b]; `forward` predicts with the intrinsic head C_i([z_l, z_b])."
 
@@ -376,7 +378,7 @@ class DisEntNet(nn.Module):
     def forward(self, x):
         return self.fc_l(torch.cat(self.features(x), 1))
 
-
+# %% ../nbs/15_baselines.ipynb #6eab6424
 def feature_swap(z_b, y, perm=None, generator=None):
     "Permute the bias features and their labels within the batch: (z_b[pi], y[pi], pi)."
     if perm is None:
@@ -476,7 +478,7 @@ def committee_pseudo_aligned(gt_probs, tau: float = 0.99, agreement: int = 3) ->
         raise ValueError(f'agreement={agreement}: expected 1..{len(gt_probs)} (the number of models)')
     return (gt_probs > tau).sum(0) >= agreement
 
-
+# %% ../nbs/15_baselines.ipynb #9232b305
 @torch.no_grad()
 def label_probability(model, ds, bs: int = 512, device=None) -> torch.Tensor:
     "p(y|x) of `model` (eval mode) for every sample of `ds`, ordered by dataset index."
@@ -497,7 +499,7 @@ def label_probability(model, ds, bs: int = 512, device=None) -> torch.Tensor:
     out[idx] = p
     return out
 
-
+# %% ../nbs/15_baselines.ipynb #6e825241
 def train_bias_committee(
     make_model,
     train_ds,
@@ -576,13 +578,13 @@ class MethodResult:
             extra=self.extra,
         )
 
-
+# %% ../nbs/15_baselines.ipynb #ed8b4a27
 def _num_classes(ds, benchmark):
     from diffinject.data import get_benchmark
 
     return getattr(ds, 'num_classes', None) or get_benchmark(benchmark).num_classes
 
-
+# %% ../nbs/15_baselines.ipynb #27031ad6
 def _labels(ds) -> torch.Tensor:
     "Training labels ordered by dataset index (`.labels` when the dataset has it, else read from the items)."
     if getattr(ds, 'labels', None) is not None and len(ds.labels) == len(ds):
@@ -592,7 +594,7 @@ def _labels(ds) -> torch.Tensor:
     out[idx] = y
     return out
 
-
+# %% ../nbs/15_baselines.ipynb #bfcc6eea
 def run_method(
     method: str,
     train_ds,
@@ -692,7 +694,7 @@ def run_method(
         write_json(out_dir / 'result.json', out.summary())
     return out
 
-
+# %% ../nbs/15_baselines.ipynb #1a2883b6
 def _committee_stats(mask, ds) -> dict:
     "How well the pseudo-aligned set matches the true aligned samples (true bias labels used for reporting only)."
     d = dict(n_pseudo_aligned=int(mask.sum()), n_train=len(mask))
@@ -786,7 +788,7 @@ def compare_baselines(
         atomic_write_text(Path(out_dir) / 'comparison.md', comparison_table(rows, benchmark) + '\n')
     return rows
 
-
+# %% ../nbs/15_baselines.ipynb #be8abcbd
 def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', published=None) -> str:
     "Markdown table per method and ratio: test `metric` (%), mean ± std over seeds per checkpoint rule; the published one."
     published = PUBLISHED_TABLE1 if published is None else published
