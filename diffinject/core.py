@@ -682,13 +682,13 @@ def check_precision(precision: str) -> str:
         raise ValueError(f'precision={precision!r}: expected one of {list(PRECISIONS)}')
     return precision
 
-
+# %% ../nbs/00_core.ipynb #0a336a8f
 def precision_autocast(device, precision: str = 'fp32'):
     "The autocast context of `precision` on `device`: disabled for 'fp32', `torch.autocast(type, dtype)` otherwise."
     check_precision(precision)
     return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision], enabled=precision != 'fp32')
 
-
+# %% ../nbs/00_core.ipynb #87f97c0e
 def grad_scaler(device, precision: str = 'fp32'):
     "A `torch.amp.GradScaler`, enabled only for 'fp16' (bf16 and fp32 need no loss scaling)."
     return torch.amp.GradScaler(torch.device(device).type, enabled=check_precision(precision) == 'fp16')
