@@ -716,6 +716,8 @@ PUBLISHED_SOURCE = (
     'Ko et al., "DiffInject: Revisiting Debias via Synthetic Data Generation using Diffusion-based '
     'Style Injection", CVPR 2024 workshops, arXiv 2406.06134, Table 1'
 )
+
+# %% ../nbs/15_baselines.ipynb #8a982b9e
 _T1 = {  # unbiased test accuracy (%): CMNIST 1 %, 5 %, CCIFAR-10 1 %, 5 %, BFFHQ 1 %, 5 %, Dogs & Cats 1 %, 5 %
     'vanilla': (32.59, 82.44, 23.62, 41.68, 60.68, 83.36, 73.01, 83.51),
     'lff': (74.23, 85.33, 33.57, 49.47, 69.89, 78.31, 69.92, 82.92),
@@ -725,6 +727,8 @@ _T1 = {  # unbiased test accuracy (%): CMNIST 1 %, 5 %, CCIFAR-10 1 %, 5 %, BFFH
     'amplibias': (67.79, 74.88, 45.95, 52.22, 81.80, 87.34, 73.30, 84.67),
     'diffinject': (85.58, 92.29, 28.24, 33.11, 81.90, 89.90, 82.35, 93.60),
 }
+
+# %% ../nbs/15_baselines.ipynb #6f67a462
 _T1_COLUMNS = [(b, r) for b in TABLE1_BENCHMARKS for r in (0.01, 0.05)]
 PUBLISHED_TABLE1 = {
     b: {m: {r: v[i] for i, (b_, r) in enumerate(_T1_COLUMNS) if b_ == b} for m, v in _T1.items()}
