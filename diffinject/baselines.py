@@ -853,33 +853,43 @@ def baselines_cli(
     cli_check(not bad, '--methods', methods, f'some of {",".join(METHODS)} (unknown: {",".join(bad)})')
     for r in rs:
         cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
+    for s in ss:
+        cli_check(0 <= s < 2**31, '--seeds', seeds, 'seeds from 0 to 2147483647')
+    for name, vs, given in (('--methods', ms, methods), ('--ratios', rs, ratios), ('--seeds', ss, seeds)):
+        cli_check(len(set(vs)) == len(vs), name, given, 'each value once')
     cli_check(steps is None or steps >= 1, '--steps', steps, 'a positive integer')
     check_threads(threads)
     check_device(device, '--device')
     cli_check(root is None or Path(root).is_dir(), '--root', root, 'an existing benchmark folder')
+    if root is None and benchmark != 'cmnist':
+        raise ValueError(f'--root: required for benchmark={benchmark!r} (only cmnist can be built here)')
     cli_check(not Path(out_dir).exists() or Path(out_dir).is_dir(), '--out_dir', out_dir, 'a folder (this is a file)')
-    torch.set_num_threads(threads)
-    out = Path(out_dir)
-    if root is None:
-        if benchmark != 'cmnist':
-            raise ValueError(f'--root: required for benchmark={benchmark!r} (only cmnist can be built here)')
-        from diffinject.data import build_colored_mnist
+    from diffinject.rundir import lock_run_dir, unlock_run_dir
 
-        root = build_colored_mnist(out / 'cmnist', ratios=tuple(rs))
-    rows = compare_baselines(
-        root,
-        benchmark,
-        ms,
-        rs,
-        ss,
-        quick=not full,
-        out_dir=out / 'runs',
-        device=device,
-        steps=steps,
-        show_progress=False if quiet else None,
-    )
-    tab = comparison_table(rows, benchmark)
-    write_json(out / 'comparison.json', rows)
-    atomic_write_text(out / 'comparison.md', tab + '\n')
-    print(tab)
-    return rows
+    key = lock_run_dir(out_dir)  # one process per folder; a second is refused in one line
+    try:
+        torch.set_num_threads(threads)
+        out = Path(out_dir)
+        if root is None:
+            from diffinject.data import build_colored_mnist
+
+            root = build_colored_mnist(out / 'cmnist', ratios=tuple(rs))
+        rows = compare_baselines(
+            root,
+            benchmark,
+            ms,
+            rs,
+            ss,
+            quick=not full,
+            out_dir=out / 'runs',
+            device=device,
+            steps=steps,
+            show_progress=False if quiet else None,
+        )
+        tab = comparison_table(rows, benchmark)
+        write_json(out / 'comparison.json', rows)
+        atomic_write_text(out / 'comparison.md', tab + '\n')
+        print(tab)
+        return rows
+    finally:
+        unlock_run_dir(key)

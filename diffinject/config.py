@@ -429,6 +429,11 @@ def _check_config(cfg, check_data=True):
     check_choice(ic['colour_match'], COLOUR_MATCH, 'colour_match')
     check_choice(ic['model_input'], MODEL_INPUTS, 'model_input')
     check_choice(ic['style_pool'], STYLE_POOLS, 'style_pool')
+    if ic['style_pool'] == 'aligned' and ds == 'imagefolder':
+        raise ValueError(
+            "style_pool='aligned' (--style_pool): picks styles by their bias labels, and an image folder has none "
+            "for training (--bias_csv is read for evaluation only); use --style_pool fb"
+        )
     check_choice(dc['train_on'], TRAIN_ON, 'train_on')
     if dc['pretrained']:
         recipe_of(dc['pretrained'])  # names the shipped models if unknown ('' = none)
@@ -603,6 +608,13 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             'preset': dc['preset'] or SHIPPED_PRESETS[base],
             'train_on': given.get('train_on') or recipe_of(base)['train_on'],
         }
+    dc = cfg['diffusion']
+    if given.get('train_on') and (dc['ckpt'] or (dc['pretrained'] and not dc['train'])):
+        raise ValueError(
+            f"train_on={given['train_on']!r} (--train_on): no diffusion model is trained in this run (it uses "
+            + ('the checkpoint diffusion_ckpt' if dc['ckpt'] else f"the shipped model {dc['pretrained']!r}")
+            + ' as it is); drop --train_on, or pass --train_diffusion or --diffusion_steps to train one'
+        )
     if given.get('steps') and cfg['diffusion']['ckpt']:
         raise ValueError(
             'diffusion_steps: a released checkpoint (diffusion_ckpt) is used as it is, nothing is trained; '

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, io, re, json, math, time, errno, pickle, random, secrets, warnings, contextlib, hashlib
 import importlib.resources
-import sys, argparse, functools, inspect, textwrap, tokenize, typing
+import sys, argparse, functools, inspect, textwrap, tokenize, typing, signal, threading
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -571,6 +571,24 @@ def _arg_type(hint):
     return hint if hint in (int, float, str) else str
 
 # %% ../nbs/00_core.ipynb #1bed2d1e
+class _Parser(argparse.ArgumentParser):
+    "argparse, but an option given twice (in either spelling) is refused instead of the last one silently winning."
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        seen = {}
+        for a in args:
+            if a == '--':
+                break
+            act = self._option_string_actions.get(a.split('=', 1)[0]) if a.startswith('--') else None
+            if act is None or not act.option_strings:
+                continue
+            if act.dest in seen:
+                self.error(f'{a.split("=", 1)[0]}: given twice (also as {seen[act.dest]}); expected each option once')
+            seen[act.dest] = a.split('=', 1)[0]
+        return super().parse_known_args(args, namespace)
+
+
 def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     "The argparse parser of `func`: see the rules above."
     try:
@@ -578,7 +596,7 @@ def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     except Exception:
         hints = {}
     docs = arg_comments(func)
-    p = argparse.ArgumentParser(prog=prog, description=inspect.getdoc(func), allow_abbrev=False)  # no prefix matching
+    p = _Parser(prog=prog, description=inspect.getdoc(func), allow_abbrev=False)  # no prefix matching
     for name, prm in inspect.signature(func).parameters.items():
         if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
             continue
@@ -596,6 +614,11 @@ def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/00_core.ipynb #095e62af
+def _interrupt(signum, frame):
+    "SIGTERM handler of a command line: stop as Ctrl-C does (one line, the stage kept for a rerun)."
+    raise KeyboardInterrupt
+
+
 def script(func):
     "Make `func` a command line (see above): with arguments it is `func`; without, it parses `sys.argv`."
 
@@ -608,6 +631,8 @@ def script(func):
     def main(argv=None):
         p = cli_parser(func, None if argv is None else func.__name__)  # console: the script's name
         kw = vars(p.parse_args(argv))
+        main_thread = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill`: as Ctrl-C
         try:
             r = func(**kw)
         except UsageError as e:
@@ -617,6 +642,9 @@ def script(func):
             raise SystemExit(130) from None
         except (ValueError, OSError) as e:
             raise SystemExit(f'{p.prog}: {e}') from None  # a bad file, a full disk, ...
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
         return r if type(r) is int else None
 
     _f.main, _f.parser = main, partial(cli_parser, func)
@@ -644,18 +672,20 @@ def cli_list(s, typ, name) -> list | None:
     if s is None:
         return None
     kind = {int: 'integers', float: 'numbers'}.get(typ, 'values')
-    out = []
-    for v in str(s).replace(' ', ',').split(','):
+    out, parts = [], re.split(r'\s*,\s*|\s+', str(s).strip())
+    if parts == ['']:
+        raise UsageError(f'{name} {s!r}: expected at least one value')
+    for v in parts:
         if v == '':
-            continue
+            raise UsageError(
+                f'{name} {s}: an empty value (two commas, or one at an end); expected comma-separated {kind}'
+            )
         try:
             out.append(typ(v))
         except ValueError:
             raise UsageError(
                 f'{name} {s}: {v!r} is not valid; expected comma-separated {kind}, e.g. {name} 0,1,2'
             ) from None
-    if not out:
-        raise UsageError(f'{name} {s!r}: expected at least one value')
     return out
 
 # %% ../nbs/00_core.ipynb #ae27b495

@@ -804,6 +804,10 @@ def scan_images(files, size=None, rgb=False, progress=None, comment='checking im
             with Image.open(f) as im:
                 im.load()  # a full decode: truncated files fail here
                 (w, h), mode = im.size, im.mode
+                _rgb(im, f)  # a mode read_image refuses (32-bit float, values beyond 16 bits) fails here too
+        except ValueError as e:
+            problems.append((f, str(e).removeprefix(f'{f}: ')))
+            continue
         except Exception as e:
             problems.append((f, f'cannot read image ({type(e).__name__}: {e}); the file is corrupt or not an image'))
             continue
@@ -893,6 +897,9 @@ def imagefolder_layout(root) -> dict:
             for p in sorted(c.rglob('*')):
                 if p.is_dir() or any(s.startswith('.') for s in p.relative_to(c).parts):
                     continue
+                if p.is_symlink() and not p.exists():
+                    problems.append((p, 'a broken or looping symbolic link; expected an image file'))
+                    continue
                 if p.suffix.lower() in IMAGEFOLDER_EXTS:
                     files.append(p)
                 else:
@@ -908,6 +915,25 @@ def imagefolder_layout(root) -> dict:
     return out
 
 # %% ../nbs/01_data.ipynb #5c827ef7
+def _resolved(p):
+    "`p` resolved, or None for a symbolic link that loops (pathlib raises RuntimeError there)."
+    try:
+        return Path(p).resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
+def _an_image_of(rel: Path, classes) -> bool:
+    "Is `rel` (relative to the image folder) an image file under train/, valid/ or test/<class>/ of `classes`?"
+    parts = rel.parts
+    return (
+        len(parts) >= 3
+        and parts[0] in ('train', 'valid', 'test')
+        and parts[1] in classes
+        and rel.suffix.lower() in IMAGEFOLDER_EXTS
+    )
+
+
 def read_bias_csv(path, root, classes) -> dict:
     "{resolved image path: bias class index} from a CSV with the header `path,bias` (see above); bad rows are listed."
     import csv
@@ -915,8 +941,13 @@ def read_bias_csv(path, root, classes) -> dict:
     path, root = Path(path), Path(root)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: no such bias-label CSV; expected a file with a header line path,bias')
-    with open(path, newline='') as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline='', encoding='utf-8-sig') as f:  # a byte-order mark (Excel's CSV UTF-8) is skipped
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f'{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected a UTF-8 CSV path,bias'
+        ) from None
     head = [h.strip() for h in rows[0]] if rows else []
     if 'path' not in head or 'bias' not in head:
         raise ValueError(f'{path}: expected a header line with the columns path,bias, got {head}')
@@ -927,24 +958,26 @@ def read_bias_csv(path, root, classes) -> dict:
             continue
         p, b = (row[ip].strip() if ip < len(row) else ''), (row[ib].strip() if ib < len(row) else '')
         q = Path(p) if Path(p).is_absolute() else root / p
+        rq = _resolved(q)
         v = classes.index(b) if b in classes else int(b) if b.isdigit() and int(b) < len(classes) else None
         if v is None:
             problems.append(
                 (f'{path}:{n}', f'bias {b!r}; expected a class name {classes} or an index 0..{len(classes) - 1}')
             )
-        elif not q.resolve().is_relative_to(root.resolve()):
+        elif rq is None or not rq.is_relative_to(root.resolve()):
             problems.append((f'{path}:{n}', f'{p}: outside the image folder {root}; expected an image of it'))
         elif not q.is_file():
             problems.append((f'{path}:{n}', f'{q}: no such image'))
-        elif out.get(q.resolve(), v) != v:
+        elif not _an_image_of(rq.relative_to(root.resolve()), classes):
+            problems.append((f'{path}:{n}', f'{p}: not an image of a class folder; expected <split>/<class>/<image>'))
+        elif out.get(rq, v) != v:
             problems.append(
-                (
-                    f'{path}:{n}',
-                    f'{p}: bias {b!r}, but line {lines[q.resolve()]} gives it another; expected one bias per image',
-                )
+                (f'{path}:{n}', f'{p}: bias {b!r}, but line {lines[rq]} gives it another; expected one bias per image')
             )
         else:
-            out[q.resolve()], lines[q.resolve()] = v, lines.get(q.resolve(), n)
+            out[rq], lines[rq] = v, lines.get(rq, n)
+    if not out and not problems:
+        raise ValueError(f'{path}: no rows after the header; expected one line path,bias per image')
     if problems:
         raise problems_error(f'{path}: bad rows in the bias-label CSV', problems)
     return out
@@ -999,7 +1032,7 @@ def load_imagefolder(
             tfs.get(tf, tf) if isinstance(tf, str) else tf,
             len(classes),
             labels=labels,
-            biases=[bias.get(f.resolve(), UNKNOWN_BIAS) for f in files],
+            biases=[bias.get(_resolved(f), UNKNOWN_BIAS) for f in files] if bias else None,
         )
 
     if isinstance(transform, str) and transform not in tfs:

@@ -17,6 +17,9 @@ from .synth import LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
 from .pretrained import TRAIN_ON
 from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
 from .config import INJECT_DEFAULTS, SYNTH_METHODS  # noqa: F401 (re-exported)
+from .config import _base, _check_config
+from .data import DataCheckError
+import shutil
 from .train import init_distributed
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
 from .stages import STAGES, run_spec, source_title, data_key, stage_key  # noqa: F401 (re-exported)
@@ -286,10 +289,23 @@ def _where(a) -> str:
 
 def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> dict:
     "Run (or resume) every stage of `cfg` in `run_dir`; finished stages with the same configuration are skipped."
+    missing = sorted(set(_base()) - set(cfg)) if isinstance(cfg, dict) else None
+    if missing is None or missing:
+        raise ValueError(
+            f'cfg: expected a run configuration (config.make_config), got a {type(cfg).__name__}'
+            + (f' without {missing}' if missing else '')
+        )
+    _check_config(cfg, check_data=False)  # a configuration edited by hand is checked as make_config checks it
+    if run_dir is None or not str(run_dir).strip():
+        raise ValueError(f'run_dir={run_dir!r}: expected the path of a run directory')
+    if not isinstance(stages, (list, tuple)):
+        raise ValueError(f'stages={stages!r}: expected a list of stage names, some of {STAGES}')
     for s in stages:
         if s not in STAGES:
             raise ValueError(f'stage {s!r}: expected some of {STAGES}')
+    stages = tuple(stages)
     rank = init_distributed()[0]  # under torchrun: join the process group
+    new = rank == 0 and not os.path.lexists(run_dir)  # made by this call: removed again if the data fails its check
     run = RunDir(run_dir, cfg)
     verbose = run.announce = verbose and rank == 0
     timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
@@ -312,7 +328,13 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
 
     if verbose:
         _print_plan(run, cfg, stages)  # before the first stage: minutes per stage
-    root = timed('data', stage_data, run, cfg)
+    try:
+        root = timed('data', stage_data, run, cfg)
+    except DataCheckError:
+        if new:  # not tied to this configuration (an image folder's sizes count its images): fix the data, rerun
+            run.close()
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     if stages == ('data',):
         return {}
     if verbose and None in read_json(run.path / 'time_plan.json').values():
@@ -425,6 +447,7 @@ def diffinject_run(
     threads: int = None,  # torch CPU threads (default: every core of this machine; 1 on a shared one)
 ):
     "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report), resumably."
+    cli_check(run_dir.strip() != '', '--run_dir', repr(run_dir), 'the path of a run directory')
     cli_check(stage == 'all' or stage in STAGES, '--stage', stage, f'all or one of {", ".join(STAGES)}')
     cli_check(source is None or source in SOURCES, '--source', source, f'one of {", ".join(SOURCES)}')
     check_threads(threads)
@@ -576,7 +599,7 @@ def debias(
         device=device,
         **ov,
     )
-    return run_pipeline(cfg, run_dir or Path('runs') / Path(data_root).resolve().name, tuple(stages), verbose=verbose)
+    return run_pipeline(cfg, run_dir or Path('runs') / Path(data_root).resolve().name, as_list(stages), verbose=verbose)
 
 # %% ../nbs/19_pipeline.ipynb #f3953ef8
 def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0) -> Path:

@@ -157,12 +157,10 @@ class RunDir:
             )
         diff = config_diff(old, self.config)
         if diff:
-            raise ValueError(
-                f'{cfg_file}: this run directory was made with a different configuration:\n  '
-                + '\n  '.join(diff[:20])
-                + ('\n  ...' if len(diff) > 20 else '')
-                + f'\nTo continue it, run again with its configuration (the options that produced {cfg_file}); '
-                f'to start fresh, pass another run directory. Nothing was changed in {self.path}.'
+            raise ValueError(  # one line, then the differences (indented)
+                f'{cfg_file}: this run directory was made with a different configuration (Nothing was changed in '
+                f'{self.path}; to continue it, run again with the options that produced {cfg_file}; to start fresh, '
+                'pass another run directory):\n  ' + '\n  '.join(diff[:20]) + ('\n  ...' if len(diff) > 20 else '')
             )
         return True
 

@@ -376,8 +376,21 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
 # %% ../nbs/17_stages.ipynb #3b94a710
 def _load_fb(d, spec, device):
     "f_B as stage 1 saved it (safetensors), in eval mode."
-    sd, _ = read_weights(Path(d) / 'f_B.safetensors')
+    path = Path(d) / 'f_B.safetensors'
+    sd, _ = read_weights(path)
     fb = make_classifier(spec.name, spec.num_classes)
+    want = fb.state_dict()
+    bad = [k for k in want if k not in sd or tuple(sd[k].shape) != tuple(want[k].shape)] + [
+        k for k in sd if k not in want
+    ]
+    if bad:
+        k = bad[0]
+        got = 'missing' if k not in sd else 'not in the model' if k not in want else f'{list(sd[k].shape)}'
+        raise CheckpointError(
+            path,
+            f'{len(bad)} tensors do not fit the {spec.name} bias classifier (e.g. {k!r}: {got}, '
+            f'expected {list(want[k].shape) if k in want else "nothing"})',
+        )
     fb.load_state_dict(sd)
     return fb.to(device).eval()
 

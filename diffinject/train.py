@@ -59,7 +59,7 @@ def image_dataset(data, benchmark=None, ratio=None):
             raise FileNotFoundError(f'{p}: no such file')
         with np.load(p) as z:
             if 'images' not in z:
-                raise KeyError(f'{p}: expected an array named "images", found {list(z.keys())}')
+                raise ValueError(f'{p}: expected an array named "images", found {list(z.keys())}')
             return ArrayImages(z['images'], name=str(p))
     if benchmark is not None:
         from diffinject.data import load_split
