@@ -284,17 +284,25 @@ def _generate(
     dist_barrier()  # every shard is written
     recs, ims = [], []
     for b in batches:
-        r, x = _read_batch(parts, b, spec.image_size)
+        sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
+        r, x = _read_batch(parts, b, spec.image_size, plan, sl)
         recs, ims = recs + r, ims + [x]
     return recs, np.concatenate(ims)
 
 # %% ../nbs/12_synth.ipynb #0ce987ab
-def _read_batch(parts, b, size) -> tuple:
-    "Records and images of finished batch `b`, checked: the `.npz` its `.json` recorded (sha256), uint8 [n, size, size, C]."
+def _read_batch(parts, b, size, plan=None, sl=None) -> tuple:
+    "Records and images of finished batch `b`, checked: the pairs of `plan[sl]`, the `.npz` its `.json` recorded (sha256), uint8 [n, size, size, C]."
     js, npz = parts / f'batch_{b:05d}.json', parts / f'batch_{b:05d}.npz'
     j = read_json(js)
     items = j['items'] if isinstance(j, dict) else j  # a list: written before the sha256 was kept
     again = f'delete it and {js.name} to make that batch again'
+    if plan is not None:  # the records must be this batch's pairs of the run's plan
+        want = [(i, int(plan['content'][i]), int(plan['style'][i])) for i in range(sl.start, sl.stop)]
+        got = [(r.get('pair'), r.get('content_index'), r.get('style_index')) for r in items if isinstance(r, dict)]
+        if got != want:
+            raise CheckpointError(
+                js, f'its records are not pairs {sl.start}-{sl.stop - 1} of this run\'s plan; {again}'
+            )
     if not npz.is_file():
         raise CheckpointError(npz, f'missing, but {js.name} says the batch is done; {again}')
     if isinstance(j, dict) and file_sha256(npz) != j.get('npz_sha256'):
