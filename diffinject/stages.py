@@ -483,7 +483,7 @@ def _synth_evaluation(d, ratio, man, train, pool, cfg) -> dict:
     known = train.biases[torch.as_tensor(pool)] >= 0  # samples with a bias label (an image folder may have none)
     al = (train.labels[torch.as_tensor(pool)] == train.biases[torch.as_tensor(pool)])[known]
     out = dict(style_pool_aligned=float(al.float().mean()) if len(al) else None)
-    orc = benchmark_oracles(cfg['dataset'], cfg['source'], cfg['data_root'], steps=200 if IN_TEST else 800)
+    orc = benchmark_oracles(cfg['dataset'], cfg['source'], cfg['data_root'], steps=50 if IN_TEST else 800)
     if orc is None:
         return dict(out, fidelity=None, oracles='not measured (no oracle for this benchmark and source)')
     ims = []
