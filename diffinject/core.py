@@ -452,17 +452,18 @@ def _fmt_s(s: float) -> str:
 
 # %% ../nbs/00_core.ipynb #e1f0e87d
 class LineProgress:
-    "Progress over `it` as a line per `every` of `total` once `min_s` seconds have passed: count, %, elapsed, ETA, `comment`."
+    "A line per `every` of `total` after `min_s` s, lines >= `gap_s` s apart (the last always): count, %, elapsed, ETA, `comment`."
 
-    def __init__(self, it, total=None, comment='', every: float = 0.1, file=None, min_s: float = 2.0, clock=time.time):
-        self.it, self.comment, self.every, self.file, self.min_s, self.clock = it, comment, every, file, min_s, clock
+    def __init__(self, it, total=None, comment='', every=0.1, file=None, min_s=2.0, gap_s=10.0, clock=time.time):
+        self.it, self.comment, self.every, self.file, self.clock = it, comment, every, file, clock
+        self.min_s, self.gap_s = min_s, gap_s
         self.total = total if total is not None else (len(it) if hasattr(it, '__len__') else None)
 
     def __len__(self):
         return self.total
 
     def __iter__(self):
-        t0, n, mark = self.clock(), self.total, self.every
+        t0, n, mark, last = self.clock(), self.total, self.every, None
         for i, x in enumerate(self.it, 1):
             yield x
             if not n or (i / n < mark - 1e-9 and i < n):
@@ -470,13 +471,15 @@ class LineProgress:
             while mark <= i / n + 1e-9:
                 mark += self.every
             dt = self.clock() - t0
-            if dt >= self.min_s:  # a loop over in less than min_s seconds writes nothing
-                print(
-                    f'  {i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
-                    + (f' {self.comment}' if self.comment else ''),
-                    file=self.file or sys.stdout,
-                    flush=True,
-                )
+            if dt < self.min_s or (i < n and last is not None and dt - last < self.gap_s):
+                continue  # a loop over in less than min_s seconds writes nothing; a short one a few lines
+            last = dt
+            print(
+                f'  {i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
+                + (f' {self.comment}' if self.comment else ''),
+                file=self.file or sys.stdout,
+                flush=True,
+            )
 
 # %% ../nbs/00_core.ipynb #1ce6afc7
 def _interactive() -> bool:
