@@ -10,7 +10,7 @@ import torch
 from .core import seed_everything, write_json, script, cli_check, check_threads, check_device
 from .classifiers import make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss
 from .classifiers import TrainResult
-from .core import check_precision
+from .core import check_precision, lock_run_dir, unlock_run_dir
 from .data import pct_name, build_colored_mnist, load_split
 
 # %% auto #0
@@ -317,16 +317,20 @@ def diffinject_mine(
     check_device(device, '--device')
     cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'one of fp32, bf16, fp16')
     torch.set_num_threads(threads)
-    m = run_bias_mining(
-        out,
-        ratio=ratio,
-        k=k,
-        steps=steps,
-        bias_steps=bias_steps,
-        eval_every=eval_every,
-        seed=seed,
-        device=device,
-        precision=precision,
-    )
+    key = lock_run_dir(out)  # one process per output folder: a second is refused in one line, naming the holder
+    try:
+        m = run_bias_mining(
+            out,
+            ratio=ratio,
+            k=k,
+            steps=steps,
+            bias_steps=bias_steps,
+            eval_every=eval_every,
+            seed=seed,
+            device=device,
+            precision=precision,
+        )
+    finally:
+        unlock_run_dir(key)
     print(mining_table([m]))
     print(f"wrote {Path(out) / m['pct']}/{{metrics.json,topk.json,topk.png}} ({m['seconds']} s)")

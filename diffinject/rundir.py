@@ -4,96 +4,15 @@
 
 # %% ../nbs/09_rundir.ipynb #6f78bdd2
 from __future__ import annotations
-import os, sys, json, time, errno, socket, weakref, warnings, contextlib
+import os, json, time, errno, weakref, contextlib
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:
-    fcntl = None  # not POSIX: run directories are not locked
 from .core import write_json, read_json, config_diff, WriteError, write_error, CheckpointError, rank_and_world
 from .core import dist_barrier, file_sha256, _on_rank0
+from .core import RunDirLocked, lock_run_dir, unlock_run_dir  # noqa: F401 (the folder lock, in core)
 
 # %% auto #0
-__all__ = ['RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'RunDir']
-
-# %% ../nbs/09_rundir.ipynb #61aafeb1
-class RunDirLocked(BlockingIOError):
-    "Another process works in this run directory; the message names it (from the lock file)."
-
-    def __str__(self):
-        return self.strerror
-
-
-_LOCKS = {}  # lock file (real path) -> [fd, number of RunDirs of this process that use it]
-
-
-def _holder(fd) -> str:
-    "The holder recorded in an open lock file, as text ('' if none)."
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or '{}')
-    except (ValueError, OSError):
-        return 'holder unreadable'
-    if not info:
-        return ''
-    who = f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
-    return f"{who}: {info['cmd']}" if info.get('cmd') else who
-
-
-def lock_run_dir(path):
-    "Lock `path/run.lock` for this process (exclusive, non-blocking `flock`); returns a key for `unlock_run_dir`."
-    path = Path(path)
-    lock = path / 'run.lock'
-    key = os.path.realpath(lock)
-    if key in _LOCKS:
-        _LOCKS[key][1] += 1
-        return key
-    if fcntl is None:
-        return None  # no flock (Windows): unprotected
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise write_error(lock, e) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        holder = _holder(fd)
-        os.close(fd)
-        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-            warnings.warn(f'{lock}: this file system has no locks ({e.strerror}); nothing stops a second run here')
-            return None
-        raise RunDirLocked(
-            e.errno,
-            f'{path}: in use by another run ({holder or "holder not recorded yet"}); wait for '
-            'it to end or stop it, or pass another run directory',
-        ) from None
-    stale = _holder(fd)
-    cmd = ' '.join(sys.argv).replace('\n', ' ')[:300]
-    info = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S %z'), cmd=cmd)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
-    os.fsync(fd)
-    if stale:
-        print(f'{path}: took over the lock left by {stale}; that process no longer holds it', file=sys.stderr)
-    _LOCKS[key] = [fd, 1]
-    return key
-
-
-def unlock_run_dir(key, _locks=_LOCKS, _os=os):  # bound now: a RunDir collected at interpreter exit outlives globals
-    "Release one use of the lock `key`; the last one empties the lock file and drops the lock."
-    ent = _locks.get(key)
-    if ent is None:
-        return
-    ent[1] -= 1
-    if ent[1] > 0:
-        return
-    fd = _locks.pop(key)[0]
-    try:
-        _os.ftruncate(fd, 0)  # an empty lock file: released cleanly
-    except OSError:
-        pass
-    _os.close(fd)  # closing the file drops the flock
+__all__ = ['RunDir']
 
 # %% ../nbs/09_rundir.ipynb #c4ff176b
 _BODY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}  # a stage's own write hit the disk
