@@ -8,7 +8,7 @@ import math, time
 from pathlib import Path
 import numpy as np
 import torch
-from .data import pct_name
+from .data import pct_name, DIGIT_BENCHMARKS
 from .classifiers import make_classifier
 from .config import SYNTH_METHODS
 from .stages import STAGES, run_spec, splits, _device, _unet_for, _train_minutes, _diffusion_dir
@@ -147,7 +147,8 @@ class _Probes:
         "A classifier's training: its steps, its evaluations on valid + test, and the images it reads."
         step, fwd = self.cls(bs)
         n_eval = n['valid'] + n['test']
-        reads = (n_train if self.spec.name == 'cmnist' else steps * bs) + n_eval  # Colored MNIST is preloaded once
+        preload = self.spec.name in DIGIT_BENCHMARKS  # preloaded once, as stage_classifier does, else a batch per step
+        reads = (n_train if preload else steps * bs) + n_eval
         return models * (steps * step + math.ceil(steps / eval_every) * n_eval * fwd) + reads * self.read()
 
 # %% ../nbs/18_plan.ipynb #16b350a5
