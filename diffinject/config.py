@@ -689,7 +689,9 @@ class Options:
 
 # %% ../nbs/16_config.ipynb #7e8a2550
 def _run_dir(v, flag):
+    "A run directory's path: not empty, not a file."
     cli_check(v.strip() != '', flag, repr(v), 'the path of a run directory')
+    cli_check(not Path(v).exists() or Path(v).is_dir(), flag, v, 'a folder (this is a file)')
 
 
 @dataclass

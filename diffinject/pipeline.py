@@ -363,7 +363,7 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
                 figures['diffusion samples' + ('' if one else f' {pct_name(ratio)}')] = grid
         for seed in cfg['seeds']:
             p = f'{pct_name(ratio)}/seed{seed}'
-            if need_di or 'bias' in stages:
+            if 'bias' in stages or (need_di and any(s in stages for s in ('synth', 'classifier', 'report'))):
                 bias_outs[(ratio, seed)] = timed('bias', stage_bias, run, cfg, root, ratio, seed)
                 figures[f'top-K {p}'] = run.path / p / 'bias' / 'topk.png'
             if need_di and any(s in stages for s in ('synth', 'classifier', 'report')):
@@ -397,11 +397,8 @@ def _run_stages(prog: str, opts: dict, stages) -> tuple:
     cfg = make_config(**config_args(opts))  # every check before anything is written
     run_dir, rank = opts['run'].run_dir, int(os.environ.get('RANK', '0'))  # under torchrun only rank 0 prints
     if rank == 0:
-        print(
-            f"{prog}: {source_title(cfg)}, {cfg['preset']} preset, methods {','.join(cfg['methods'])}, "
-            f'run directory {run_dir}',
-            flush=True,
-        )
+        methods = f"methods {','.join(cfg['methods'])}, " if 'classifier' in opts else ''  # a command that trains them
+        print(f"{prog}: {source_title(cfg)}, {cfg['preset']} preset, {methods}run directory {run_dir}", flush=True)
     t0 = time.time()
     try:
         m = run_pipeline(cfg, run_dir, stages, verbose=True)  # ValueError, OSError (RunDirLocked, ...): one line
