@@ -913,6 +913,16 @@ class InjectOptions(Options):
         return dict(synth_size=self.synth_size, inject=_given(**{k: getattr(self, k) for k in names}))
 
 # %% ../nbs/16_config.ipynb #f2b1dcde
+def _classifier_steps():
+    "The `--classifier_steps` field (the methods' section and the baselines')."
+    return opt(
+        None,
+        'classifier training steps (vanilla, debiased and baselines; default: quick 2000 / paper 50000)',
+        lo=1,
+        expected='a positive integer',
+    )
+
+
 @dataclass
 class ClassifierOptions(Options):
     "The methods trained and evaluated, and their training"
@@ -924,12 +934,7 @@ class ClassifierOptions(Options):
         'vanilla,upsample,recolour,diffinject; an image folder: no recolour)',
         each=str,
     )
-    classifier_steps: int | None = opt(
-        None,
-        'classifier training steps (vanilla, debiased and baselines; default: quick 2000 / paper 50000)',
-        lo=1,
-        expected='a positive integer',
-    )
+    classifier_steps: int | None = _classifier_steps()
     loss: str | None = opt(
         None,
         'debiased classifier loss: ce (default) or gce (the reference code)',
@@ -942,9 +947,10 @@ class ClassifierOptions(Options):
 
 
 @dataclass
-class BaselineOptions(ClassifierOptions):
+class BaselineOptions(Options):
     "The baselines trained and evaluated, and their training"
 
+    name: ClassVar[str] = 'classifier'
     method: str = opt(
         ','.join(BASELINES),
         'comma-separated baselines: ' + ', '.join(BASELINES) + ' (diffinject_run runs DiffInject and its ablations)',
@@ -952,6 +958,10 @@ class BaselineOptions(ClassifierOptions):
         choices=tuple(BASELINES),
         expected=f"some of {', '.join(BASELINES)} (diffinject_run runs DiffInject and its ablations)",
     )
+    classifier_steps: int | None = _classifier_steps()
+
+    def overrides(self) -> dict:
+        return dict(methods=self.method, classifier=_given(steps=self.classifier_steps))
 
 # %% ../nbs/16_config.ipynb #752be85f
 def options_parser(prog, description: str, sections) -> _Parser:
