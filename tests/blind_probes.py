@@ -748,7 +748,7 @@ def _():
 def _():
     d = fresh_dir('tdiff')
     args = ['diffinject_train_diffusion', '--run_dir', str(d), '--ratios', '0.01', '--diffusion_preset', 'tiny_32',
-            '--diffusion_steps', '300', '--device', 'cpu', '--threads', '1']  # fmt: skip
+            '--diffusion_steps', '20', '--device', 'cpu', '--threads', '1']  # fmt: skip
     return lock_and_signal(args, lambda: (d / 'diffusion.partial').exists(), signal.SIGINT,
                            ['lock', 'running', str(d)], rerun=args)  # fmt: skip
 
