@@ -19,8 +19,7 @@ from .classifiers import materialize, train_classifier, train_vanilla, _batches,
 __all__ = ['BASELINE_HPARAMS', 'QUICK_HPARAMS', 'METHODS', 'TABLE1_BENCHMARKS', 'PUBLISHED_LABEL', 'PUBLISHED_SOURCE',
            'PUBLISHED_TABLE1', 'method_hparams', 'hparams_table', 'SampleLossEMA', 'relative_difficulty', 'debias_loop',
            'LfFLearner', 'DisEntNet', 'feature_swap', 'DisEntLearner', 'committee_pseudo_aligned', 'label_probability',
-           'train_bias_committee', 'MethodResult', 'run_method', 'compare_baselines', 'comparison_table',
-           'baselines_cli']
+           'train_bias_committee', 'MethodResult', 'run_method', 'compare_baselines', 'comparison_table']
 
 # %% ../nbs/15_baselines.ipynb #57a7c347
 _COMMON = dict(q=0.7, ema_alpha=0.7)  # GCE q and the per-sample loss EMA, hard-coded in all three repos
@@ -824,72 +823,3 @@ def comparison_table(rows, benchmark: str = 'cmnist', metric: str = 'acc', publi
         'compare ranking and gap to vanilla).'
     )
     return md_table(head, out) + '\n\n' + note
-
-# %% ../nbs/15_baselines.ipynb #4a756e2b
-from .core import script, cli_list, cli_check, check_threads, check_device
-
-
-@script
-def baselines_cli(
-    out_dir: str = 'baselines_out',  # where runs, comparison.json and comparison.md go
-    root: str = None,  # benchmark folder; default: Colored MNIST built from MNIST-5k into out_dir/cmnist
-    benchmark: str = 'cmnist',  # cmnist | cifar10c | bffhq | dogs_and_cats
-    methods: str = ','.join(METHODS),  # comma-separated subset of vanilla,lff,disent,lff_be
-    ratios: str = '0.01,0.05',  # comma-separated conflicting fractions
-    seeds: str = '0,1,2',  # comma-separated seeds
-    full: bool = False,  # original step budget instead of the quick preset
-    steps: int = None,  # override the number of steps
-    device: str = 'cpu',
-    threads: int = 1,  # torch CPU threads (shared machines: keep 1)
-    quiet: bool = False,  # no progress bars
-):
-    "Run baselines x ratios x seeds and print / save the Table-1 comparison (mean +- std, published numbers beside)."
-    ms, rs, ss = (
-        cli_list(methods, str, '--methods'),
-        cli_list(ratios, float, '--ratios'),
-        cli_list(seeds, int, '--seeds'),
-    )
-    bad = [m for m in ms if m not in METHODS]
-    cli_check(not bad, '--methods', methods, f'some of {",".join(METHODS)} (unknown: {",".join(bad)})')
-    for r in rs:
-        cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
-    for s in ss:
-        cli_check(0 <= s < 2**31, '--seeds', seeds, 'seeds from 0 to 2147483647')
-    for name, vs, given in (('--methods', ms, methods), ('--ratios', rs, ratios), ('--seeds', ss, seeds)):
-        cli_check(len(set(vs)) == len(vs), name, given, 'each value once')
-    cli_check(steps is None or steps >= 1, '--steps', steps, 'a positive integer')
-    check_threads(threads)
-    check_device(device, '--device')
-    cli_check(root is None or Path(root).is_dir(), '--root', root, 'an existing benchmark folder')
-    if root is None and benchmark != 'cmnist':
-        raise ValueError(f'--root: required for benchmark={benchmark!r} (only cmnist can be built here)')
-    cli_check(not Path(out_dir).exists() or Path(out_dir).is_dir(), '--out_dir', out_dir, 'a folder (this is a file)')
-    from diffinject.rundir import lock_run_dir, unlock_run_dir
-
-    key = lock_run_dir(out_dir)  # one process per folder; a second is refused in one line
-    try:
-        torch.set_num_threads(threads)
-        out = Path(out_dir)
-        if root is None:
-            from diffinject.data import build_colored_mnist
-
-            root = build_colored_mnist(out / 'cmnist', ratios=tuple(rs))
-        rows = compare_baselines(
-            root,
-            benchmark,
-            ms,
-            rs,
-            ss,
-            quick=not full,
-            out_dir=out / 'runs',
-            device=device,
-            steps=steps,
-            show_progress=False if quiet else None,
-        )
-        tab = comparison_table(rows, benchmark)
-        write_json(out / 'comparison.json', rows)
-        atomic_write_text(out / 'comparison.md', tab + '\n')
-        print(tab)
-        return rows
-    finally:
-        unlock_run_dir(key)

@@ -7,15 +7,15 @@ from __future__ import annotations
 import time, math, functools
 from pathlib import Path
 import torch
-from .core import seed_everything, write_json, script, cli_check, check_threads, check_device
+from .core import seed_everything, write_json
 from .classifiers import make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss
 from .classifiers import TrainResult
-from .core import check_precision, lock_run_dir, unlock_run_dir
+from .core import check_precision
 from .data import pct_name, build_colored_mnist, load_split
 
 # %% auto #0
 __all__ = ['BIAS_CLASSIFIER_DEFAULTS', 'train_bias_classifier', 'mine_topk', 'mine_bias_conflicting', 'mining_precision',
-           'mining_recall', 'mining_report', 'show_mined', 'run_bias_mining', 'mining_table', 'diffinject_mine']
+           'mining_recall', 'mining_report', 'show_mined', 'run_bias_mining', 'mining_table']
 
 # %% ../nbs/05_bias.ipynb #4a4e3b0f
 BIAS_CLASSIFIER_DEFAULTS = {  # AmpliBias / DiffInject train_classifier (= A²): GCE, Adam, 50 epochs
@@ -293,44 +293,3 @@ def mining_table(metrics: list[dict]) -> str:
             f"({mi['n_mined_conflicting']}/{mi['n_mined']} mined conflicting, {mi['n_conflicting']} conflicting in train)"
         )
     return '\n'.join(rows)
-
-# %% ../nbs/05_bias.ipynb #aa3584e9
-@script
-def diffinject_mine(
-    out: str = 'runs/cmnist5k',  # output folder (data in <out>/data, results in <out>/<pct>)
-    ratio: float = 0.01,  # bias-conflicting ratio of the training set, a fraction (0.01 = 1 %)
-    k: int = 10,  # top-K mined samples per class
-    steps: int = 2000,  # vanilla MLP training steps (batch 256, ~140 epochs of 3.6k images)
-    bias_steps: int = None,  # GCE bias classifier steps (default: 50 epochs = 704 steps)
-    eval_every: int = 100,  # evaluate every N steps
-    seed: int = 0,  # seed for the data build and both trainings
-    device: str = None,  # 'cpu', 'cuda', ... (default: fastest available)
-    threads: int = 1,  # torch CPU threads
-    precision: str = 'fp32',  # fp32 | bf16 | fp16: autocast of both trainings and the mining
-):
-    "Stage 1 of DiffInject on Colored MNIST built from the shipped MNIST-5k: vanilla MLP, GCE bias classifier, top-K mining."
-    cli_check(0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01 for 1 %')
-    for name, v in (('--k', k), ('--steps', steps), ('--bias_steps', bias_steps), ('--eval_every', eval_every)):
-        cli_check(v is None or v >= 1, name, v, 'a positive integer')
-    check_threads(threads)
-    cli_check(not Path(out).exists() or Path(out).is_dir(), '--out', out, 'a folder (this is a file)')
-    check_device(device, '--device')
-    cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'one of fp32, bf16, fp16')
-    torch.set_num_threads(threads)
-    key = lock_run_dir(out)  # one process per output folder: a second is refused in one line, naming the holder
-    try:
-        m = run_bias_mining(
-            out,
-            ratio=ratio,
-            k=k,
-            steps=steps,
-            bias_steps=bias_steps,
-            eval_every=eval_every,
-            seed=seed,
-            device=device,
-            precision=precision,
-        )
-    finally:
-        unlock_run_dir(key)
-    print(mining_table([m]))
-    print(f"wrote {Path(out) / m['pct']}/{{metrics.json,topk.json,topk.png}} ({m['seconds']} s)")

@@ -21,7 +21,9 @@ from .baselines import METHODS as BASELINES
 # %% auto #0
 __all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 'BIAS_BS', 'DIGITS', 'SOURCES', 'OPTIONAL_KEYS',
            'PRESETS', 'SYNTH_METHODS', 'METHODS', 'RUN_OPTIONS', 'MAX_SEED', 'LIMITS', 'CLI_NAMES', 'SHIPPED_SOURCES',
-           'SHIPPED_PRESETS', 'size_imagefolder', 'run_option', 'make_config']
+           'SHIPPED_PRESETS', 'STAGES', 'size_imagefolder', 'run_option', 'make_config', 'opt', 'check_option',
+           'Options', 'RunOptions', 'StageOptions', 'DataOptions', 'BiasOptions', 'DiffusionOptions', 'InjectOptions',
+           'ClassifierOptions', 'BaselineOptions', 'options_parser', 'config_args', 'Command']
 
 # %% ../nbs/16_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
@@ -627,3 +629,382 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
         if preset == 'quick':
             cfg = _fit_imagefolder(cfg, lay, overrides, synth_size, minutes)
     return _check_config(cfg, check_data)
+
+# %% ../nbs/16_config.ipynb #52fbe885
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, get_type_hints
+from .core import _Parser, PRECISIONS, add_option, run_parsed, cli_list, cli_check, check_threads
+
+STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')  # a run's stages, in order (17_stages)
+
+
+def opt(default, help: str, *, choices=None, lo=None, hi=None, gt=None, lt=None, each=None, expected=None, check=None):
+    "A command-line option as a dataclass field: its default, help, and what it accepts (see above)."
+    meta = dict(help=help, choices=choices, lo=lo, hi=hi, gt=gt, lt=lt, each=each, expected=expected, check=check)
+    return field(default=default, metadata=meta)
+
+
+def _accepts(v, m) -> bool:
+    "Is `v` one of the choices of field metadata `m` and inside its range?"
+    inside = (
+        (m['lo'] is None or v >= m['lo'])
+        and (m['hi'] is None or v <= m['hi'])
+        and (m['gt'] is None or v > m['gt'])
+        and (m['lt'] is None or v < m['lt'])
+    )
+    return inside and (m['choices'] is None or v in m['choices'])
+
+
+def check_option(name: str, value, m: dict):
+    "`value` of `--name` checked by its field metadata `m` (a list for `each`; None stays None), or a UsageError."
+    if value is None:
+        return None
+    flag = f'--{name}'
+    vals = cli_list(value, m['each'], flag) if m['each'] else [value]
+    want = m['expected'] or f"one of {', '.join(map(str, m['choices'] or ()))}"
+    for v in vals:
+        cli_check(_accepts(v, m), flag, value, want)
+    if m['check'] is not None:
+        m['check'](value, flag)
+    return vals if m['each'] else value
+
+
+def _given(**kw) -> dict | None:
+    "The options set (not None), or None when none is."
+    return {k: v for k, v in kw.items() if v is not None} or None
+
+
+class Options:
+    "A section of command-line options: a dataclass of `opt` fields; `overrides()` is its part of make_config's arguments."
+
+    name: ClassVar[str] = ''
+
+    @classmethod
+    def checked(cls, kw: dict):
+        "The section from the parsed options `kw` (a dict with at least its fields), every value checked."
+        return cls(**{f.name: check_option(f.name, kw[f.name], f.metadata) for f in fields(cls)})
+
+    def overrides(self) -> dict:
+        return {}
+
+# %% ../nbs/16_config.ipynb #7e8a2550
+def _run_dir(v, flag):
+    "A run directory's path: not empty, not a file."
+    cli_check(v.strip() != '', flag, repr(v), 'the path of a run directory')
+    cli_check(not Path(v).exists() or Path(v).is_dir(), flag, v, 'a folder (this is a file)')
+
+
+@dataclass
+class RunOptions(Options):
+    "The run directory, the preset, and how the networks run"
+
+    name: ClassVar[str] = 'run'
+    run_dir: str = opt(
+        'runs/quick', 'the run directory (an existing one must have the same configuration)', check=_run_dir
+    )
+    preset: str = opt('quick', "'quick' (CPU: Colored MNIST from MNIST-5k, or your image folder) or 'paper' (GPU)")
+    device: str | None = opt(None, "cpu, cuda, ... (default: the fastest available; under torchrun each rank's GPU)")
+    precision: str = opt(
+        'fp32',
+        'fp32, bf16 or fp16: autocast of f_B, the diffusion training (bf16), synthesis and the debiased classifier '
+        '(the baselines stay fp32)',
+        choices=tuple(PRECISIONS),
+        expected='fp32, bf16 or fp16',
+    )
+    num_workers: int = opt(
+        0,
+        'processes loading training images (f_B, diffusion, debiased classifier); same run',
+        lo=0,
+        expected='an integer >= 0 (0 = load in the main process)',
+    )
+    threads: int | None = opt(
+        None, 'torch CPU threads (default: every core of this machine; 1 on a shared one)', check=check_threads
+    )
+
+    def overrides(self) -> dict:
+        return dict(preset=self.preset, device=self.device, precision=self.precision, num_workers=self.num_workers)
+
+
+@dataclass
+class StageOptions(Options):
+    "How far the run goes"
+
+    name: ClassVar[str] = 'stage'
+    stage: str = opt(
+        'all',
+        'run only up to this stage: ' + ', '.join(STAGES),
+        choices=('all', *STAGES),
+        expected=f'all or one of {", ".join(STAGES)}',
+    )
+
+# %% ../nbs/16_config.ipynb #6bd3f000
+_SOURCE_HELP = (
+    'where the data comes from, and what --data_root must hold: mnist5k: nothing (MNIST digits shipped in the '
+    "package; the quick default); mnist, fashion_mnist, kmnist: torchvision's MNIST/raw/ (FashionMNIST/, KMNIST/) or "
+    "the four IDX files, plain or .gz (-> Colored MNIST); cifar10: torchvision's cifar-10-batches-py/ (-> Corrupted "
+    'CIFAR-10); folder: a downloaded DisEnt/BE benchmark folder (<pct>/align, <pct>/conflict, valid, test; say which '
+    'with --dataset); imagefolder: your images, train/<class>/*, optional valid/<class>/*, test/<class>/*'
+)
+
+
+@dataclass
+class DataOptions(Options):
+    "The benchmark or image folder, its bias-conflicting ratios and the seeds"
+
+    name: ClassVar[str] = 'data'
+    dataset: str | None = opt(
+        None,
+        'cmnist, corrupted_mnist, cifar10c, bffhq or dogs_and_cats (default: what --source gives; a digit source '
+        'builds cmnist unless --dataset corrupted_mnist)',
+    )
+    source: str | None = opt(None, _SOURCE_HELP, choices=tuple(SOURCES))
+    data_root: str | None = opt(None, 'the folder --source reads (see --source)')
+    download: bool = opt(False, 'let torchvision download MNIST / Fashion-MNIST / KMNIST / CIFAR-10 into --data_root')
+    ratios: str | None = opt(  # comma-separated: checked as a list of floats
+        None,
+        'comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05); default: quick 0.01 / paper the '
+        "benchmark's (0.005,0.01,0.02,0.05; dogs_and_cats 0.01,0.05)",
+        each=float,
+        gt=0,
+        lt=1,
+        expected='fractions in (0, 1), e.g. 0.01,0.05',
+    )
+    seeds: str | None = opt(
+        None, 'comma-separated classifier seeds, 0 to 2147483647 (default: quick 0 / paper 0,1,2)', each=int
+    )
+    image_size: int | None = opt(
+        None,
+        'imagefolder: model resolution in px (default 32 on a CPU, 64 on a GPU; shorter side resized, centre crop)',
+        lo=8,
+        expected='at least 8 (px)',
+    )
+    minutes: float | None = opt(
+        None,
+        'imagefolder: the time the default lengths are sized for (20: ~3,000 images on 2 CPU cores; a GPU gets 20x '
+        'the lengths); options you give are kept',
+        gt=0,
+        expected='a positive number of minutes',
+    )
+    max_train_per_class: int | None = opt(
+        None,
+        'keep at most N training images per class (a seeded draw: the same every run)',
+        lo=1,
+        expected='a positive integer',
+    )
+    bias_csv: str | None = opt(None, 'imagefolder: optional CSV path,bias, for group accuracies (evaluation only)')
+
+    def overrides(self) -> dict:
+        folder = self.data_root and (self.dataset or 'cmnist') in ('bffhq', 'dogs_and_cats')  # a downloaded folder
+        return dict(
+            dataset=self.dataset,
+            ratios=self.ratios,
+            seeds=self.seeds,
+            data_root=self.data_root,
+            download=self.download or None,
+            source=self.source or ('folder' if folder else None),
+            image_size=self.image_size,
+            max_train_per_class=self.max_train_per_class,
+            bias_csv=self.bias_csv,
+            minutes=self.minutes,
+        )
+
+
+@dataclass
+class BiasOptions(Options):
+    "The biased classifier f_B and its top-K mining"
+
+    name: ClassVar[str] = 'bias'
+    bias_steps: int | None = opt(
+        None, 'f_B training steps (default: 50 epochs of the training set)', lo=1, expected='a positive integer'
+    )
+
+    def overrides(self) -> dict:
+        return dict(bias=_given(steps=self.bias_steps))
+
+# %% ../nbs/16_config.ipynb #4c638fc6
+@dataclass
+class DiffusionOptions(Options):
+    "The diffusion model (the shipped one, a released checkpoint, or one trained in the run)"
+
+    name: ClassVar[str] = 'diffusion'
+    train_diffusion: bool = opt(False, 'retrain the shipped diffusion model from scratch with its recipe (resumable)')
+    train_on: str | None = opt(
+        None,
+        'a diffusion model trained here learns from: source (unbiased source images) or train',
+        choices=TRAIN_ON,
+    )
+    diffusion_ckpt: str | None = opt(
+        None, 'a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training'
+    )
+    diffusion_preset: str | None = opt(
+        None, 'the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2)'
+    )
+    diffusion_steps: int | None = opt(
+        None,
+        'diffusion training steps (default: quick 1500 when a model is trained here, none with the shipped model / '
+        'paper 100000 cmnist, 200000 cifar10c, none with a checkpoint)',
+        lo=1,
+        expected='a positive integer',
+    )
+
+    def overrides(self) -> dict:
+        train_here = (self.diffusion_preset or self.diffusion_steps) and not self.diffusion_ckpt
+        d = _given(
+            ckpt=self.diffusion_ckpt,
+            preset=self.diffusion_preset,
+            steps=self.diffusion_steps,
+            train_on=self.train_on,
+            train=self.train_diffusion or None,
+            **({'pretrained': ''} if train_here else {}),
+        )
+        return dict(diffusion=d)
+
+
+_T = dict(lo=0, hi=999, expected='a timestep in 0..999')
+
+
+@dataclass
+class InjectOptions(Options):
+    "The synthetic set made by h-space injection"
+
+    name: ClassVar[str] = 'inject'
+    synth_size: int | None = opt(
+        None,
+        "number of synthetic images (default: the synthesis stage's size rule)",
+        lo=1,
+        expected='a positive integer',
+    )
+    gamma: float | None = opt(
+        None,
+        'Slerp weight toward the content h, Eq. (8), in [0, 1] (default: quick 0.5 / paper 0.3 cmnist and cifar10c, '
+        '0.7 bffhq and dogs_and_cats)',
+        lo=0,
+        hi=1,
+        expected='a Slerp weight in [0, 1]',
+    )
+    t_edit: int | None = opt(None, 'inject for t >= t_edit (default: quick 200 / paper 400)', **_T)
+    t_boost: int | None = opt(None, 'quality-boosting noise for t <= t_boost (default: quick 200 / paper 200)', **_T)
+    label_from: str | None = opt(
+        None,
+        'synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)',
+        choices=LABEL_FROM,
+    )
+    filter: str | None = opt(
+        None, 'none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)', choices=FILTERS
+    )
+    colour_match: str | None = opt(
+        None,
+        "none (default) or style: each synthetic image gets its style's channel mean/std (assumes the bias is colour)",
+        choices=COLOUR_MATCH,
+    )
+    model_input: str | None = opt(
+        None,
+        "rgb (default) or value: the model is given the images' HSV value (assumes the bias is colour)",
+        choices=MODEL_INPUTS,
+    )
+    style_pool: str | None = opt(
+        None,
+        "fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)",
+        choices=STYLE_POOLS,
+    )
+
+    def overrides(self) -> dict:
+        names = 'gamma t_edit t_boost label_from filter colour_match model_input style_pool'.split()
+        return dict(synth_size=self.synth_size, inject=_given(**{k: getattr(self, k) for k in names}))
+
+# %% ../nbs/16_config.ipynb #f2b1dcde
+def _classifier_steps():
+    "The `--classifier_steps` field (the methods' section and the baselines')."
+    return opt(
+        None,
+        'classifier training steps (vanilla, debiased and baselines; default: quick 2000 / paper 50000)',
+        lo=1,
+        expected='a positive integer',
+    )
+
+
+@dataclass
+class ClassifierOptions(Options):
+    "The methods trained and evaluated, and their training"
+
+    name: ClassVar[str] = 'classifier'
+    method: str | None = opt(  # the names are checked with the whole configuration (make_config)
+        None,
+        'comma-separated: vanilla, upsample, recolour, diffinject, lff, disent, lff_be (default: '
+        'vanilla,upsample,recolour,diffinject; an image folder: no recolour)',
+        each=str,
+    )
+    classifier_steps: int | None = _classifier_steps()
+    loss: str | None = opt(
+        None,
+        'debiased classifier loss: ce (default) or gce (the reference code)',
+        choices=('ce', 'gce'),
+        expected='ce or gce',
+    )
+
+    def overrides(self) -> dict:
+        return dict(methods=self.method, classifier=_given(steps=self.classifier_steps, loss=self.loss))
+
+
+@dataclass
+class BaselineOptions(Options):
+    "The baselines trained and evaluated, and their training"
+
+    name: ClassVar[str] = 'classifier'
+    method: str = opt(
+        ','.join(BASELINES),
+        'comma-separated baselines: ' + ', '.join(BASELINES) + ' (diffinject_run runs DiffInject and its ablations)',
+        each=str,
+        choices=tuple(BASELINES),
+        expected=f"some of {', '.join(BASELINES)} (diffinject_run runs DiffInject and its ablations)",
+    )
+    classifier_steps: int | None = _classifier_steps()
+
+    def overrides(self) -> dict:
+        return dict(methods=self.method, classifier=_given(steps=self.classifier_steps))
+
+# %% ../nbs/16_config.ipynb #752be85f
+def options_parser(prog, description: str, sections) -> _Parser:
+    "The parser of a command made of option `sections` (the dataclasses above): one argument group per section."
+    p = _Parser(prog=prog, description=description, allow_abbrev=False)  # no prefix matching
+    for sec in sections:
+        g, hints = p.add_argument_group(sec.name, sec.__doc__), get_type_hints(sec)
+        for f in fields(sec):
+            add_option(g, f.name, hints[f.name], f.default, f.metadata['help'])
+    return p
+
+
+def config_args(opts: dict) -> dict:
+    "make_config's keyword arguments from checked sections {name: section}; a section left out keeps the preset's values."
+    out = {}
+    for sec in opts.values():
+        out.update(sec.overrides())
+    return out
+
+
+class Command:
+    "A command line made of option `sections`: `main(argv)` parses and checks them and calls `run(prog, opts)`."
+
+    def __init__(self, prog: str, doc: str, sections: tuple, run):
+        self.prog, self.__doc__, self.sections, self.run = prog, doc, tuple(sections), run
+
+    def parser(self, prog=None) -> _Parser:
+        return options_parser(prog or self.prog, self.__doc__, self.sections)
+
+    def checked(self, kw: dict) -> dict:
+        "{section name: checked section} from the parsed options `kw`."
+        return {sec.name: sec.checked(kw) for sec in self.sections}
+
+    def main(self, argv=None):
+        "Run the command on `argv` (None: `sys.argv`, the console script's own name in its messages)."
+        p = options_parser(None if argv is None else self.prog, self.__doc__, self.sections)
+        return run_parsed(p, lambda **kw: self.run(p.prog, self.checked(kw)), argv)
+
+    def __call__(self, argv=None):
+        return self.main(argv)
+
+    def __repr__(self):
+        return f'<command {self.prog}: {", ".join(s.name for s in self.sections)}>'
+
+    def _repr_markdown_(self):  # nbdev's show_doc and the notebook
+        return f'`{self.prog}`: {self.__doc__}'

@@ -24,11 +24,11 @@ __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'max_procs', 'check_device
            'write_error', 'atomic_path', 'atomic_save', 'atomic_write_text', 'simulate_os_error', 'simulate_disk_full',
            'json_data', 'write_json', 'read_json', 'CheckpointError', 'load_torch', 'save_weights', 'read_weights',
            'check_weights', 'file_sha256', 'flatten_config', 'config_key', 'config_diff', 'mean_std', 'md_table',
-           'LineProgress', 'pbar', 'check_images', 'check_prob', 'UsageError', 'arg_comments', 'cli_parser', 'script',
-           'run_cli', 'cli_list', 'cli_check', 'check_threads', 'check_precision', 'precision_autocast', 'grad_scaler',
-           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'OnRank0Failed', 'to_01',
-           'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images', 'RunDirLocked',
-           'lock_run_dir', 'unlock_run_dir']
+           'LineProgress', 'pbar', 'check_images', 'check_prob', 'UsageError', 'arg_comments', 'add_option',
+           'cli_parser', 'run_parsed', 'script', 'run_cli', 'cli_list', 'cli_check', 'check_threads', 'check_precision',
+           'precision_autocast', 'grad_scaler', 'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier',
+           'OnRank0Failed', 'to_01', 'show_images', 'fit_images', 'to_diffusion_range', 'ArrayImages', 'load_images',
+           'RunDirLocked', 'lock_run_dir', 'unlock_run_dir']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -598,6 +598,18 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+def add_option(p, name: str, hint, default, help: str = ''):
+    "Option `--name` (and `--name-with-dashes`) of parser or argument group `p`, by the rules above."
+    flags, h = [f'--{name}'] + ([f'--{name.replace("_", "-")}'] if '_' in name else []), help.replace('%', '%%')
+    if hint is bool or isinstance(default, bool):
+        act = argparse.BooleanOptionalAction if default else 'store_true'
+        return p.add_argument(*flags, dest=name, action=act, default=bool(default), help=h)
+    shown = '' if default is None else f' (default: {default})'.replace('%', '%%')
+    return p.add_argument(
+        *flags, dest=name, type=_arg_type(hint), default=default, metavar=name.upper(), help=h + shown
+    )
+
+
 def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     "The argparse parser of `func`: see the rules above."
     try:
@@ -609,23 +621,36 @@ def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     for name, prm in inspect.signature(func).parameters.items():
         if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
             continue
-        hint, default, h = hints.get(name), prm.default, docs.get(name, '').replace('%', '%%')
-        if default is prm.empty:
-            p.add_argument(name, type=_arg_type(hint), help=h)
-            continue
-        flags = [f'--{name}'] + ([f'--{name.replace("_", "-")}'] if '_' in name else [])
-        if hint is bool or isinstance(default, bool):
-            act = argparse.BooleanOptionalAction if default else 'store_true'
-            p.add_argument(*flags, dest=name, action=act, default=bool(default), help=h)
-            continue
-        shown = '' if default is None else f' (default: {default})'.replace('%', '%%')
-        p.add_argument(*flags, dest=name, type=_arg_type(hint), default=default, metavar=name.upper(), help=h + shown)
+        if prm.default is prm.empty:
+            p.add_argument(name, type=_arg_type(hints.get(name)), help=docs.get(name, '').replace('%', '%%'))
+        else:
+            add_option(p, name, hints.get(name), prm.default, docs.get(name, ''))
     return p
 
 # %% ../nbs/00_core.ipynb #095e62af
 def _interrupt(signum, frame):
     "SIGTERM handler of a command line: stop as Ctrl-C does (one line, the stage kept for a rerun)."
     raise KeyboardInterrupt
+
+
+def run_parsed(p: argparse.ArgumentParser, func, argv=None):
+    "Parse `argv` (None: `sys.argv`) with `p` and call `func(**options)` as a command line: the rules above."
+    kw = vars(p.parse_args(argv))
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill`: as Ctrl-C
+    try:
+        r = func(**kw)
+    except UsageError as e:
+        p.error(str(e))
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        print(f'{p.prog}: interrupted; rerun the same command to resume', file=sys.stderr)
+        raise SystemExit(130) from None
+    except (ValueError, OSError) as e:
+        raise SystemExit(f'{p.prog}: {e}') from None  # a bad file, a full disk, ...
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+    return r if type(r) is int else None
 
 
 def script(func):
@@ -638,23 +663,7 @@ def script(func):
         return _f.main()
 
     def main(argv=None):
-        p = cli_parser(func, None if argv is None else func.__name__)  # console: the script's name
-        kw = vars(p.parse_args(argv))
-        main_thread = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill`: as Ctrl-C
-        try:
-            r = func(**kw)
-        except UsageError as e:
-            p.error(str(e))
-        except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-            print(f'{p.prog}: interrupted; rerun the same command to resume', file=sys.stderr)
-            raise SystemExit(130) from None
-        except (ValueError, OSError) as e:
-            raise SystemExit(f'{p.prog}: {e}') from None  # a bad file, a full disk, ...
-        finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
-        return r if type(r) is int else None
+        return run_parsed(cli_parser(func, None if argv is None else func.__name__), func, argv)  # console: its name
 
     _f.main, _f.parser = main, partial(cli_parser, func)
     fr = sys._getframe(1)  # `python -m pkg.module args`: run it now

@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from .core import write_json, read_json, atomic_write_text, mean_std, md_table, script, cli_list, cli_check
-from .core import check_threads, _on_rank0, OnRank0Failed
+from .core import write_json, read_json, atomic_write_text, mean_std, md_table
+from .core import _on_rank0, OnRank0Failed
 from .data import pct_name
 from .classifiers import CHECKPOINTS
-from .synth import LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
-from .pretrained import TRAIN_ON
 from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
 from .config import INJECT_DEFAULTS, SYNTH_METHODS  # noqa: F401 (re-exported)
-from .config import _base, _check_config
+from .config import _base, _check_config, Command, config_args, RunOptions, StageOptions, DataOptions
+from .config import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
 from .data import DataCheckError
 import shutil
 from .train import init_distributed
@@ -54,8 +53,9 @@ _all_ = [
 ]
 
 # %% auto #0
-__all__ = ['METRIC_TITLES', 'results_table', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro', 'synth_table',
-           'write_report', 'run_pipeline', 'diffinject_run', 'debias', 'digit_folder', 'STAGES', 'RunDirLocked',
+__all__ = ['METRIC_TITLES', 'SECTIONS', 'diffinject_run', 'diffinject_mine', 'diffinject_train_diffusion', 'diffinject_baselines',
+           'results_table', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro', 'synth_table',
+           'bias_table', 'write_report', 'run_pipeline', 'debias', 'digit_folder', 'STAGES', 'RunDirLocked',
            'lock_run_dir', 'unlock_run_dir', 'OnRank0Failed', 'RunDir', 'run_spec', 'source_title', 'data_key',
            'stage_key', 'stage_data', 'splits', 'eval_description', 'stage_bias', 'one_diffusion_model',
            'stage_diffusion', 'stage_synth', 'stage_classifier', 'plan_sizes', 'time_plan', 'plan_by_stage',
@@ -207,6 +207,17 @@ def synth_table(synth_outs: dict) -> str:
     return '\n'.join(out)
 
 # %% ../nbs/19_pipeline.ipynb #31bcefcf
+def bias_table(bias_outs: dict) -> list:
+    "The lines of the bias-mining table: f_B's top-K precision and recall per (ratio, seed) of `bias_outs`."
+    lines = ['| ratio | seed | precision@K | recall | mined conflicting / mined |', '|---|---|---|---|---|']
+    for (r, s), b in sorted(bias_outs.items()):
+        m = b['mining']
+        lines.append(
+            f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |"
+        )
+    return lines
+
+
 def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figures) -> dict:
     "`metrics.json` (everything, per ratio and seed) and `report.md` (tables + figures), both written atomically."
     as_rows = lambda d: [dict(ratio=r, seed=s, **v) for (r, s), v in sorted(d.items())]
@@ -237,17 +248,7 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
         lines += [f'## {METRIC_TITLES[metric].capitalize()}', '', *note, results_table(results, metric), '']
     if cfg['dataset'] == 'imagefolder':
         lines += ['## Per-class accuracy', '', class_table(results, cfg['classes']), '']
-    lines += [
-        '## Bias mining (f_B top-K)',
-        '',
-        '| ratio | seed | precision@K | recall | mined conflicting / mined |',
-        '|---|---|---|---|---|',
-    ]
-    for (r, s), b in sorted(bias_outs.items()):
-        m = b['mining']
-        lines.append(
-            f"| {pct_name(r)} | {s} | {_pct(m['precision'])} | {_pct(m['recall'])} | {m['n_mined_conflicting']}/{m['n_mined']} |"
-        )
+    lines += ['## Bias mining (f_B top-K)', '', *bias_table(bias_outs)]
     if synth_outs:
         lines += ['', '## Synthetic set', '', synth_table(synth_outs)]
     lines += [
@@ -362,7 +363,7 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
                 figures['diffusion samples' + ('' if one else f' {pct_name(ratio)}')] = grid
         for seed in cfg['seeds']:
             p = f'{pct_name(ratio)}/seed{seed}'
-            if need_di or 'bias' in stages:
+            if 'bias' in stages or (need_di and any(s in stages for s in ('synth', 'classifier', 'report'))):
                 bias_outs[(ratio, seed)] = timed('bias', stage_bias, run, cfg, root, ratio, seed)
                 figures[f'top-K {p}'] = run.path / p / 'bias' / 'topk.png'
             if need_di and any(s in stages for s in ('synth', 'classifier', 'report')):
@@ -383,172 +384,34 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
             if any(s in stages for s in ('classifier', 'report')):
                 for m in cfg['methods']:
                     results.append(timed(m, stage_classifier, run, cfg, root, ratio, seed, m, run.path / p / 'synth'))
-    if 'report' not in stages:
-        return dict(results=results)
+    if 'report' not in stages:  # the classifiers' results, f_B's mining per ratio and seed
+        return dict(results=results, bias=[dict(ratio=r, seed=s, **b) for (r, s), b in bias_outs.items()])
     keyed = lambda d: {(None if r is None else float(r), int(s)): v for (r, s), v in d.items()}
     metrics = _on_rank0(write_report, run, cfg, results, keyed(bias_outs), keyed(synth_outs), timings, figures)
     return metrics if rank == 0 else read_json(run.path / 'metrics.json')
 
 # %% ../nbs/19_pipeline.ipynb #d0729dcf
-@script
-def diffinject_run(
-    run_dir: str = 'runs/quick',  # the run directory (an existing one must have the same configuration)
-    preset: str = 'quick',  # 'quick' (CPU: Colored MNIST from MNIST-5k, or your image folder) or 'paper' (GPU)
-    dataset: str = None,  # cmnist, corrupted_mnist, cifar10c, bffhq or dogs_and_cats (default: what --source
-    # gives; a digit source builds cmnist unless --dataset corrupted_mnist)
-    method: str = None,  # comma-separated: vanilla, upsample, recolour, diffinject, lff, disent, lff_be
-    # (default: vanilla,upsample,recolour,diffinject; an image folder: no recolour)
-    ratios: str = None,  # comma-separated bias-conflicting ratios, fractions (e.g. 0.01,0.05); default:
-    # quick 0.01 / paper the benchmark's (0.005,0.01,0.02,0.05; dogs_and_cats 0.01,0.05)
-    seeds: str = None,  # comma-separated classifier seeds, 0 to 2147483647 (default: quick 0 / paper 0,1,2)
-    source: str = None,  # where the data comes from, and what --data_root must hold:
-    # mnist5k: nothing (MNIST digits shipped in the package; the quick default);
-    # mnist, fashion_mnist, kmnist: torchvision's MNIST/raw/ (FashionMNIST/, KMNIST/)
-    # or the four IDX files, plain or .gz (-> Colored MNIST);
-    # cifar10: torchvision's cifar-10-batches-py/ (-> Corrupted CIFAR-10);
-    # folder: a downloaded DisEnt/BE benchmark folder (<pct>/align, <pct>/conflict,
-    # valid, test; say which with --dataset);
-    # imagefolder: your images, train/<class>/*, optional valid/<class>/*, test/<class>/*
-    data_root: str = None,  # the folder --source reads (see --source)
-    download: bool = False,  # let torchvision download MNIST / Fashion-MNIST / KMNIST / CIFAR-10 into --data_root
-    image_size: int = None,  # imagefolder: model resolution in px (default 32 on a CPU, 64 on a GPU; shorter
-    # side resized, centre crop)
-    minutes: float = None,  # imagefolder: the time the default lengths are sized for (20: ~3,000 images on
-    # 2 CPU cores; a GPU gets 20x the lengths); options you give are kept
-    max_train_per_class: int = None,  # keep at most N training images per class (a seeded draw: the same every run)
-    bias_csv: str = None,  # imagefolder: optional CSV path,bias, for group accuracies (evaluation only)
-    synth_size: int = None,  # number of synthetic images (default: the synthesis stage's size rule)
-    train_diffusion: bool = False,  # retrain the shipped diffusion model from scratch with its recipe (resumable)
-    train_on: str = None,  # a diffusion model trained here learns from: source (unbiased source images) or train
-    diffusion_ckpt: str = None,  # a released P2 / guided-diffusion checkpoint (.pt/.safetensors) instead of training
-    diffusion_preset: str = None,  # the UNet preset of --diffusion_ckpt or of the model to train (e.g. ffhq_p2)
-    diffusion_steps: int = None,  # diffusion training steps (default: quick 1500 when a model is trained here, none
-    # with the shipped model / paper 100000 cmnist, 200000 cifar10c, none with a checkpoint)
-    gamma: float = None,  # Slerp weight toward the content h, Eq. (8), in [0, 1] (default: quick 0.5 / paper 0.3
-    # cmnist and cifar10c, 0.7 bffhq and dogs_and_cats)
-    t_edit: int = None,  # inject for t >= t_edit (default: quick 200 / paper 400)
-    t_boost: int = None,  # quality-boosting noise for t <= t_boost (default: quick 200 / paper 200)
-    label_from: str = None,  # synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)
-    filter: str = None,  # none (paper: keep every synthetic image) or fb (drop those f_B reads as aligned)
-    colour_match: str = None,  # none (default) or style: each synthetic image gets its style's channel mean/std
-    # (assumes the bias is colour)
-    model_input: str = None,  # rgb (default) or value: the model is given the images' HSV value (assumes the bias
-    # is colour)
-    style_pool: str = None,  # fb (f_B's confident samples; default) or aligned (uses bias labels: reference code)
-    classifier_steps: int = None,  # classifier training steps (vanilla, debiased and baselines; default: quick 2000 /
-    # paper 50000)
-    bias_steps: int = None,  # f_B training steps (default: 50 epochs of the training set)
-    loss: str = None,  # debiased classifier loss: ce (default) or gce (the reference code)
-    stage: str = 'all',  # run only up to this stage: data, bias, diffusion, synth, classifier, report
-    device: str = None,  # cpu, cuda, ... (default: the fastest available; under torchrun each rank's GPU)
-    precision: str = 'fp32',  # fp32, bf16 or fp16: autocast of f_B, the diffusion training (bf16), synthesis and
-    # the debiased classifier (the baselines stay fp32)
-    num_workers: int = 0,  # processes loading training images (f_B, diffusion, debiased classifier); same run
-    threads: int = None,  # torch CPU threads (default: every core of this machine; 1 on a shared one)
-):
-    "Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report), resumably."
-    cli_check(run_dir.strip() != '', '--run_dir', repr(run_dir), 'the path of a run directory')
-    cli_check(stage == 'all' or stage in STAGES, '--stage', stage, f'all or one of {", ".join(STAGES)}')
-    cli_check(source is None or source in SOURCES, '--source', source, f'one of {", ".join(SOURCES)}')
-    check_threads(threads)
-    cli_check(precision in ('fp32', 'bf16', 'fp16'), '--precision', precision, 'fp32, bf16 or fp16')
-    cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0 = load in the main process)')
-    rs, ss, ms = cli_list(ratios, float, '--ratios'), cli_list(seeds, int, '--seeds'), cli_list(method, str, '--method')
-    for r in rs or []:
-        cli_check(0 < r < 1, '--ratios', ratios, 'fractions in (0, 1), e.g. 0.01,0.05')
-    for n, v in (
-        ('--diffusion_steps', diffusion_steps),
-        ('--classifier_steps', classifier_steps),
-        ('--bias_steps', bias_steps),
-        ('--max_train_per_class', max_train_per_class),
-    ):
-        cli_check(v is None or v >= 1, n, v, 'a positive integer')
-    cli_check(synth_size is None or synth_size >= 1, '--synth_size', synth_size, 'a positive integer')
-    cli_check(minutes is None or minutes > 0, '--minutes', minutes, 'a positive number of minutes')
-    for n, v, opts in (
-        ('--label_from', label_from, LABEL_FROM),
-        ('--filter', filter, FILTERS),
-        ('--colour_match', colour_match, COLOUR_MATCH),
-        ('--model_input', model_input, MODEL_INPUTS),
-        ('--style_pool', style_pool, STYLE_POOLS),
-        ('--train_on', train_on, TRAIN_ON),
-    ):
-        cli_check(v is None or v in opts, n, v, f'one of {", ".join(opts)}')
-    cli_check(image_size is None or image_size >= 8, '--image_size', image_size, 'at least 8 (px)')
-    cli_check(gamma is None or 0 <= gamma <= 1, '--gamma', gamma, 'a Slerp weight in [0, 1]')
-    for n, v in (('--t_edit', t_edit), ('--t_boost', t_boost)):
-        cli_check(v is None or 0 <= v < 1000, n, v, 'a timestep in 0..999')
-    cli_check(loss in (None, 'ce', 'gce'), '--loss', loss, 'ce or gce')
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    src = source or ('folder' if data_root and (dataset or 'cmnist') in ('bffhq', 'dogs_and_cats') else None)
-    given = lambda **kw: {k: v for k, v in kw.items() if v is not None} or None
-    ov = dict(
-        ratios=rs,
-        seeds=ss,
-        methods=ms,
-        data_root=data_root,
-        download=download or None,
-        device=device,
-        source=src,
-        precision=precision,
-        num_workers=num_workers,
-        image_size=image_size,
-        max_train_per_class=max_train_per_class,
-        bias_csv=bias_csv,
-        synth_size=synth_size,
-        minutes=minutes,
-        diffusion=given(
-            ckpt=diffusion_ckpt,
-            preset=diffusion_preset,
-            steps=diffusion_steps,
-            train_on=train_on,
-            train=train_diffusion or None,
-            **({'pretrained': ''} if (diffusion_preset or diffusion_steps) and not diffusion_ckpt else {}),
-        ),
-        inject=given(
-            gamma=gamma,
-            t_edit=t_edit,
-            t_boost=t_boost,
-            label_from=label_from,
-            filter=filter,
-            colour_match=colour_match,
-            model_input=model_input,
-            style_pool=style_pool,
-        ),
-        classifier=given(steps=classifier_steps, loss=loss),
-        bias=given(steps=bias_steps),
-    )
-    try:
-        cfg = make_config(preset, dataset=dataset, **ov)  # every check before anything is written
-    except (ValueError, OSError) as e:
-        raise SystemExit(f'diffinject_run: {e}')
-    stages = STAGES if stage == 'all' else STAGES[: STAGES.index(stage) + 1]
-    rank = int(os.environ.get('RANK', '0'))  # under torchrun only rank 0 prints
+def _run_stages(prog: str, opts: dict, stages) -> tuple:
+    "make_config from the checked option sections `opts`, then `run_pipeline` of `stages`: (cfg, metrics, s, rank)."
+    torch.set_num_threads(opts['run'].threads or os.cpu_count() or 1)
+    cfg = make_config(**config_args(opts))  # every check before anything is written
+    run_dir, rank = opts['run'].run_dir, int(os.environ.get('RANK', '0'))  # under torchrun only rank 0 prints
     if rank == 0:
-        print(
-            f"diffinject_run: {source_title(cfg)}, {cfg['preset']} preset, methods {','.join(cfg['methods'])}, "
-            f'run directory {run_dir}',
-            flush=True,
-        )
+        methods = f"methods {','.join(cfg['methods'])}, " if 'classifier' in opts else ''  # a command that trains them
+        print(f"{prog}: {source_title(cfg)}, {cfg['preset']} preset, {methods}run directory {run_dir}", flush=True)
     t0 = time.time()
     try:
-        m = run_pipeline(cfg, run_dir, stages, verbose=True)
+        m = run_pipeline(cfg, run_dir, stages, verbose=True)  # ValueError, OSError (RunDirLocked, ...): one line
     except OnRank0Failed:
         raise SystemExit(1) from None  # rank 0 says what failed
-    except (ValueError, OSError) as e:
-        raise SystemExit(f'diffinject_run: {e}')  # OSError: WriteError, RunDirLocked, ...
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if rank != 0:
-        return
-    if 'report' not in stages:
-        print(
-            f'\ndone in {time.time() - t0:.0f} s: stages up to {stages[-1]} finished in {run_dir} '
-            f'(no report yet: run the same command without --stage to finish)'
-        )
-        return
-    res = m.get('results') or []
+    return cfg, m, time.time() - t0, rank
+
+
+def _print_results(cfg, res: list):
+    "The accuracy tables of a finished classifier stage (with bias labels: bias-conflicting accuracy too)."
     shown = ('acc', 'conflicting_acc') if has_bias_labels(res) else ('acc',)
     for metric in shown:
         print(f'\n{METRIC_TITLES[metric].capitalize()} (%) on {eval_description(cfg)}, mean ± std over seeds:')
@@ -558,7 +421,79 @@ def diffinject_run(
         print(class_table(res, cfg['classes']))
         if not has_bias_labels(res):
             print('(no bias labels: pass --bias_csv, a CSV path,bias, for bias-conflicting and worst-group accuracy)')
-    print(f'\ndone in {time.time() - t0:.0f} s: {Path(run_dir) / "report.md"}')
+
+
+def _run_main(prog: str, opts: dict):
+    "diffinject_run: every stage up to `--stage`, then the result tables."
+    stage = opts['stage'].stage
+    stages = STAGES if stage == 'all' else STAGES[: STAGES.index(stage) + 1]
+    cfg, m, s, rank = _run_stages(prog, opts, stages)
+    run_dir = opts['run'].run_dir
+    if rank != 0:
+        return
+    if 'report' not in stages:
+        print(
+            f'\ndone in {s:.0f} s: stages up to {stages[-1]} finished in {run_dir} '
+            f'(no report yet: run the same command without --stage to finish)'
+        )
+        return
+    _print_results(cfg, m.get('results') or [])
+    print(f'\ndone in {s:.0f} s: {Path(run_dir) / "report.md"}')
+
+
+SECTIONS = (RunOptions, StageOptions, DataOptions, BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions)
+diffinject_run = Command(
+    'diffinject_run',
+    'Run DiffInject end to end (bias mining, diffusion, h-space injection, debiased classifier, report), resumably.',
+    SECTIONS,
+    _run_main,
+)
+
+# %% ../nbs/19_pipeline.ipynb #7cda410d
+def _run_mine(prog: str, opts: dict):
+    "diffinject_mine: the data and f_B's top-K mining, then the mining table."
+    cfg, m, s, rank = _run_stages(prog, opts, ('data', 'bias'))
+    if rank == 0:
+        print('\n' + '\n'.join(bias_table({(b['ratio'], b['seed']): b for b in m.get('bias', [])})))
+        print(f"\ndone in {s:.0f} s: f_B and its top-K under {opts['run'].run_dir}/<ratio>/seed<seed>/bias")
+
+
+def _run_train_diffusion(prog: str, opts: dict):
+    "diffinject_train_diffusion: the data and the diffusion model (trained here, or the shipped one / a checkpoint)."
+    cfg, m, s, rank = _run_stages(prog, opts, ('data', 'diffusion'))
+    if rank == 0:
+        print(f"\ndone in {s:.0f} s: the diffusion stage finished in {opts['run'].run_dir}")
+
+
+def _run_baselines(prog: str, opts: dict):
+    "diffinject_baselines: the data, f_B, and the baselines' classifiers, then the accuracy tables."
+    cfg, m, s, rank = _run_stages(prog, opts, ('data', 'bias', 'classifier'))
+    if rank == 0:
+        _print_results(cfg, m.get('results') or [])
+        print(f"\ndone in {s:.0f} s: results under {opts['run'].run_dir}/<ratio>/seed<seed>/<method>")
+
+
+diffinject_mine = Command(
+    'diffinject_mine',
+    "Stage 1 of DiffInject: the data, then f_B (GCE) and its top-K bias-conflicting samples per class, in a run "
+    'directory (= diffinject_run --stage bias).',
+    (RunOptions, DataOptions, BiasOptions),
+    _run_mine,
+)
+diffinject_train_diffusion = Command(
+    'diffinject_train_diffusion',
+    'The diffusion model of a run: the data, then the model trained in the run directory (--train_diffusion, '
+    '--diffusion_steps, --diffusion_preset) or the shipped one / a checkpoint; under torchrun on every GPU.',
+    (RunOptions, DataOptions, DiffusionOptions),
+    _run_train_diffusion,
+)
+diffinject_baselines = Command(
+    'diffinject_baselines',
+    'The baselines (vanilla, LfF, DisEnt, LfF+BE) of a run: the data, f_B, and each classifier per ratio and seed '
+    '(= diffinject_run --stage classifier with baseline methods).',
+    (RunOptions, DataOptions, BiasOptions, BaselineOptions),
+    _run_baselines,
+)
 
 # %% ../nbs/19_pipeline.ipynb #f5b861db
 def debias(

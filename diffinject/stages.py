@@ -21,8 +21,8 @@ from .config import run_option, OPTIONAL_KEYS, SYNTH_METHODS
 from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['STAGES', 'run_spec', 'source_title', 'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description',
-           'stage_bias', 'one_diffusion_model', 'stage_diffusion', 'stage_synth', 'stage_classifier']
+__all__ = ['run_spec', 'source_title', 'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description', 'stage_bias',
+           'one_diffusion_model', 'stage_diffusion', 'stage_synth', 'stage_classifier']
 
 # %% ../nbs/17_stages.ipynb #fbe3d6d5
 def run_spec(cfg) -> BenchmarkSpec:
@@ -55,7 +55,7 @@ def source_title(cfg) -> str:
     return f"{t} from {_SOURCE_TITLES.get(cfg['source'], cfg['source'])}"
 
 # %% ../nbs/17_stages.ipynb #1825704e
-STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')
+from .config import STAGES  # noqa: F401 (defined with the command-line options in 16_config)
 
 
 def _device(cfg):

@@ -4,22 +4,22 @@
 
 # %% ../nbs/10_train.ipynb #b1fc0361
 from __future__ import annotations
-import os, time, math, random, copy, json
+import os, time, math, random, copy
 from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
 from fastcore.basics import patch
-from .core import script, cli_check, UsageError, IN_TEST, config_diff, default_device, seed_everything
+from .core import IN_TEST, config_diff, default_device, seed_everything
 from .core import atomic_path, atomic_save, pbar, check_images, to_01, json_data, load_torch, read_weights
-from .core import save_weights, check_weights, CheckpointError, check_threads, check_device, fit_images
+from .core import save_weights, check_weights, CheckpointError, fit_images
 from .core import to_diffusion_range, ArrayImages, load_images, loader_kwargs
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'ImageFolderImages', 'image_dataset', 'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at',
            'init_distributed', 'replica_max_diff', 'state_signature', 'diffusion_signature', 'NonFiniteLossError',
            'StepImages', 'step_loader', 'save_image_grid', 'DiffusionTrainer', 'build_model_and_diffusion',
-           'train_diffusion', 'load_diffusion_checkpoint', 'train_diffusion_cli']
+           'train_diffusion', 'load_diffusion_checkpoint']
 
 # %% ../nbs/10_train.ipynb #f8e1b394
 class ImageFolderImages(torch.utils.data.Dataset):
@@ -634,101 +634,3 @@ def load_diffusion_checkpoint(path, which='ema', device='cpu'):
     )
     model.load_state_dict(weights)
     return model.to(device).eval(), diffusion
-
-# %% ../nbs/10_train.ipynb #4e3da425
-@script
-def train_diffusion_cli(
-    data: str,  # training images: an image folder, an .npz with `images`, or a benchmark root (with --benchmark)
-    out_dir: str,  # where ckpt.pt and sample grids go (resumes from out_dir/ckpt.pt)
-    benchmark: str = None,  # e.g. 'cmnist': read `data` as that benchmark's root, train split
-    ratio: float = None,  # the benchmark's bias-conflict ratio (e.g. 0.01)
-    preset: str = 'cmnist_32',  # UNet preset (diffinject.unet.UNET_PRESETS)
-    overrides: str = None,  # JSON dict of UNet overrides, e.g. '{"dropout": 0.1}'
-    steps: int = 10000,  # total optimizer steps
-    batch_size: int = 64,  # global batch size (split over torchrun ranks)
-    lr: float = 1e-4,
-    weight_decay: float = 0.0,
-    ema_rate: float = 0.9999,
-    grad_clip: float = 1.0,
-    p2_gamma: float = 0.0,
-    p2_k: float = 1.0,  # P2 weighting, Eq. (6)
-    image_fit: str = None,  # 'pad' or 'resize' images to the model size
-    seed: int = 0,
-    ckpt_every: int = 500,
-    sample_every: int = 1000,
-    sample_steps: int = 20,
-    log_every: int = 50,
-    device: str = None,
-    threads: int = None,
-    throttle: float = 0.0,  # throttle: sleep s/step (tests that kill a run)
-    num_workers: int = 0,  # processes loading the image batches ahead of training (0: the main process)
-):
-    "Train (or resume) a diffusion model; run it under `torchrun --nproc_per_node N` for DistributedDataParallel."
-    for n, v in dict(steps=steps, batch_size=batch_size, sample_steps=sample_steps, log_every=log_every).items():
-        cli_check(v >= 1, f'--{n}', v, 'a positive integer')
-    for n, v in dict(ckpt_every=ckpt_every, sample_every=sample_every).items():
-        cli_check(v >= 0, f'--{n}', v, 'an integer >= 0 (0: never)')
-    for n, v in dict(lr=lr, p2_k=p2_k).items():
-        cli_check(v > 0, f'--{n}', v, 'a positive number')
-    for n, v in dict(weight_decay=weight_decay, grad_clip=grad_clip, p2_gamma=p2_gamma).items():
-        cli_check(v >= 0, f'--{n}', v, 'a number >= 0')
-    cli_check(0 <= ema_rate < 1, '--ema_rate', ema_rate, 'a decay rate in [0, 1), e.g. 0.9999')
-    cli_check(image_fit in (None, 'pad', 'resize'), '--image_fit', image_fit, "'pad' or 'resize'")
-    cli_check(ratio is None or 0 < ratio < 1, '--ratio', ratio, 'a fraction in (0, 1), e.g. 0.01')
-    check_threads(threads)
-    cli_check(num_workers >= 0, '--num_workers', num_workers, 'an integer >= 0 (0: load in the main process)')
-    try:
-        model_overrides = json.loads(overrides) if overrides else None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--overrides {overrides}: not valid JSON ({e})") from None
-    cli_check(model_overrides is None or isinstance(model_overrides, dict), '--overrides', overrides, 'a JSON object')
-    from diffinject.unet import unet_config
-
-    try:
-        unet_config(preset, **(model_overrides or {}))
-    except ValueError as e:
-        raise UsageError(f'--preset {preset} --overrides {overrides}: {e}') from None
-    cli_check(
-        Path(data).exists(), 'data', data, 'an image folder, an .npz with `images` or a benchmark root (no such path)'
-    )
-    cli_check(not Path(out_dir).exists() or Path(out_dir).is_dir(), 'out_dir', out_dir, 'a folder (this is a file)')
-    check_device(device, '--device')
-    if threads:
-        torch.set_num_threads(threads)
-    if int(os.environ.get('RANK', '0')) == 0:  # one trainer per folder: rank 0 holds its lock
-        from diffinject.rundir import lock_run_dir
-
-        lock_run_dir(out_dir)  # held until the process ends
-    tr = train_diffusion(
-        data,
-        out_dir,
-        preset=preset,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        ema_rate=ema_rate,
-        grad_clip=grad_clip,
-        p2_gamma=p2_gamma,
-        p2_k=p2_k,
-        image_fit=image_fit,
-        seed=seed,
-        model_overrides=model_overrides,
-        benchmark=benchmark,
-        ratio=ratio,
-        ckpt_every=ckpt_every,
-        sample_every=sample_every,
-        sample_steps=sample_steps,
-        log_every=log_every,
-        device=device,
-        throttle=throttle,
-        show_progress=False,
-        num_workers=num_workers,
-    )
-    if tr.rank == 0:
-        for r in tr.history:
-            print(json.dumps(r))
-        if tr.world_size > 1:
-            print(json.dumps(dict(world_size=tr.world_size, replica_max_diff=tr.replica_max_diff)))
-    if dist.is_initialized():
-        dist.destroy_process_group()

@@ -739,59 +739,69 @@ def _():
 @probe('sig:mine-sigterm+lock', 'lock/signal')
 def _():
     d = fresh_dir('mine')
-    args = ['diffinject_mine', '--out', str(d), '--steps', '100000', '--bias_steps', '5', '--eval_every', '50']
-    return lock_and_signal(args, lambda: (d / 'data').exists(), signal.SIGTERM, ['lock', 'running', str(d)])
+    args = ['diffinject_mine', '--run_dir', str(d), '--ratios', '0.01', '--bias_steps', '100000', '--threads', '1']
+    return lock_and_signal(args, lambda: (d / '1pct/seed0/bias.partial').exists(), signal.SIGTERM,
+                           ['lock', 'running', str(d)])  # fmt: skip
 
 
 @probe('sig:train-diffusion-sigint+lock+resume', 'lock/signal')
 def _():
     d = fresh_dir('tdiff')
-    npz = W / 'imgs.npz'
-    np.savez(npz, images=(np.random.RandomState(0).rand(16, 32, 32, 3) * 255).astype(np.uint8))
-    base = ['diffinject_train_diffusion', str(npz), str(d), '--preset', 'tiny_32', '--batch_size', '4', '--ckpt_every',
-            '2', '--sample_every', '0', '--log_every', '1', '--threads', '1']  # fmt: skip
-    args = base + ['--steps', '400', '--throttle', '0.3']
-    return lock_and_signal(args, lambda: any(d.glob('ckpt*')), signal.SIGINT, ['lock', 'running', str(d)],
-                           rerun=base + ['--steps', '8'])  # fmt: skip
+    args = ['diffinject_train_diffusion', '--run_dir', str(d), '--ratios', '0.01', '--diffusion_preset', 'tiny_32',
+            '--diffusion_steps', '20', '--device', 'cpu', '--threads', '1']  # fmt: skip
+    return lock_and_signal(args, lambda: (d / 'diffusion.partial').exists(), signal.SIGINT,
+                           ['lock', 'running', str(d)], rerun=args)  # fmt: skip
 
 
 @probe('sig:baselines-sigint+lock', 'lock/signal')
 def _():
     d = fresh_dir('bl')
-    args = ['diffinject_baselines', '--out_dir', str(d), '--methods', 'vanilla', '--ratios', '0.01', '--seeds', '0',
-            '--steps', '100000', '--quiet']  # fmt: skip
-    return lock_and_signal(args, lambda: any(p.is_dir() for p in d.glob('*/*')), signal.SIGINT,
+    args = ['diffinject_baselines', '--run_dir', str(d), '--method', 'vanilla', '--ratios', '0.01', '--seeds', '0',
+            '--bias_steps', '5', '--classifier_steps', '100000', '--threads', '1']  # fmt: skip
+    return lock_and_signal(args, lambda: (d / '1pct/seed0/vanilla.partial').exists(), signal.SIGINT,
                            ['lock', 'running', str(d)])  # fmt: skip
 
 
 # ---------------------------------------------------------------- the side commands
 SIDE = [
-    ('mine:k-zero', 'diffinject_mine --out {W}/runs/m1 --k 0', ['--k']),
-    ('mine:precision-bf17', 'diffinject_mine --out {W}/runs/m2 --precision bf17', ['--precision']),
-    ('mine:eval-every-zero', 'diffinject_mine --out {W}/runs/m3 --eval_every 0', ['--eval_every']),
-    ('mine:ratio-one', 'diffinject_mine --out {W}/runs/m4 --ratio 1', ['--ratio']),
-    ('tdiff:npz-without-images', 'diffinject_train_diffusion {W}/noimg.npz {W}/runs/t1 --steps 2', ['noimg.npz']),
-    ('tdiff:overrides-list', 'diffinject_train_diffusion {W}/imgs.npz {W}/runs/t2 --overrides [1,2]', ['--overrides']),
-    ('tdiff:batch-zero', 'diffinject_train_diffusion {W}/imgs.npz {W}/runs/t3 --batch_size 0', ['--batch_size']),
-    ('tdiff:image-fit-bad', 'diffinject_train_diffusion {W}/imgs.npz {W}/runs/t4 --image_fit stretch', ['--image_fit']),
-    ('tdiff:out-dir-is-file', 'diffinject_train_diffusion {W}/imgs.npz {W}/afile --steps 2', ['afile']),
-    ('tdiff:ema-above-1', 'diffinject_train_diffusion {W}/imgs.npz {W}/runs/t5 --ema_rate 1.5', ['--ema_rate']),
-    ('tdiff:benchmark-unknown', 'diffinject_train_diffusion {W}/if0 {W}/runs/t6 --benchmark zzz', ['--benchmark']),
-    ('tdiff:float-images', 'diffinject_train_diffusion {W}/float.npz {W}/runs/t7 --steps 2', ['float.npz']),
-    ('bl:method-unknown', 'diffinject_baselines --out_dir {W}/runs/b1 --methods lff,foo', ['--methods', 'foo']),
-    ('bl:bffhq-no-root', 'diffinject_baselines --out_dir {W}/runs/b2 --benchmark bffhq', ['--root']),
+    ('mine:bias-steps-zero', 'diffinject_mine --run_dir {W}/runs/m1 --bias_steps 0', ['--bias_steps']),
+    ('mine:precision-bf17', 'diffinject_mine --run_dir {W}/runs/m2 --precision bf17', ['--precision']),
+    ('mine:old-out-flag', 'diffinject_mine --out {W}/runs/m3', ['--out']),
+    ('mine:ratio-one', 'diffinject_mine --run_dir {W}/runs/m4 --ratios 1', ['--ratios']),
+    ('mine:run-dir-is-file', 'diffinject_mine --run_dir {W}/afile', ['afile', '--run_dir']),
+    ('tdiff:steps-zero', 'diffinject_train_diffusion --run_dir {W}/runs/t1 --diffusion_steps 0', ['--diffusion_steps']),
+    (
+        'tdiff:preset-unknown',
+        'diffinject_train_diffusion --run_dir {W}/runs/t2 --diffusion_preset zzz',
+        ['--diffusion_preset', 'zzz'],
+    ),
+    ('tdiff:train-on-bad', 'diffinject_train_diffusion --run_dir {W}/runs/t3 --train_on test', ['--train_on']),
+    (
+        'tdiff:ckpt-missing',
+        'diffinject_train_diffusion --run_dir {W}/runs/t4 --diffusion_ckpt {W}/none.pt',
+        ['none.pt'],
+    ),
+    (
+        'tdiff:data-root-missing',
+        'diffinject_train_diffusion --run_dir {W}/runs/t5 --source mnist --data_root {W}/none',
+        ['none', 'data_root'],
+    ),
+    ('tdiff:run-dir-is-file', 'diffinject_train_diffusion --run_dir {W}/afile', ['afile']),
+    ('bl:method-unknown', 'diffinject_baselines --run_dir {W}/runs/b1 --method lff,foo', ['--method', 'foo']),
+    ('bl:method-not-baseline', 'diffinject_baselines --run_dir {W}/runs/b6 --method diffinject', ['--method']),
+    ('bl:bffhq-no-root', 'diffinject_baselines --run_dir {W}/runs/b2 --preset paper --dataset bffhq', ['data_root']),
     (
         'bl:seed-negative',
-        'diffinject_baselines --out_dir {W}/runs/b3 --seeds=-3 --methods vanilla --steps 5',
+        'diffinject_baselines --run_dir {W}/runs/b3 --seeds=-3 --method vanilla --classifier_steps 5',
         ['--seeds'],
     ),
-    ('bl:out-dir-is-file', 'diffinject_baselines --out_dir {W}/afile --methods vanilla', ['afile', '--out_dir']),
+    ('bl:run-dir-is-file', 'diffinject_baselines --run_dir {W}/afile --method vanilla', ['afile', '--run_dir']),
     (
         'bl:ratios-duplicate',
-        'diffinject_baselines --out_dir {W}/runs/b4 --ratios 0.01,0.01 --methods vanilla --steps 5',
+        'diffinject_baselines --run_dir {W}/runs/b4 --ratios 0.01,0.01 --method vanilla --classifier_steps 5',
         ['--ratios'],
-    ),  # fmt: skip
-    ('bl:steps-zero', 'diffinject_baselines --out_dir {W}/runs/b5 --steps 0', ['--steps']),
+    ),
+    ('bl:steps-zero', 'diffinject_baselines --run_dir {W}/runs/b5 --classifier_steps 0', ['--classifier_steps']),
     ('bench:unknown-what', 'diffinject_bench zzz', ['zzz', 'what']),
     ('bench:min-time-negative', 'diffinject_bench diffusion --min_time=-1', ['--min_time']),
     ('bench:opts-not-json', 'diffinject_bench inject --opts {{nope', ['--opts']),
