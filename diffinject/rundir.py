@@ -27,7 +27,7 @@ def _stage_write_error(e: OSError, name, part) -> WriteError:
         e.filename,
     )
 
-
+# %% ../nbs/09_rundir.ipynb #45f7adc9
 def _drop_temp(d):
     "Remove the temporary files and folders (`.<name>.<hex>.tmp`, `.<name>.tmp<x>/`) that writes killed midway left in `d`."
     import shutil
@@ -40,7 +40,7 @@ def _drop_temp(d):
         else:
             p.unlink()
 
-
+# %% ../nbs/09_rundir.ipynb #2bc34344
 class RunDir:
     "A run directory bound to one configuration, locked for this process (under torchrun: by rank 0); see above."
 
