@@ -31,7 +31,7 @@ def run_spec(cfg) -> BenchmarkSpec:
         return imagefolder_spec(len(cfg['classes']), cfg['image_size'])
     return get_benchmark(cfg['dataset'])
 
-
+# %% ../nbs/17_stages.ipynb #4306f25c
 _TITLES = dict(
     cmnist='Colored MNIST',
     corrupted_mnist='Corrupted MNIST',
@@ -65,7 +65,7 @@ def _device(cfg):
         d = torch.device('cuda', int(os.environ['LOCAL_RANK']))
     return d
 
-
+# %% ../nbs/17_stages.ipynb #87999645
 def data_key(cfg):
     "The data stage's key: what the data is, plus the optional keys (image size, subset, bias CSV, classes) when set."
     return config_key(
@@ -74,7 +74,7 @@ def data_key(cfg):
         {k: cfg[k] for k in OPTIONAL_KEYS if cfg.get(k) is not None},
     )
 
-
+# %% ../nbs/17_stages.ipynb #0b9a8255
 def stage_key(cfg, stage, ratio=None, seed=None) -> str:
     "The key of `stage` ('data', 'bias', 'diffusion', 'synth' or a method) at `ratio`, `seed`: a hash of what it reads."
     d, dc, p = data_key(cfg), cfg['diffusion'], run_option(cfg, 'precision')
@@ -140,7 +140,7 @@ def _raw_transform(spec):
 
     return T.Compose([T.Resize(spec.image_size), T.CenterCrop(spec.image_size), T.ToTensor()])
 
-
+# %% ../nbs/17_stages.ipynb #b85626fc
 def splits(root, cfg, ratio, transform='train'):
     "(train, valid, test) at `ratio`: train with `transform`, valid/test with the eval transform; test may be None."
     n = cfg.get('max_train_per_class')
@@ -157,7 +157,7 @@ def splits(root, cfg, ratio, transform='train'):
         load_split(root, b, 'test', None, transform='eval'),
     )
 
-
+# %% ../nbs/17_stages.ipynb #f234d55f
 def eval_description(cfg) -> str:
     "Where a run's accuracies are measured, in words (an image folder may have no test split)."
     if cfg['dataset'] != 'imagefolder':
@@ -177,7 +177,7 @@ def _summ(res) -> dict:
     "Labelled test/valid metrics of the three checkpoints of a TrainResult (best-valid, last, best-test)."
     return {k: dict(step=m['step'], test=m.get('test'), valid=m.get('valid')) for k, m in res.metrics.items()}
 
-
+# %% ../nbs/17_stages.ipynb #4a357291
 def _save_classifier(state, path, benchmark, **meta):
     "A classifier's weights, once, as `<path>.safetensors` (no pickle; rebuild with `make_classifier`)."
     spec = get_benchmark(benchmark)
@@ -187,7 +187,7 @@ def _save_classifier(state, path, benchmark, **meta):
         dict(kind='classifier', benchmark=spec.name, num_classes=spec.num_classes, **meta),
     )
 
-
+# %% ../nbs/17_stages.ipynb #e9610b7d
 def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
     "Stage 1: the GCE bias classifier f_B (Eq. (1)) and its top-K per class (Eqs. (3)-(4)); precision@K for evaluation."
     b, name = cfg['bias'], f'{pct_name(ratio)}/seed{seed}/bias'
@@ -248,7 +248,7 @@ def _unet_for(preset, spec) -> dict:
 
     return unet_config(preset, **({'image_size': spec.image_size} if spec.name == 'imagefolder' else {}))
 
-
+# %% ../nbs/17_stages.ipynb #044e98f5
 def _train_minutes(unet_cfg, batch_size, steps, device, reps: int = 2) -> float:
     "Estimated diffusion-training time in minutes: `reps` timed forward+backward passes of one batch, times `steps`."
     from diffinject.unet import create_unet
@@ -262,18 +262,18 @@ def _train_minutes(unet_cfg, batch_size, steps, device, reps: int = 2) -> float:
         m(x, t).square().mean().backward()
     return (time.time() - t0) / reps * steps / 60
 
-
+# %% ../nbs/17_stages.ipynb #7ff4c559
 def _diffusion_dir(cfg, ratio) -> str:
     "Stage directory of a trained diffusion model: one per run when trained on the source, one per ratio on the biased split."
     return 'diffusion' if cfg['diffusion']['train_on'] == 'source' else f'{pct_name(ratio)}/diffusion'
 
-
+# %% ../nbs/17_stages.ipynb #fdd177da
 def one_diffusion_model(cfg) -> bool:
     "Does one diffusion model serve every ratio (the shipped one, a released checkpoint, one trained on the source)?"
     dc = cfg['diffusion']
     return bool(dc['ckpt'] or (dc['pretrained'] and not dc['train']) or dc['train_on'] == 'source')
 
-
+# %% ../nbs/17_stages.ipynb #c23eee2e
 def _sample_grid(model, ac, path, n=None, steps=None, seed=0):
     "Save a grid of `n` DDIM samples (eta=0, `steps` steps; under the tests 4 samples of 10 steps, else 16 of 50)."
     n, steps = n or (4 if IN_TEST else 16), steps or (10 if IN_TEST else 50)
@@ -394,7 +394,7 @@ def _load_fb(d, spec, device):
     fb.load_state_dict(sd)
     return fb.to(device).eval()
 
-
+# %% ../nbs/17_stages.ipynb #0c8f5794
 def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dict:
     "Stage 3: h-space content injection (Eqs. (7)-(8)): contents = f_B's top-K, styles = f_B's pool; no bias label is read."
     from diffinject.synth import synthesize, style_pool, aligned_pool, classifier_reader
@@ -529,7 +529,7 @@ def _row(res_metrics) -> dict:
         out[f'{ck}_step'] = m['step']
     return out
 
-
+# %% ../nbs/17_stages.ipynb #719f896a
 def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None) -> dict:
     "Stage 4 (`diffinject`): the classifier on real + synthetic data (CE, or GCE as the reference code); or a baseline `method`."
     cc, name = cfg['classifier'], f'{pct_name(ratio)}/seed{seed}/{method}'
