@@ -65,7 +65,7 @@ def load_metrics(source) -> dict:
         )
     return m
 
-
+# %% ../nbs/25_report.ipynb #0c03fe07
 def collect_runs(sources) -> dict:
     "{(benchmark, ratio, method): [result rows]} over `sources` (run dirs or metrics dicts); a repeated seed is an error."
     if isinstance(sources, (str, Path, dict)):
@@ -99,7 +99,7 @@ def table1_cell(rows, checkpoint='best_valid', metric='acc') -> str:
 def _col_title(b, r):
     return f'{BENCHMARK_TITLES.get(b, b)} {100 * r:g}%'
 
-
+# %% ../nbs/25_report.ipynb #57feabe0
 def table1(sources, checkpoint='best_valid', metric='acc', columns=None, published=True) -> str:
     """Markdown Table 1 (rows: methods; columns: benchmark x ratio) of unbiased test `metric` (%) at one `checkpoint` rule
     ('best_valid' default, 'last', 'best_test'), mean ± std over seeds, from run directories or metrics dicts `sources`.
@@ -179,7 +179,7 @@ def shape_images(labels, biases=None, size=32, num_classes=10, seed=0) -> np.nda
         out.append((255 * (m * fg + (1 - m) * bg)).clip(0, 255).round().astype(np.uint8))
     return np.stack(out)
 
-
+# %% ../nbs/25_report.ipynb #01d1b012
 def _toy_split(n_aligned, n_conflicting, size, num_classes, seed):
     "(images, labels, biases): aligned samples first (bias = label), then conflicting (bias = label + 1 mod C)."
     n = n_aligned + n_conflicting
@@ -188,7 +188,7 @@ def _toy_split(n_aligned, n_conflicting, size, num_classes, seed):
     b[n_aligned:] = (y[n_aligned:] + 1) % num_classes
     return shape_images(y, b, size, num_classes, seed), y, b
 
-
+# %% ../nbs/25_report.ipynb #3e13cbdf
 def _flatten(folder):
     "Move <folder>/<label>/* up into <folder>/ (the flat valid/test layouts of BFFHQ and Dogs & Cats)."
     for f in sorted(Path(folder).glob('*/*')):
@@ -197,7 +197,7 @@ def _flatten(folder):
         if d.is_dir():
             d.rmdir()
 
-
+# %% ../nbs/25_report.ipynb #7cdee5e7
 def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflicting=4, n_eval=8, seed=0) -> Path:
     "A tiny stand-in for a downloaded benchmark folder under `root`, in its layout (see the table above); returns `root`."
     spec = get_benchmark(benchmark)
