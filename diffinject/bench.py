@@ -34,7 +34,7 @@ def _sync(device):
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)
 
-
+# %% ../nbs/26_bench.ipynb #1733dc39
 def time_per_call(fn, device='cpu', min_time=1.0, warmup=1, max_calls=10_000):
     "Median-free simple timer: seconds per call of `fn()`, after `warmup` calls, over >= `min_time` s (at least 2 calls)."
     for _ in range(warmup):
@@ -49,14 +49,14 @@ def time_per_call(fn, device='cpu', min_time=1.0, warmup=1, max_calls=10_000):
         if (dt >= min_time and n >= 2) or n >= max_calls:
             return dt / n
 
-
+# %% ../nbs/26_bench.ipynb #a0e86a64
 def count_flops(fn):
     "FLOPs of one call of `fn()` as counted by `torch.utils.flop_counter.FlopCounterMode` (matmul/conv/attention; 1 MAC = 2 FLOPs)."
     with FlopCounterMode(display=False) as fc:
         fn()
     return fc.get_total_flops()
 
-
+# %% ../nbs/26_bench.ipynb #86c71546
 def matmul_peak(device='cpu', dtype=torch.float32, n=None, min_time=1.0):
     "Measured dense-matmul FLOP/s of this machine: an n x n @ n x n product costs 2 n^3 FLOPs."
     device = torch.device(device)
@@ -64,7 +64,7 @@ def matmul_peak(device='cpu', dtype=torch.float32, n=None, min_time=1.0):
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     return 2 * n**3 / time_per_call(lambda: a @ b, device, min_time, warmup=2)
 
-
+# %% ../nbs/26_bench.ipynb #fce58959
 def cpu_name():
     "The CPU model (from /proc/cpuinfo on Linux) and the number of cores torch sees."
     name = platform.processor() or platform.machine()
@@ -77,7 +77,7 @@ def cpu_name():
         pass
     return f'{name}, {os.cpu_count()} cores'
 
-
+# %% ../nbs/26_bench.ipynb #b06f6551
 def fmt_si(x, unit=''):
     "1.23e9 -> '1.23 G' + unit."
     for p, s in ((1e15, 'P'), (1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
@@ -94,7 +94,7 @@ def _clock(device, clock=None):
         raise ValueError(f"clock={clock!r}: expected 'thread', 'wall' or None (automatic)")
     return clock, (time.thread_time if clock == 'thread' else time.perf_counter)
 
-
+# %% ../nbs/26_bench.ipynb #af0df011
 def side_by_side(fns: dict, device='cpu', min_time=0.0, min_rounds=3, max_rounds=50, warmup=1, clock=None) -> dict:
     "Seconds per call of each function in `fns`, timed in interleaved rounds (order alternating): {name: [s, ...]}."
     clock, now = _clock(device, clock)
@@ -113,12 +113,12 @@ def side_by_side(fns: dict, device='cpu', min_time=0.0, min_rounds=3, max_rounds
             break
     return times
 
-
+# %% ../nbs/26_bench.ipynb #98c0f766
 def median_s(times: dict) -> dict:
     "Median seconds per call of each entry of a `side_by_side` result."
     return {k: statistics.median(v) for k, v in times.items()}
 
-
+# %% ../nbs/26_bench.ipynb #9618e41f
 def paired_ratio(times: dict, a: str, b: str) -> float:
     "Median over rounds of time(a) / time(b): each round's two calls ran back to back, under the same load."
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
@@ -206,7 +206,7 @@ def bench_diffusion(
         print_bench(r)
     return r
 
-
+# %% ../nbs/26_bench.ipynb #42e4ad9e
 def print_bench(r):
     "Print a `bench_diffusion` result as a small table."
     print(
@@ -248,7 +248,7 @@ def load_guided_diffusion(path=None):
             '(--opts \'{"gd_path": "..."}\' or $GUIDED_DIFFUSION)'
         )
 
-
+# %% ../nbs/26_bench.ipynb #a7652d26
 def guided_diffusion_unet(cfg: dict, path=None):
     "guided-diffusion's `UNetModel` from our UNet config `cfg` (same argument names): (model, None) or (None, why)."
     cls, why = load_guided_diffusion(path)
@@ -261,7 +261,7 @@ def guided_diffusion_unet(cfg: dict, path=None):
     accepted = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in cfg.items() if k in accepted}), None
 
-
+# %% ../nbs/26_bench.ipynb #7f8a0779
 def diffusers_config(cfg: dict) -> dict:
     "`diffusers.UNet2DModel` arguments closest to our config `cfg` (levels, blocks, attention, scale-shift, resample)."
     ds = [2**i for i in range(len(cfg['channel_mult']))]
@@ -289,7 +289,7 @@ def diffusers_config(cfg: dict) -> dict:
         upsample_type=res,
     )
 
-
+# %% ../nbs/26_bench.ipynb #e0d2cbd6
 def diffusers_unet(cfg: dict):
     "`diffusers.UNet2DModel` closest to our config: (model, None), or (None, why not) when diffusers is not installed."
     try:
@@ -298,7 +298,7 @@ def diffusers_unet(cfg: dict):
         return None, f'diffusers is not installed ({e}); pip install "diffinject[bench]"'
     return UNet2DModel(**diffusers_config(cfg)), None
 
-
+# %% ../nbs/26_bench.ipynb #68e270f0
 @torch.no_grad()
 def randomize_(model, seed=0, std=0.05):
     "Fill every parameter with seeded N(0, std^2) values (ADM zero-initialises output layers: outputs would be 0)."
@@ -312,11 +312,11 @@ def _say(verbose, *args):
     if verbose:
         print(*args, flush=True)
 
-
+# %% ../nbs/26_bench.ipynb #4bd6ffcc
 def _n_params(m):
     return sum(p.numel() for p in m.parameters())
 
-
+# %% ../nbs/26_bench.ipynb #a21fbe44
 def bench_peers(
     preset='cmnist_32',
     batch_size=16,
@@ -499,7 +499,7 @@ def bench_inject(
         )
     return r
 
-
+# %% ../nbs/26_bench.ipynb #ee8313c9
 @register_bench('inject')
 def bench_inject_cmd(preset='cmnist_32', batch_size=16, steps=25, device=None, min_time=2.0, verbose=True):
     "`diffinject_bench inject`: injected vs plain DDIM step and synthetic images/s of a UNet preset (random weights)."
