@@ -786,7 +786,7 @@ MAX_LISTED = 50  # offending paths listed in one error message
 class DataCheckError(ValueError):
     "Problems found in a data folder, one line per offending path."
 
-
+# %% ../nbs/01_data.ipynb #86a8e403
 def problems_error(head: str, problems: list) -> DataCheckError:
     "A `DataCheckError`: `head`, then one line `<path>: <what is wrong>` per problem (the first `MAX_LISTED`)."
     lines = [f'  {p}: {why}' for p, why in problems[:MAX_LISTED]]
@@ -922,7 +922,7 @@ def _resolved(p):
     except (RuntimeError, OSError):
         return None
 
-
+# %% ../nbs/01_data.ipynb #ad6de549
 def _an_image_of(rel: Path, classes) -> bool:
     "Is `rel` (relative to the image folder) an image file under train/, valid/ or test/<class>/ of `classes`?"
     parts = rel.parts
@@ -933,7 +933,7 @@ def _an_image_of(rel: Path, classes) -> bool:
         and rel.suffix.lower() in IMAGEFOLDER_EXTS
     )
 
-
+# %% ../nbs/01_data.ipynb #ce7aa5c2
 def read_bias_csv(path, root, classes) -> dict:
     "{resolved image path: bias class index} from a CSV with the header `path,bias` (see above); bad rows are listed."
     import csv
