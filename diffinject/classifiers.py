@@ -168,7 +168,7 @@ def _loader(ds, bs, num_workers=0):
         ds, batch_size=bs, shuffle=False, **{**loader_kwargs('cpu', num_workers), 'persistent_workers': False}
     )
 
-
+# %% ../nbs/04_classifiers.ipynb #6fcb268d
 def _check_item(item, ds):
     if not (isinstance(item, (tuple, list)) and len(item) == 4):
         raise TypeError(
