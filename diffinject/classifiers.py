@@ -458,10 +458,9 @@ def train_classifier(
     out_dir = Path(out_dir) if out_dir else None
     batches, run_loss, t0 = _batches(train_ds, bs, g, preload, loader, seed), 0.0, time.time()
     bar = pbar(range(1, steps + 1), total=steps, show=show_progress)
+    args = (sample_weight_fn, device, precision, loader['pin_memory'])  # the same at every step
     for step in bar:
-        batch = next(batches)
-        args = (sample_weight_fn, device, precision, loader['pin_memory'])
-        run_loss += _train_step(model, opt, scaler, sched, loss_fn, batch, step, *args)
+        run_loss += _train_step(model, opt, scaler, sched, loss_fn, next(batches), step, *args)
         if step % eval_every and step != steps:
             continue
         rec = _evaluation(res, model, evals, step, run_loss, t0, device, precision)
