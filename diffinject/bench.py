@@ -34,7 +34,7 @@ def _sync(device):
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)
 
-
+# %% ../nbs/26_bench.ipynb #1733dc39
 def time_per_call(fn, device='cpu', min_time=1.0, warmup=1, max_calls=10_000):
     "Median-free simple timer: seconds per call of `fn()`, after `warmup` calls, over >= `min_time` s (at least 2 calls)."
     for _ in range(warmup):
@@ -49,14 +49,14 @@ def time_per_call(fn, device='cpu', min_time=1.0, warmup=1, max_calls=10_000):
         if (dt >= min_time and n >= 2) or n >= max_calls:
             return dt / n
 
-
+# %% ../nbs/26_bench.ipynb #a0e86a64
 def count_flops(fn):
     "FLOPs of one call of `fn()` as counted by `torch.utils.flop_counter.FlopCounterMode` (matmul/conv/attention; 1 MAC = 2 FLOPs)."
     with FlopCounterMode(display=False) as fc:
         fn()
     return fc.get_total_flops()
 
-
+# %% ../nbs/26_bench.ipynb #86c71546
 def matmul_peak(device='cpu', dtype=torch.float32, n=None, min_time=1.0):
     "Measured dense-matmul FLOP/s of this machine: an n x n @ n x n product costs 2 n^3 FLOPs."
     device = torch.device(device)
@@ -64,7 +64,7 @@ def matmul_peak(device='cpu', dtype=torch.float32, n=None, min_time=1.0):
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     return 2 * n**3 / time_per_call(lambda: a @ b, device, min_time, warmup=2)
 
-
+# %% ../nbs/26_bench.ipynb #fce58959
 def cpu_name():
     "The CPU model (from /proc/cpuinfo on Linux) and the number of cores torch sees."
     name = platform.processor() or platform.machine()
@@ -77,7 +77,7 @@ def cpu_name():
         pass
     return f'{name}, {os.cpu_count()} cores'
 
-
+# %% ../nbs/26_bench.ipynb #b06f6551
 def fmt_si(x, unit=''):
     "1.23e9 -> '1.23 G' + unit."
     for p, s in ((1e15, 'P'), (1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
@@ -94,7 +94,7 @@ def _clock(device, clock=None):
         raise ValueError(f"clock={clock!r}: expected 'thread', 'wall' or None (automatic)")
     return clock, (time.thread_time if clock == 'thread' else time.perf_counter)
 
-
+# %% ../nbs/26_bench.ipynb #af0df011
 def side_by_side(fns: dict, device='cpu', min_time=0.0, min_rounds=3, max_rounds=50, warmup=1, clock=None) -> dict:
     "Seconds per call of each function in `fns`, timed in interleaved rounds (order alternating): {name: [s, ...]}."
     clock, now = _clock(device, clock)
@@ -113,35 +113,22 @@ def side_by_side(fns: dict, device='cpu', min_time=0.0, min_rounds=3, max_rounds
             break
     return times
 
-
+# %% ../nbs/26_bench.ipynb #98c0f766
 def median_s(times: dict) -> dict:
     "Median seconds per call of each entry of a `side_by_side` result."
     return {k: statistics.median(v) for k, v in times.items()}
 
-
+# %% ../nbs/26_bench.ipynb #9618e41f
 def paired_ratio(times: dict, a: str, b: str) -> float:
     "Median over rounds of time(a) / time(b): each round's two calls ran back to back, under the same load."
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
-# %% ../nbs/26_bench.ipynb #820cd24e
-@register_bench('diffusion')
-def bench_diffusion(
-    preset='cmnist_32',
-    batch_size=32,
-    sample_batch=16,
-    sample_steps=20,
-    device=None,
-    min_time=2.0,
-    amp=None,
-    verbose=True,
-):
-    "Training and DDIM-sampling images/s of a UNet preset, FLOPs per forward and achieved FLOP/s vs the measured matmul peak."
+# %% ../nbs/26_bench.ipynb #43c874b4
+def _diffusion_calls(preset, batch_size, sample_batch, sample_steps, device, amp):
+    "The model of `preset` and its timed calls on random data: (model, {'fwd', 'fwd_bwd', 'train_step', 'sample'})."
     from diffinject.train import build_model_and_diffusion, ema_update
     from diffinject.ddim import ddim_sample
 
-    device = torch.device(device) if device else default_device()
-    amp = (device.type == 'cuda') if amp is None else amp
-    dt = torch.bfloat16 if amp else torch.float32
     torch.manual_seed(0)
     model, diffusion, cfg = build_model_and_diffusion(preset)
     model = model.to(device)
@@ -174,12 +161,31 @@ def bench_diffusion(
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             ddim_sample(ema, xT, ac, sample_steps)
 
-    fwd_flops = count_flops(fwd) / batch_size  # per image, one UNet forward
-    train_flops = count_flops(fwd_bwd) / batch_size  # per image, forward + backward (~3x forward)
+    return model, dict(fwd=fwd, fwd_bwd=fwd_bwd, train_step=train_step, sample=sample)
+
+# %% ../nbs/26_bench.ipynb #245ed640
+@register_bench('diffusion')
+def bench_diffusion(
+    preset='cmnist_32',
+    batch_size=32,
+    sample_batch=16,
+    sample_steps=20,
+    device=None,
+    min_time=2.0,
+    amp=None,
+    verbose=True,
+):
+    "Training and DDIM-sampling images/s of a UNet preset, FLOPs per forward and achieved FLOP/s vs the measured matmul peak."
+    device = torch.device(device) if device else default_device()
+    amp = (device.type == 'cuda') if amp is None else amp
+    dt = torch.bfloat16 if amp else torch.float32
+    model, calls = _diffusion_calls(preset, batch_size, sample_batch, sample_steps, device, amp)
+    fwd_flops = count_flops(calls['fwd']) / batch_size  # per image, one UNet forward
+    train_flops = count_flops(calls['fwd_bwd']) / batch_size  # per image, forward + backward (~3x forward)
     peak = matmul_peak(device, dt, min_time=min_time / 2)
-    s_train = time_per_call(train_step, device, min_time)
-    s_fwd = time_per_call(fwd, device, min_time)
-    s_samp = time_per_call(sample, device, min_time, warmup=1)
+    s_train = time_per_call(calls['train_step'], device, min_time)
+    s_fwd = time_per_call(calls['fwd'], device, min_time)
+    s_samp = time_per_call(calls['sample'], device, min_time, warmup=1)
     r = dict(
         device=str(device),
         cpu=cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device),
@@ -206,7 +212,7 @@ def bench_diffusion(
         print_bench(r)
     return r
 
-
+# %% ../nbs/26_bench.ipynb #42e4ad9e
 def print_bench(r):
     "Print a `bench_diffusion` result as a small table."
     print(
@@ -248,7 +254,7 @@ def load_guided_diffusion(path=None):
             '(--opts \'{"gd_path": "..."}\' or $GUIDED_DIFFUSION)'
         )
 
-
+# %% ../nbs/26_bench.ipynb #a7652d26
 def guided_diffusion_unet(cfg: dict, path=None):
     "guided-diffusion's `UNetModel` from our UNet config `cfg` (same argument names): (model, None) or (None, why)."
     cls, why = load_guided_diffusion(path)
@@ -261,7 +267,7 @@ def guided_diffusion_unet(cfg: dict, path=None):
     accepted = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in cfg.items() if k in accepted}), None
 
-
+# %% ../nbs/26_bench.ipynb #7f8a0779
 def diffusers_config(cfg: dict) -> dict:
     "`diffusers.UNet2DModel` arguments closest to our config `cfg` (levels, blocks, attention, scale-shift, resample)."
     ds = [2**i for i in range(len(cfg['channel_mult']))]
@@ -289,7 +295,7 @@ def diffusers_config(cfg: dict) -> dict:
         upsample_type=res,
     )
 
-
+# %% ../nbs/26_bench.ipynb #e0d2cbd6
 def diffusers_unet(cfg: dict):
     "`diffusers.UNet2DModel` closest to our config: (model, None), or (None, why not) when diffusers is not installed."
     try:
@@ -298,7 +304,7 @@ def diffusers_unet(cfg: dict):
         return None, f'diffusers is not installed ({e}); pip install "diffinject[bench]"'
     return UNet2DModel(**diffusers_config(cfg)), None
 
-
+# %% ../nbs/26_bench.ipynb #68e270f0
 @torch.no_grad()
 def randomize_(model, seed=0, std=0.05):
     "Fill every parameter with seeded N(0, std^2) values (ADM zero-initialises output layers: outputs would be 0)."
@@ -312,11 +318,83 @@ def _say(verbose, *args):
     if verbose:
         print(*args, flush=True)
 
-
+# %% ../nbs/26_bench.ipynb #4bd6ffcc
 def _n_params(m):
     return sum(p.numel() for p in m.parameters())
 
+# %% ../nbs/26_bench.ipynb #e5f94f87
+def _peer_unet(name, cfg, ours, gd_path=None):
+    "The peer `name` built from our config `cfg`, and how to call it: (model, call, None) or (None, None, why not)."
+    if name == 'guided-diffusion':
+        other, why = guided_diffusion_unet(cfg, gd_path)
+        call = lambda m, x, t: m(x, t)
+    elif name == 'diffusers':
+        other, why = diffusers_unet(cfg)
+        call = lambda m, x, t: m(x, t).sample
+    else:
+        raise ValueError(f"peers: unknown peer {name!r}; expected 'guided-diffusion' or 'diffusers'")
+    if other is None:
+        return None, None, why
+    if name == 'guided-diffusion':
+        other.load_state_dict(ours.state_dict(), strict=True)  # the same weights
+    else:
+        randomize_(other)
+    return other, call, None
 
+# %% ../nbs/26_bench.ipynb #0767fa75
+def _time_peer(name, ours, other, call, x, t, train_batch, device, min_time, rounds) -> dict:
+    "Seconds per forward and per forward+backward of `ours` and the peer `other`, and their paired ratios."
+    d = dict(params=_n_params(other))
+    with torch.no_grad():
+        ours.eval()
+        other.eval()
+        if name == 'guided-diffusion':
+            d['max_abs_diff'] = (ours(x, t) - other(x, t)).abs().max().item()
+        tf = side_by_side(
+            {'ours': lambda: ours(x, t), name: lambda: call(other, x, t)}, device, min_time, min_rounds=rounds
+        )
+    xb, tb = x[:train_batch], t[:train_batch]
+
+    def step(m, f):
+        m.zero_grad(set_to_none=True)
+        f(m, xb, tb).square().mean().backward()
+
+    ours.train()
+    other.train()
+    tt = side_by_side(
+        {'ours': lambda: step(ours, lambda m, x, t: m(x, t)), name: lambda: step(other, call)},
+        device,
+        min_time,
+        min_rounds=rounds,
+    )
+    mf, mt = median_s(tf), median_s(tt)
+    d.update(
+        forward_s=mf[name],
+        forward_s_ours=mf['ours'],
+        forward_speedup=paired_ratio(tf, name, 'ours'),
+        train_s=mt[name],
+        train_s_ours=mt['ours'],
+        train_speedup=paired_ratio(tt, name, 'ours'),
+    )
+    return d
+
+# %% ../nbs/26_bench.ipynb #b4ddc06c
+def _say_peer(verbose, name, d, params_ours):
+    "Print a peer's parameter count (and weight check), then its forward and forward+backward times against ours."
+    same = f", same weights: max |diff| {d['max_abs_diff']:.1e}" if 'max_abs_diff' in d else ''
+    _say(verbose, f"  vs {name:<14} ({d['params'] / 1e6:.2f} M params vs our {params_ours / 1e6:.2f} M{same})")
+    _say(
+        verbose,
+        f"     forward        ours {1e3 * d['forward_s_ours']:7.1f} ms  {name} {1e3 * d['forward_s']:7.1f} ms  "
+        f"ours is {d['forward_speedup']:.2f}x as fast",
+    )
+    _say(
+        verbose,
+        f"     fwd+backward   ours {1e3 * d['train_s_ours']:7.1f} ms  {name} {1e3 * d['train_s']:7.1f} ms  "
+        f"ours is {d['train_speedup']:.2f}x as fast",
+    )
+
+# %% ../nbs/26_bench.ipynb #83c8d368
 def bench_peers(
     preset='cmnist_32',
     batch_size=16,
@@ -355,71 +433,49 @@ def bench_peers(
         f'forward batch {batch_size}, forward+backward batch {train_batch}',
     )
     for name in peers:
-        if name == 'guided-diffusion':
-            other, why = guided_diffusion_unet(cfg, gd_path)
-            call = lambda m, x, t: m(x, t)
-        elif name == 'diffusers':
-            other, why = diffusers_unet(cfg)
-            call = lambda m, x, t: m(x, t).sample
-        else:
-            raise ValueError(f"peers: unknown peer {name!r}; expected 'guided-diffusion' or 'diffusers'")
+        other, call, why = _peer_unet(name, cfg, ours, gd_path)
         if other is None:
             _say(verbose, f'  {name:<17} skipped: {why}')
             r['peers'][name] = dict(skipped=why)
             continue
-        if name == 'guided-diffusion':
-            other.load_state_dict(ours.state_dict(), strict=True)  # the same weights
-        else:
-            randomize_(other)
         other = other.to(device)
-        d = dict(params=_n_params(other))
-        with torch.no_grad():
-            ours.eval()
-            other.eval()
-            if name == 'guided-diffusion':
-                d['max_abs_diff'] = (ours(x, t) - other(x, t)).abs().max().item()
-            tf = side_by_side(
-                {'ours': lambda: ours(x, t), name: lambda: call(other, x, t)}, device, min_time, min_rounds=rounds
-            )
-        xb, tb = x[:train_batch], t[:train_batch]
-
-        def step(m, f):
-            m.zero_grad(set_to_none=True)
-            f(m, xb, tb).square().mean().backward()
-
-        ours.train()
-        other.train()
-        tt = side_by_side(
-            {'ours': lambda: step(ours, lambda m, x, t: m(x, t)), name: lambda: step(other, call)},
-            device,
-            min_time,
-            min_rounds=rounds,
-        )
-        mf, mt = median_s(tf), median_s(tt)
-        d.update(
-            forward_s=mf[name],
-            forward_s_ours=mf['ours'],
-            forward_speedup=paired_ratio(tf, name, 'ours'),
-            train_s=mt[name],
-            train_s_ours=mt['ours'],
-            train_speedup=paired_ratio(tt, name, 'ours'),
-        )
-        r['peers'][name] = d
-        same = f", same weights: max |diff| {d['max_abs_diff']:.1e}" if 'max_abs_diff' in d else ''
-        _say(verbose, f"  vs {name:<14} ({d['params'] / 1e6:.2f} M params vs our {r['params_ours'] / 1e6:.2f} M{same})")
-        _say(
-            verbose,
-            f"     forward        ours {1e3 * mf['ours']:7.1f} ms  {name} {1e3 * mf[name]:7.1f} ms  "
-            f"ours is {d['forward_speedup']:.2f}x as fast",
-        )
-        _say(
-            verbose,
-            f"     fwd+backward   ours {1e3 * mt['ours']:7.1f} ms  {name} {1e3 * mt[name]:7.1f} ms  "
-            f"ours is {d['train_speedup']:.2f}x as fast",
-        )
+        r['peers'][name] = d = _time_peer(name, ours, other, call, x, t, train_batch, device, min_time, rounds)
+        _say_peer(verbose, name, d, r['params_ours'])
     return r
 
-# %% ../nbs/26_bench.ipynb #2997a51c
+# %% ../nbs/26_bench.ipynb #047727ca
+def _inject_fns(model, x, tv, hc, T) -> dict:
+    "The timed calls of `bench_inject` on the batch `x` at step `tv`, with the content skips `hc`."
+    from diffinject.inject import eps_pair
+
+    return {
+        'plain': lambda: model(x, tv),  # 1 encoder + 1 decoder
+        'inject': lambda: eps_pair(model, x, T // 2, hc, 0.5, stack=False),  # 1 encoder + 2 decoders
+        'inject_stacked': lambda: eps_pair(model, x, T // 2, hc, 0.5, stack=True),  # 1 encoder + 1 decoder on 2B
+        'full_3pass': lambda: [model(x, tv) for _ in range(3)],
+    }  # naive: 3 full passes
+
+# %% ../nbs/26_bench.ipynb #e7c4a437
+def _time_diff_inject(model, x, xc, steps, inv_steps, min_time, device, T) -> float:
+    "Seconds per `diff_inject` call on the styles `x` with the contents `xc` (their h computed once, cached)."
+    from diffinject.inject import invert_content, diff_inject
+    from diffinject.diffusion import GaussianDiffusion, linear_beta_schedule
+
+    ac = GaussianDiffusion(linear_beta_schedule(T)).alphas_cumprod
+    content_h = {t: h.to(device) for t, h in invert_content(model, xc.clamp(-1, 1), ac, inv_steps or steps).items()}
+    run = lambda: diff_inject(
+        model,
+        x.clamp(-1, 1),
+        ac,
+        content_h=content_h,
+        steps=steps,
+        inv_steps=inv_steps,
+        t_edit=T // 2,
+        t_boost=T // 5,
+    )
+    return median_s(side_by_side({'synth': run}, device, min_time, min_rounds=1, warmup=0))['synth']
+
+# %% ../nbs/26_bench.ipynb #cada68d8
 @torch.no_grad()
 def bench_inject(
     model,
@@ -434,8 +490,7 @@ def bench_inject(
     verbose=False,
 ) -> dict:
     "A plain DDIM step vs an injected step (1 encoder + 2 decoders; or one stacked decoder call) vs 3 full passes."
-    from diffinject.inject import eps_pair, invert_content, diff_inject, model_image_spec
-    from diffinject.diffusion import GaussianDiffusion, linear_beta_schedule
+    from diffinject.inject import model_image_spec
 
     device = torch.device(device or next(model.parameters()).device)
     model = model.to(device).eval()
@@ -445,13 +500,7 @@ def bench_inject(
     x, xc = (torch.randn(batch_size, C, S, S, generator=g).to(device) for _ in range(2))
     tv = torch.full((batch_size,), T // 2, device=device, dtype=torch.long)
     hc = model.encode(xc, tv)[0]
-    fns = {
-        'plain': lambda: model(x, tv),  # 1 encoder + 1 decoder
-        'inject': lambda: eps_pair(model, x, T // 2, hc, 0.5, stack=False),  # 1 encoder + 2 decoders
-        'inject_stacked': lambda: eps_pair(model, x, T // 2, hc, 0.5, stack=True),  # 1 encoder + 1 decoder on 2B
-        'full_3pass': lambda: [model(x, tv) for _ in range(3)],
-    }  # naive: 3 full passes
-    tr = side_by_side(fns, device, min_time, min_rounds=rounds)
+    tr = side_by_side(_inject_fns(model, x, tv, hc, T), device, min_time, min_rounds=rounds)
     ts = median_s(tr)
     f_plain, f_enc = count_flops(lambda: model(x, tv)), count_flops(lambda: model.encode(x, tv))
     r = dict(
@@ -478,20 +527,7 @@ def bench_inject(
         f"(FLOP floor {r['flop_ratio']:.2f}x)",
     )
     if synth:  # style inversion + sampling, content h cached
-        ac = GaussianDiffusion(linear_beta_schedule(T)).alphas_cumprod
-        content_h = {t: h.to(device) for t, h in invert_content(model, xc.clamp(-1, 1), ac, inv_steps or steps).items()}
-        run = lambda: diff_inject(
-            model,
-            x.clamp(-1, 1),
-            ac,
-            content_h=content_h,
-            steps=steps,
-            inv_steps=inv_steps,
-            t_edit=T // 2,
-            t_boost=T // 5,
-        )
-        t_syn = median_s(side_by_side({'synth': run}, device, min_time, min_rounds=1, warmup=0))['synth']
-        r['images_per_s'] = batch_size / t_syn
+        r['images_per_s'] = batch_size / _time_diff_inject(model, x, xc, steps, inv_steps, min_time, device, T)
         _say(
             verbose,
             f"  synthetic images/s ({r['inv_steps']} inversion + {steps} sampling steps, content h cached): "
@@ -499,7 +535,7 @@ def bench_inject(
         )
     return r
 
-
+# %% ../nbs/26_bench.ipynb #ee8313c9
 @register_bench('inject')
 def bench_inject_cmd(preset='cmnist_32', batch_size=16, steps=25, device=None, min_time=2.0, verbose=True):
     "`diffinject_bench inject`: injected vs plain DDIM step and synthetic images/s of a UNet preset (random weights)."
@@ -516,7 +552,18 @@ def bench_inject_cmd(preset='cmnist_32', batch_size=16, steps=25, device=None, m
     )
     return dict(preset=preset, **r)
 
-# %% ../nbs/26_bench.ipynb #b6ce24cb
+# %% ../nbs/26_bench.ipynb #104c2ae8
+def _say_synth(verbose, r):
+    "Print a `bench_synth` result: the loop and batched times, the speedups and the largest difference of the images."
+    _say(
+        verbose,
+        f"  synthesis of {r['n_pairs']} pairs ({r['n_contents']} contents), {r['steps']} inversion + {r['steps']} "
+        f"sampling steps (reference schedule): batch-1 loop {r['loop_s']:.2f} s, batched {r['batched_s']:.2f} s -> "
+        f"{r['speedup']:.2f}x ({r['batching_speedup']:.2f}x from batching alone, contents re-inverted per "
+        f"pair); same images: max rel. diff {r['max_rel_diff']:.1e}",
+    )
+
+# %% ../nbs/26_bench.ipynb #4206afc2
 @torch.no_grad()
 def bench_synth(model, n_pairs=6, n_contents=2, steps=8, device=None, T=1000, rounds=1, verbose=True) -> dict:
     "Batched synthesis (contents inverted once, pairs in one batch) vs a batch-1 loop of the reference algorithm."
@@ -571,13 +618,7 @@ def bench_synth(model, n_pairs=6, n_contents=2, steps=8, device=None, T=1000, ro
         images_per_s=n_pairs / ts['batched'],
         loop_images_per_s=n_pairs / ts['loop'],
     )
-    _say(
-        verbose,
-        f"  synthesis of {n_pairs} pairs ({n_contents} contents), {steps} inversion + {steps} sampling steps "
-        f"(reference schedule): batch-1 loop {ts['loop']:.2f} s, batched {ts['batched']:.2f} s -> "
-        f"{r['speedup']:.2f}x ({r['batching_speedup']:.2f}x from batching alone, contents re-inverted per "
-        f"pair); same images: max rel. diff {err:.1e}",
-    )
+    _say_synth(verbose, r)
     return r
 
 # %% ../nbs/26_bench.ipynb #831b4447

@@ -168,7 +168,7 @@ def _loader(ds, bs, num_workers=0):
         ds, batch_size=bs, shuffle=False, **{**loader_kwargs('cpu', num_workers), 'persistent_workers': False}
     )
 
-
+# %% ../nbs/04_classifiers.ipynb #6fcb268d
 def _check_item(item, ds):
     if not (isinstance(item, (tuple, list)) and len(item) == 4):
         raise TypeError(
@@ -363,7 +363,57 @@ def keep_checkpoints(res: TrainResult, best: dict, rec: dict, model, out_dir=Non
         if out_dir:
             atomic_save({'model': res.states[k], 'step': rec['step'], 'metrics': labelled}, Path(out_dir) / f'{k}.pt')
 
-# %% ../nbs/04_classifiers.ipynb #f51faf8b
+# %% ../nbs/04_classifiers.ipynb #82e4ea8f
+def _check_train_args(steps, eval_every, train_ds):
+    "Raise a one-line ValueError unless `steps` and `eval_every` are positive and `train_ds` is not empty."
+    if steps < 1 or eval_every < 1:
+        raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
+    if len(train_ds) == 0:
+        raise ValueError('train_ds: the training set is empty')
+
+# %% ../nbs/04_classifiers.ipynb #9420defb
+def _train_step(model, opt, scaler, sched, loss_fn, batch, step, sample_weight_fn, device, precision, pin) -> float:
+    "One step on `batch` (x, y, bias, idx): forward, per-sample loss (times `sample_weight_fn`), backward, update."
+    x, y, b, idx = batch
+    x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+    with precision_autocast(device, precision):
+        logits = model(x).float()  # forward in `precision`, loss in fp32
+    l = loss_fn(logits, y)  # per-sample loss [B]
+    if sample_weight_fn is not None:
+        l = l * sample_weight_fn(idx, logits.detach(), y, step).to(l)
+    l = l.mean()
+    if not torch.isfinite(l):
+        raise FloatingPointError(f'loss is {l.item()} at step {step}')
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(l).backward()  # fp16: scaled loss; else a no-op scale
+    scaler.step(opt)
+    scaler.update()
+    if sched:
+        sched.step()
+    return l.item()
+
+# %% ../nbs/04_classifiers.ipynb #9ed96092
+def _evaluation(res, model, evals, step, run_loss, t0, device, precision) -> dict:
+    "The history record at `step`: mean training loss since the previous record, seconds so far, metrics per split."
+    return dict(
+        step=step,
+        train_loss=run_loss / (step - (res.history[-1]['step'] if res.history else 0)),
+        seconds=round(time.time() - t0, 2),
+        **{k: evaluate(model, v, device=device, precision=precision) for k, v in evals.items()},
+    )
+
+# %% ../nbs/04_classifiers.ipynb #50e92c6d
+def _record(res, best, rec, model, out_dir, bar, evals):
+    "Append `rec` to the history, update the checkpoints (`keep_checkpoints`), write the metrics, show them on `bar`."
+    res.history.append(rec)
+    keep_checkpoints(res, best, rec, model, out_dir)
+    if out_dir:
+        write_json(out_dir / 'metrics.json', res.metrics)
+        write_json(out_dir / 'history.json', res.history)
+    if hasattr(bar, 'comment'):
+        bar.comment = f"loss {rec['train_loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
+
+# %% ../nbs/04_classifiers.ipynb #fb909884
 def train_classifier(
     model,
     train_ds,
@@ -391,10 +441,7 @@ def train_classifier(
     "Train `model` with Adam for `steps` steps on `train_ds`; evaluate every `eval_every`; keep best-valid/last/best-test."
     hp = _resolve_hparams(benchmark, steps=steps, bs=bs, lr=lr, eval_every=eval_every)
     steps, bs, lr, eval_every = hp['steps'], hp['bs'], hp['lr'], hp['eval_every']
-    if steps < 1 or eval_every < 1:
-        raise ValueError(f'steps={steps}, eval_every={eval_every}: expected positive integers')
-    if len(train_ds) == 0:
-        raise ValueError('train_ds: the training set is empty')
+    _check_train_args(steps, eval_every, train_ds)
     device = torch.device(device) if device else default_device()
     check_precision(precision)
     loader = loader_kwargs(device, num_workers, pin_memory)
@@ -411,40 +458,14 @@ def train_classifier(
     out_dir = Path(out_dir) if out_dir else None
     batches, run_loss, t0 = _batches(train_ds, bs, g, preload, loader, seed), 0.0, time.time()
     bar = pbar(range(1, steps + 1), total=steps, show=show_progress)
+    args = (sample_weight_fn, device, precision, loader['pin_memory'])  # the same at every step
     for step in bar:
-        x, y, b, idx = next(batches)
-        x, y = x.to(device, non_blocking=loader['pin_memory']), y.to(device, non_blocking=loader['pin_memory'])
-        with precision_autocast(device, precision):
-            logits = model(x).float()  # forward in `precision`, loss in fp32
-        l = loss_fn(logits, y)  # per-sample loss [B]
-        if sample_weight_fn is not None:
-            l = l * sample_weight_fn(idx, logits.detach(), y, step).to(l)
-        l = l.mean()
-        if not torch.isfinite(l):
-            raise FloatingPointError(f'loss is {l.item()} at step {step}')
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(l).backward()  # fp16: scaled loss; else a no-op scale
-        scaler.step(opt)
-        scaler.update()
-        if sched:
-            sched.step()
-        run_loss += l.item()
+        run_loss += _train_step(model, opt, scaler, sched, loss_fn, next(batches), step, *args)
         if step % eval_every and step != steps:
             continue
-        rec = dict(
-            step=step,
-            train_loss=run_loss / (step - (res.history[-1]['step'] if res.history else 0)),
-            seconds=round(time.time() - t0, 2),
-            **{k: evaluate(model, v, device=device, precision=precision) for k, v in evals.items()},
-        )
+        rec = _evaluation(res, model, evals, step, run_loss, t0, device, precision)
         run_loss = 0.0
-        res.history.append(rec)
-        keep_checkpoints(res, best, rec, model, out_dir)
-        if out_dir:
-            write_json(out_dir / 'metrics.json', res.metrics)
-            write_json(out_dir / 'history.json', res.history)
-        if hasattr(bar, 'comment'):
-            bar.comment = f"loss {rec['train_loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
+        _record(res, best, rec, model, out_dir, bar, evals)
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}  # fixed order
     return res
 

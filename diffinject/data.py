@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from fastcore.basics import patch
 from PIL import Image
 from .core import asset_path, write_json, show_images, pbar
 
@@ -212,7 +213,7 @@ def _to_tensor(im):
     "PIL RGB -> float [3,H,W] in [0,1] (torchvision's ToTensor without importing torchvision)."
     return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
 
-# %% ../nbs/01_data.ipynb #5a0a47e2
+# %% ../nbs/01_data.ipynb #d43c2fa9
 class BiasedDataset(Dataset):
     "Images with a target `label` and a `bias` label; item i -> (image, label, bias, i)."
 
@@ -244,11 +245,6 @@ class BiasedDataset(Dataset):
             if cache:
                 self.images = ims
 
-    def _bad_label(self, v):
-        i = int(((self.labels == v) | (self.biases == v)).nonzero()[0])
-        where = self.files[i] if self.files is not None else f'item {i}'
-        raise ValueError(f'{where}: label/bias {v} out of range; expected values in [0, {self.num_classes - 1}]')
-
     @classmethod
     def from_arrays(cls, images, labels, biases, transform=None, num_classes=None):
         "In-memory dataset from uint8 images [N,H,W,C] (C=1 or 3; grayscale is repeated to RGB)."
@@ -273,40 +269,54 @@ class BiasedDataset(Dataset):
         x = self.transform(im) if self.transform is not None else _to_tensor(im)
         return x, int(self.labels[i]), int(self.biases[i]), int(i)
 
-    @property
-    def known_bias(self) -> torch.Tensor:
-        return self.biases >= 0
+# %% ../nbs/01_data.ipynb #a5720117
+@patch
+def _bad_label(self: BiasedDataset, v):
+    i = int(((self.labels == v) | (self.biases == v)).nonzero()[0])
+    where = self.files[i] if self.files is not None else f'item {i}'
+    raise ValueError(f'{where}: label/bias {v} out of range; expected values in [0, {self.num_classes - 1}]')
 
-    @property
-    def aligned(self) -> torch.Tensor:
-        return self.labels == self.biases
+# %% ../nbs/01_data.ipynb #2a0d44c5
+@patch(as_prop=True)
+def known_bias(self: BiasedDataset) -> torch.Tensor:
+    return self.biases >= 0
 
-    @property
-    def conflicting(self) -> torch.Tensor:
-        return (self.labels != self.biases) & self.known_bias
 
-    def subset(self, indices) -> 'BiasedDataset':
-        "A new `BiasedDataset` holding items `indices` (their returned index becomes their new position)."
-        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1).tolist()
-        ims = None if self.images is None else [self.images[j] for j in idx]
-        if self.files is None:
-            return type(self)(
-                None, self.transform, self.num_classes, images=ims, labels=self.labels[idx], biases=self.biases[idx]
-            )
+@patch(as_prop=True)
+def aligned(self: BiasedDataset) -> torch.Tensor:
+    return self.labels == self.biases
+
+
+@patch(as_prop=True)
+def conflicting(self: BiasedDataset) -> torch.Tensor:
+    return (self.labels != self.biases) & self.known_bias
+
+# %% ../nbs/01_data.ipynb #de41047e
+@patch
+def subset(self: BiasedDataset, indices) -> 'BiasedDataset':
+    "A new `BiasedDataset` holding items `indices` (their returned index becomes their new position)."
+    idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1).tolist()
+    ims = None if self.images is None else [self.images[j] for j in idx]
+    if self.files is None:
         return type(self)(
-            [self.files[j] for j in idx],
-            self.transform,
-            self.num_classes,
-            images=ims,
-            labels=self.labels[idx],
-            biases=self.biases[idx],
+            None, self.transform, self.num_classes, images=ims, labels=self.labels[idx], biases=self.biases[idx]
         )
+    return type(self)(
+        [self.files[j] for j in idx],
+        self.transform,
+        self.num_classes,
+        images=ims,
+        labels=self.labels[idx],
+        biases=self.biases[idx],
+    )
 
-    def __repr__(self):
-        return (
-            f'{type(self).__name__}(n={len(self)}, aligned={int(self.aligned.sum())}, conflicting={int(self.conflicting.sum())}, '
-            f'num_classes={self.num_classes}, {"in-memory" if self.files is None else "files, cached" if self.images is not None else "files"})'
-        )
+# %% ../nbs/01_data.ipynb #97cc5b82
+@patch
+def __repr__(self: BiasedDataset):
+    return (
+        f'{type(self).__name__}(n={len(self)}, aligned={int(self.aligned.sum())}, conflicting={int(self.conflicting.sum())}, '
+        f'num_classes={self.num_classes}, {"in-memory" if self.files is None else "files, cached" if self.images is not None else "files"})'
+    )
 
 # %% ../nbs/01_data.ipynb #ee20725d
 def _check_uint8_nhwc(images, name):
@@ -786,7 +796,7 @@ MAX_LISTED = 50  # offending paths listed in one error message
 class DataCheckError(ValueError):
     "Problems found in a data folder, one line per offending path."
 
-
+# %% ../nbs/01_data.ipynb #86a8e403
 def problems_error(head: str, problems: list) -> DataCheckError:
     "A `DataCheckError`: `head`, then one line `<path>: <what is wrong>` per problem (the first `MAX_LISTED`)."
     lines = [f'  {p}: {why}' for p, why in problems[:MAX_LISTED]]
@@ -922,7 +932,7 @@ def _resolved(p):
     except (RuntimeError, OSError):
         return None
 
-
+# %% ../nbs/01_data.ipynb #ad6de549
 def _an_image_of(rel: Path, classes) -> bool:
     "Is `rel` (relative to the image folder) an image file under train/, valid/ or test/<class>/ of `classes`?"
     parts = rel.parts
@@ -933,7 +943,7 @@ def _an_image_of(rel: Path, classes) -> bool:
         and rel.suffix.lower() in IMAGEFOLDER_EXTS
     )
 
-
+# %% ../nbs/01_data.ipynb #ce7aa5c2
 def read_bias_csv(path, root, classes) -> dict:
     "{resolved image path: bias class index} from a CSV with the header `path,bias` (see above); bad rows are listed."
     import csv

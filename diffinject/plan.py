@@ -30,7 +30,7 @@ def _probe(f, device=None, reps: int = 3, min_s: float = 0.3) -> float:
         times.append(time.time() - t)
     return float(np.median(times))  # a burst of other work on a shared machine: ignored
 
-
+# %% ../nbs/18_plan.ipynb #0285ea14
 def _classifier_probe(spec, bs, device) -> tuple:
     "(seconds per training step of `bs` images, seconds per image evaluated) of the benchmark's classifier, random images."
     torch.manual_seed(0)
@@ -50,7 +50,7 @@ def _classifier_probe(spec, bs, device) -> tuple:
 
     return _probe(step, device), _probe(forward, device) / bs
 
-
+# %% ../nbs/18_plan.ipynb #36740f4b
 def _unet_probe(unet_cfg, bs, device) -> float:
     "Seconds per image of a UNet forward pass (no gradient) at batch size `bs`."
     from diffinject.unet import create_unet
@@ -66,7 +66,7 @@ def _unet_probe(unet_cfg, bs, device) -> float:
 
     return _probe(forward, device) / bs
 
-
+# %% ../nbs/18_plan.ipynb #ce2eda8f
 def _read_probe(ds=None, size=32, k: int = 8) -> float:
     "Seconds per image read: the first `k` items of `ds`, or (no files yet) a `size`-px RGB PNG written and read back."
     if ds is not None and len(ds):
@@ -86,7 +86,7 @@ def _read_probe(ds=None, size=32, k: int = 8) -> float:
 
     return _probe(roundtrip) / k
 
-
+# %% ../nbs/18_plan.ipynb #369b1bfe
 def _shape_oracle_probe(steps: int = 800) -> float:
     "Seconds to train the shape oracle that reads the synthetic set of Colored MNIST (`oracles.train_shape_reader`)."
     from diffinject.oracles import ShapeNet
@@ -189,7 +189,7 @@ def _synth_unet(dc, spec):
         return recipe_of(dc['pretrained'])['unet']
     return _unet_for(dc['preset'] or recipe_of(dc['pretrained'])['unet'], spec)
 
-
+# %% ../nbs/18_plan.ipynb #c74f2279
 def _synth_s(cfg, n, n_syn, pr: _Probes) -> float:
     "Seconds of stage 3: inversions and sampling (2.5 UNet passes per image per step), f_B's readings, the shape oracle."
     from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
@@ -265,7 +265,7 @@ def plan_by_stage(plan: dict) -> dict:
         out[kind] = None if v is None or out.get(kind, 0.0) is None else out.get(kind, 0.0) + v
     return out
 
-
+# %% ../nbs/18_plan.ipynb #76a8e2ce
 def plan_lines(plan: dict, device=None) -> list:
     "The plan as printed: a line per stage kind in minutes (and how many runs of it), then the total."
     per, count = plan_by_stage(plan), {}

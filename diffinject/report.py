@@ -24,7 +24,7 @@ __all__ = ['TABLE1_COLUMNS', 'BENCHMARK_TITLES', 'METHOD_TITLES', 'CHECKPOINT_TI
            'table1_cell', 'table1', 'shape_images', 'write_toy_benchmark', 'TABLE1_BENCHMARKS', 'PUBLISHED_LABEL',
            'PUBLISHED_SOURCE', 'PUBLISHED_TABLE1']
 
-# %% ../nbs/25_report.ipynb #1e2eb616
+# %% ../nbs/25_report.ipynb #5f401169
 TABLE1_COLUMNS = tuple((b, r) for b in TABLE1_BENCHMARKS for r in BENCHMARKS[b].ratios)  # the paper's 14 columns
 BENCHMARK_TITLES = {
     'cmnist': 'CMNIST',
@@ -46,7 +46,7 @@ METHOD_TITLES = {
 }
 CHECKPOINT_TITLES = {'best_valid': 'best-valid', 'last': 'last step', 'best_test': 'best-test'}
 
-
+# %% ../nbs/25_report.ipynb #cf113156
 def load_metrics(source) -> dict:
     "A run's metrics: `source` is a run directory (reads its `metrics.json`) or a metrics dict."
     if isinstance(source, dict):
@@ -65,7 +65,7 @@ def load_metrics(source) -> dict:
         )
     return m
 
-
+# %% ../nbs/25_report.ipynb #0c03fe07
 def collect_runs(sources) -> dict:
     "{(benchmark, ratio, method): [result rows]} over `sources` (run dirs or metrics dicts); a repeated seed is an error."
     if isinstance(sources, (str, Path, dict)):
@@ -99,37 +99,33 @@ def table1_cell(rows, checkpoint='best_valid', metric='acc') -> str:
 def _col_title(b, r):
     return f'{BENCHMARK_TITLES.get(b, b)} {100 * r:g}%'
 
-
-def table1(sources, checkpoint='best_valid', metric='acc', columns=None, published=True) -> str:
-    """Markdown Table 1 (rows: methods; columns: benchmark x ratio) of unbiased test `metric` (%) at one `checkpoint` rule
-    ('best_valid' default, 'last', 'best_test'), mean ± std over seeds, from run directories or metrics dicts `sources`.
-    `columns`: None (those with our results), 'all' (the paper's 14) or a list of (benchmark, ratio).
-    `published`: add the rows of DiffInject's Table 1 (`PUBLISHED_TABLE1`: all seven methods, 1 % and 5 % only)."""
-    runs = collect_runs(sources)
+# %% ../nbs/25_report.ipynb #c9b6a25c
+def _table1_columns(runs, columns) -> list:
+    "The (benchmark, ratio) columns: None -> those of `runs`, in Table 1's order; 'all' -> the paper's 14; else `columns`."
     if columns is None:
-        columns = sorted(
+        return sorted(
             {(b, r) for b, r, _ in runs},
             key=lambda c: (TABLE1_BENCHMARKS.index(c[0]) if c[0] in TABLE1_BENCHMARKS else 99, c[1]),
         )
-    elif columns == 'all':
-        columns = list(TABLE1_COLUMNS)
-    else:
-        columns = [(get_benchmark(b).name, float(r)) for b, r in columns]
-    methods = list(dict.fromkeys(m for _, _, m in runs))
-    head = ['method'] + [_col_title(b, r) for b, r in columns]
+    if columns == 'all':
+        return list(TABLE1_COLUMNS)
+    return [(get_benchmark(b).name, float(r)) for b, r in columns]
+
+# %% ../nbs/25_report.ipynb #d2bfb539
+def _published_rows(columns) -> list:
+    "One row per method of `PUBLISHED_TABLE1`: its published accuracy (%) at each column, 'n/a' where not published."
+    rows = []
+    for m in dict.fromkeys(k for b in PUBLISHED_TABLE1.values() for k in b):
+        cells = [PUBLISHED_TABLE1.get(b, {}).get(m, {}).get(r) for b, r in columns]
+        rows.append(
+            [f'{METHOD_TITLES.get(m, m)}, {PUBLISHED_LABEL}'] + [f'{c:.2f}' if c is not None else 'n/a' for c in cells]
+        )
+    return rows
+
+# %% ../nbs/25_report.ipynb #540402f6
+def _table1_note(checkpoint, metric, columns, published) -> str:
+    "The note under Table 1: the metric, the checkpoint rule and how it selects, BFFHQ's test set, the published rows."
     rule = CHECKPOINT_TITLES.get(checkpoint, checkpoint)
-    rows = [
-        [f'{METHOD_TITLES.get(m, m)} (ours, {rule})']
-        + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]
-        for m in methods
-    ]
-    if published:
-        for m in dict.fromkeys(k for b in PUBLISHED_TABLE1.values() for k in b):
-            cells = [PUBLISHED_TABLE1.get(b, {}).get(m, {}).get(r) for b, r in columns]
-            rows.append(
-                [f'{METHOD_TITLES.get(m, m)}, {PUBLISHED_LABEL}']
-                + [f'{c:.2f}' if c is not None else 'n/a' for c in cells]
-            )
     what = {
         'acc': 'Unbiased test accuracy',
         'conflicting_acc': 'Bias-conflicting test accuracy',
@@ -143,7 +139,7 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
         if checkpoint == 'last'
         else 'max test accuracy over evaluations, optimistic: what DisEnt/BE report'
     )
-    note = (
+    return (
         f'{what} (%); ours: mean ± sample std over n seeds (no ± when n=1) at the **{rule}** checkpoint '
         f"({how}). "
         + ('BFFHQ test = bias-conflicting images only. ' if any(b == 'bffhq' for b, _ in columns) else '')
@@ -156,7 +152,26 @@ def table1(sources, checkpoint='best_valid', metric='acc', columns=None, publish
             else ''
         )
     )
-    return md_table(head, rows) + '\n\n' + note
+
+# %% ../nbs/25_report.ipynb #7a5f1c57
+def table1(sources, checkpoint='best_valid', metric='acc', columns=None, published=True) -> str:
+    """Markdown Table 1 (rows: methods; columns: benchmark x ratio) of unbiased test `metric` (%) at one `checkpoint` rule
+    ('best_valid' default, 'last', 'best_test'), mean ± std over seeds, from run directories or metrics dicts `sources`.
+    `columns`: None (those with our results), 'all' (the paper's 14) or a list of (benchmark, ratio).
+    `published`: add the rows of DiffInject's Table 1 (`PUBLISHED_TABLE1`: all seven methods, 1 % and 5 % only)."""
+    runs = collect_runs(sources)
+    columns = _table1_columns(runs, columns)
+    methods = list(dict.fromkeys(m for _, _, m in runs))
+    head = ['method'] + [_col_title(b, r) for b, r in columns]
+    rule = CHECKPOINT_TITLES.get(checkpoint, checkpoint)
+    rows = [
+        [f'{METHOD_TITLES.get(m, m)} (ours, {rule})']
+        + [table1_cell(runs.get((b, r, m), []), checkpoint, metric) for b, r in columns]
+        for m in methods
+    ]
+    if published:
+        rows += _published_rows(columns)
+    return md_table(head, rows) + '\n\n' + _table1_note(checkpoint, metric, columns, published)
 
 # %% ../nbs/25_report.ipynb #525f4d91
 def shape_images(labels, biases=None, size=32, num_classes=10, seed=0) -> np.ndarray:
@@ -179,7 +194,7 @@ def shape_images(labels, biases=None, size=32, num_classes=10, seed=0) -> np.nda
         out.append((255 * (m * fg + (1 - m) * bg)).clip(0, 255).round().astype(np.uint8))
     return np.stack(out)
 
-
+# %% ../nbs/25_report.ipynb #01d1b012
 def _toy_split(n_aligned, n_conflicting, size, num_classes, seed):
     "(images, labels, biases): aligned samples first (bias = label), then conflicting (bias = label + 1 mod C)."
     n = n_aligned + n_conflicting
@@ -188,7 +203,7 @@ def _toy_split(n_aligned, n_conflicting, size, num_classes, seed):
     b[n_aligned:] = (y[n_aligned:] + 1) % num_classes
     return shape_images(y, b, size, num_classes, seed), y, b
 
-
+# %% ../nbs/25_report.ipynb #3e13cbdf
 def _flatten(folder):
     "Move <folder>/<label>/* up into <folder>/ (the flat valid/test layouts of BFFHQ and Dogs & Cats)."
     for f in sorted(Path(folder).glob('*/*')):
@@ -197,7 +212,7 @@ def _flatten(folder):
         if d.is_dir():
             d.rmdir()
 
-
+# %% ../nbs/25_report.ipynb #7cdee5e7
 def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflicting=4, n_eval=8, seed=0) -> Path:
     "A tiny stand-in for a downloaded benchmark folder under `root`, in its layout (see the table above); returns `root`."
     spec = get_benchmark(benchmark)

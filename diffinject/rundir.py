@@ -8,6 +8,7 @@ import os, json, time, errno, weakref, contextlib
 from pathlib import Path
 
 from .core import write_json, read_json, config_diff, WriteError, write_error, CheckpointError, rank_and_world
+from fastcore.basics import patch
 from .core import dist_barrier, file_sha256, _on_rank0
 from .core import RunDirLocked, lock_run_dir, unlock_run_dir  # noqa: F401 (the folder lock, in core)
 
@@ -27,7 +28,7 @@ def _stage_write_error(e: OSError, name, part) -> WriteError:
         e.filename,
     )
 
-
+# %% ../nbs/09_rundir.ipynb #45f7adc9
 def _drop_temp(d):
     "Remove the temporary files and folders (`.<name>.<hex>.tmp`, `.<name>.tmp<x>/`) that writes killed midway left in `d`."
     import shutil
@@ -40,7 +41,7 @@ def _drop_temp(d):
         else:
             p.unlink()
 
-
+# %% ../nbs/09_rundir.ipynb #bdce389b
 class RunDir:
     "A run directory bound to one configuration, locked for this process (under torchrun: by rank 0); see above."
 
@@ -53,36 +54,6 @@ class RunDir:
         if self.rank != 0:
             self._config_matches()  # ... then read the configuration it checked
 
-    def _claim(self):
-        "Check the configuration, take the lock, write `config.json` if new."
-        self._config_matches()  # a refused configuration touches nothing, not the lock
-        self._lock = lock_run_dir(self.path)
-        self._release = weakref.finalize(self, unlock_run_dir, self._lock)
-        self._release.atexit = False  # at exit the OS closes the lock file: lock dropped
-        if not self._config_matches():
-            write_json(self.path / 'config.json', self.config)
-
-    def _config_matches(self) -> bool:
-        "True if `config.json` exists and matches; False if there is none; an error listing the differences otherwise."
-        cfg_file = self.path / 'config.json'
-        if not cfg_file.exists():
-            return False
-        old = read_json(cfg_file)
-        if not isinstance(old, dict):
-            raise CheckpointError(
-                cfg_file,
-                f'holds a JSON {type(old).__name__}, not a run configuration (an object); '
-                f'restore it, or pass another run directory. Nothing was changed in {self.path}.',
-            )
-        diff = config_diff(old, self.config)
-        if diff:
-            raise ValueError(  # one line, then the differences (indented)
-                f'{cfg_file}: this run directory was made with a different configuration (Nothing was changed in '
-                f'{self.path}; to continue it, run again with the options that produced {cfg_file}; to start fresh, '
-                'pass another run directory):\n  ' + '\n  '.join(diff[:20]) + ('\n  ...' if len(diff) > 20 else '')
-            )
-        return True
-
     def close(self):
         "Release the lock (also done when the RunDir is garbage-collected, and by the OS when the process ends)."
         if self._release is not None:
@@ -94,125 +65,175 @@ class RunDir:
     def __exit__(self, *a):
         self.close()
 
-    def done(self, name, key) -> bool:
-        "Is stage `name` finished with this `key`, its files as it wrote them? Another key, or a changed file, is an error."
-        f = self.path / name / 'stage.json'
-        if not f.exists():
-            return False
-        meta = read_json(f)
-        got = meta.get('key') if isinstance(meta, dict) else None
-        if got != key:
+# %% ../nbs/09_rundir.ipynb #18e0f7ab
+@patch
+def _claim(self: RunDir):
+    "Check the configuration, take the lock, write `config.json` if new."
+    self._config_matches()  # a refused configuration touches nothing, not the lock
+    self._lock = lock_run_dir(self.path)
+    self._release = weakref.finalize(self, unlock_run_dir, self._lock)
+    self._release.atexit = False  # at exit the OS closes the lock file: lock dropped
+    if not self._config_matches():
+        write_json(self.path / 'config.json', self.config)
+
+# %% ../nbs/09_rundir.ipynb #cbac14fb
+@patch
+def _config_matches(self: RunDir) -> bool:
+    "True if `config.json` exists and matches; False if there is none; an error listing the differences otherwise."
+    cfg_file = self.path / 'config.json'
+    if not cfg_file.exists():
+        return False
+    old = read_json(cfg_file)
+    if not isinstance(old, dict):
+        raise CheckpointError(
+            cfg_file,
+            f'holds a JSON {type(old).__name__}, not a run configuration (an object); '
+            f'restore it, or pass another run directory. Nothing was changed in {self.path}.',
+        )
+    diff = config_diff(old, self.config)
+    if diff:
+        raise ValueError(  # one line, then the differences (indented)
+            f'{cfg_file}: this run directory was made with a different configuration (Nothing was changed in '
+            f'{self.path}; to continue it, run again with the options that produced {cfg_file}; to start fresh, '
+            'pass another run directory):\n  ' + '\n  '.join(diff[:20]) + ('\n  ...' if len(diff) > 20 else '')
+        )
+    return True
+
+# %% ../nbs/09_rundir.ipynb #1a0b1ffa
+@patch
+def done(self: RunDir, name, key) -> bool:
+    "Is stage `name` finished with this `key`, its files as it wrote them? Another key, or a changed file, is an error."
+    f = self.path / name / 'stage.json'
+    if not f.exists():
+        return False
+    meta = read_json(f)
+    got = meta.get('key') if isinstance(meta, dict) else None
+    if got != key:
+        raise ValueError(
+            f'{f}: stage {name!r} was made with key {got}, expected {key}: the code or the configuration '
+            f'changed since. Start a fresh run directory (nothing was changed in {self.path}).'
+        )
+    if name not in self._verified:
+        self._verify(name, meta.get('files'))
+    if self.announce:
+        print(f'  skipped ({name} finished, same configuration)', flush=True)
+    return True
+
+# %% ../nbs/09_rundir.ipynb #fe8a09bd
+@patch
+def _verify(self: RunDir, name, files):
+    "Every file stage `name` recorded when it finished is there with the same sha256 (a stage from before: none recorded)."
+    d = self.path / name
+    for rel, sha in (files or {}).items():
+        p = d / rel
+        what = 'missing' if not p.is_file() else 'changed' if file_sha256(p) != sha else None
+        if what:
+            raise CheckpointError(
+                p, f'{what} since stage {name} wrote it (its sha256 is in {d / "stage.json"}): not used'
+            )  # `explaining` adds the way out
+    self._verified.add(name)
+
+# %% ../nbs/09_rundir.ipynb #9701530d
+@patch
+@contextlib.contextmanager
+def stage(self: RunDir, name, key, info=None):
+    "Yield `<name>.partial/` to work in (kept on failure so a rerun can resume); on success publish it as `<name>/`."
+    part = self.path / f'{name}.partial'
+    if self._together:
+        _on_rank0(self._open, name, key, info)  # every rank works in it, rank 0 opened it
+    else:
+        self._open(name, key, info)
+    t0 = time.time()
+    try:
+        yield part
+    except OSError as e:
+        if isinstance(e, WriteError) or e.errno in _BODY_ERRNOS:
+            raise _stage_write_error(e, name, part) from None
+        raise
+    if self._together:
+        dist_barrier()  # every rank has written its share
+        _on_rank0(self._publish, name, key, info, t0)
+    else:
+        self._publish(name, key, info, t0)
+
+# %% ../nbs/09_rundir.ipynb #886a5673
+@patch
+def _open(self: RunDir, name, key, info):
+    "Make (or find, to resume) `<name>.partial/` with its `stage.json`; refuse a finished stage or another key."
+    final, part = self.path / name, self.path / f'{name}.partial'
+    if final.exists():
+        raise FileExistsError(f'{final}: stage already finished; check `done()` first')
+    if part.exists():
+        meta = part / 'stage.json'
+        if meta.exists() and read_json(meta).get('key') != key:
             raise ValueError(
-                f'{f}: stage {name!r} was made with key {got}, expected {key}: the code or the configuration '
-                f'changed since. Start a fresh run directory (nothing was changed in {self.path}).'
+                f'{part}: an unfinished stage with another configuration is in the way; move it aside to rerun'
             )
-        if name not in self._verified:
-            self._verify(name, meta.get('files'))
-        if self.announce:
-            print(f'  skipped ({name} finished, same configuration)', flush=True)
-        return True
+        _drop_temp(part)  # left by a killed run: what it was writing is redone
+    try:
+        part.mkdir(parents=True, exist_ok=True)
+        write_json(part / 'stage.json', {'key': key, 'status': 'running', **(info or {})})
+    except OSError as e:
+        raise _stage_write_error(e, name, part) from None
 
-    def _verify(self, name, files):
-        "Every file stage `name` recorded when it finished is there with the same sha256 (a stage from before: none recorded)."
-        d = self.path / name
-        for rel, sha in (files or {}).items():
-            p = d / rel
-            what = 'missing' if not p.is_file() else 'changed' if file_sha256(p) != sha else None
-            if what:
-                raise CheckpointError(
-                    p, f'{what} since stage {name} wrote it (its sha256 is in {d / "stage.json"}): not used'
-                )  # `explaining` adds the way out
-        self._verified.add(name)
+# %% ../nbs/09_rundir.ipynb #894311a5
+@patch
+def _publish(self: RunDir, name, key, info, t0):
+    "Mark `<name>.partial/` done (with its wall time) and rename it to `<name>/`."
+    final, part = self.path / name, self.path / f'{name}.partial'
+    _drop_temp(part)
+    files = {
+        p.relative_to(part).as_posix(): file_sha256(p)
+        for p in sorted(part.rglob('*'))
+        if p.is_file() and p != part / 'stage.json'
+    }  # checked before the stage is trusted again
+    try:
+        write_json(
+            part / 'stage.json',
+            {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {}), 'files': files},
+        )
+        os.replace(part, final)
+    except OSError as e:
+        raise _stage_write_error(e, name, part) from None
 
-    @contextlib.contextmanager
-    def stage(self, name, key, info=None):
-        "Yield `<name>.partial/` to work in (kept on failure so a rerun can resume); on success publish it as `<name>/`."
-        part = self.path / f'{name}.partial'
-        if self._together:
-            _on_rank0(self._open, name, key, info)  # every rank works in it, rank 0 opened it
-        else:
-            self._open(name, key, info)
-        t0 = time.time()
-        try:
-            yield part
-        except OSError as e:
-            if isinstance(e, WriteError) or e.errno in _BODY_ERRNOS:
-                raise _stage_write_error(e, name, part) from None
+# %% ../nbs/09_rundir.ipynb #8f3b1922
+@patch
+@contextlib.contextmanager
+def together(self: RunDir):
+    "Under torchrun: the stages opened within are worked on by every rank (rank 0 opens and publishes them)."
+    self._together = rank_and_world()[1] > 1
+    try:
+        yield self
+    finally:
+        self._together = False
+
+# %% ../nbs/09_rundir.ipynb #d186388c
+@patch
+def stage_of(self: RunDir, path):
+    "The stage directory of this run that holds `path` (its nearest parent with a `stage.json`), or None."
+    p, root = Path(path).resolve(), self.path.resolve()
+    for q in [p, *p.parents]:
+        if q == root or root not in q.parents:
+            return None
+        if (q / 'stage.json').exists():
+            return self.path / q.relative_to(root)
+    return None
+
+# %% ../nbs/09_rundir.ipynb #f5bd281e
+@patch
+@contextlib.contextmanager
+def explaining(self: RunDir):
+    "Re-raise a `CheckpointError` about a file of a stage with that stage and the way out (delete it, run again)."
+    try:
+        yield
+    except CheckpointError as e:
+        st = self.stage_of(e.path)
+        if st is None:
             raise
-        if self._together:
-            dist_barrier()  # every rank has written its share
-            _on_rank0(self._publish, name, key, info, t0)
-        else:
-            self._publish(name, key, info, t0)
-
-    def _open(self, name, key, info):
-        "Make (or find, to resume) `<name>.partial/` with its `stage.json`; refuse a finished stage or another key."
-        final, part = self.path / name, self.path / f'{name}.partial'
-        if final.exists():
-            raise FileExistsError(f'{final}: stage already finished; check `done()` first')
-        if part.exists():
-            meta = part / 'stage.json'
-            if meta.exists() and read_json(meta).get('key') != key:
-                raise ValueError(
-                    f'{part}: an unfinished stage with another configuration is in the way; move it aside to rerun'
-                )
-            _drop_temp(part)  # left by a killed run: what it was writing is redone
-        try:
-            part.mkdir(parents=True, exist_ok=True)
-            write_json(part / 'stage.json', {'key': key, 'status': 'running', **(info or {})})
-        except OSError as e:
-            raise _stage_write_error(e, name, part) from None
-
-    def _publish(self, name, key, info, t0):
-        "Mark `<name>.partial/` done (with its wall time) and rename it to `<name>/`."
-        final, part = self.path / name, self.path / f'{name}.partial'
-        _drop_temp(part)
-        files = {
-            p.relative_to(part).as_posix(): file_sha256(p)
-            for p in sorted(part.rglob('*'))
-            if p.is_file() and p != part / 'stage.json'
-        }  # checked before the stage is trusted again
-        try:
-            write_json(
-                part / 'stage.json',
-                {'key': key, 'status': 'done', 'wall_s': round(time.time() - t0, 2), **(info or {}), 'files': files},
-            )
-            os.replace(part, final)
-        except OSError as e:
-            raise _stage_write_error(e, name, part) from None
-
-    @contextlib.contextmanager
-    def together(self):
-        "Under torchrun: the stages opened within are worked on by every rank (rank 0 opens and publishes them)."
-        self._together = rank_and_world()[1] > 1
-        try:
-            yield self
-        finally:
-            self._together = False
-
-    def stage_of(self, path):
-        "The stage directory of this run that holds `path` (its nearest parent with a `stage.json`), or None."
-        p, root = Path(path).resolve(), self.path.resolve()
-        for q in [p, *p.parents]:
-            if q == root or root not in q.parents:
-                return None
-            if (q / 'stage.json').exists():
-                return self.path / q.relative_to(root)
-        return None
-
-    @contextlib.contextmanager
-    def explaining(self):
-        "Re-raise a `CheckpointError` about a file of a stage with that stage and the way out (delete it, run again)."
-        try:
-            yield
-        except CheckpointError as e:
-            st = self.stage_of(e.path)
-            if st is None:
-                raise
-            name = st.relative_to(self.path).as_posix()
-            how = (
-                f'delete {st} and run again to restart that unfinished stage'
-                if name.endswith('.partial')
-                else f'delete {st} and run again: that stage is redone, the other finished stages are kept'
-            )
-            raise CheckpointError(e.path, f'{e.reason} (stage {name} of the run in {self.path}; {how})') from None
+        name = st.relative_to(self.path).as_posix()
+        how = (
+            f'delete {st} and run again to restart that unfinished stage'
+            if name.endswith('.partial')
+            else f'delete {st} and run again: that stage is redone, the other finished stages are kept'
+        )
+        raise CheckpointError(e.path, f'{e.reason} (stage {name} of the run in {self.path}; {how})') from None

@@ -31,7 +31,7 @@ def run_spec(cfg) -> BenchmarkSpec:
         return imagefolder_spec(len(cfg['classes']), cfg['image_size'])
     return get_benchmark(cfg['dataset'])
 
-
+# %% ../nbs/17_stages.ipynb #4306f25c
 _TITLES = dict(
     cmnist='Colored MNIST',
     corrupted_mnist='Corrupted MNIST',
@@ -65,7 +65,7 @@ def _device(cfg):
         d = torch.device('cuda', int(os.environ['LOCAL_RANK']))
     return d
 
-
+# %% ../nbs/17_stages.ipynb #87999645
 def data_key(cfg):
     "The data stage's key: what the data is, plus the optional keys (image size, subset, bias CSV, classes) when set."
     return config_key(
@@ -74,7 +74,7 @@ def data_key(cfg):
         {k: cfg[k] for k in OPTIONAL_KEYS if cfg.get(k) is not None},
     )
 
-
+# %% ../nbs/17_stages.ipynb #0b9a8255
 def stage_key(cfg, stage, ratio=None, seed=None) -> str:
     "The key of `stage` ('data', 'bias', 'diffusion', 'synth' or a method) at `ratio`, `seed`: a hash of what it reads."
     d, dc, p = data_key(cfg), cfg['diffusion'], run_option(cfg, 'precision')
@@ -140,7 +140,7 @@ def _raw_transform(spec):
 
     return T.Compose([T.Resize(spec.image_size), T.CenterCrop(spec.image_size), T.ToTensor()])
 
-
+# %% ../nbs/17_stages.ipynb #b85626fc
 def splits(root, cfg, ratio, transform='train'):
     "(train, valid, test) at `ratio`: train with `transform`, valid/test with the eval transform; test may be None."
     n = cfg.get('max_train_per_class')
@@ -157,7 +157,7 @@ def splits(root, cfg, ratio, transform='train'):
         load_split(root, b, 'test', None, transform='eval'),
     )
 
-
+# %% ../nbs/17_stages.ipynb #f234d55f
 def eval_description(cfg) -> str:
     "Where a run's accuracies are measured, in words (an image folder may have no test split)."
     if cfg['dataset'] != 'imagefolder':
@@ -177,7 +177,7 @@ def _summ(res) -> dict:
     "Labelled test/valid metrics of the three checkpoints of a TrainResult (best-valid, last, best-test)."
     return {k: dict(step=m['step'], test=m.get('test'), valid=m.get('valid')) for k, m in res.metrics.items()}
 
-
+# %% ../nbs/17_stages.ipynb #4a357291
 def _save_classifier(state, path, benchmark, **meta):
     "A classifier's weights, once, as `<path>.safetensors` (no pickle; rebuild with `make_classifier`)."
     spec = get_benchmark(benchmark)
@@ -187,7 +187,7 @@ def _save_classifier(state, path, benchmark, **meta):
         dict(kind='classifier', benchmark=spec.name, num_classes=spec.num_classes, **meta),
     )
 
-
+# %% ../nbs/17_stages.ipynb #e9610b7d
 def stage_bias(run: RunDir, cfg, root, ratio, seed) -> dict:
     "Stage 1: the GCE bias classifier f_B (Eq. (1)) and its top-K per class (Eqs. (3)-(4)); precision@K for evaluation."
     b, name = cfg['bias'], f'{pct_name(ratio)}/seed{seed}/bias'
@@ -248,7 +248,7 @@ def _unet_for(preset, spec) -> dict:
 
     return unet_config(preset, **({'image_size': spec.image_size} if spec.name == 'imagefolder' else {}))
 
-
+# %% ../nbs/17_stages.ipynb #044e98f5
 def _train_minutes(unet_cfg, batch_size, steps, device, reps: int = 2) -> float:
     "Estimated diffusion-training time in minutes: `reps` timed forward+backward passes of one batch, times `steps`."
     from diffinject.unet import create_unet
@@ -262,18 +262,18 @@ def _train_minutes(unet_cfg, batch_size, steps, device, reps: int = 2) -> float:
         m(x, t).square().mean().backward()
     return (time.time() - t0) / reps * steps / 60
 
-
+# %% ../nbs/17_stages.ipynb #7ff4c559
 def _diffusion_dir(cfg, ratio) -> str:
     "Stage directory of a trained diffusion model: one per run when trained on the source, one per ratio on the biased split."
     return 'diffusion' if cfg['diffusion']['train_on'] == 'source' else f'{pct_name(ratio)}/diffusion'
 
-
+# %% ../nbs/17_stages.ipynb #fdd177da
 def one_diffusion_model(cfg) -> bool:
     "Does one diffusion model serve every ratio (the shipped one, a released checkpoint, one trained on the source)?"
     dc = cfg['diffusion']
     return bool(dc['ckpt'] or (dc['pretrained'] and not dc['train']) or dc['train_on'] == 'source')
 
-
+# %% ../nbs/17_stages.ipynb #c23eee2e
 def _sample_grid(model, ac, path, n=None, steps=None, seed=0):
     "Save a grid of `n` DDIM samples (eta=0, `steps` steps; under the tests 4 samples of 10 steps, else 16 of 50)."
     n, steps = n or (4 if IN_TEST else 16), steps or (10 if IN_TEST else 50)
@@ -287,86 +287,114 @@ def _sample_grid(model, ac, path, n=None, steps=None, seed=0):
         x0 = ddim_sample(model, x_T, ac, steps, clip=True)
     save_image_grid(((x0 + 1) / 2).clamp(0, 1).cpu(), path, nrow=int(np.sqrt(n)))
 
-# %% ../nbs/17_stages.ipynb #9ba3bcfe
-def stage_diffusion(run: RunDir, cfg, root, ratio):
-    "Stage 2: the shipped pretrained model, a released checkpoint, or an ADM UNet trained with P2 weighting (Eqs. (5)-(6))."
-    from diffinject.train import train_diffusion, load_diffusion_checkpoint
+# %% ../nbs/17_stages.ipynb #d0582d3d
+def _released_checkpoint(dc, dev):
+    "The released guided-diffusion / P2 checkpoint `dc['ckpt']` on `dev`: (model, alphas_cumprod, None)."
     from diffinject.unet import load_unet
     from diffinject.diffusion import GaussianDiffusion, linear_beta_schedule
-    from diffinject.pretrained import load_pretrained, pretrained_registry, train_pretrained, export_pretrained
-    from diffinject.pretrained import diffusion_training_images, recipe_of
+    from diffinject.pretrained import recipe_of
+
+    path = Path(dc['ckpt']).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"--diffusion_ckpt {path}: no such file. Download the released checkpoint (P2-weighting: "
+            f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt"
+        )
+    preset = dc['preset'] or (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] else None)
+    if not preset:
+        raise ValueError('diffusion.preset: required with a checkpoint (e.g. ffhq_p2, afhqdog_p2)')
+    model = load_unet(path, preset, device=dev)
+    return model, GaussianDiffusion(linear_beta_schedule(1000)).alphas_cumprod, None
+
+# %% ../nbs/17_stages.ipynb #6dab309d
+def _shipped_model(run: RunDir, dc, dev, rank):
+    "The shipped pretrained model `dc['pretrained']` on `dev`, its sample grid drawn once: (model, alphas_cumprod, grid)."
+    from diffinject.pretrained import load_pretrained
+
+    model, ac = load_pretrained(dc['pretrained'], device=dev)
+    grid = run.path / 'diffusion' / 'samples.png'  # where a model trained in the run has its grid
+    if rank == 0 and not grid.exists():
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        _sample_grid(model, ac, grid)
+    return model, ac, grid
+
+# %% ../nbs/17_stages.ipynb #c3e6f7f7
+def _retrain_shipped(dc, d, dev, rank):
+    "Train the shipped recipe `dc['pretrained']` into `d` (every rank, DDP); rank 0 exports the EMA weights."
+    from diffinject.pretrained import pretrained_registry, train_pretrained, export_pretrained, recipe_of
+
+    r = recipe_of(dc['pretrained'])
+    if rank == 0:
+        print(
+            f"training the diffusion model with the recipe of the shipped {dc['pretrained']!r} "
+            f"({r['steps']} steps of {r['batch_size']} images; resumable)"
+        )
+    train_pretrained(dc['pretrained'], d, device=dev, show_progress=not IN_TEST)  # every rank (DDP)
+    if rank == 0:
+        entry = export_pretrained(dc['pretrained'], d / 'ckpt.pt', d)
+        write_json(d / 'pretrained_entry.json', entry)
+        shipped = pretrained_registry().get(dc['pretrained'], {}).get('sha256')
+        print(
+            f"EMA weights: {d / entry['file']} sha256 {entry['sha256']} "
+            f"({'identical to' if entry['sha256'] == shipped else 'differs from'} the shipped file)"
+        )
+
+# %% ../nbs/17_stages.ipynb #e57bec37
+def _train_in_run(cfg, root, ratio, spec, d, dev, rank):
+    "Train the run's diffusion model (`cfg['diffusion']`) into `d`, every rank (DDP under torchrun)."
+    from diffinject.train import train_diffusion
+    from diffinject.pretrained import diffusion_training_images
+
+    dc = cfg['diffusion']
+    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
+    data = diffusion_training_images(spec, dc['train_on'], cfg['source'], cfg['data_root'], train_ds=train)
+    unet = _unet_for(dc['preset'], spec)
+    if rank == 0:
+        minutes = _train_minutes(unet, dc['batch_size'], dc['steps'], dev)
+        print(
+            f"training the diffusion model on {len(data)} images: {dc['steps']} steps of "
+            f"{dc['batch_size']}, about {minutes:.0f} min here (resumable)",
+            flush=True,
+        )
+    train_diffusion(
+        data,
+        out_dir=d,
+        preset=unet,
+        steps=dc['steps'],
+        batch_size=dc['batch_size'],
+        lr=dc['lr'],
+        ema_rate=dc['ema_rate'],
+        p2_gamma=dc['p2_gamma'],
+        p2_k=dc['p2_k'],
+        seed=dc['seed'],
+        image_fit=dc['image_fit'],
+        sample_every=dc['sample_every'],
+        ckpt_every=dc['ckpt_every'],
+        device=dev,
+        show_progress=not IN_TEST,
+        amp=run_option(cfg, 'precision') == 'bf16',
+        num_workers=run_option(cfg, 'num_workers'),
+    )  # every rank: DDP under torchrun
+
+# %% ../nbs/17_stages.ipynb #5432e147
+def stage_diffusion(run: RunDir, cfg, root, ratio):
+    "Stage 2: the shipped pretrained model, a released checkpoint, or an ADM UNet trained with P2 weighting (Eqs. (5)-(6))."
+    from diffinject.train import load_diffusion_checkpoint
 
     dc, dev, rank = cfg['diffusion'], _device(cfg), rank_and_world()[0]
     if dc['ckpt']:  # a released guided-diffusion / P2 checkpoint
-        path = Path(dc['ckpt']).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(
-                f"--diffusion_ckpt {path}: no such file. Download the released checkpoint (P2-weighting: "
-                f"ffhq_p2.pt, afhqdog_p2.pt; see README) or drop --diffusion_ckpt"
-            )
-        preset = dc['preset'] or (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] else None)
-        if not preset:
-            raise ValueError('diffusion.preset: required with a checkpoint (e.g. ffhq_p2, afhqdog_p2)')
-        model = load_unet(path, preset, device=dev)
-        return model, GaussianDiffusion(linear_beta_schedule(1000)).alphas_cumprod, None
+        return _released_checkpoint(dc, dev)
     if dc['pretrained'] and not dc['train']:  # the shipped model: loaded, sha256-checked
-        model, ac = load_pretrained(dc['pretrained'], device=dev)
-        grid = run.path / 'diffusion' / 'samples.png'  # where a model trained in the run has its grid
-        if rank == 0 and not grid.exists():
-            grid.parent.mkdir(parents=True, exist_ok=True)
-            _sample_grid(model, ac, grid)
-        return model, ac, grid
+        return _shipped_model(run, dc, dev, rank)
     name = _diffusion_dir(cfg, ratio)
     key = stage_key(cfg, 'diffusion', ratio)
     if not run.done(name, key):
         spec = run_spec(cfg)
         with run.stage(name, key) as d:
             if dc['pretrained']:  # --train_diffusion: the shipped recipe, retrained
-                r = recipe_of(dc['pretrained'])
-                if rank == 0:
-                    print(
-                        f"training the diffusion model with the recipe of the shipped {dc['pretrained']!r} "
-                        f"({r['steps']} steps of {r['batch_size']} images; resumable)"
-                    )
-                train_pretrained(dc['pretrained'], d, device=dev, show_progress=not IN_TEST)  # every rank (DDP)
-                if rank == 0:
-                    entry = export_pretrained(dc['pretrained'], d / 'ckpt.pt', d)
-                    write_json(d / 'pretrained_entry.json', entry)
-                    shipped = pretrained_registry().get(dc['pretrained'], {}).get('sha256')
-                    print(
-                        f"EMA weights: {d / entry['file']} sha256 {entry['sha256']} "
-                        f"({'identical to' if entry['sha256'] == shipped else 'differs from'} the shipped file)"
-                    )
+                _retrain_shipped(dc, d, dev, rank)
             else:
-                train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
-                data = diffusion_training_images(spec, dc['train_on'], cfg['source'], cfg['data_root'], train_ds=train)
-                unet = _unet_for(dc['preset'], spec)
-                if rank == 0:
-                    minutes = _train_minutes(unet, dc['batch_size'], dc['steps'], dev)
-                    print(
-                        f"training the diffusion model on {len(data)} images: {dc['steps']} steps of "
-                        f"{dc['batch_size']}, about {minutes:.0f} min here (resumable)",
-                        flush=True,
-                    )
-                train_diffusion(
-                    data,
-                    out_dir=d,
-                    preset=unet,
-                    steps=dc['steps'],
-                    batch_size=dc['batch_size'],
-                    lr=dc['lr'],
-                    ema_rate=dc['ema_rate'],
-                    p2_gamma=dc['p2_gamma'],
-                    p2_k=dc['p2_k'],
-                    seed=dc['seed'],
-                    image_fit=dc['image_fit'],
-                    sample_every=dc['sample_every'],
-                    ckpt_every=dc['ckpt_every'],
-                    device=dev,
-                    show_progress=not IN_TEST,
-                    amp=run_option(cfg, 'precision') == 'bf16',
-                    num_workers=run_option(cfg, 'num_workers'),
-                )  # every rank: DDP under torchrun
+                _train_in_run(cfg, root, ratio, spec, d, dev, rank)
             if rank == 0:
                 model, diffusion = load_diffusion_checkpoint(d / 'ckpt.pt', 'ema', device=dev)
                 _sample_grid(model, diffusion.alphas_cumprod, d / 'samples.png', seed=dc['seed'])
@@ -394,12 +422,85 @@ def _load_fb(d, spec, device):
     fb.load_state_dict(sd)
     return fb.to(device).eval()
 
+# %% ../nbs/17_stages.ipynb #95f5853e
+def _check_topk(topk, n_train, path):
+    "Refuse top-K `topk` (an array) that are not integer indices into `n_train` training images, naming `path`."
+    if (
+        topk.ndim != 1
+        or not np.issubdtype(topk.dtype, np.integer)
+        or len(topk)
+        and not 0 <= topk.min() <= topk.max() < n_train
+    ):
+        raise CheckpointError(
+            path,
+            f'its top-K are not indices into the {n_train} training images (expected integers 0 to '
+            f'{n_train - 1}): not what stage bias wrote',
+        )
 
-def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dict:
-    "Stage 3: h-space content injection (Eqs. (7)-(8)): contents = f_B's top-K, styles = f_B's pool; no bias label is read."
-    from diffinject.synth import synthesize, style_pool, aligned_pool, classifier_reader
+# %% ../nbs/17_stages.ipynb #c116c756
+def _style_pool(ic, train, ev, fb, topk):
+    "Indices of the style images: f_B's pool (`ic['style_pool'] == 'fb'`), else the bias-label aligned pool."
+    from diffinject.synth import style_pool, aligned_pool
     from diffinject.classifiers import materialize, predict, per_sample_loss
 
+    if ic['style_pool'] != 'fb':
+        return aligned_pool(train, exclude=topk)  # uses bias labels (reference code)
+    x, _, _, _ = materialize(ev)
+    return style_pool(
+        ev.labels, predict(fb, x), per_sample_loss(fb, ev), exclude=topk, max_per_class=ic['style_max_per_class']
+    )
+
+# %% ../nbs/17_stages.ipynb #21af19d0
+def _synthesize(cfg, model, ac, train, topk, pool, d, ratio, spec, fb, seed) -> dict:
+    "The synthetic set of `ratio` written into `d` by every rank (its share of the batches): `synthesize`'s manifest."
+    from diffinject.synth import synthesize, classifier_reader
+
+    ic = cfg['inject']
+    return synthesize(
+        model,
+        ac,
+        train,
+        topk,
+        pool,
+        d,
+        ratio,
+        benchmark=spec,
+        size_ratio=ic['size_ratio'],
+        n=ic['n'],
+        label_from=ic['label_from'],
+        filter=ic['filter'],
+        bias_reader=classifier_reader(fb, spec),
+        colour_match=ic['colour_match'],
+        model_input=ic['model_input'],
+        image_fit=cfg['diffusion']['image_fit'],
+        batch_size=ic['batch_size'],
+        seed=seed,
+        gamma=ic['gamma'],
+        t_edit=ic['t_edit'],
+        t_boost=ic['t_boost'],
+        steps=ic['steps'],
+        progress=not IN_TEST,
+        precision=run_option(cfg, 'precision'),
+    )
+
+# %% ../nbs/17_stages.ipynb #dcbd6cea
+def _synth_summary(man, ic, pool) -> dict:
+    "The counts and settings of a synthetic set's manifest `man` (and its style pool) for `synth.json`."
+    return dict(
+        n=man['n'],
+        n_generated=man['n_generated'],
+        n_conflicting_fb=man['n_conflicting_fb'],
+        label_rule=man['label_rule'],
+        label_evidence=man['label_evidence'],
+        filter=man['filter'],
+        colour_match=man['config']['colour_match'],
+        model_input=man['config']['model_input'],
+        style_pool=dict(kind=ic['style_pool'], n=len(pool)),
+    )
+
+# %% ../nbs/17_stages.ipynb #cdecad10
+def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dict:
+    "Stage 3: h-space content injection (Eqs. (7)-(8)): contents = f_B's top-K, styles = f_B's pool; no bias label is read."
     ic, name = cfg['inject'], f'{pct_name(ratio)}/seed{seed}/synth'
     key = stage_key(cfg, 'synth', ratio, seed)
     if run.done(name, key):
@@ -409,66 +510,12 @@ def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dic
     ev = splits(root, cfg, ratio, transform='eval')[0]
     fb = _load_fb(run.path / f'{pct_name(ratio)}/seed{seed}/bias', spec, dev)
     topk = np.asarray(bias_out['topk'])
-    if (
-        topk.ndim != 1
-        or not np.issubdtype(topk.dtype, np.integer)
-        or len(topk)
-        and not 0 <= topk.min() <= topk.max() < len(train)
-    ):
-        raise CheckpointError(
-            run.path / f'{pct_name(ratio)}/seed{seed}/bias/bias.json',
-            f'its top-K are not indices into the {len(train)} training images (expected integers 0 to '
-            f'{len(train) - 1}): not what stage bias wrote',
-        )
-
-    def pool_of():
-        if ic['style_pool'] != 'fb':
-            return aligned_pool(train, exclude=topk)  # uses bias labels (reference code)
-        x, _, _, _ = materialize(ev)
-        return style_pool(
-            ev.labels, predict(fb, x), per_sample_loss(fb, ev), exclude=topk, max_per_class=ic['style_max_per_class']
-        )
-
-    pool = _from_rank0(pool_of)  # under torchrun: rank 0's pool on every rank
+    _check_topk(topk, len(train), run.path / f'{pct_name(ratio)}/seed{seed}/bias/bias.json')
+    pool = _from_rank0(lambda: _style_pool(ic, train, ev, fb, topk))  # under torchrun: rank 0's pool on every rank
     with run.stage(name, key) as d:
-        man = synthesize(
-            model,
-            ac,
-            train,
-            topk,
-            pool,
-            d,
-            ratio,
-            benchmark=spec,
-            size_ratio=ic['size_ratio'],
-            n=ic['n'],
-            label_from=ic['label_from'],
-            filter=ic['filter'],
-            bias_reader=classifier_reader(fb, spec),
-            colour_match=ic['colour_match'],
-            model_input=ic['model_input'],
-            image_fit=cfg['diffusion']['image_fit'],
-            batch_size=ic['batch_size'],
-            seed=seed,
-            gamma=ic['gamma'],
-            t_edit=ic['t_edit'],
-            t_boost=ic['t_boost'],
-            steps=ic['steps'],
-            progress=not IN_TEST,
-            precision=run_option(cfg, 'precision'),
-        )  # every rank: its share of the batches
+        man = _synthesize(cfg, model, ac, train, topk, pool, d, ratio, spec, fb, seed)  # every rank: its share
         if rank == 0:
-            out = dict(
-                n=man['n'],
-                n_generated=man['n_generated'],
-                n_conflicting_fb=man['n_conflicting_fb'],
-                label_rule=man['label_rule'],
-                label_evidence=man['label_evidence'],
-                filter=man['filter'],
-                colour_match=man['config']['colour_match'],
-                model_input=man['config']['model_input'],
-                style_pool=dict(kind=ic['style_pool'], n=len(pool)),
-            )
+            out = _synth_summary(man, ic, pool)
             out.update(_synth_evaluation(d, ratio, man, train, pool, cfg))  # evaluation only: bias labels, oracles
             _synth_figure(train, man, d, ratio, spec)
             write_json(d / 'synth.json', out)
@@ -529,7 +576,55 @@ def _row(res_metrics) -> dict:
         out[f'{ck}_step'] = m['step']
     return out
 
+# %% ../nbs/17_stages.ipynb #2c238eda
+def _train_synth_method(method, cfg, root, ratio, seed, spec, real, synth_dir, d, hp):
+    "Train `method` (DiffInject or an ablation) on the real splits `real` + its synthetic set: (result, extra)."
+    train, valid, test = real
+    cc = cfg['classifier']
+    if method != 'diffinject':
+        from diffinject.synth import write_ablation
 
+        raw = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
+        write_ablation(method, synth_dir, ratio, raw, d / 'set', spec.name)
+    syn = load_split(synth_dir if method == 'diffinject' else d / 'set', spec, 'train', ratio, transform='train')
+    res = train_debiased(
+        train,
+        syn,
+        valid,
+        test,
+        benchmark=spec.name,
+        num_classes=spec.num_classes,
+        seed=seed,
+        loss=cc['loss'],
+        device=_device(cfg),
+        preload=spec.name in DIGIT_BENCHMARKS,
+        show_progress=not IN_TEST,
+        precision=run_option(cfg, 'precision'),
+        num_workers=run_option(cfg, 'num_workers'),
+        **hp,
+    )
+    return res, dict(n_real=len(train), n_synthetic=len(syn))
+
+# %% ../nbs/17_stages.ipynb #9067f09b
+def _train_baseline(method, cfg, ratio, seed, spec, real, hp):
+    "Train the baseline `method` on the real splits `real`: (result, extra numbers of the method)."
+    train, valid, test = real
+    r = run_method(
+        method,
+        train,
+        valid,
+        test,
+        spec.name,
+        ratio,
+        seed,
+        quick=cfg['baselines']['quick'],
+        device=_device(cfg),
+        show_progress=not IN_TEST,
+        **{k: hp[k] for k in ('steps', 'bs', 'eval_every') if k in hp},
+    )
+    return r.train, {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str)) and k != 'seconds'}
+
+# %% ../nbs/17_stages.ipynb #a2019324
 def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None) -> dict:
     "Stage 4 (`diffinject`): the classifier on real + synthetic data (CE, or GCE as the reference code); or a baseline `method`."
     cc, name = cfg['classifier'], f'{pct_name(ratio)}/seed{seed}/{method}'
@@ -542,50 +637,11 @@ def stage_classifier(run: RunDir, cfg, root, ratio, seed, method, synth_dir=None
     t0 = time.time()
     with run.stage(name, key) as d:
         if method in SYNTH_METHODS:  # DiffInject, or an ablation of its synthetic set
-            if method != 'diffinject':
-                from diffinject.synth import write_ablation
-
-                raw = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
-                write_ablation(method, synth_dir, ratio, raw, d / 'set', spec.name)
-            syn = load_split(
-                synth_dir if method == 'diffinject' else d / 'set', spec, 'train', ratio, transform='train'
+            res, extra = _train_synth_method(
+                method, cfg, root, ratio, seed, spec, (train, valid, test), synth_dir, d, hp
             )
-            res = train_debiased(
-                train,
-                syn,
-                valid,
-                test,
-                benchmark=spec.name,
-                num_classes=spec.num_classes,
-                seed=seed,
-                loss=cc['loss'],
-                device=_device(cfg),
-                preload=spec.name in DIGIT_BENCHMARKS,
-                show_progress=not IN_TEST,
-                precision=run_option(cfg, 'precision'),
-                num_workers=run_option(cfg, 'num_workers'),
-                **hp,
-            )
-            extra = dict(n_real=len(train), n_synthetic=len(syn))
         else:
-            quick = cfg['baselines']['quick']
-            r = run_method(
-                method,
-                train,
-                valid,
-                test,
-                spec.name,
-                ratio,
-                seed,
-                quick=quick,
-                device=_device(cfg),
-                show_progress=not IN_TEST,
-                **{k: hp[k] for k in ('steps', 'bs', 'eval_every') if k in hp},
-            )
-            res, extra = (
-                r.train,
-                {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str)) and k != 'seconds'},
-            )
+            res, extra = _train_baseline(method, cfg, ratio, seed, spec, (train, valid, test), hp)
         out = dict(
             method=method,
             ratio=ratio,
