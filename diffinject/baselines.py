@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from .core import default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std
 from .core import md_table
 from .classifiers import CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate
@@ -428,44 +429,49 @@ class DisEntLearner(nn.Module):
     def predictor(self):
         return self.net
 
-    def losses(self, x, y, index, step, perm=None):
-        "The DisEnt loss terms for one batch (no optimiser step); `perm` fixes the swap permutation (tests)."
-        n, gce = self.net, functools.partial(gce_loss, q=self.q, reduction='none', reference_scaling=True)
-        z_l, z_b = n.features(x)
-        pred_l = n.fc_l(torch.cat((z_l, z_b.detach()), 1))  # C_i([z_l, sg(z_b)])
-        pred_b = n.fc_b(torch.cat((z_l.detach(), z_b), 1))  # C_b([sg(z_l), z_b])
-        ce_l, ce_b = F.cross_entropy(pred_l, y, reduction='none'), F.cross_entropy(pred_b, y, reduction='none')
-        self.ema_l.update(ce_l, index)
-        self.ema_b.update(ce_b, index)
-        w = relative_difficulty(self.ema_b, self.ema_l, index).to(x.device)  # W = l_b/(l_b + l_i), detached
-        L_dis = (ce_l * w).mean() + self.lambda_dis * gce(pred_b, y).mean()
-        out = dict(L_dis=L_dis, w=w)
-        if step > self.swap_start:  # feature swap after the start step
-            z_b_sw, y_sw, perm = feature_swap(z_b, y, perm, self.g)
-            pred_sw_l = n.fc_l(torch.cat((z_l, z_b_sw.detach()), 1))  # C_i([z_l, sg(z~_b)])
-            pred_sw_b = n.fc_b(torch.cat((z_l.detach(), z_b_sw), 1))  # C_b([sg(z_l), z~_b])
-            L_swap = (F.cross_entropy(pred_sw_l, y, reduction='none') * w).mean() + self.lambda_swap_align * gce(
-                pred_sw_b, y_sw
-            ).mean()
-            out.update(L_swap=L_swap, loss=L_dis + self.lambda_swap * L_swap, perm=perm)
-        else:
-            out.update(L_swap=torch.zeros(()), loss=L_dis)
-        return out
+# %% ../nbs/15_baselines.ipynb #fc481c67
+@patch
+def losses(self: DisEntLearner, x, y, index, step, perm=None):
+    "The DisEnt loss terms for one batch (no optimiser step); `perm` fixes the swap permutation (tests)."
+    n, gce = self.net, functools.partial(gce_loss, q=self.q, reduction='none', reference_scaling=True)
+    z_l, z_b = n.features(x)
+    pred_l = n.fc_l(torch.cat((z_l, z_b.detach()), 1))  # C_i([z_l, sg(z_b)])
+    pred_b = n.fc_b(torch.cat((z_l.detach(), z_b), 1))  # C_b([sg(z_l), z_b])
+    ce_l, ce_b = F.cross_entropy(pred_l, y, reduction='none'), F.cross_entropy(pred_b, y, reduction='none')
+    self.ema_l.update(ce_l, index)
+    self.ema_b.update(ce_b, index)
+    w = relative_difficulty(self.ema_b, self.ema_l, index).to(x.device)  # W = l_b/(l_b + l_i), detached
+    L_dis = (ce_l * w).mean() + self.lambda_dis * gce(pred_b, y).mean()
+    out = dict(L_dis=L_dis, w=w)
+    if step > self.swap_start:  # feature swap after the start step
+        z_b_sw, y_sw, perm = feature_swap(z_b, y, perm, self.g)
+        pred_sw_l = n.fc_l(torch.cat((z_l, z_b_sw.detach()), 1))  # C_i([z_l, sg(z~_b)])
+        pred_sw_b = n.fc_b(torch.cat((z_l.detach(), z_b_sw), 1))  # C_b([sg(z_l), z~_b])
+        L_swap = (F.cross_entropy(pred_sw_l, y, reduction='none') * w).mean() + self.lambda_swap_align * gce(
+            pred_sw_b, y_sw
+        ).mean()
+        out.update(L_swap=L_swap, loss=L_dis + self.lambda_swap * L_swap, perm=perm)
+    else:
+        out.update(L_swap=torch.zeros(()), loss=L_dis)
+    return out
 
-    def step(self, x, y, index, step, bias=None):
-        out = self.losses(x, y, index, step)
-        loss = out['loss']
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f'DisEnt loss is {loss.item()} at step {step}')
-        self.opt_l.zero_grad(set_to_none=True)
-        self.opt_b.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_l.step()
-        self.opt_b.step()
-        if step >= self.swap_start:
-            for s in self.scheds:
-                s.step()  # lr decay only after swap_start (DisEnt)
-        return dict(_w_log(loss, out['w'], y, bias), L_dis=out['L_dis'].item(), L_swap=out['L_swap'].item())
+# %% ../nbs/15_baselines.ipynb #e87c294e
+@patch
+def step(self: DisEntLearner, x, y, index, step, bias=None):
+    "One DisEnt update on a batch: both Adam steps, the lr decay after `swap_start`; returns the logged scalars."
+    out = self.losses(x, y, index, step)
+    loss = out['loss']
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f'DisEnt loss is {loss.item()} at step {step}')
+    self.opt_l.zero_grad(set_to_none=True)
+    self.opt_b.zero_grad(set_to_none=True)
+    loss.backward()
+    self.opt_l.step()
+    self.opt_b.step()
+    if step >= self.swap_start:
+        for s in self.scheds:
+            s.step()  # lr decay only after swap_start (DisEnt)
+    return dict(_w_log(loss, out['w'], y, bias), L_dis=out['L_dis'].item(), L_swap=out['L_swap'].item())
 
 # %% ../nbs/15_baselines.ipynb #bc1a8e6a
 def committee_pseudo_aligned(gt_probs, tau: float = 0.99, agreement: int = 3) -> torch.Tensor:
@@ -593,6 +599,30 @@ def _labels(ds) -> torch.Tensor:
     out[idx] = y
     return out
 
+# %% ../nbs/15_baselines.ipynb #79fb7536
+def _lff_be_learner(make_model, labels, C: int, hp: dict, train_ds, train_t, valid_ds, common: dict) -> tuple:
+    "LfF + BE: the committee's pseudo-aligned mask (saved in `out_dir`), an LfF learner on it, and the mask's stats."
+    seed, device, preload, out_dir = (common[k] for k in ('seed', 'device', 'preload', 'out_dir'))
+    args = [hp[k] for k in ('n_bias_models', 'bias_iters', 'bias_eval_every', 'bs', 'lr', 'q')]
+    probs = train_bias_committee(make_model, train_t, valid_ds, *args, seed, device, preload)
+    mask = committee_pseudo_aligned(probs, hp['tau'], hp['agreement'])
+    stats = _committee_stats(mask, train_ds)
+    if out_dir:
+        atomic_save({'gt_probs': probs, 'pseudo_aligned': mask}, out_dir / 'committee.pt')
+    seed_everything(seed)
+    return LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha'], aligned_mask=mask), stats
+
+# %% ../nbs/15_baselines.ipynb #f6f0f59d
+def _learner(method: str, make_model, C: int, hp: dict, train_ds, train_t, valid_ds, common: dict) -> tuple:
+    "The learner of `method` ('lff'|'disent'|'lff_be') and the extras it reports (LfF + BE: the committee's stats)."
+    labels = _labels(train_ds)
+    if method == 'lff':
+        return LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha']), {}
+    if method == 'disent':
+        keys = 'lr lambda_dis lambda_swap lambda_swap_align swap_start lr_decay_step lr_gamma q ema_alpha'.split()
+        return DisEntLearner(make_model, labels, C, *[hp[k] for k in keys], seed=common['seed']), {}
+    return _lff_be_learner(make_model, labels, C, hp, train_ds, train_t, valid_ds, common)  # lff_be
+
 # %% ../nbs/15_baselines.ipynb #bfcc6eea
 def run_method(
     method: str,
@@ -622,70 +652,16 @@ def run_method(
     make_model = lambda: make_classifier(benchmark, C, **(model_kwargs or {}))
     out_dir = Path(out_dir) if out_dir else None
     train_t = materialize(train_ds) if preload else train_ds  # decode once, shared by every stage
-    common = dict(
-        steps=hp['steps'],
-        bs=hp['bs'],
-        eval_every=hp['eval_every'],
-        seed=seed,
-        device=device,
-        out_dir=out_dir,
-        preload=preload,
-        show_progress=show_progress,
-    )
+    common = dict(steps=hp['steps'], bs=hp['bs'], eval_every=hp['eval_every'], seed=seed, device=device)
+    common.update(out_dir=out_dir, preload=preload, show_progress=show_progress)
     extra, t0 = {}, time.time()
     seed_everything(seed)
     if method == 'vanilla':
-        res = train_vanilla(
-            train_t,
-            valid_ds,
-            test_ds,
-            benchmark=benchmark,
-            seed=seed,
-            model_kwargs=model_kwargs,
-            lr=hp['lr'],
-            **{k: v for k, v in common.items() if k != 'seed'},
-        )
+        kw = dict(benchmark=benchmark, model_kwargs=model_kwargs, lr=hp['lr'])
+        res = train_vanilla(train_t, valid_ds, test_ds, **kw, **common)
     else:
-        labels = _labels(train_ds)
-        if method == 'lff':
-            learner = LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha'])
-        elif method == 'disent':
-            learner = DisEntLearner(
-                make_model,
-                labels,
-                C,
-                hp['lr'],
-                hp['lambda_dis'],
-                hp['lambda_swap'],
-                hp['lambda_swap_align'],
-                hp['swap_start'],
-                hp['lr_decay_step'],
-                hp['lr_gamma'],
-                hp['q'],
-                hp['ema_alpha'],
-                seed=seed,
-            )
-        else:  # lff_be
-            probs = train_bias_committee(
-                make_model,
-                train_t,
-                valid_ds,
-                hp['n_bias_models'],
-                hp['bias_iters'],
-                hp['bias_eval_every'],
-                hp['bs'],
-                hp['lr'],
-                hp['q'],
-                seed,
-                device,
-                preload,
-            )
-            mask = committee_pseudo_aligned(probs, hp['tau'], hp['agreement'])
-            extra.update(_committee_stats(mask, train_ds))
-            if out_dir:
-                atomic_save({'gt_probs': probs, 'pseudo_aligned': mask}, out_dir / 'committee.pt')
-            seed_everything(seed)
-            learner = LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha'], aligned_mask=mask)
+        learner, stats = _learner(method, make_model, C, hp, train_ds, train_t, valid_ds, common)
+        extra.update(stats)
         res = debias_loop(learner, train_t, valid_ds, test_ds, **common)
     extra['seconds'] = round(time.time() - t0, 1)
     out = MethodResult(method, benchmark, ratio, seed, hp, res, extra)

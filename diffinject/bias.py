@@ -172,6 +172,46 @@ def _fmt_ckpts(res: TrainResult) -> dict:
     "metrics per checkpoint, test and valid accuracies, labelled with the step."
     return {k: dict(step=m['step'], **{s: m[s] for s in ('valid', 'test') if s in m}) for k, m in res.metrics.items()}
 
+# %% ../nbs/05_bias.ipynb #33ff7635
+def _cmnist5k_splits(data_root: Path, ratio: float, seed: int) -> tuple:
+    "Colored MNIST (MNIST-5k) at `ratio`, built when missing: (train under the train transform, train, valid, test)."
+    if not (data_root / pct_name(ratio) / 'align').exists():
+        build_colored_mnist(data_root, ratios=(ratio,), source='mnist5k', seed=seed)
+    split = lambda s, tf: load_split(data_root, 'cmnist', s, ratio if s != 'test' else None, transform=tf)
+    return split('train', 'train'), split('train', 'eval'), split('valid', 'eval'), split('test', 'eval')
+
+# %% ../nbs/05_bias.ipynb #bb0c4a59
+def _topk_records(ds, idx, losses) -> list:
+    "One record per mined sample: dataset index, label, bias, f_B loss (and the file, when the dataset has files)."
+    files = [str(f) for f in ds.files] if hasattr(ds, 'files') else None
+    rec = lambda i: dict(index=int(i), label=int(ds.labels[i]), bias=int(ds.biases[i]), loss=float(losses[i]))
+    return [dict(rec(i), **({'file': files[i]} if files else {})) for i in idx]
+
+# %% ../nbs/05_bias.ipynb #d2503001
+def _split_counts(train, valid, test) -> dict:
+    "Sizes of the three splits and the number of bias-conflicting training samples."
+    n_conflicting = int((train.labels != train.biases).sum())
+    return dict(n_train=len(train), n_valid=len(valid), n_test=len(test), n_train_conflicting=n_conflicting)
+
+# %% ../nbs/05_bias.ipynb #51622d13
+def _bias_summary(fb: TrainResult, which: str) -> dict:
+    "f_B's entry of `metrics.json`: steps, loss, lr, the checkpoint `which` mined with (and its step), every checkpoint."
+    lr = BIAS_CLASSIFIER_DEFAULTS['cmnist']['lr']
+    steps, mined_step = fb.metrics['last']['step'], fb.metrics[which]['step']
+    return dict(
+        steps=steps, loss='gce q=0.7', lr=lr, mined_with=which, mined_step=mined_step, checkpoints=_fmt_ckpts(fb)
+    )
+
+# %% ../nbs/05_bias.ipynb #ab760d8e
+def _save_topk_png(ds, idx, k: int, name: str, rep: dict, path):
+    "Save `show_mined` of the top-`k` per class at `path`, titled with `name`, precision@k and recall; close the figure."
+    import matplotlib.pyplot as plt
+
+    title = f'{name}: top-{k} per class under f_B (precision@{k} {rep["precision"]:.2f}, recall {rep["recall"]:.2f})'
+    fig = show_mined(ds, idx, k=k, title=title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 # %% ../nbs/05_bias.ipynb #da09f767
 def run_bias_mining(
     out_dir='runs/cmnist5k',
@@ -193,83 +233,24 @@ def run_bias_mining(
     data_root = Path(data_root) if data_root else out_dir / 'data'
     pct = pct_name(ratio)
     run_dir = out_dir / pct
-    if not (data_root / pct / 'align').exists():
-        build_colored_mnist(data_root, ratios=(ratio,), source='mnist5k', seed=seed)
-    split = lambda s, tf: load_split(data_root, 'cmnist', s, ratio if s != 'test' else None, transform=tf)
-    train_tf, train, valid, test = (
-        split('train', 'train'),
-        split('train', 'eval'),
-        split('valid', 'eval'),
-        split('test', 'eval'),
-    )
+    train_tf, train, valid, test = _cmnist5k_splits(data_root, ratio, seed)
     check_precision(precision)
-    common = dict(
-        benchmark='cmnist',
-        seed=seed,
-        eval_every=eval_every,
-        preload=True,
-        device=device,
-        show_progress=show_progress,
-        precision=precision,
-        num_workers=num_workers,
-    )
+    common = dict(benchmark='cmnist', seed=seed, eval_every=eval_every, preload=True, device=device)
+    common.update(show_progress=show_progress, precision=precision, num_workers=num_workers)
     t0 = time.time()
     # CMNIST has no augmentation, so preloading the training set (train transform) is exact
     van = train_vanilla(train_tf, valid, test, steps=steps, out_dir=run_dir / 'vanilla', **common)
     fb = train_bias_classifier(train_tf, valid, test, steps=bias_steps, out_dir=run_dir / 'bias', **common)
     which = which if which in fb.states else 'last'
-    idx, losses = mine_bias_conflicting(
-        fb.load(which), train, k=k, precision=precision
-    )  # losses under the eval transform
+    idx, losses = mine_bias_conflicting(fb.load(which), train, k=k, precision=precision)  # under the eval transform
     rep = mining_report(idx, train, k=k)
-    files = [str(f) for f in train.files] if hasattr(train, 'files') else None
-    topk = [
-        dict(
-            index=int(i),
-            label=int(train.labels[i]),
-            bias=int(train.biases[i]),
-            loss=float(losses[i]),
-            **({'file': files[i]} if files else {}),
-        )
-        for i in idx
-    ]
-    metrics = dict(
-        benchmark='cmnist',
-        source='mnist5k',
-        ratio=ratio,
-        pct=pct,
-        seed=seed,
-        k=k,
-        precision=precision,
-        n_train=len(train),
-        n_valid=len(valid),
-        n_test=len(test),
-        n_train_conflicting=int((train.labels != train.biases).sum()),
-        vanilla=dict(steps=steps, checkpoints=_fmt_ckpts(van)),
-        bias_classifier=dict(
-            steps=fb.metrics['last']['step'],
-            loss='gce q=0.7',
-            lr=BIAS_CLASSIFIER_DEFAULTS['cmnist']['lr'],
-            mined_with=which,
-            mined_step=fb.metrics[which]['step'],
-            checkpoints=_fmt_ckpts(fb),
-        ),
-        mining=rep,
-        seconds=round(time.time() - t0, 1),
-    )
+    topk = _topk_records(train, idx, losses)
+    metrics = dict(benchmark='cmnist', source='mnist5k', ratio=ratio, pct=pct, seed=seed, k=k, precision=precision)
+    metrics.update(_split_counts(train, valid, test), vanilla=dict(steps=steps, checkpoints=_fmt_ckpts(van)))
+    metrics.update(bias_classifier=_bias_summary(fb, which), mining=rep, seconds=round(time.time() - t0, 1))
     write_json(run_dir / 'metrics.json', metrics)
     write_json(run_dir / 'topk.json', topk)
-    fig = show_mined(
-        train,
-        idx,
-        k=k,
-        title=f'CMNIST (MNIST-5k) {pct}: top-{k} per class under f_B '
-        f'(precision@{k} {rep["precision"]:.2f}, recall {rep["recall"]:.2f})',
-    )
-    fig.savefig(run_dir / 'topk.png', dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    _save_topk_png(train, idx, k, f'CMNIST (MNIST-5k) {pct}', rep, run_dir / 'topk.png')
     return metrics
 
 # %% ../nbs/05_bias.ipynb #0c072a74

@@ -131,7 +131,7 @@ def has_bias_labels(results: list) -> bool:
                 return True
     return False
 
-# %% ../nbs/19_pipeline.ipynb #23c860a2
+# %% ../nbs/19_pipeline.ipynb #49700fb7
 def stage_times(path) -> dict:
     "Wall seconds recorded by every finished stage under the run directory `path`, summed per stage kind."
     out = {}
@@ -142,12 +142,12 @@ def stage_times(path) -> dict:
         out[f.parent.name] = out.get(f.parent.name, 0.0) + m.get('wall_s', 0.0)
     return out
 
-
+# %% ../nbs/19_pipeline.ipynb #cd8c37a7
 def _pct(v) -> str:
     "A fraction as '12.3 %'; 'n/a' for None (a NaN written to JSON as null) or NaN."
     return 'n/a' if v is None or v != v else f'{100 * v:.1f} %'
 
-
+# %% ../nbs/19_pipeline.ipynb #2972b7ff
 def report_intro(cfg) -> list:
     "The report's opening lines: the data, where accuracy is measured, and which metrics exist."
     ratios = '' if cfg['dataset'] == 'imagefolder' else f"Ratios {', '.join(pct_name(r) for r in cfg['ratios'])}; "
@@ -170,7 +170,7 @@ def report_intro(cfg) -> list:
         ]
     return out
 
-
+# %% ../nbs/19_pipeline.ipynb #ccc6fd1a
 def synth_table(synth_outs: dict) -> str:
     "The synthetic sets of a run: size, label rule and its evidence, filter, style pool, and the oracle fidelity beside chance."
     out = [
@@ -206,7 +206,7 @@ def synth_table(synth_outs: dict) -> str:
         out.append(head + ' | '.join(cells) + ' |')
     return '\n'.join(out)
 
-# %% ../nbs/19_pipeline.ipynb #31bcefcf
+# %% ../nbs/19_pipeline.ipynb #b4dc402e
 def bias_table(bias_outs: dict) -> list:
     "The lines of the bias-mining table: f_B's top-K precision and recall per (ratio, seed) of `bias_outs`."
     lines = ['| ratio | seed | precision@K | recall | mined conflicting / mined |', '|---|---|---|---|---|']
@@ -217,7 +217,7 @@ def bias_table(bias_outs: dict) -> list:
         )
     return lines
 
-
+# %% ../nbs/19_pipeline.ipynb #f71e2513
 def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figures) -> dict:
     "`metrics.json` (everything, per ratio and seed) and `report.md` (tables + figures), both written atomically."
     as_rows = lambda d: [dict(ratio=r, seed=s, **v) for (r, s), v in sorted(d.items())]
@@ -272,7 +272,7 @@ def write_report(run: RunDir, cfg, results, bias_outs, synth_outs, timings, figu
     atomic_write_text(run.path / 'report.md', '\n'.join(lines) + '\n')
     return metrics
 
-# %% ../nbs/19_pipeline.ipynb #5d357f1b
+# %% ../nbs/19_pipeline.ipynb #9ba7c049
 def _print_plan(run, cfg, stages):
     "Print the time plan of the stages still to run and keep it in `time_plan.json` (a finished stage keeps its estimate)."
     plan, f = time_plan(cfg, run.path, stages), run.path / 'time_plan.json'
@@ -280,16 +280,16 @@ def _print_plan(run, cfg, stages):
     old = read_json(f) if f.exists() else {}
     write_json(f, {**plan, **{k: v for k, v in old.items() if v and not plan.get(k)}})
 
-
+# %% ../nbs/19_pipeline.ipynb #767a0f0e
 def _where(a) -> str:
     "' (<pct>, seed <s>)' from a stage call's arguments (run, cfg, root, ratio, seed, ...)."
     if len(a) < 4:
         return ''
     return f' ({pct_name(a[3])}' + (f', seed {a[4]}' if len(a) > 4 and isinstance(a[4], int) else '') + ')'
 
-
-def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> dict:
-    "Run (or resume) every stage of `cfg` in `run_dir`; finished stages with the same configuration are skipped."
+# %% ../nbs/19_pipeline.ipynb #b7d3a239
+def _checked_stages(cfg, run_dir, stages) -> tuple:
+    "Check `run_pipeline`'s arguments (the configuration as `make_config` checks it, the run directory, the stage names)."
     missing = sorted(set(_base()) - set(cfg)) if isinstance(cfg, dict) else None
     if missing is None or missing:
         raise ValueError(
@@ -304,86 +304,94 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
     for s in stages:
         if s not in STAGES:
             raise ValueError(f'stage {s!r}: expected some of {STAGES}')
-    stages = tuple(stages)
-    rank = init_distributed()[0]  # under torchrun: join the process group
-    new = rank == 0 and not os.path.lexists(run_dir)  # made by this call: removed again if the data fails its check
-    run = RunDir(run_dir, cfg)
-    verbose = run.announce = verbose and rank == 0
-    timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
+    return tuple(stages)
 
-    def timed(name, f, *a, together=False, where=None):
-        "Run stage `f`: on every rank (`together`), or on rank 0 while the others wait and then read its result."
-        if verbose:
-            print(f'\n{time.strftime("%H:%M:%S")} stage {name}{_where(a) if where is None else where}', flush=True)
-        t0 = time.time()
-        with run.explaining():  # a bad stage file: name the stage, the way out
-            if together:
-                with run.together():
-                    r = f(*a)
-            else:
-                r = _on_rank0(f, *a)
-                if rank != 0:
-                    r = f(*a)  # the stage is finished now: read back
-        timings[name] = timings.get(name, 0.0) + time.time() - t0
-        return r
-
+# %% ../nbs/19_pipeline.ipynb #949e044c
+def _timed(run, rank: int, verbose: bool, timings: dict, name, f, *a, together=False, where=None):
+    "Run stage `f` on every rank (`together`), or on rank 0 while the others wait and read its result; time it in `timings`."
     if verbose:
-        _print_plan(run, cfg, stages)  # before the first stage: minutes per stage
+        print(f'\n{time.strftime("%H:%M:%S")} stage {name}{_where(a) if where is None else where}', flush=True)
+    t0 = time.time()
+    with run.explaining():  # a bad stage file: name the stage, the way out
+        if together:
+            with run.together():
+                r = f(*a)
+        else:
+            r = _on_rank0(f, *a)
+            if rank != 0:
+                r = f(*a)  # the stage is finished now: read back
+    timings[name] = timings.get(name, 0.0) + time.time() - t0
+    return r
+
+# %% ../nbs/19_pipeline.ipynb #75fd5a33
+def _data_stage(timed, run, cfg, new: bool):
+    "The data stage through `timed`; on a failed data check the run directory is removed when this call made it (`new`)."
     try:
-        root = timed('data', stage_data, run, cfg)
+        return timed('data', stage_data, run, cfg)
     except DataCheckError:
         if new:  # not tied to this configuration (an image folder's sizes count its images): fix the data, rerun
             run.close()
             shutil.rmtree(run.path, ignore_errors=True)
         raise
+
+# %% ../nbs/19_pipeline.ipynb #aa62379f
+def _needs_injection(cfg) -> bool:
+    "Does a method of `cfg` need the diffusion model and the synthetic set (DiffInject or one of its ablations)?"
+    return any(m in SYNTH_METHODS for m in cfg['methods'])
+
+# %% ../nbs/19_pipeline.ipynb #0936d7f0
+def _diffusion_stage(timed, run, cfg, root, ratio, one: bool, figures: dict) -> tuple:
+    "The diffusion model for `ratio` (`one`: the same for every ratio), its sample grid into `figures`: (model, ac)."
+    where = ' (every ratio)' if one and len(cfg['ratios']) > 1 else None
+    model, ac, grid = timed('diffusion', stage_diffusion, run, cfg, root, ratio, together=True, where=where)
+    if grid:
+        figures['diffusion samples' + ('' if one else f' {pct_name(ratio)}')] = grid
+    return model, ac
+
+# %% ../nbs/19_pipeline.ipynb #7f18855c
+def _seed_stages(timed, run, cfg, root, ratio, seed, stages, model_ac: tuple, outs: tuple):
+    "The bias, synth and classifier stages of (`ratio`, `seed`) in `stages`; `outs`: (results, bias, synth, figures)."
+    results, bias_outs, synth_outs, figures = outs
+    need_di, p = _needs_injection(cfg), f'{pct_name(ratio)}/seed{seed}'
+    if 'bias' in stages or (need_di and any(s in stages for s in ('synth', 'classifier', 'report'))):
+        bias_outs[(ratio, seed)] = timed('bias', stage_bias, run, cfg, root, ratio, seed)
+        figures[f'top-K {p}'] = run.path / p / 'bias' / 'topk.png'
+    if need_di and any(s in stages for s in ('synth', 'classifier', 'report')):
+        b = bias_outs[(ratio, seed)]
+        synth_outs[(ratio, seed)] = timed(
+            'synth', stage_synth, run, cfg, root, ratio, seed, b, *model_ac, together=True
+        )
+        figures[f'Fig. 2 {p}'] = run.path / p / 'synth' / 'fig2.png'
+    if any(s in stages for s in ('classifier', 'report')):
+        for m in cfg['methods']:
+            results.append(timed(m, stage_classifier, run, cfg, root, ratio, seed, m, run.path / p / 'synth'))
+
+# %% ../nbs/19_pipeline.ipynb #4722d456
+def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> dict:
+    "Run (or resume) every stage of `cfg` in `run_dir`; finished stages with the same configuration are skipped."
+    stages = _checked_stages(cfg, run_dir, stages)
+    rank = init_distributed()[0]  # under torchrun: join the process group
+    new = rank == 0 and not os.path.lexists(run_dir)  # made by this call: removed again if the data fails its check
+    run = RunDir(run_dir, cfg)
+    verbose = run.announce = verbose and rank == 0
+    timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
+    timed = lambda name, f, *a, **kw: _timed(run, rank, verbose, timings, name, f, *a, **kw)
+    if verbose:
+        _print_plan(run, cfg, stages)  # before the first stage: minutes per stage
+    root = _data_stage(timed, run, cfg, new)
     if stages == ('data',):
         return {}
     if verbose and None in read_json(run.path / 'time_plan.json').values():
         _print_plan(run, cfg, stages)  # sizes known now
-    need_di = any(m in SYNTH_METHODS for m in cfg['methods'])  # DiffInject or one of its ablations
     one = one_diffusion_model(cfg)  # the shipped model, a checkpoint, trained on the source
     model = ac = None
     for ratio in cfg['ratios']:
-        if (
-            need_di
-            and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report'))
-            and (model is None or not one)
-        ):  # one model for every ratio: loaded once, announced once
-            model, ac, grid = timed(
-                'diffusion',
-                stage_diffusion,
-                run,
-                cfg,
-                root,
-                ratio,
-                together=True,
-                where=' (every ratio)' if one and len(cfg['ratios']) > 1 else None,
-            )
-            if grid:
-                figures['diffusion samples' + ('' if one else f' {pct_name(ratio)}')] = grid
+        if _needs_injection(cfg) and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report')):
+            if model is None or not one:  # one model for every ratio: loaded once, announced once
+                model, ac = _diffusion_stage(timed, run, cfg, root, ratio, one, figures)
         for seed in cfg['seeds']:
-            p = f'{pct_name(ratio)}/seed{seed}'
-            if 'bias' in stages or (need_di and any(s in stages for s in ('synth', 'classifier', 'report'))):
-                bias_outs[(ratio, seed)] = timed('bias', stage_bias, run, cfg, root, ratio, seed)
-                figures[f'top-K {p}'] = run.path / p / 'bias' / 'topk.png'
-            if need_di and any(s in stages for s in ('synth', 'classifier', 'report')):
-                synth_outs[(ratio, seed)] = timed(
-                    'synth',
-                    stage_synth,
-                    run,
-                    cfg,
-                    root,
-                    ratio,
-                    seed,
-                    bias_outs[(ratio, seed)],
-                    model,
-                    ac,
-                    together=True,
-                )
-                figures[f'Fig. 2 {p}'] = run.path / p / 'synth' / 'fig2.png'
-            if any(s in stages for s in ('classifier', 'report')):
-                for m in cfg['methods']:
-                    results.append(timed(m, stage_classifier, run, cfg, root, ratio, seed, m, run.path / p / 'synth'))
+            outs = (results, bias_outs, synth_outs, figures)
+            _seed_stages(timed, run, cfg, root, ratio, seed, stages, (model, ac), outs)
     if 'report' not in stages:  # the classifiers' results, f_B's mining per ratio and seed
         return dict(results=results, bias=[dict(ratio=r, seed=s, **b) for (r, s), b in bias_outs.items()])
     keyed = lambda d: {(None if r is None else float(r), int(s)): v for (r, s), v in d.items()}

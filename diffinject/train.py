@@ -251,10 +251,26 @@ def save_image_grid(x01, path, nrow=None):
         im.save(tmp, format='PNG')
     return Path(path)
 
-# %% ../nbs/10_train.ipynb #08e14351
+# %% ../nbs/10_train.ipynb #dffb8caf
 CKPT_FORMAT = 'diffinject.DiffusionTrainer/2'  # weights-only: tensors, plain data, RNG states as tensors
 
+# %% ../nbs/10_train.ipynb #adc0a6fe
+def _trainer_device(device, local_rank: int) -> torch.device:
+    "`device` as a torch.device; None: `cuda:<local_rank>` when CUDA is available, else `default_device()`."
+    if device is None:
+        device = torch.device(f'cuda:{local_rank}') if torch.cuda.is_available() else default_device()
+    return torch.device(device)
 
+# %% ../nbs/10_train.ipynb #675b37a0
+def _model_shape(model, image_size, channels) -> tuple:
+    "(image_size, channels): the arguments, else the model's `.image_size` / `.in_channels`; one missing is an error."
+    image_size = image_size or getattr(model, 'image_size', None)
+    channels = channels or getattr(model, 'in_channels', None)
+    if image_size is None or channels is None:
+        raise ValueError('image_size/channels: the model has no .image_size/.in_channels; pass them explicitly')
+    return image_size, channels
+
+# %% ../nbs/10_train.ipynb #08e14351
 class DiffusionTrainer:
     """Train an eps-prediction diffusion model (Eq. (5)): AdamW, EMA, grad clipping, bf16 autocast on CUDA, sample grids,
     atomic resumable checkpoints, DistributedDataParallel under `torchrun`. `batch_size` is the global batch."""
@@ -290,79 +306,74 @@ class DiffusionTrainer:
         pin_memory=None,
     ):
         self.rank, self.world_size, local_rank = init_distributed()
-        if device is None:
-            device = torch.device(f'cuda:{local_rank}') if torch.cuda.is_available() else default_device()
-        self.device = torch.device(device)
+        self.device = _trainer_device(device, local_rank)
         self.amp = (self.device.type == 'cuda') if amp is None else amp  # bf16 autocast on CUDA, fp32 on CPU
         self.model, self.diffusion, self.data = model.to(self.device), diffusion, data
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.image_size = image_size or getattr(model, 'image_size', None)
-        self.channels = channels or getattr(model, 'in_channels', None)
-        if self.image_size is None or self.channels is None:
-            raise ValueError('image_size/channels: the model has no .image_size/.in_channels; pass them explicitly')
+        self.image_size, self.channels = _model_shape(model, image_size, channels)
         self.data_name, self.image_fit = _dataset_name(data), image_fit
-        hp = dict(
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            ema_rate=ema_rate,
-            ema_warmup=ema_warmup,
-            grad_clip=grad_clip,
-            seed=seed,
-            ckpt_every=ckpt_every,
-            sample_every=sample_every,
-            sample_n=sample_n,
-            sample_steps=sample_steps,
-            log_every=log_every,
-            throttle=throttle,
-            show_progress=show_progress,
-        )
+        hp = dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema_rate=ema_rate, ema_warmup=ema_warmup)
+        hp.update(grad_clip=grad_clip, seed=seed, ckpt_every=ckpt_every, sample_every=sample_every, sample_n=sample_n)
+        hp.update(sample_steps=sample_steps, log_every=log_every, throttle=throttle, show_progress=show_progress)
         self.__dict__.update(hp)
         self.sampler = StepSampler(len(data), batch_size, seed, self.rank, self.world_size)
         lk = loader_kwargs(self.device, num_workers, pin_memory)  # checks num_workers; pin_memory on CUDA only
-        self.num_workers, self.pin_memory, self._ready = (
-            lk['num_workers'],
-            lk['pin_memory'],
-            None,
-        )  # _ready: from workers
+        self.num_workers, self.pin_memory = lk['num_workers'], lk['pin_memory']
+        self._ready = None  # a batch loaded by the workers
         self.images = StepImages(data, self.sampler, self.image_size, image_fit, self.data_name)
         self._check_data()
-        self.config = dict(
-            model=model_config if model_config is not None else state_signature(model),
-            diffusion=diffusion_signature(diffusion),
-            **{k: hp[k] for k in ('batch_size', 'lr', 'weight_decay', 'ema_rate', 'ema_warmup', 'grad_clip', 'seed')},
-            image_fit=image_fit,
-            image_size=self.image_size,
-            channels=self.channels,
-            n_data=len(data),
-        )
+        self.config = self._trainer_config(model, model_config, hp)
         seed_everything(seed + self.rank)  # dropout etc.: per-rank global RNG
-        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.ddp = None
-        if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        self._setup_model(lr, weight_decay)
         self.step, self.history, self.pending = 0, [], []  # pending: losses since the last log record
         if resume and self.ckpt_path is not None and self.ckpt_path.exists():
             self.load(self.ckpt_path)
 
-    @property
-    def ckpt_path(self):
-        return None if self.out_dir is None else self.out_dir / 'ckpt.pt'
+# %% ../nbs/10_train.ipynb #0bdb0f7d
+@patch
+def _trainer_config(self: DiffusionTrainer, model, model_config, hp: dict) -> dict:
+    "The run's configuration: model and diffusion signatures, the hyper-parameters that change the weights, the data's shape."
+    return dict(
+        model=model_config if model_config is not None else state_signature(model),
+        diffusion=diffusion_signature(self.diffusion),
+        **{k: hp[k] for k in ('batch_size', 'lr', 'weight_decay', 'ema_rate', 'ema_warmup', 'grad_clip', 'seed')},
+        image_fit=self.image_fit,
+        image_size=self.image_size,
+        channels=self.channels,
+        n_data=len(self.data),
+    )
 
-    def _check_data(self):
-        "Fail fast on images the model cannot take, naming the dataset and the expected shape."
-        x = load_images(self.data, [0])
-        try:
-            check_images(x, self.data_name, channels=self.channels, vrange=(0, 1))
-            fit_images(x, self.image_size, self.image_fit, self.data_name)
-        except (ValueError, TypeError) as e:
-            raise type(e)(
-                f'{e} (model expects [{self.channels},{self.image_size},{self.image_size}] images in [0,1]'
-                f'{", image_fit=" + repr(self.image_fit) if self.image_fit else ""})'
-            ) from None
+# %% ../nbs/10_train.ipynb #9e0b87eb
+@patch
+def _setup_model(self: DiffusionTrainer, lr: float, weight_decay: float):
+    "The EMA copy of the model, its DistributedDataParallel wrapper when there are several ranks, and AdamW."
+    self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+    self.ddp = None
+    if self.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+    self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+
+# %% ../nbs/10_train.ipynb #62d0faba
+@patch(as_prop=True)
+def ckpt_path(self: DiffusionTrainer):
+    "`out_dir/ckpt.pt`, or None when the trainer writes nothing."
+    return None if self.out_dir is None else self.out_dir / 'ckpt.pt'
+
+# %% ../nbs/10_train.ipynb #0e934653
+@patch
+def _check_data(self: DiffusionTrainer):
+    "Fail fast on images the model cannot take, naming the dataset and the expected shape."
+    x = load_images(self.data, [0])
+    try:
+        check_images(x, self.data_name, channels=self.channels, vrange=(0, 1))
+        fit_images(x, self.image_size, self.image_fit, self.data_name)
+    except (ValueError, TypeError) as e:
+        raise type(e)(
+            f'{e} (model expects [{self.channels},{self.image_size},{self.image_size}] images in [0,1]'
+            f'{", image_fit=" + repr(self.image_fit) if self.image_fit else ""})'
+        ) from None
 
 # %% ../nbs/10_train.ipynb #350fc312
 @patch
