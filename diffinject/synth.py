@@ -222,72 +222,80 @@ def _claim(cfg_path, run):
             'is in this folder; use another root or delete the folder to start over'
         )
 
-# %% ../nbs/12_synth.ipynb #9779c75f
-@torch.no_grad()
-def _generate(
-    model,
-    ac,
-    train_ds,
-    plan,
-    n,
-    cfg,
-    gammas,
-    t_edits,
-    S,
-    image_fit,
-    spec,
-    parts,
-    batch_size,
-    progress,
-    colour_match='none',
-    model_input='rgb',
-):
-    "Phase 1: the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; finished ones skipped; rank r of W takes b = r mod W."
+# %% ../nbs/12_synth.ipynb #c4ab42f9
+def _invert_contents(model, ac, train_ds, uniq, cfg, S, opts) -> dict:
+    "h-space features of the contents `uniq` per step, inverted once in the model's view and size."
     device = next(model.parameters()).device
-    rank, world = rank_and_world()
-    uniq, cpos = np.unique(np.asarray(plan['content'], dtype=np.int64), return_inverse=True)
-    batches = range(math.ceil(n / batch_size))
-    todo = [b for b in batches if b % world == rank and not (parts / f'batch_{b:05d}.json').exists()]
-    if todo:  # invert the contents once: h_t cached per step
-        content = to_model_images(model_view(load_images(train_ds, uniq), model_input), S, image_fit).to(device)
-        content_h = invert_content(model, content, ac, cfg.inv_steps or cfg.steps, cfg.spacing)
-    for b in pbar(todo, comment='synthesize', show=progress):
-        sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
-        style01 = load_images(train_ds, plan['style'][sl])  # read once: the model's input and the colour match
-        style = to_model_images(model_view(style01, model_input), S, image_fit).to(device)
-        x_T, st = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing, return_stats=True)
-        bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
-        h = {t: v.to(device) for t, v in select_h(content_h, cpos[sl]).items()}
-        x0 = inject_sample(model, x_T, h, ac, bcfg, seeds=plan['seeds'][sl], style_stats=st)  # the style's statistics
-        out = to_benchmark_images(x0, spec.image_size, image_fit)
-        if colour_match == 'style':
-            out = match_colour(out, style01.to(out))
-        npz = parts / f'batch_{b:05d}.npz'
-        with atomic_path(npz) as tmp:
-            with open(tmp, 'wb') as f:
-                np.savez(f, images=to_uint8_hwc(out))
-        recs = [
-            dict(
-                pair=i,
-                content_index=int(plan['content'][i]),
-                style_index=int(plan['style'][i]),
-                gamma=float(gammas[i]),
-                t_edit=int(t_edits[i]),
-                t_boost=int(cfg.t_boost),
-                seed=plan['seeds'][i],
-            )
-            for i in range(sl.start, sl.stop)
-        ]
-        write_json(
-            parts / f'batch_{b:05d}.json', dict(npz_sha256=file_sha256(npz), items=recs)
-        )  # after the images: done
-    dist_barrier()  # every shard is written
+    content = to_model_images(model_view(load_images(train_ds, uniq), opts['model_input']), S, opts['image_fit'])
+    return invert_content(model, content.to(device), ac, cfg.inv_steps or cfg.steps, cfg.spacing)
+
+# %% ../nbs/12_synth.ipynb #f9cb8cc4
+def _inject_batch(model, ac, style01, content_h, cpos, cfg, seeds, S, spec, opts):
+    "One batch of DiffInject images in [0,1] at the benchmark size: styles `style01` inverted, contents `cpos` of `content_h` injected."
+    device = next(model.parameters()).device
+    style = to_model_images(model_view(style01, opts['model_input']), S, opts['image_fit']).to(device)
+    x_T, st = invert_style(model, style, ac, cfg.inv_steps or cfg.steps, cfg.spacing, return_stats=True)
+    h = {t: v.to(device) for t, v in select_h(content_h, cpos).items()}
+    x0 = inject_sample(model, x_T, h, ac, cfg, seeds=seeds, style_stats=st)  # the style's statistics
+    out = to_benchmark_images(x0, spec.image_size, opts['image_fit'])
+    if opts['colour_match'] == 'style':
+        out = match_colour(out, style01.to(out))
+    return out
+
+# %% ../nbs/12_synth.ipynb #59ac5e52
+def _batch_records(plan, sl, gammas, t_edits, t_boost) -> list:
+    "One record per pair of `plan[sl]`: pair, content/style indices, gamma, t_edit, t_boost, seed."
+    return [
+        dict(
+            pair=i,
+            content_index=int(plan['content'][i]),
+            style_index=int(plan['style'][i]),
+            gamma=float(gammas[i]),
+            t_edit=int(t_edits[i]),
+            t_boost=int(t_boost),
+            seed=plan['seeds'][i],
+        )
+        for i in range(sl.start, sl.stop)
+    ]
+
+# %% ../nbs/12_synth.ipynb #83b02e6e
+def _write_batch(parts, b, out, recs):
+    "Batch `b`'s images (uint8 .npz, atomically), then its .json with `recs` and the .npz's sha256: the batch is done."
+    npz = parts / f'batch_{b:05d}.npz'
+    with atomic_path(npz) as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez(f, images=to_uint8_hwc(out))
+    write_json(parts / f'batch_{b:05d}.json', dict(npz_sha256=file_sha256(npz), items=recs))  # after the images: done
+
+# %% ../nbs/12_synth.ipynb #4f6434eb
+def _read_batches(parts, batches, n, bs, size, plan) -> tuple:
+    "Records and images [n, size, size, C] of every batch, in order, each checked against its pairs of `plan`."
     recs, ims = [], []
     for b in batches:
-        sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
-        r, x = _read_batch(parts, b, spec.image_size, plan, sl)
+        sl = slice(b * bs, min(n, (b + 1) * bs))
+        r, x = _read_batch(parts, b, size, plan, sl)
         recs, ims = recs + r, ims + [x]
     return recs, np.concatenate(ims)
+
+# %% ../nbs/12_synth.ipynb #9779c75f
+@torch.no_grad()
+def _generate(model, ac, train_ds, plan, cfg, gammas, t_edits, S, spec, parts, opts, progress):
+    "Phase 1: the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; finished ones skipped; rank r of W takes b = r mod W."
+    n, bs = opts['n'], opts['batch_size']
+    rank, world = rank_and_world()
+    uniq, cpos = np.unique(np.asarray(plan['content'], dtype=np.int64), return_inverse=True)
+    batches = range(math.ceil(n / bs))
+    todo = [b for b in batches if b % world == rank and not (parts / f'batch_{b:05d}.json').exists()]
+    if todo:  # invert the contents once: h_t cached per step
+        content_h = _invert_contents(model, ac, train_ds, uniq, cfg, S, opts)
+    for b in pbar(todo, comment='synthesize', show=progress):
+        sl = slice(b * bs, min(n, (b + 1) * bs))
+        style01 = load_images(train_ds, plan['style'][sl])  # read once: the model's input and the colour match
+        bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
+        out = _inject_batch(model, ac, style01, content_h, cpos[sl], bcfg, plan['seeds'][sl], S, spec, opts)
+        _write_batch(parts, b, out, _batch_records(plan, sl, gammas, t_edits, cfg.t_boost))
+    dist_barrier()  # every shard is written
+    return _read_batches(parts, batches, n, bs, spec.image_size, plan)
 
 # %% ../nbs/12_synth.ipynb #0ce987ab
 def _read_batch(parts, b, size, plan=None, sl=None) -> tuple:
@@ -320,6 +328,49 @@ def _read_batch(parts, b, size, plan=None, sl=None) -> tuple:
         )
     return items, ims
 
+# %% ../nbs/12_synth.ipynb #2c94231e
+def _check_options(label_from, filter, colour_match, model_input, bias_reader):
+    "Each option one of its choices; `label_from='auto'` and a filter need `bias_reader`."
+    check_choice(label_from, LABEL_FROM, 'label_from')
+    check_choice(filter, FILTERS, 'filter')
+    check_choice(colour_match, COLOUR_MATCH, 'colour_match')
+    check_choice(model_input, MODEL_INPUTS, 'model_input')
+    if bias_reader is None and (label_from == 'auto' or filter != 'none'):
+        raise ValueError(f"bias_reader: label_from={label_from!r} / filter={filter!r} need f_B's reading of the images")
+
+# %% ../nbs/12_synth.ipynb #79b6a3b2
+def _synth_n(n, n_train: int, size_ratio: float) -> int:
+    "How many images to make: `n`, or `synth_size(n_train, size_ratio)`; at least one."
+    if n is None:
+        n = synth_size(n_train, size_ratio)
+    if n < 1:
+        raise ValueError(f'n={n}: expected at least one synthetic image')
+    return n
+
+# %% ../nbs/12_synth.ipynb #2fa5c97e
+def _pair_values(cfg, n: int, n_t: int) -> tuple:
+    "Per-pair (gammas, t_edits) from `cfg` (a number each or n values), checked with `check_config` for `n_t` steps."
+    gammas, t_edits = _per_pair(cfg.gamma, n, 'gamma'), _per_pair(cfg.t_edit, n, 't_edit')
+    check_config(replace(cfg, gamma=gammas, t_edit=t_edits), n_t, n)
+    return gammas, t_edits
+
+# %% ../nbs/12_synth.ipynb #533cce4b
+def _model_size(model, spec, train_ds, image_fit) -> int:
+    "The model's image size (the benchmark's if it has none), checked on one training image."
+    S = getattr(model, 'image_size', None) or spec.image_size
+    check_model_images(model, to_model_images(load_images(train_ds, [0]), S, image_fit), 'train_ds images')
+    return S
+
+# %% ../nbs/12_synth.ipynb #276bf4f9
+_RUN_OPTS = 'n seed label_from filter colour_match model_input image_fit batch_size idx_offset'.split()
+
+
+def _synth_run(cfg, gammas, t_edits, opts: dict, **facts) -> dict:
+    "synth_config.json's content: `inject` (gamma/t_edit one value unless they vary), `opts` in `_RUN_OPTS` order, `facts`."
+    one = lambda v: v if len(set(v)) > 1 else v[:1]
+    run = dict(inject=_run_config(cfg, gamma=one(gammas), t_edit=one(t_edits)), **{k: opts[k] for k in _RUN_OPTS})
+    return json.loads(json.dumps(dict(run, **facts)))  # as it reads back from disk
+
 # %% ../nbs/12_synth.ipynb #166cc434
 def synthesize(
     model,
@@ -349,67 +400,23 @@ def synthesize(
     cfg = replace(cfg or InjectConfig(), **kw)
     spec = get_benchmark(benchmark)
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-    check_choice(label_from, LABEL_FROM, 'label_from')
-    check_choice(filter, FILTERS, 'filter')
-    check_choice(colour_match, COLOUR_MATCH, 'colour_match')
-    check_choice(model_input, MODEL_INPUTS, 'model_input')
-    if bias_reader is None and (label_from == 'auto' or filter != 'none'):
-        raise ValueError(f"bias_reader: label_from={label_from!r} / filter={filter!r} need f_B's reading of the images")
-    content_idx, style_idx = (
-        _check_indices(content_idx, len(train_ds), 'content_idx'),
-        _check_indices(style_idx, len(train_ds), 'style_idx'),
-    )
-    if n is None:
-        n = synth_size(len(train_ds), size_ratio)
-    if n < 1:
-        raise ValueError(f'n={n}: expected at least one synthetic image')
-    gammas, t_edits = _per_pair(cfg.gamma, n, 'gamma'), _per_pair(cfg.t_edit, n, 't_edit')
-    check_config(replace(cfg, gamma=gammas, t_edit=t_edits), len(ac), n)
+    _check_options(label_from, filter, colour_match, model_input, bias_reader)
+    content_idx = _check_indices(content_idx, len(train_ds), 'content_idx')
+    style_idx = _check_indices(style_idx, len(train_ds), 'style_idx')
+    n = _synth_n(n, len(train_ds), size_ratio)
+    gammas, t_edits = _pair_values(cfg, n, len(ac))
     plan = plan_pairs(content_idx, style_idx, n, seed)
-    S = getattr(model, 'image_size', None) or spec.image_size
-    check_model_images(model, to_model_images(load_images(train_ds, [0]), S, image_fit), 'train_ds images')
+    S = _model_size(model, spec, train_ds, image_fit)
     pdir = Path(root) / pct_name(ratio)
-    parts = pdir / 'synth_parts'
-    one = lambda v: v if len(set(v)) > 1 else v[:1]
-    run = dict(
-        inject=_run_config(cfg, gamma=one(gammas), t_edit=one(t_edits)),
-        n=n,
-        seed=seed,
-        label_from=label_from,
-        filter=filter,
-        colour_match=colour_match,
-        model_input=model_input,
-        image_fit=image_fit,
-        batch_size=batch_size,
-        idx_offset=idx_offset,
-        benchmark=spec.name,
-        ratio=ratio,
-        content_idx=content_idx.tolist(),
-        n_style_pool=len(style_idx),
-        n_train=len(train_ds),
-        model_image_size=getattr(model, 'image_size', None),
-    )
-    run = json.loads(json.dumps(run))  # as it reads back from disk
+    opts = {k: v for k, v in locals().items() if k in _RUN_OPTS}  # the options as passed (n as computed)
+    facts = dict(benchmark=spec.name, ratio=ratio, content_idx=content_idx.tolist(), n_style_pool=len(style_idx))
+    facts.update(n_train=len(train_ds), model_image_size=getattr(model, 'image_size', None))
+    run = _synth_run(cfg, gammas, t_edits, opts, **facts)
     if rank_and_world()[0] == 0:
         _claim(pdir / 'synth_config.json', run)  # rank 0 checks and writes the settings
     dist_barrier()  # ... before any shard starts
     recs, ims = _generate(
-        model,
-        ac,
-        train_ds,
-        plan,
-        n,
-        cfg,
-        gammas,
-        t_edits,
-        S,
-        image_fit,
-        spec,
-        parts,
-        batch_size,
-        progress,
-        colour_match,
-        model_input,
+        model, ac, train_ds, plan, cfg, gammas, t_edits, S, spec, pdir / 'synth_parts', opts, progress
     )
     if rank_and_world()[0] == 0:
         _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)

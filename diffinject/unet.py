@@ -289,6 +289,139 @@ def skip_statistics(s, eps: float = 1e-5):
     s = s.float()
     return torch.cat([s.mean((2, 3)), 0.5 * torch.log(s.var((2, 3), unbiased=False) + eps)], 1)
 
+# %% ../nbs/06_unet.ipynb #def5a6c8
+def _config_of(args: dict) -> dict:
+    "The model's `config` from its arguments (in order): sequences as tuples; `h_channels`, `skip_stats` only when set."
+    cfg = {k: v for k, v in args.items() if k not in ('h_channels', 'skip_stats') or v}
+    for k in ('attention_resolutions', 'channel_mult', 'skip_resolutions', 'skip_stats'):
+        if cfg.get(k) is not None:
+            cfg[k] = tuple(cfg[k])
+    return cfg
+
+# %% ../nbs/06_unet.ipynb #f4ccf558
+_ATTRS = 'skip_gate_t skip_pool image_size in_channels model_channels out_channels num_res_blocks'.split()
+_ATTRS += 'attention_resolutions channel_mult num_classes use_checkpoint dropout conv_resample'.split()
+_ATTRS += 'num_heads num_head_channels num_heads_upsample'.split()
+
+
+def _attrs_of(cfg: dict) -> dict:
+    "Attributes of a `UNetModel` with config `cfg`: the `_ATTRS` values and `dtype` (float16 under `use_fp16`)."
+    return {**{k: cfg[k] for k in _ATTRS}, 'dtype': torch.float16 if cfg['use_fp16'] else torch.float32}
+
+# %% ../nbs/06_unet.ipynb #1524eb61
+def _resblock(cfg: dict, ch: int, out: int, **kw) -> ResBlock:
+    "A `ResBlock` `ch -> out` with `cfg`'s embedding width, dropout, dims, checkpointing and norm; `kw`: up/down."
+    return ResBlock(
+        ch,
+        4 * cfg['model_channels'],
+        cfg['dropout'],
+        out_channels=out,
+        dims=cfg['dims'],
+        use_checkpoint=cfg['use_checkpoint'],
+        use_scale_shift_norm=cfg['use_scale_shift_norm'],
+        **kw,
+    )
+
+# %% ../nbs/06_unet.ipynb #8ebb0680
+def _attention(cfg: dict, ch: int, heads: int) -> AttentionBlock:
+    "An `AttentionBlock` on `ch` channels with `heads` heads (or `cfg`'s head width) and `cfg`'s attention order."
+    return AttentionBlock(
+        ch,
+        num_heads=heads,
+        num_head_channels=cfg['num_head_channels'],
+        use_checkpoint=cfg['use_checkpoint'],
+        use_new_attention_order=cfg['use_new_attention_order'],
+    )
+
+# %% ../nbs/06_unet.ipynb #de28e1f6
+def _down(cfg: dict, ch: int) -> nn.Module:
+    "The block that halves the resolution after a level: a down-ResBlock or `Downsample`."
+    if cfg['resblock_updown']:
+        return _resblock(cfg, ch, ch, down=True)
+    return Downsample(ch, cfg['conv_resample'], dims=cfg['dims'], out_channels=ch)
+
+# %% ../nbs/06_unet.ipynb #b0d8a7af
+def _up(cfg: dict, ch: int) -> nn.Module:
+    "The block that doubles the resolution at the end of a decoder level: an up-ResBlock or `Upsample`."
+    if cfg['resblock_updown']:
+        return _resblock(cfg, ch, ch, up=True)
+    return Upsample(ch, cfg['conv_resample'], dims=cfg['dims'], out_channels=ch)
+
+# %% ../nbs/06_unet.ipynb #28554e7b
+def _input_blocks(cfg: dict) -> tuple:
+    "Encoder blocks (stem conv, per level ResBlocks (+attention) and a downsample) -> (blocks, skip channels, skip ds)."
+    mc, mults = cfg['model_channels'], cfg['channel_mult']
+    ch = int(mults[0] * mc)
+    blocks = nn.ModuleList([TimestepEmbedSequential(conv_nd(cfg['dims'], cfg['in_channels'], ch, 3, padding=1))])
+    skip_chans, skip_ds, ds = [ch], [1], 1
+    for level, mult in enumerate(mults):
+        for _ in range(cfg['num_res_blocks']):
+            layers = [_resblock(cfg, ch, int(mult * mc))]
+            ch = int(mult * mc)
+            if ds in cfg['attention_resolutions']:
+                layers.append(_attention(cfg, ch, cfg['num_heads']))
+            blocks.append(TimestepEmbedSequential(*layers))
+            skip_chans.append(ch)
+            skip_ds.append(ds)
+        if level != len(mults) - 1:  # downsample between levels
+            down = _down(cfg, ch)
+            ds *= 2
+            blocks.append(TimestepEmbedSequential(down))
+            skip_chans.append(ch)
+            skip_ds.append(ds)
+    return blocks, skip_chans, skip_ds
+
+# %% ../nbs/06_unet.ipynb #f74ed5ff
+def _middle_block(cfg: dict, ch: int) -> TimestepEmbedSequential:
+    "ResBlock, attention, ResBlock on `ch` channels: the block whose output is h-space."
+    return TimestepEmbedSequential(
+        _resblock(cfg, ch, ch), _attention(cfg, ch, cfg['num_heads']), _resblock(cfg, ch, ch)
+    )
+
+# %% ../nbs/06_unet.ipynb #47daa6bd
+def _h_bottleneck(cfg: dict, ch: int) -> tuple:
+    "(h_down, h_up): 1x1 convs `ch -> h_channels -> ch` when `cfg` sets `h_channels`, else (None, None)."
+    if not cfg.get('h_channels'):
+        return None, None
+    return conv_nd(cfg['dims'], ch, cfg['h_channels'], 1), conv_nd(cfg['dims'], cfg['h_channels'], ch, 1)
+
+# %% ../nbs/06_unet.ipynb #d35962be
+def _stats_at(skip_ds: list, skip_stats) -> tuple:
+    "Indices of the skips summarised by mean/log-std: the last skip at each `ds` listed in `skip_stats`."
+    last = [i for i, d in enumerate(skip_ds) if i + 1 == len(skip_ds) or skip_ds[i + 1] != d]
+    return tuple(i for i in last if skip_ds[i] in set(skip_stats or ()))
+
+# %% ../nbs/06_unet.ipynb #57e7a271
+def _skip_full(skip_ds: list, skip_resolutions) -> tuple:
+    "Per skip (encoder order): is it always passed in full (its `ds` in `skip_resolutions`; None: all)?"
+    keep = set(skip_ds) if skip_resolutions is None else set(skip_resolutions)
+    return tuple(d in keep for d in skip_ds)
+
+# %% ../nbs/06_unet.ipynb #0d21c907
+def _output_blocks(cfg: dict, skip_chans: list, ds: int) -> nn.ModuleList:
+    "Decoder blocks from the encoder's skip channels and lowest `ds`: per level `num_res_blocks+1` ResBlocks (+attention, +upsample)."
+    skip_chans, mc = list(skip_chans), cfg['model_channels']
+    ch, blocks = skip_chans[-1], nn.ModuleList([])
+    for level, mult in list(enumerate(cfg['channel_mult']))[::-1]:
+        for i in range(cfg['num_res_blocks'] + 1):
+            layers = [_resblock(cfg, ch + skip_chans.pop(), int(mc * mult))]
+            ch = int(mc * mult)
+            if ds in cfg['attention_resolutions']:
+                layers.append(_attention(cfg, ch, cfg['num_heads_upsample']))
+            if level and i == cfg['num_res_blocks']:  # upsample at the end of a level
+                layers.append(_up(cfg, ch))
+                ds //= 2
+            blocks.append(TimestepEmbedSequential(*layers))
+    return blocks
+
+# %% ../nbs/06_unet.ipynb #309bb0b4
+def _out_head(cfg: dict) -> nn.Sequential:
+    "GroupNorm, SiLU, zero-init 3x3 conv from `channel_mult[0] * model_channels` to `out_channels`."
+    ch = int(cfg['channel_mult'][0] * cfg['model_channels'])
+    return nn.Sequential(
+        normalization(ch), nn.SiLU(), zero_module(conv_nd(cfg['dims'], ch, cfg['out_channels'], 3, padding=1))
+    )
+
 # %% ../nbs/06_unet.ipynb #b90488e4
 class UNetModel(nn.Module):
     """ADM UNet (guided-diffusion argument names and state-dict keys) split at the h-space:
@@ -323,158 +456,51 @@ class UNetModel(nn.Module):
         skip_stats=None,
     ):
         super().__init__()
+        args = {k: v for k, v in locals().items() if k not in ('self', '__class__')}  # the arguments, in order
         if skip_pool not in ('none', 'mean'):
             raise ValueError(f"skip_pool={skip_pool!r}: expected 'none' (zeros) or 'mean'")
         if num_heads_upsample == -1:
-            num_heads_upsample = num_heads
-        self.config = dict(
-            image_size=image_size,
-            in_channels=in_channels,
-            model_channels=model_channels,
-            out_channels=out_channels,
-            num_res_blocks=num_res_blocks,
-            attention_resolutions=tuple(attention_resolutions),
-            dropout=dropout,
-            channel_mult=tuple(channel_mult),
-            conv_resample=conv_resample,
-            dims=dims,
-            num_classes=num_classes,
-            use_checkpoint=use_checkpoint,
-            use_fp16=use_fp16,
-            num_heads=num_heads,
-            num_head_channels=num_head_channels,
-            num_heads_upsample=num_heads_upsample,
-            use_scale_shift_norm=use_scale_shift_norm,
-            resblock_updown=resblock_updown,
-            use_new_attention_order=use_new_attention_order,
-            skip_resolutions=None if skip_resolutions is None else tuple(skip_resolutions),
-            skip_pool=skip_pool,
-            skip_gate_t=skip_gate_t,
-            input_skip=input_skip,
-        )
-        if h_channels:
-            self.config['h_channels'] = h_channels  # only when set: older configs stay as they were
-        if skip_stats:
-            self.config['skip_stats'] = tuple(skip_stats)
-        self.skip_gate_t, self.skip_pool = skip_gate_t, skip_pool
-        self.image_size, self.in_channels, self.model_channels, self.out_channels = (
-            image_size,
-            in_channels,
-            model_channels,
-            out_channels,
-        )
-        self.num_res_blocks, self.attention_resolutions, self.channel_mult = (
-            num_res_blocks,
-            tuple(attention_resolutions),
-            tuple(channel_mult),
-        )
-        self.num_classes, self.use_checkpoint, self.dtype = (
-            num_classes,
-            use_checkpoint,
-            torch.float16 if use_fp16 else torch.float32,
-        )
-        self.dropout, self.conv_resample, self.num_heads, self.num_head_channels = (
-            dropout,
-            conv_resample,
-            num_heads,
-            num_head_channels,
-        )
-        self.num_heads_upsample = num_heads_upsample
-
+            args['num_heads_upsample'] = num_heads
+        self.config = cfg = _config_of(args)
+        for k, v in _attrs_of(cfg).items():
+            setattr(self, k, v)
         ted = model_channels * 4  # timestep-embedding width
         self.time_embed = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, ted)
-        rb = lambda ch, out, **kw: ResBlock(
-            ch,
-            ted,
-            dropout,
-            out_channels=out,
-            dims=dims,
-            use_checkpoint=use_checkpoint,
-            use_scale_shift_norm=use_scale_shift_norm,
-            **kw,
-        )
-        attn = lambda ch, heads: AttentionBlock(
-            ch,
-            num_heads=heads,
-            num_head_channels=num_head_channels,
-            use_checkpoint=use_checkpoint,
-            use_new_attention_order=use_new_attention_order,
-        )
-
-        ch = input_ch = int(channel_mult[0] * model_channels)
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(conv_nd(dims, in_channels, ch, 3, padding=1))])
-        skip_chans, skip_ds, ds = [ch], [1], 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers = [rb(ch, int(mult * model_channels))]
-                ch = int(mult * model_channels)
-                if ds in self.attention_resolutions:
-                    layers.append(attn(ch, num_heads))
-                self.input_blocks.append(TimestepEmbedSequential(*layers))
-                skip_chans.append(ch)
-                skip_ds.append(ds)
-            if level != len(channel_mult) - 1:  # downsample between levels
-                down = (
-                    rb(ch, ch, down=True)
-                    if resblock_updown
-                    else Downsample(ch, conv_resample, dims=dims, out_channels=ch)
-                )
-                ds *= 2
-                self.input_blocks.append(TimestepEmbedSequential(down))
-                skip_chans.append(ch)
-                skip_ds.append(ds)
-        self.middle_block = TimestepEmbedSequential(rb(ch, ch), attn(ch, num_heads), rb(ch, ch))
+        self.input_blocks, skip_chans, skip_ds = _input_blocks(cfg)
+        ch, ds = skip_chans[-1], skip_ds[-1]
+        self.middle_block = _middle_block(cfg, ch)
         self._h_channels, self._ds_max = h_channels or ch, ds
-        self.h_down = self.h_up = None  # h-space bottleneck: IN(1x1 conv to h_channels)
-        if h_channels:
-            self.h_down, self.h_up = conv_nd(dims, ch, h_channels, 1), conv_nd(dims, h_channels, ch, 1)
-        last = [i for i, d in enumerate(skip_ds) if i + 1 == len(skip_ds) or skip_ds[i + 1] != d]
-        self.stats_at = tuple(
-            i for i in last if skip_ds[i] in set(skip_stats or ())
-        )  # skips summarised by mean/log-std
+        self.h_down, self.h_up = _h_bottleneck(cfg, ch)  # h-space bottleneck: IN(1x1 conv to h_channels)
+        self.stats_at = _stats_at(skip_ds, skip_stats)  # skips summarised by mean/log-std
         self.style_proj = nn.ModuleList([zero_module(nn.Linear(2 * skip_chans[i], ted)) for i in self.stats_at])
-        keep = set(skip_ds) if skip_resolutions is None else set(skip_resolutions)
-        self.skip_full = tuple(d in keep for d in skip_ds)  # per skip (encoder order): always passed in full?
-        self.output_blocks = nn.ModuleList([])
-        for level, mult in list(enumerate(channel_mult))[::-1]:
-            for i in range(num_res_blocks + 1):
-                layers = [rb(ch + skip_chans.pop(), int(model_channels * mult))]
-                ch = int(model_channels * mult)
-                if ds in self.attention_resolutions:
-                    layers.append(attn(ch, num_heads_upsample))
-                if level and i == num_res_blocks:  # upsample at the end of a level
-                    layers.append(
-                        rb(ch, ch, up=True)
-                        if resblock_updown
-                        else Upsample(ch, conv_resample, dims=dims, out_channels=ch)
-                    )
-                    ds //= 2
-                self.output_blocks.append(TimestepEmbedSequential(*layers))
-        self.out = nn.Sequential(
-            normalization(ch), nn.SiLU(), zero_module(conv_nd(dims, input_ch, out_channels, 3, padding=1))
-        )
+        self.skip_full = _skip_full(skip_ds, skip_resolutions)  # per skip (encoder order): always passed in full?
+        self.output_blocks = _output_blocks(cfg, skip_chans, ds)
+        self.out = _out_head(cfg)
         self.input_skip = zero_module(nn.Linear(ted, in_channels)) if input_skip else None  # s(t): eps += s(t) * x_t
         if use_fp16:
             self.convert_to_fp16()
 
-    # --- info -----------------------------------------------------------------------------------------------
-    @property
-    def learn_sigma(self) -> bool:
-        "True when the head also predicts the variance interpolation v (out_channels == 2*in_channels)."
-        return self.out_channels == 2 * self.in_channels
+# %% ../nbs/06_unet.ipynb #1a3a18ea
+@patch(as_prop=True)
+def learn_sigma(self: UNetModel) -> bool:
+    "True when the head also predicts the variance interpolation v (out_channels == 2*in_channels)."
+    return self.out_channels == 2 * self.in_channels
 
-    def h_shape(self, image_size=None) -> tuple:
-        "Shape (C, H, W) of one sample's h-space (middle-block output) for `image_size` (default: the model's)."
-        s = image_size or self.image_size
-        hw = (s, s) if isinstance(s, int) else tuple(s)
-        return (self._h_channels, *(v // self._ds_max for v in hw))
+# %% ../nbs/06_unet.ipynb #609f26e1
+@patch
+def h_shape(self: UNetModel, image_size=None) -> tuple:
+    "Shape (C, H, W) of one sample's h-space (middle-block output) for `image_size` (default: the model's)."
+    s = image_size or self.image_size
+    hw = (s, s) if isinstance(s, int) else tuple(s)
+    return (self._h_channels, *(v // self._ds_max for v in hw))
 
-    @property
-    def n_stats(self) -> int:
-        "How many skip-statistics vectors close the `skips` tuple of `encode` (0 for the ADM layout)."
-        return len(self.stats_at)
+# %% ../nbs/06_unet.ipynb #ae5bb4b0
+@patch(as_prop=True)
+def n_stats(self: UNetModel) -> int:
+    "How many skip-statistics vectors close the `skips` tuple of `encode` (0 for the ADM layout)."
+    return len(self.stats_at)
 
 # %% ../nbs/06_unet.ipynb #04a8d895
 @patch
