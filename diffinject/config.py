@@ -633,7 +633,8 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
 # %% ../nbs/16_config.ipynb #52fbe885
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, get_type_hints
-from .core import _Parser, PRECISIONS, add_option, run_parsed, cli_list, cli_check, check_threads
+from .core import PRECISIONS
+from .cli import _Parser, add_option, run_parsed, cli_list, cli_check, check_threads
 
 STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')  # a run's stages, in order (17_stages)
 

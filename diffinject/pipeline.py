@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from .core import write_json, read_json, atomic_write_text, mean_std, md_table
+from .core import mean_std, md_table
+from .files import write_json, read_json, atomic_write_text
 from .core import _on_rank0, OnRank0Failed
 from .data import pct_name
 from .classifiers import CHECKPOINTS

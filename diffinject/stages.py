@@ -8,8 +8,12 @@ import os, time
 from pathlib import Path
 import numpy as np
 import torch
-from .core import IN_TEST, default_device, write_json, read_json, config_key, show_images
-from .core import save_weights, CheckpointError, read_weights, rank_and_world, _from_rank0
+from .core import IN_TEST, default_device
+from .files import write_json, read_json, config_key
+from .images import show_images
+from .core import rank_and_world, _from_rank0
+from .files import CheckpointError
+from .checkpoints import save_weights, read_weights
 from .data import get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec
 from .data import DIGIT_BENCHMARKS, imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder
 from .data import check_benchmark, per_class_subset
