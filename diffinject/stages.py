@@ -21,7 +21,7 @@ from .classifiers import make_classifier
 from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
 from .baselines import run_method
-from .config import run_option, OPTIONAL_KEYS, SYNTH_METHODS
+from .config_checks import run_option, OPTIONAL_KEYS, SYNTH_METHODS
 from .rundir import RunDir
 
 # %% auto #0
@@ -59,7 +59,7 @@ def source_title(cfg) -> str:
     return f"{t} from {_SOURCE_TITLES.get(cfg['source'], cfg['source'])}"
 
 # %% ../nbs/17_stages.ipynb #1825704e
-from .config import STAGES  # noqa: F401 (defined with the command-line options in 16_config)
+from .options import STAGES  # noqa: F401 (defined with the command-line options in 16a_options)
 
 
 def _device(cfg):
