@@ -208,12 +208,11 @@ SHIPPED_PRESETS = {
     'corrupted_mnist_split': 'cmnist_split',
 }
 
-
-def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
-    "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
+# %% ../nbs/16_config.ipynb #56d1b6eb
+def _preset_config(preset, dataset, src) -> dict:
+    "The preset's configuration for `dataset`, or for the dataset the source `src` builds (its default if none)."
     if preset not in PRESETS:
         raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
-    src = overrides.get('source')
     if src is not None and src not in SOURCES:
         raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
     if src is not None and SOURCES[src][0] is not None:
@@ -239,10 +238,11 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
         if dataset is None:
             raise ValueError('dataset: required with --preset paper (cmnist, cifar10c, bffhq, dogs_and_cats)')
         cfg = _paper(dataset)  # an unknown benchmark is refused here
-    synth_size, shipped = overrides.pop('synth_size', None), cfg['diffusion']['pretrained']
-    minutes = overrides.pop('minutes', None)
-    if minutes is not None and cfg['dataset'] != 'imagefolder':
-        raise ValueError(f"minutes={minutes}: only for source='imagefolder' (a benchmark's preset has its own lengths)")
+    return cfg
+
+# %% ../nbs/16_config.ipynb #4ef17fe3
+def _apply_overrides(cfg: dict, overrides: dict) -> dict:
+    "`cfg` with `overrides` set: a nested dict merges into its section, None is skipped, an unknown key is refused."
     for k, v in overrides.items():
         if v is None:
             continue
@@ -265,15 +265,18 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             cfg[k] = {**cfg[k], **{a: b for a, b in v.items()}}
         else:
             cfg[k] = v
-    if synth_size is not None:
-        cfg['inject']['n'] = synth_size  # synthetic-set size (default: synthesis' rule)
+    return cfg
+
+# %% ../nbs/16_config.ipynb #f37b1f5e
+def _diffusion_defaults(cfg: dict, given: dict, shipped: str):
+    "Where the diffusion model comes from when the overrides `given` (its section) leave it open; updates `cfg`."
     if (
         cfg['source'] == 'folder'
         and cfg['dataset'] in ('cmnist', 'cifar10c', 'corrupted_mnist')
-        and 'train_on' not in (overrides.get('diffusion') or {})
+        and 'train_on' not in given
     ):
         cfg['diffusion']['train_on'] = 'train'  # a downloaded folder has no unbiased source images: its training split
-    dc, given = cfg['diffusion'], overrides.get('diffusion') or {}
+    dc = cfg['diffusion']
     if not dc['ckpt'] and (
         dc['pretrained']
         and not dc['train']
@@ -289,18 +292,36 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
             'preset': dc['preset'] or SHIPPED_PRESETS[base],
             'train_on': given.get('train_on') or recipe_of(base)['train_on'],
         }
-    dc = cfg['diffusion']
+
+# %% ../nbs/16_config.ipynb #1326e47b
+def _check_diffusion_overrides(dc: dict, given: dict):
+    "Refuse diffusion options `given` that this run's model `dc` ignores: --train_on or --diffusion_steps with no training."
     if given.get('train_on') and (dc['ckpt'] or (dc['pretrained'] and not dc['train'])):
         raise ValueError(
             f"train_on={given['train_on']!r} (--train_on): no diffusion model is trained in this run (it uses "
             + ('the checkpoint diffusion_ckpt' if dc['ckpt'] else f"the shipped model {dc['pretrained']!r}")
             + ' as it is); drop --train_on, or pass --train_diffusion or --diffusion_steps to train one'
         )
-    if given.get('steps') and cfg['diffusion']['ckpt']:
+    if given.get('steps') and dc['ckpt']:
         raise ValueError(
             'diffusion_steps: a released checkpoint (diffusion_ckpt) is used as it is, nothing is trained; '
             'drop one of them'
         )
+
+# %% ../nbs/16_config.ipynb #5a23c644
+def make_config(preset='quick', dataset=None, check_data: bool = True, **overrides) -> dict:
+    "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
+    cfg = _preset_config(preset, dataset, overrides.get('source'))
+    synth_size, shipped = overrides.pop('synth_size', None), cfg['diffusion']['pretrained']
+    minutes = overrides.pop('minutes', None)
+    if minutes is not None and cfg['dataset'] != 'imagefolder':
+        raise ValueError(f"minutes={minutes}: only for source='imagefolder' (a benchmark's preset has its own lengths)")
+    cfg = _apply_overrides(cfg, overrides)
+    if synth_size is not None:
+        cfg['inject']['n'] = synth_size  # synthetic-set size (default: synthesis' rule)
+    given = overrides.get('diffusion') or {}
+    _diffusion_defaults(cfg, given, shipped)
+    _check_diffusion_overrides(cfg['diffusion'], given)
     cfg['preset'] = preset
     if cfg['dataset'] == 'imagefolder' and cfg.get('data_root'):
         lay = imagefolder_layout(cfg['data_root'])  # every layout problem is listed here

@@ -80,6 +80,8 @@ LIMITS = {  # key: (int or float, lowest, highest); lowest None: above 0. A None
     'inject.batch_size': (int, 1, 65536),
     'inject.style_max_per_class': (int, 1, 10**7),
 }
+
+# %% ../nbs/15a_config_checks.ipynb #4cb2b06d
 CLI_NAMES = {
     'classifier.steps': '--classifier_steps',
     'classifier.loss': '--loss',
@@ -110,12 +112,12 @@ CLI_NAMES = {
     },
 }
 
-
+# %% ../nbs/15a_config_checks.ipynb #33253a52
 def _named(key, v=None) -> str:
     "`key` (and its value), with its command-line option: 'inject.n=3 (--synth_size)'."
     return (key if v is None else f'{key}={v!r}') + (f' ({CLI_NAMES[key]})' if key in CLI_NAMES else '')
 
-
+# %% ../nbs/15a_config_checks.ipynb #e95d9d53
 def _check_number(key, v):
     "A value of `LIMITS[key]`: its type and range, or a ValueError naming the key (and its option)."
     typ, lo, hi = LIMITS[key]
@@ -135,14 +137,14 @@ def _check_number(key, v):
         raise ValueError(f'{_named(key, v)}: expected {want}')
     return v
 
-
+# %% ../nbs/15a_config_checks.ipynb #55a709fb
 def _get(cfg, key):
     "`cfg['a']['b']` for the key 'a.b'; None if the configuration does not set it."
     for k in key.split('.'):
         cfg = cfg.get(k) if isinstance(cfg, dict) else None
     return cfg
 
-
+# %% ../nbs/15a_config_checks.ipynb #3a2b577a
 def _check_list(cfg, key, what, check):
     "`cfg[key]` is a non-empty list or tuple, each value passing `check`, none given twice."
     v = cfg[key]
@@ -155,7 +157,7 @@ def _check_list(cfg, key, what, check):
         raise ValueError(f'{_named(key)}: {seen[0]!r} is given twice in {list(v)}; expected each value once')
     return v
 
-
+# %% ../nbs/15a_config_checks.ipynb #3bfd6650
 def _check_seed(s):
     if not (isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s <= MAX_SEED):
         raise ValueError(f'seeds (--seeds): {s!r} is not a seed; expected integers from 0 to {MAX_SEED:,}')
@@ -165,12 +167,12 @@ def _check_method(m):
     if m not in METHODS:
         raise ValueError(f"methods: unknown method {m!r}; expected some of {METHODS}")
 
-
+# %% ../nbs/15a_config_checks.ipynb #1a3ee4ad
 def _diffusion_preset(dc):
     "The UNet (preset name or config) of a released checkpoint or of a model trained in the run; None if unknown."
     return dc['preset'] or (recipe_of(dc['pretrained'])['unet'] if dc['pretrained'] else None)
 
-
+# %% ../nbs/15a_config_checks.ipynb #7d874621
 def _check_ckpt(dc):
     "`diffusion.ckpt` is a weights file whose keys and shapes fit the UNet preset (read, not loaded into a model)."
     path = Path(dc['ckpt']).expanduser()
@@ -200,11 +202,9 @@ def _check_ckpt(dc):
             f"shapes; e.g. {eg}); pass the preset it was trained with (unet.UNET_PRESETS) or another file"
         )
 
-# %% ../nbs/15a_config_checks.ipynb #031037a3
-def _check_config(cfg, check_data=True):
-    "Every check that needs no training: options, the source and what its data root holds (nothing is written)."
-    if not isinstance(cfg, dict):
-        raise ValueError(f'configuration: expected a dict of options, got {type(cfg).__name__}')
+# %% ../nbs/15a_config_checks.ipynb #4d8ccb18
+def _check_data_keys(cfg):
+    "The data keys: source and dataset agree, ratios, image size, seeds, methods, every number, data root, download."
     src, ds = cfg['source'], cfg['dataset']
     if src not in SOURCES:
         raise ValueError(f'source={src!r}: expected one of {", ".join(SOURCES)}')
@@ -237,8 +237,10 @@ def _check_config(cfg, check_data=True):
             f"download (--download): source={src!r} downloads nothing; only "
             f"{', '.join((*TORCHVISION_SOURCES, 'cifar10'))} do"
         )
-    check_device(cfg.get('device'))
-    ic, dc = cfg['inject'], cfg['diffusion']
+
+# %% ../nbs/15a_config_checks.ipynb #e6280e79
+def _check_inject_keys(ic: dict, ds):
+    "The injection's choices (label rule, filter, colour match, model input, style pool) for the dataset `ds`."
     check_choice(ic['label_from'], LABEL_FROM, 'label_from')
     check_choice(ic['filter'], FILTERS, 'filter')
     check_choice(ic['colour_match'], COLOUR_MATCH, 'colour_match')
@@ -249,6 +251,10 @@ def _check_config(cfg, check_data=True):
             "style_pool='aligned' (--style_pool): picks styles by their bias labels, and an image folder has none "
             "for training (--bias_csv is read for evaluation only); use --style_pool fb"
         )
+
+# %% ../nbs/15a_config_checks.ipynb #85d74715
+def _check_diffusion_model(dc: dict, ic: dict):
+    "The diffusion keys: train_on, the shipped model, the UNet preset and its style path, retraining or a checkpoint."
     check_choice(dc['train_on'], TRAIN_ON, 'train_on')
     if dc['pretrained']:
         recipe_of(dc['pretrained'])  # names the shipped models if unknown ('' = none)
@@ -272,7 +278,11 @@ def _check_config(cfg, check_data=True):
             'diffusion_ckpt and train_diffusion: a released checkpoint is used as it is, --train_diffusion '
             'retrains the shipped model; pass one of them'
         )
-    need = any(m in SYNTH_METHODS for m in cfg['methods'])  # a diffusion model is used
+
+# %% ../nbs/15a_config_checks.ipynb #fb159705
+def _check_diffusion_source(cfg, need: bool):
+    "A diffusion model the run uses (`need`) has a preset; one trained on the source images has source images."
+    src, ds, dc = cfg['source'], cfg['dataset'], cfg['diffusion']
     if need and not dc['pretrained'] and _diffusion_preset(dc) is None:
         raise ValueError(
             f"{_named('diffusion.preset')}: required with "
@@ -290,6 +300,19 @@ def _check_config(cfg, check_data=True):
                 f"train_on='source': Corrupted CIFAR-10 from source={src!r} has no clean images; "
                 "use --source cifar10 or --train_on train"
             )
+
+# %% ../nbs/15a_config_checks.ipynb #2b610824
+def _check_config(cfg, check_data=True):
+    "Every check that needs no training: options, the source and what its data root holds (nothing is written)."
+    if not isinstance(cfg, dict):
+        raise ValueError(f'configuration: expected a dict of options, got {type(cfg).__name__}')
+    _check_data_keys(cfg)
+    check_device(cfg.get('device'))
+    ic, dc = cfg['inject'], cfg['diffusion']
+    _check_inject_keys(ic, cfg['dataset'])
+    _check_diffusion_model(dc, ic)
+    need = any(m in SYNTH_METHODS for m in cfg['methods'])  # a diffusion model is used
+    _check_diffusion_source(cfg, need)
     if cfg['classifier']['loss'] not in ('ce', 'gce'):
         raise ValueError("classifier.loss: expected 'ce' or 'gce'")
     check_precision(run_option(cfg, 'precision'))
@@ -300,7 +323,7 @@ def _check_config(cfg, check_data=True):
             _check_ckpt(dc)  # the file exists and fits the preset
     return cfg
 
-
+# %% ../nbs/15a_config_checks.ipynb #a5823c09
 def _check_source(cfg):
     "What `data_root` must hold for the source (SOURCES), by file names only; decoding is the data stage's job."
     src, root = cfg['source'], cfg.get('data_root')

@@ -132,7 +132,7 @@ _SOURCE_HELP = (
     'with --dataset); imagefolder: your images, train/<class>/*, optional valid/<class>/*, test/<class>/*'
 )
 
-
+# %% ../nbs/16a_options.ipynb #6c6d14f0
 @dataclass
 class DataOptions(Options):
     "The benchmark or image folder, its bias-conflicting ratios and the seeds"
@@ -194,7 +194,7 @@ class DataOptions(Options):
             minutes=self.minutes,
         )
 
-
+# %% ../nbs/16a_options.ipynb #fe4778fd
 @dataclass
 class BiasOptions(Options):
     "The biased classifier f_B and its top-K mining"
@@ -245,7 +245,7 @@ class DiffusionOptions(Options):
         )
         return dict(diffusion=d)
 
-
+# %% ../nbs/16a_options.ipynb #ca7e4ab3
 _T = dict(lo=0, hi=999, expected='a timestep in 0..999')
 
 
