@@ -76,7 +76,7 @@ class _Parser(argparse.ArgumentParser):
             seen[act.dest] = a.split('=', 1)[0]
         return super().parse_known_args(args, namespace)
 
-
+# %% ../nbs/00c_cli.ipynb #f03d4389
 def add_option(p, name: str, hint, default, help: str = ''):
     "Option `--name` (and `--name-with-dashes`) of parser or argument group `p`, by the rules above."
     flags, h = [f'--{name}'] + ([f'--{name.replace("_", "-")}'] if '_' in name else []), help.replace('%', '%%')
@@ -88,7 +88,7 @@ def add_option(p, name: str, hint, default, help: str = ''):
         *flags, dest=name, type=_arg_type(hint), default=default, metavar=name.upper(), help=h + shown
     )
 
-
+# %% ../nbs/00c_cli.ipynb #c30be9f7
 def cli_parser(func, prog=None) -> argparse.ArgumentParser:
     "The argparse parser of `func`: see the rules above."
     try:
@@ -131,7 +131,7 @@ def run_parsed(p: argparse.ArgumentParser, func, argv=None):
             signal.signal(signal.SIGTERM, old)
     return r if type(r) is int else None
 
-
+# %% ../nbs/00c_cli.ipynb #0bbcab9c
 def script(func):
     "Make `func` a command line (see above): with arguments it is `func`; without, it parses `sys.argv`."
 
