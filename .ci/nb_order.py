@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Fail unless the notebooks are numbered in dependency order, one notebook per number.
 
-Each notebook `nbs/NN_name.ipynb` has a number `NN` (the leading digits of its name); two notebooks with the same number
-(`15_a` and `15_b`, or `16_a` and `16a_b`) are an error. A notebook with `#| default_exp m` exports module `m`; that
-module may import (anywhere in the file: at the top, or inside a function, where the import runs on a call) only
-modules exported by notebooks with a lower number, so that the notebooks read in order define everything before it is
-used. Prints each problem on one line and exits with status 1.
+Each notebook `nbs/NN_name.ipynb` has a number `NN` (the leading digits of its name), optionally followed by one
+lower-case letter: `00a_files` comes after `00_core` and before `00b_checkpoints` and `01_data`, so that a module split
+out of a notebook can sit right after it without renumbering the later ones. Two notebooks with the same number and
+letter (`15_a` and `15_b`, or `16a_x` and `16a_y`) are an error. A notebook with `#| default_exp m` exports module `m`;
+that module may import (anywhere in the file: at the top, or inside a function, where the import runs on a call) only
+modules exported by notebooks earlier in that order, so that the notebooks read in order define everything before it
+is used. Prints each problem on one line and exits with status 1.
 Usage: python .ci/nb_order.py [notebook folder, default nbs] [package folder, default diffinject]
 """
 
@@ -23,17 +25,18 @@ notebooks = sorted(
     for p in nbs_dir.rglob('*.ipynb')
     if not p.name.startswith('_') and '.ipynb_checkpoints' not in p.parts and p.name != 'index.ipynb'
 )
-number, exported = {}, {}  # notebook -> its number; module -> (number, notebook)
+number, exported = {}, {}  # notebook -> its (number, letter); module -> ((number, letter), notebook)
 for nb in notebooks:
-    m = re.match(r'(\d+)', nb.name)
+    m = re.match(r'(\d+)([a-z]?)_', nb.name)
     if not m:
-        problems.append(f'{nb.relative_to(nbs_dir.parent)}: no number at the start of its name')
+        problems.append(f'{nb.relative_to(nbs_dir.parent)}: no number (NN_ or NNa_) at the start of its name')
         continue
-    n = int(m.group(1))
+    n = (int(m.group(1)), m.group(2))
     for other, k in number.items():
         if k == n:
             problems.append(
-                f'{nb.relative_to(nbs_dir.parent)} and {other.relative_to(nbs_dir.parent)} share the number {m.group(1)}'
+                f'{nb.relative_to(nbs_dir.parent)} and {other.relative_to(nbs_dir.parent)} share the number '
+                f'{m.group(1)}{m.group(2)}'
             )
     number[nb] = n
     for cell in json.loads(nb.read_text())['cells']:
@@ -86,6 +89,6 @@ if problems:
     print('\n'.join(problems))
     sys.exit(1)
 print(
-    f'{len(number)} notebooks, one per number; the {len(exported)} modules import only modules of earlier notebooks '
+    f'{len(number)} notebooks, one per number (and letter); the {len(exported)} modules import only modules of earlier notebooks '
     f'({edges} imports checked, inside functions too)'
 )

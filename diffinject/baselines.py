@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .core import default_device, seed_everything, atomic_save, atomic_write_text, write_json, pbar, mean_std
+from .core import default_device, seed_everything, pbar, mean_std
+from .files import atomic_save, atomic_write_text, write_json
 from .core import md_table
 from .classifiers import CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate
 from .classifiers import materialize, train_classifier, train_vanilla, _batches, keep_checkpoints

@@ -8,7 +8,8 @@ import os, sys, time, json, platform, statistics, inspect, importlib
 from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from .core import default_device, script, cli_check, UsageError, check_threads, check_device
+from .core import default_device, check_device
+from .cli import script, cli_check, UsageError, check_threads
 
 # %% auto #0
 __all__ = ['BENCH_COMMANDS', 'register_bench', 'time_per_call', 'count_flops', 'matmul_peak', 'cpu_name', 'fmt_si',
@@ -707,7 +708,7 @@ def bench_cli(
     kw = {k: v for k, v in given.items() if v is not None and k in inspect.signature(fn).parameters}
     res = [fn(device=d, **{**kw, **extra}) for d in devs]
     if json_out:
-        from diffinject.core import write_json
+        from diffinject.files import write_json
 
         write_json(json_out, res)
     return res

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time, math, functools
 from pathlib import Path
 import torch
-from .core import seed_everything, write_json
+from .core import seed_everything
+from .files import write_json
 from .classifiers import make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss
 from .classifiers import TrainResult
 from .core import check_precision

@@ -13,7 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .core import default_device, seed_everything, atomic_save, write_json, pbar, load_torch, check_weights
+from .core import default_device, seed_everything, pbar
+from .files import atomic_save, write_json
+from .checkpoints import load_torch, check_weights
 from .core import check_precision, precision_autocast, grad_scaler, loader_kwargs
 from .data import BiasedDataset, get_benchmark, DIGIT_BENCHMARKS
 

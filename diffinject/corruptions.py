@@ -581,7 +581,7 @@ def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cac
 def _build_corrupted(root, src, ratios, names, severity, seed, show, info: dict) -> Path:
     "Write every ratio of a corrupted benchmark from clean splits `src` ({split: (images, labels, ids)}); returns `root`."
     from diffinject.data import write_biased_dataset, check_ratio, TEST_CONFLICT_RATIO
-    from diffinject.core import write_json
+    from diffinject.files import write_json
 
     ratios = [check_ratio(r, 'ratios') for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios])]
     root, cache = Path(root), {}

@@ -14,7 +14,9 @@ import torch
 from torch.utils.data import Dataset
 from fastcore.basics import patch
 from PIL import Image
-from .core import asset_path, write_json, show_images, pbar
+from .core import asset_path, pbar
+from .files import write_json
+from .images import show_images
 
 # %% auto #0
 __all__ = ['UNKNOWN_BIAS', 'CIFAR_MEAN', 'CIFAR_STD', 'BENCHMARKS', 'DIGIT_BENCHMARKS', 'IMAGE_EXTS', 'WIDE_MODES', 'PALETTES',

@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import check_images, pbar
+from .core import pbar
+from .images import check_images
 from .diffusion import predict_x0
 from .ddim import ddim_sigma, ddim_step, ddim_timesteps, ddim_invert
 from .core import check_precision, precision_autocast

@@ -9,14 +9,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from .core import write_json, read_json, atomic_write_text, mean_std, md_table
+from .core import mean_std, md_table
+from .files import write_json, read_json, atomic_write_text
 from .core import _on_rank0, OnRank0Failed
 from .data import pct_name
 from .classifiers import CHECKPOINTS
-from .config import make_config, run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
-from .config import INJECT_DEFAULTS, SYNTH_METHODS  # noqa: F401 (re-exported)
-from .config import _base, _check_config, Command, config_args, RunOptions, StageOptions, DataOptions
-from .config import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
+from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
+from .config import make_config  # noqa: F401 (re-exported)
+from .config_checks import SYNTH_METHODS  # noqa: F401 (re-exported)
+from .config import INJECT_DEFAULTS  # noqa: F401 (re-exported)
+from .config_checks import _check_config
+from .config import _base
+from .options import Command, config_args, RunOptions, StageOptions, DataOptions
+from .options import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
 from .data import DataCheckError
 import shutil
 from .train import init_distributed

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from .data import pct_name, DIGIT_BENCHMARKS
 from .classifiers import make_classifier
-from .config import SYNTH_METHODS
+from .config_checks import SYNTH_METHODS
 from .stages import STAGES, run_spec, splits, _device, _unet_for, _train_minutes, _diffusion_dir
 
 # %% auto #0

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 import numpy as np
 import torch
-from .core import asset_path, atomic_path, file_sha256
+from .core import asset_path
+from .files import atomic_path
+from .checkpoints import file_sha256
 from .data import get_benchmark, colored_mnist_source, colored_mnist_split
 from .corruptions import corrupted_mnist_split
 from .oracles import SHAPE_SOURCES

@@ -7,10 +7,12 @@ from __future__ import annotations
 import os, json, time, errno, weakref, contextlib
 from pathlib import Path
 
-from .core import write_json, read_json, config_diff, WriteError, write_error, CheckpointError, rank_and_world
+from .core import rank_and_world
+from .files import write_json, read_json, config_diff, WriteError, write_error, CheckpointError
 from fastcore.basics import patch
-from .core import dist_barrier, file_sha256, _on_rank0
-from .core import RunDirLocked, lock_run_dir, unlock_run_dir  # noqa: F401 (the folder lock, in core)
+from .core import dist_barrier, _on_rank0
+from .checkpoints import file_sha256
+from .files import RunDirLocked, lock_run_dir, unlock_run_dir  # noqa: F401 (the folder lock, in files)
 
 # %% auto #0
 __all__ = ['RunDir']

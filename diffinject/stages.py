@@ -8,8 +8,12 @@ import os, time
 from pathlib import Path
 import numpy as np
 import torch
-from .core import IN_TEST, default_device, write_json, read_json, config_key, show_images
-from .core import save_weights, CheckpointError, read_weights, rank_and_world, _from_rank0
+from .core import IN_TEST, default_device
+from .files import write_json, read_json, config_key
+from .images import show_images
+from .core import rank_and_world, _from_rank0
+from .files import CheckpointError
+from .checkpoints import save_weights, read_weights
 from .data import get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec
 from .data import DIGIT_BENCHMARKS, imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder
 from .data import check_benchmark, per_class_subset
@@ -17,7 +21,7 @@ from .classifiers import make_classifier
 from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
 from .baselines import run_method
-from .config import run_option, OPTIONAL_KEYS, SYNTH_METHODS
+from .config_checks import run_option, OPTIONAL_KEYS, SYNTH_METHODS
 from .rundir import RunDir
 
 # %% auto #0
@@ -55,7 +59,7 @@ def source_title(cfg) -> str:
     return f"{t} from {_SOURCE_TITLES.get(cfg['source'], cfg['source'])}"
 
 # %% ../nbs/17_stages.ipynb #1825704e
-from .config import STAGES  # noqa: F401 (defined with the command-line options in 16_config)
+from .options import STAGES  # noqa: F401 (defined with the command-line options in 16a_options)
 
 
 def _device(cfg):

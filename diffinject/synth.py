@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import write_json, read_json, pbar, to_01, config_diff, atomic_path, file_sha256, CheckpointError
+from .core import pbar
+from .files import write_json, read_json, config_diff, atomic_path, CheckpointError
+from .checkpoints import file_sha256
+from .images import to_01
 from .core import rank_and_world, dist_barrier
 from .data import pct_name, write_sample, split_files, BiasedDataset, get_benchmark
 from .train import fit_images, to_diffusion_range, load_images

@@ -10,10 +10,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from fastcore.basics import patch
-from .core import IN_TEST, config_diff, default_device, seed_everything
-from .core import atomic_path, atomic_save, pbar, check_images, to_01, json_data, load_torch, read_weights
-from .core import save_weights, check_weights, CheckpointError, fit_images
-from .core import to_diffusion_range, ArrayImages, load_images, loader_kwargs
+from .core import IN_TEST, default_device, seed_everything
+from .files import config_diff
+from .core import pbar
+from .files import atomic_path, atomic_save, json_data
+from .checkpoints import load_torch, read_weights
+from .images import check_images, to_01
+from .files import CheckpointError
+from .checkpoints import save_weights, check_weights
+from .images import fit_images
+from .core import loader_kwargs
+from .images import to_diffusion_range, ArrayImages, load_images
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'ImageFolderImages', 'image_dataset', 'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at',

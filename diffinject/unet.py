@@ -11,7 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from fastcore.basics import patch
-from .core import check_images, read_json, load_torch, read_weights, check_weights, CheckpointError
+from .files import read_json, CheckpointError
+from .checkpoints import load_torch, read_weights, check_weights
+from .images import check_images
 
 # %% auto #0
 __all__ = ['UNET_PRESETS', 'timestep_embedding', 'GroupNorm32', 'normalization', 'conv_nd', 'avg_pool_nd', 'zero_module',
