@@ -203,9 +203,15 @@ class BiasOptions(Options):
     bias_steps: int | None = opt(
         None, 'f_B training steps (default: 50 epochs of the training set)', lo=1, expected='a positive integer'
     )
+    top_k: int | None = opt(
+        None,
+        "bias-conflicting candidates mined per class: the top-K by f_B's loss (default: 10, the paper's K)",
+        lo=1,
+        expected='a positive integer',
+    )
 
     def overrides(self) -> dict:
-        return dict(bias=_given(steps=self.bias_steps))
+        return dict(bias=_given(steps=self.bias_steps, k=self.top_k))
 
 # %% ../nbs/16a_options.ipynb #4c638fc6
 @dataclass
