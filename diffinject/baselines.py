@@ -725,7 +725,8 @@ def compare_baselines(
     **overrides,
 ) -> list:
     "Run `methods` x `ratios` x `seeds` on the benchmark folder `root`; one row per run with the three checkpoints' test metrics."
-    from diffinject.data import load_split, pct_name
+    from diffinject.layout import load_split
+    from diffinject.data import pct_name
 
     rows = []
     for r in ratios:

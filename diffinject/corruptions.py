@@ -529,7 +529,7 @@ def corrupted_cifar10_source(
     source='cifar10', data_root=None, download=False, valid_frac=0.1, test_frac=1 / 6, verify=True
 ) -> dict:
     "Clean images per split: {'train'|'valid'|'test': (images uint8 [N,32,32,3], labels, source ids)}."
-    from diffinject.data import per_class_holdout
+    from diffinject.colored_mnist import per_class_holdout
 
     for v, n in ((valid_frac, 'valid_frac'), (test_frac, 'test_frac')):
         if not 0 < v < 1:
@@ -564,7 +564,7 @@ def corrupted_cifar10_source(
 # %% ../nbs/02_corruptions.ipynb #820e6983
 def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cache, show):
     "(corrupted images, labels, biases, ids) for one split; `cache` maps (split, id, bias) -> corrupted image."
-    from diffinject.data import assign_bias_attributes
+    from diffinject.colored_mnist import assign_bias_attributes
 
     xs, ys, ids = split_data
     bias = assign_bias_attributes(ys, conflict_ratio, num_classes=len(names))
@@ -580,7 +580,9 @@ def _corrupt_split(split_data, conflict_ratio, names, severity, seed, split, cac
 # %% ../nbs/02_corruptions.ipynb #66e3c99c
 def _build_corrupted(root, src, ratios, names, severity, seed, show, info: dict) -> Path:
     "Write every ratio of a corrupted benchmark from clean splits `src` ({split: (images, labels, ids)}); returns `root`."
-    from diffinject.data import write_biased_dataset, check_ratio, TEST_CONFLICT_RATIO
+    from diffinject.layout import write_biased_dataset
+    from diffinject.data import check_ratio
+    from diffinject.colored_mnist import TEST_CONFLICT_RATIO
     from diffinject.files import write_json
 
     ratios = [check_ratio(r, 'ratios') for r in (ratios if isinstance(ratios, (list, tuple)) else [ratios])]
@@ -652,7 +654,7 @@ def digits_to_rgb32(digits) -> np.ndarray:
 
 def corrupted_mnist_source(source='mnist5k', data_root=None, download=False) -> dict:
     "Clean digits per split as RGB 32 px: {'train'|'valid'|'test': (images uint8 [N,32,32,3], labels, source ids)}."
-    from diffinject.data import colored_mnist_source
+    from diffinject.colored_mnist import colored_mnist_source
 
     return {k: (digits_to_rgb32(x), y, i) for k, (x, y, i) in colored_mnist_source(source, data_root, download).items()}
 

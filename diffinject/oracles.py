@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import numpy as np
-from .data import colored_mnist_source, get_palette, TORCHVISION_SOURCES
+from .colored_mnist import colored_mnist_source, get_palette, TORCHVISION_SOURCES
 
 # %% auto #0
 __all__ = ['SHAPE_SOURCES', 'to_gray', 'ShapeNet', 'fit_reader', 'train_shape_reader', 'shape_probs', 'read_shape',

@@ -9,7 +9,8 @@ import torch
 from .core import asset_path
 from .files import atomic_path
 from .checkpoints import file_sha256
-from .data import get_benchmark, colored_mnist_source, colored_mnist_split
+from .data import get_benchmark
+from .colored_mnist import colored_mnist_source, colored_mnist_split
 from .corruptions import corrupted_mnist_split
 from .oracles import SHAPE_SOURCES
 from .diffusion import GaussianDiffusion, get_beta_schedule

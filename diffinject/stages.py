@@ -14,9 +14,13 @@ from .images import show_images
 from .core import rank_and_world, _from_rank0
 from .files import CheckpointError
 from .checkpoints import save_weights, read_weights
-from .data import get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec
-from .data import DIGIT_BENCHMARKS, imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder
-from .data import check_benchmark, per_class_subset
+from .data import get_benchmark, pct_name, BiasedDataset, BenchmarkSpec
+from .layout import load_split
+from .colored_mnist import build_colored_mnist
+from .data import DIGIT_BENCHMARKS, imagefolder_spec
+from .imagefolder import imagefolder_layout, load_imagefolder, check_imagefolder
+from .layout import check_benchmark
+from .imagefolder import per_class_subset
 from .classifiers import make_classifier
 from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
