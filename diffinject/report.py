@@ -223,10 +223,10 @@ def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflictin
     C = spec.num_classes
     if spec.name == 'cmnist':
         raise ValueError(
-            "benchmark='cmnist': build it for real with data.build_colored_mnist (MNIST-5k ships with the package)"
+            "benchmark='cmnist': build it for real with colored_mnist.build_colored_mnist (MNIST-5k ships with the package)"
         )
     if spec.name == 'cifar10c':  # clean shapes -> LfF corruptions
-        from diffinject.corruptions import build_corrupted_cifar10
+        from diffinject.corrupted import build_corrupted_cifar10
 
         n = (n_aligned + n_conflicting + n_eval) * 2
         y = np.arange(n * C) % C

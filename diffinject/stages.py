@@ -117,7 +117,7 @@ def stage_data(run: RunDir, cfg) -> Path:
                     d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'], download=cfg['download']
                 )
             elif spec.name == 'corrupted_mnist' and not external:
-                from diffinject.corruptions import build_corrupted_mnist
+                from diffinject.corrupted import build_corrupted_mnist
 
                 build_corrupted_mnist(
                     d,
@@ -128,7 +128,7 @@ def stage_data(run: RunDir, cfg) -> Path:
                     show=not IN_TEST,
                 )
             elif spec.name == 'cifar10c' and not external:
-                from diffinject.corruptions import build_corrupted_cifar10
+                from diffinject.corrupted import build_corrupted_cifar10
 
                 build_corrupted_cifar10(
                     d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'], download=cfg['download']
