@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from .core import seed_everything
 from .files import write_json
-from .classifiers import make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss
-from .classifiers import TrainResult
+from .classifiers import make_classifier, gce_loss
+from .classifier_training import train_classifier, train_vanilla, per_sample_loss
+from .classifier_training import TrainResult
 from .core import check_precision
 from .data import pct_name
 from .colored_mnist import build_colored_mnist

@@ -13,7 +13,7 @@ from .core import mean_std, md_table
 from .files import write_json, read_json, atomic_write_text
 from .core import _on_rank0, OnRank0Failed
 from .data import pct_name
-from .classifiers import CHECKPOINTS
+from .classifier_training import CHECKPOINTS
 from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
 from .config import make_config  # noqa: F401 (re-exported)
 from .config_checks import SYNTH_METHODS  # noqa: F401 (re-exported)

@@ -11,7 +11,7 @@ from .core import mean_std, md_table
 from .files import read_json
 from .data import BENCHMARKS, get_benchmark, pct_name
 from .layout import write_biased_dataset
-from .classifiers import CHECKPOINTS
+from .classifier_training import CHECKPOINTS
 from .baselines import TABLE1_BENCHMARKS, PUBLISHED_LABEL, PUBLISHED_SOURCE, PUBLISHED_TABLE1
 
 _all_ = [

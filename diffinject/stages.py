@@ -449,7 +449,7 @@ def _check_topk(topk, n_train, path):
 def _style_pool(ic, train, ev, fb, topk):
     "Indices of the style images: f_B's pool (`ic['style_pool'] == 'fb'`), else the bias-label aligned pool."
     from diffinject.synth import style_pool, aligned_pool
-    from diffinject.classifiers import materialize, predict, per_sample_loss
+    from diffinject.classifier_training import materialize, predict, per_sample_loss
 
     if ic['style_pool'] != 'fb':
         return aligned_pool(train, exclude=topk)  # uses bias labels (reference code)
