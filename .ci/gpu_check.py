@@ -84,7 +84,8 @@ def stage_diffusion(a, dev, precision, data):
 
 def stage_classifiers(a, dev, precision):
     "Images/s of training the CMNIST MLP and a ResNet-18 at 32 px, and of mining (per-sample loss) with the MLP."
-    from diffinject.classifiers import CMNISTMLP, resnet18, train_classifier, toy_biased_dataset, per_sample_loss
+    from diffinject.classifiers import CMNISTMLP, resnet18
+    from diffinject.classifier_training import train_classifier, toy_biased_dataset, per_sample_loss
 
     out = {}
     for name, model, size, bs in (

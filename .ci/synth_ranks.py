@@ -31,7 +31,7 @@ def worker(a):
     torch.set_num_threads(1)
     from diffinject.train import init_distributed
     from diffinject.core import dist_barrier
-    from diffinject.data import load_split
+    from diffinject.layout import load_split
     from diffinject.pretrained import load_pretrained
     from diffinject.synth import synthesize
 
@@ -77,7 +77,7 @@ def main(argv=None):
     a = parse(argv)
     if a.worker:
         return worker(a)
-    from diffinject.data import build_colored_mnist
+    from diffinject.colored_mnist import build_colored_mnist
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

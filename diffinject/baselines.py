@@ -14,8 +14,9 @@ from fastcore.basics import patch
 from .core import default_device, seed_everything, pbar, mean_std
 from .files import atomic_save, atomic_write_text, write_json
 from .core import md_table
-from .classifiers import CLASSIFIER_DEFAULTS, CHECKPOINTS, TrainResult, make_classifier, gce_loss, evaluate
-from .classifiers import materialize, train_classifier, train_vanilla, _batches, keep_checkpoints
+from .classifiers import CLASSIFIER_DEFAULTS, make_classifier, gce_loss
+from .classifier_training import CHECKPOINTS, TrainResult, evaluate
+from .classifier_training import materialize, train_classifier, train_vanilla, _batches, keep_checkpoints
 
 # %% auto #0
 __all__ = ['BASELINE_HPARAMS', 'QUICK_HPARAMS', 'METHODS', 'TABLE1_BENCHMARKS', 'PUBLISHED_LABEL', 'PUBLISHED_SOURCE',
@@ -725,7 +726,8 @@ def compare_baselines(
     **overrides,
 ) -> list:
     "Run `methods` x `ratios` x `seeds` on the benchmark folder `root`; one row per run with the three checkpoints' test metrics."
-    from diffinject.data import load_split, pct_name
+    from diffinject.layout import load_split
+    from diffinject.data import pct_name
 
     rows = []
     for r in ratios:

@@ -9,10 +9,13 @@ from pathlib import Path
 import torch
 from .core import seed_everything
 from .files import write_json
-from .classifiers import make_classifier, train_classifier, train_vanilla, gce_loss, per_sample_loss
-from .classifiers import TrainResult
+from .classifiers import make_classifier, gce_loss
+from .classifier_training import train_classifier, train_vanilla, per_sample_loss
+from .classifier_training import TrainResult
 from .core import check_precision
-from .data import pct_name, build_colored_mnist, load_split
+from .data import pct_name
+from .colored_mnist import build_colored_mnist
+from .layout import load_split
 
 # %% auto #0
 __all__ = ['BIAS_CLASSIFIER_DEFAULTS', 'train_bias_classifier', 'mine_topk', 'mine_bias_conflicting', 'mining_precision',

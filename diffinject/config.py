@@ -5,7 +5,8 @@
 # %% ../nbs/16_config.ipynb #cda81276
 from __future__ import annotations
 import math
-from .data import get_benchmark, imagefolder_layout
+from .data import get_benchmark
+from .imagefolder import imagefolder_layout
 from .inject import InjectConfig
 from .pretrained import recipe_of
 from .config_checks import OPTIONAL_KEYS, PRESETS, RUN_OPTIONS, SOURCES, _check_config, _check_number
@@ -165,7 +166,7 @@ def size_imagefolder(cfg, n_train: int, given: dict, cuda: bool = False, minutes
 # %% ../nbs/16_config.ipynb #df8690e2
 def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes) -> dict:
     "`size_imagefolder` for the folder of `lay` (its training images counted from the file lists) and the run's device."
-    from diffinject.data import load_imagefolder
+    from diffinject.imagefolder import load_imagefolder
     from diffinject.core import default_device
 
     k = cfg.get('max_train_per_class')

@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 import numbers
 from .core import check_precision, check_num_workers, check_device
-from .data import check_ratio, TORCHVISION_SOURCES, _idx_file, split_files
-from .data import read_bias_csv
+from .data import check_ratio
+from .colored_mnist import TORCHVISION_SOURCES, _idx_file
+from .layout import split_files
+from .imagefolder import read_bias_csv
 from .unet import carries_style
 from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS, ABLATIONS
 from .pretrained import TRAIN_ON, recipe_of

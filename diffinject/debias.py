@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from .core import seed_everything
 from .data import BiasedDataset
-from .classifiers import make_classifier, train_classifier, TrainResult
+from .classifiers import make_classifier
+from .classifier_training import train_classifier, TrainResult
 
 # %% auto #0
 __all__ = ['real_plus_synthetic', 'train_debiased']

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import numpy as np
-from .data import colored_mnist_source, get_palette, TORCHVISION_SOURCES
+from .colored_mnist import colored_mnist_source, get_palette, TORCHVISION_SOURCES
 
 # %% auto #0
 __all__ = ['SHAPE_SOURCES', 'to_gray', 'ShapeNet', 'fit_reader', 'train_shape_reader', 'shape_probs', 'read_shape',
@@ -153,7 +153,8 @@ def uniformly_corrupted(digits32, names, severity: int = 5, seed: int = 1, draws
 # %% ../nbs/03_oracles.ipynb #3368e36c
 def train_corruption_readers(source='mnist5k', data_root=None, steps: int = 800, severity: int = 5, seed: int = 0):
     "(digit reader, corruption reader, their held-out accuracies, description) for Corrupted MNIST built from `source`."
-    from diffinject.corruptions import corrupted_mnist_source, CORRUPTIONS_MNIST as names
+    from diffinject.corrupted import corrupted_mnist_source
+    from diffinject.corruptions import CORRUPTIONS_MNIST as names
 
     if source not in SHAPE_SOURCES:
         raise ValueError(f'source={source!r}: the corruption readers exist for {SHAPE_SOURCES}')

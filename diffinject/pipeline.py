@@ -13,7 +13,7 @@ from .core import mean_std, md_table
 from .files import write_json, read_json, atomic_write_text
 from .core import _on_rank0, OnRank0Failed
 from .data import pct_name
-from .classifiers import CHECKPOINTS
+from .classifier_training import CHECKPOINTS
 from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
 from .config import make_config  # noqa: F401 (re-exported)
 from .config_checks import SYNTH_METHODS  # noqa: F401 (re-exported)
@@ -22,7 +22,7 @@ from .config_checks import _check_config
 from .config import _base
 from .options import Command, config_args, RunOptions, StageOptions, DataOptions
 from .options import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
-from .data import DataCheckError
+from .layout import DataCheckError
 import shutil
 from .train import init_distributed
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
@@ -553,7 +553,7 @@ def debias(
 def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0) -> Path:
     "Write coloured digits as an image folder `root`: (train, valid, test) images per class, `bias.csv` beside them."
     from PIL import Image
-    from diffinject.data import colored_mnist_split, colored_mnist_source, TEST_CONFLICT_RATIO
+    from diffinject.colored_mnist import colored_mnist_split, colored_mnist_source, TEST_CONFLICT_RATIO
 
     root, src, rows = Path(root), colored_mnist_source('mnist5k'), []
     for split, k in zip(('train', 'valid', 'test'), per_class):

@@ -110,7 +110,7 @@ def plan_sizes(cfg, run_dir, ratio) -> tuple:
         tr, va, te = splits(Path(cfg['data_root']) if external else Path(run_dir) / 'data', cfg, ratio)
         return dict(train=len(tr), valid=len(va), test=len(te) if te is not None else 0), tr
     if cfg['dataset'] == 'cmnist':  # built by the data stage: the source's digits
-        from diffinject.data import colored_mnist_source
+        from diffinject.colored_mnist import colored_mnist_source
 
         try:
             src = colored_mnist_source(cfg['source'], cfg['data_root'])

@@ -9,8 +9,9 @@ import torch
 from .core import asset_path
 from .files import atomic_path
 from .checkpoints import file_sha256
-from .data import get_benchmark, colored_mnist_source, colored_mnist_split
-from .corruptions import corrupted_mnist_split
+from .data import get_benchmark
+from .colored_mnist import colored_mnist_source, colored_mnist_split
+from .corrupted import corrupted_mnist_split
 from .oracles import SHAPE_SOURCES
 from .diffusion import GaussianDiffusion, get_beta_schedule
 from .unet import create_unet, load_unet_weights
@@ -38,7 +39,7 @@ def diffusion_training_images(
             raise ValueError(f'train_on={train_on!r}: pass the training split (train_ds) of {spec.name}')
         return train_ds
     if spec.name == 'corrupted_mnist':  # the clean digits, padded to 32 px, grey RGB
-        from diffinject.corruptions import corrupted_mnist_source
+        from diffinject.corrupted import corrupted_mnist_source
 
         return ArrayImages(
             corrupted_mnist_source(source, data_root, download)['train'][0], name=f'{source} train digits (clean)'
@@ -56,7 +57,7 @@ def diffusion_training_images(
             f"train_on='source': Corrupted CIFAR-10 from source={source!r} has no clean images to train on; "
             "use source='cifar10' or train_on='train'"
         )
-    from diffinject.corruptions import corrupted_cifar10_source
+    from diffinject.corrupted import corrupted_cifar10_source
 
     return ArrayImages(corrupted_cifar10_source(source, data_root, download)['train'][0], name='cifar10 train (clean)')
 

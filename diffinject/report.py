@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from .core import mean_std, md_table
 from .files import read_json
-from .data import BENCHMARKS, get_benchmark, pct_name, write_biased_dataset
-from .classifiers import CHECKPOINTS
+from .data import BENCHMARKS, get_benchmark, pct_name
+from .layout import write_biased_dataset
+from .classifier_training import CHECKPOINTS
 from .baselines import TABLE1_BENCHMARKS, PUBLISHED_LABEL, PUBLISHED_SOURCE, PUBLISHED_TABLE1
 
 _all_ = [
@@ -222,10 +223,10 @@ def write_toy_benchmark(root, benchmark, ratios=None, n_aligned=16, n_conflictin
     C = spec.num_classes
     if spec.name == 'cmnist':
         raise ValueError(
-            "benchmark='cmnist': build it for real with data.build_colored_mnist (MNIST-5k ships with the package)"
+            "benchmark='cmnist': build it for real with colored_mnist.build_colored_mnist (MNIST-5k ships with the package)"
         )
     if spec.name == 'cifar10c':  # clean shapes -> LfF corruptions
-        from diffinject.corruptions import build_corrupted_cifar10
+        from diffinject.corrupted import build_corrupted_cifar10
 
         n = (n_aligned + n_conflicting + n_eval) * 2
         y = np.arange(n * C) % C

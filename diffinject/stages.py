@@ -14,9 +14,13 @@ from .images import show_images
 from .core import rank_and_world, _from_rank0
 from .files import CheckpointError
 from .checkpoints import save_weights, read_weights
-from .data import get_benchmark, pct_name, load_split, build_colored_mnist, BiasedDataset, BenchmarkSpec
-from .data import DIGIT_BENCHMARKS, imagefolder_layout, imagefolder_spec, load_imagefolder, check_imagefolder
-from .data import check_benchmark, per_class_subset
+from .data import get_benchmark, pct_name, BiasedDataset, BenchmarkSpec
+from .layout import load_split
+from .colored_mnist import build_colored_mnist
+from .data import DIGIT_BENCHMARKS, imagefolder_spec
+from .imagefolder import imagefolder_layout, load_imagefolder, check_imagefolder
+from .layout import check_benchmark
+from .imagefolder import per_class_subset
 from .classifiers import make_classifier
 from .debias import train_debiased
 from .bias import train_bias_classifier, mine_bias_conflicting, mining_report, show_mined
@@ -113,7 +117,7 @@ def stage_data(run: RunDir, cfg) -> Path:
                     d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'], download=cfg['download']
                 )
             elif spec.name == 'corrupted_mnist' and not external:
-                from diffinject.corruptions import build_corrupted_mnist
+                from diffinject.corrupted import build_corrupted_mnist
 
                 build_corrupted_mnist(
                     d,
@@ -124,7 +128,7 @@ def stage_data(run: RunDir, cfg) -> Path:
                     show=not IN_TEST,
                 )
             elif spec.name == 'cifar10c' and not external:
-                from diffinject.corruptions import build_corrupted_cifar10
+                from diffinject.corrupted import build_corrupted_cifar10
 
                 build_corrupted_cifar10(
                     d, ratios=tuple(cfg['ratios']), source=src, data_root=cfg['data_root'], download=cfg['download']
@@ -445,7 +449,7 @@ def _check_topk(topk, n_train, path):
 def _style_pool(ic, train, ev, fb, topk):
     "Indices of the style images: f_B's pool (`ic['style_pool'] == 'fb'`), else the bias-label aligned pool."
     from diffinject.synth import style_pool, aligned_pool
-    from diffinject.classifiers import materialize, predict, per_sample_loss
+    from diffinject.classifier_training import materialize, predict, per_sample_loss
 
     if ic['style_pool'] != 'fb':
         return aligned_pool(train, exclude=topk)  # uses bias labels (reference code)

@@ -69,7 +69,7 @@ def image_dataset(data, benchmark=None, ratio=None):
                 raise ValueError(f'{p}: expected an array named "images", found {list(z.keys())}')
             return ArrayImages(z['images'], name=str(p))
     if benchmark is not None:
-        from diffinject.data import load_split
+        from diffinject.layout import load_split
 
         return load_split(p, benchmark, 'train', ratio=ratio, transform='eval')
     return ImageFolderImages(p)
