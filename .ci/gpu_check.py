@@ -143,7 +143,7 @@ def main(argv=None):
         flush=True,
     )
     t_all, rates = time.perf_counter(), {}
-    from diffinject.train import ArrayImages
+    from diffinject.images import ArrayImages
 
     data = ArrayImages(coloured_digits(5000), 'coloured MNIST-5k')
     for p in PRECISIONS:

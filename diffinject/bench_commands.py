@@ -31,7 +31,8 @@ def register_bench(name):
 # %% ../nbs/26a_bench_commands.ipynb #43c874b4
 def _diffusion_calls(preset, batch_size, sample_batch, sample_steps, device, amp):
     "The model of `preset` and its timed calls on random data: (model, {'fwd', 'fwd_bwd', 'train_step', 'sample'})."
-    from diffinject.train import build_model_and_diffusion, ema_update
+    from diffinject.train import build_model_and_diffusion
+    from diffinject.train_helpers import ema_update
     from diffinject.ddim import ddim_sample
 
     torch.manual_seed(0)

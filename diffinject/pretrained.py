@@ -14,7 +14,8 @@ from .corruptions import corrupted_mnist_split
 from .oracles import SHAPE_SOURCES
 from .diffusion import GaussianDiffusion, get_beta_schedule
 from .unet import create_unet, load_unet_weights
-from .train import ArrayImages, train_diffusion, load_diffusion_checkpoint
+from .images import ArrayImages
+from .train import train_diffusion, load_diffusion_checkpoint
 
 # %% auto #0
 __all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_images', 'recipe_of', 'train_pretrained',

@@ -16,7 +16,7 @@ from .checkpoints import file_sha256
 from .images import to_01
 from .core import rank_and_world, dist_barrier
 from .data import pct_name, write_sample, split_files, BiasedDataset, get_benchmark
-from .train import fit_images, to_diffusion_range, load_images
+from .images import fit_images, to_diffusion_range, load_images
 from .classifiers import predict
 from .inject import InjectConfig, check_config, check_model_images, invert_content, invert_style
 from .inject import inject_sample, select_h
