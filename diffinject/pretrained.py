@@ -237,7 +237,8 @@ def model_report(
 ) -> dict:
     "Sample quality, swap shares and attribute transfer of a diffusion model on pairs of `ds` (evaluation); `attributes`: task, bias names."
     from diffinject.ddim import ddim_sample
-    from diffinject.inject import swap_shares, attribute_transfer, diff_inject, attribute_swaps
+    from diffinject.inject import diff_inject
+    from diffinject.inject_diagnostics import swap_shares, attribute_transfer, attribute_swaps
     from diffinject.oracles import sample_quality
     from diffinject.synth import to_model_images, to_benchmark_images
     from diffinject.train import load_images
