@@ -7,7 +7,7 @@ the device.
     python .ci/gpu_check.py --smoke         # the same code on the CPU with the tiny preset, in seconds
     python .ci/gpu_check.py --gd_path DIR   # also compare with guided-diffusion from a checkout at DIR
 
-Never needed by the tests; `nbs/26_bench.ipynb` runs the smoke version.
+Never needed by the tests; `nbs/26a_bench_commands.ipynb` runs the smoke version.
 """
 
 import argparse, json, sys, time
@@ -144,7 +144,7 @@ def main(argv=None):
         flush=True,
     )
     t_all, rates = time.perf_counter(), {}
-    from diffinject.train import ArrayImages
+    from diffinject.images import ArrayImages
 
     data = ArrayImages(coloured_digits(5000), 'coloured MNIST-5k')
     for p in PRECISIONS:
@@ -165,7 +165,7 @@ def main(argv=None):
     for k, v in rates.items():
         print(f"{k:<40} {v['fp32']:12.1f} {v['bf16']:12.1f} {v['bf16'] / v['fp32']:10.2f}")
     print('\ncompare (fp32, side by side):', flush=True)
-    from diffinject.bench import bench_compare
+    from diffinject.bench_commands import bench_compare
 
     kw = (
         dict(smoke=True)

@@ -29,7 +29,7 @@ def worker(a):
     import torch
 
     torch.set_num_threads(1)
-    from diffinject.train import init_distributed
+    from diffinject.train_helpers import init_distributed
     from diffinject.core import dist_barrier
     from diffinject.layout import load_split
     from diffinject.pretrained import load_pretrained

@@ -24,7 +24,7 @@ from .options import Command, config_args, RunOptions, StageOptions, DataOptions
 from .options import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
 from .layout import DataCheckError
 import shutil
-from .train import init_distributed
+from .train_helpers import init_distributed
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
 from .stages import STAGES, run_spec, source_title, data_key, stage_key  # noqa: F401 (re-exported)
 from .stages import stage_data, splits, eval_description, stage_bias  # noqa: F401 (re-exported)

@@ -15,7 +15,8 @@ from .corrupted import corrupted_mnist_split
 from .oracles import SHAPE_SOURCES
 from .diffusion import GaussianDiffusion, get_beta_schedule
 from .unet import create_unet, load_unet_weights
-from .train import ArrayImages, train_diffusion, load_diffusion_checkpoint
+from .images import ArrayImages
+from .train import train_diffusion, load_diffusion_checkpoint
 
 # %% auto #0
 __all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_images', 'recipe_of', 'train_pretrained',
@@ -237,7 +238,8 @@ def model_report(
 ) -> dict:
     "Sample quality, swap shares and attribute transfer of a diffusion model on pairs of `ds` (evaluation); `attributes`: task, bias names."
     from diffinject.ddim import ddim_sample
-    from diffinject.inject import swap_shares, attribute_transfer, diff_inject, attribute_swaps
+    from diffinject.inject import diff_inject
+    from diffinject.inject_diagnostics import swap_shares, attribute_transfer, attribute_swaps
     from diffinject.oracles import sample_quality
     from diffinject.synth import to_model_images, to_benchmark_images
     from diffinject.train import load_images

@@ -286,7 +286,7 @@ def _sample_grid(model, ac, path, n=None, steps=None, seed=0):
     "Save a grid of `n` DDIM samples (eta=0, `steps` steps; under the tests 4 samples of 10 steps, else 16 of 50)."
     n, steps = n or (4 if IN_TEST else 16), steps or (10 if IN_TEST else 50)
     from diffinject.ddim import ddim_sample
-    from diffinject.train import save_image_grid
+    from diffinject.train_helpers import save_image_grid
 
     g = torch.Generator().manual_seed(seed)
     p = next(model.parameters())

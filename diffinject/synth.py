@@ -17,7 +17,7 @@ from .images import to_01
 from .core import rank_and_world, dist_barrier
 from .data import pct_name, BiasedDataset, get_benchmark
 from .layout import write_sample, split_files
-from .train import fit_images, to_diffusion_range, load_images
+from .images import fit_images, to_diffusion_range, load_images
 from .classifier_training import predict
 from .inject import InjectConfig, check_config, check_model_images, invert_content, invert_style
 from .inject import inject_sample, select_h

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_train.ipynb #b1fc0361
 from __future__ import annotations
-import os, time, math, random, copy
+import time, math, copy
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,250 +13,28 @@ from fastcore.basics import patch
 from .core import IN_TEST, default_device, seed_everything
 from .files import config_diff
 from .core import pbar
-from .files import atomic_path, atomic_save, json_data
+from .files import atomic_save, json_data
 from .checkpoints import load_torch, read_weights
 from .images import check_images, to_01
 from .files import CheckpointError
 from .checkpoints import save_weights, check_weights
 from .images import fit_images
 from .core import loader_kwargs
-from .images import to_diffusion_range, ArrayImages, load_images
+from .images import load_images
+from diffinject.train_helpers import (
+    image_dataset,
+    _dataset_name,
+    _mix,
+    StepSampler,
+    step_noise,
+    ema_update,
+    ema_rate_at,
+)
+from .train_helpers import init_distributed, replica_max_diff, _rng_state, _set_rng_state, state_signature
+from .train_helpers import diffusion_signature, NonFiniteLossError, StepImages, step_loader, save_image_grid
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'ImageFolderImages', 'image_dataset', 'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at',
-           'init_distributed', 'replica_max_diff', 'state_signature', 'diffusion_signature', 'NonFiniteLossError',
-           'StepImages', 'step_loader', 'save_image_grid', 'DiffusionTrainer', 'build_model_and_diffusion',
-           'train_diffusion', 'load_diffusion_checkpoint']
-
-# %% ../nbs/10_train.ipynb #f8e1b394
-class ImageFolderImages(torch.utils.data.Dataset):
-    "Every image file under `root` (recursively, sorted), as float [C,H,W] in [0,1]; labels unused."
-
-    exts = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
-
-    def __init__(self, root, mode='RGB'):
-        self.root, self.mode = Path(root), mode
-        if not self.root.is_dir():
-            raise FileNotFoundError(f'{self.root}: no such image folder')
-        self.files = sorted(p for p in self.root.rglob('*') if p.suffix.lower() in self.exts)
-        if not self.files:
-            raise ValueError(f'{self.root}: no image files ({", ".join(self.exts)}) found')
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        im = np.asarray(Image.open(self.files[i]).convert(self.mode))
-        im = torch.from_numpy(im.copy()).float() / 255
-        return im[None] if im.ndim == 2 else im.permute(2, 0, 1)
-
-    def __repr__(self):
-        return f'ImageFolderImages({str(self.root)!r}, n={len(self)})'
-
-# %% ../nbs/10_train.ipynb #d8adcda0
-def image_dataset(data, benchmark=None, ratio=None):
-    "A dataset of training images from a Dataset, an `.npz` (key `images`), a benchmark root (with `benchmark`) or an image folder."
-    if isinstance(data, torch.utils.data.Dataset):
-        return data
-    p = Path(data)
-    if p.suffix == '.npz':
-        if not p.exists():
-            raise FileNotFoundError(f'{p}: no such file')
-        with np.load(p) as z:
-            if 'images' not in z:
-                raise ValueError(f'{p}: expected an array named "images", found {list(z.keys())}')
-            return ArrayImages(z['images'], name=str(p))
-    if benchmark is not None:
-        from diffinject.layout import load_split
-
-        return load_split(p, benchmark, 'train', ratio=ratio, transform='eval')
-    return ImageFolderImages(p)
-
-# %% ../nbs/10_train.ipynb #6a3f0bb8
-def _dataset_name(ds):
-    return getattr(ds, 'name', None) or repr(ds)[:120]
-
-# %% ../nbs/10_train.ipynb #b5e337d3
-def _mix(*xs):
-    "A 63-bit seed from integers (so that each (seed, step) pair has its own random stream)."
-    h = 1469598103934665603
-    for x in xs:
-        h = ((h ^ (int(x) & 0xFFFFFFFFFFFF)) * 1099511628211) % 2**63
-    return h
-
-# %% ../nbs/10_train.ipynb #c2a530e0
-class StepSampler:
-    """Deterministic data order that restarts mid-epoch: global batch `step` holds positions [step*B, (step+1)*B) of
-    the stream of epochs, epoch `e` being a permutation seeded by (seed, e). Rank r of W gets slice r of the batch."""
-
-    def __init__(self, n, batch_size, seed=0, rank=0, world_size=1):
-        if batch_size % world_size:
-            raise ValueError(f'batch_size={batch_size}: must be divisible by the world size {world_size}')
-        if n < 1:
-            raise ValueError('the dataset is empty')
-        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
-        self._perm = {}
-
-    def epoch_perm(self, e):
-        if e not in self._perm:
-            self._perm = {e: torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, e, 17)))}
-        return self._perm[e]
-
-    def global_batch(self, step):
-        pos = torch.arange(step * self.batch_size, (step + 1) * self.batch_size)
-        return torch.cat(
-            [self.epoch_perm(int(e))[pos[pos // self.n == e] % self.n] for e in torch.unique(pos // self.n)]
-        )
-
-    def local_batch(self, step):
-        per = self.batch_size // self.world_size
-        return self.global_batch(step)[self.rank * per : (self.rank + 1) * per]
-
-    def state_dict(self, step):
-        return dict(n=self.n, batch_size=self.batch_size, seed=self.seed, position=step * self.batch_size)
-
-# %% ../nbs/10_train.ipynb #d0152704
-def step_noise(seed, step, batch_size, shape, num_timesteps):
-    "The timesteps t ~ U{0..T-1} and noise eps ~ N(0, I) of global batch `step`, a function of (seed, step) alone."
-    g = torch.Generator().manual_seed(_mix(seed, step, 29))
-    t = torch.randint(0, num_timesteps, (batch_size,), generator=g)
-    return t, torch.randn((batch_size, *shape), generator=g)
-
-# %% ../nbs/10_train.ipynb #53de6bb3
-@torch.no_grad()
-def ema_update(ema, model, rate):
-    "EMA of the weights: theta_ema <- rate * theta_ema + (1 - rate) * theta (buffers copied)."
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach().to(e.dtype), 1 - rate)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
-
-# %% ../nbs/10_train.ipynb #2eda0974
-def ema_rate_at(step, rate, warmup=True):
-    "The EMA rate after `step` updates; with warmup min(rate, (1+step)/(10+step)) so short runs are not stuck near init."
-    return min(rate, (1 + step) / (10 + step)) if warmup else rate
-
-# %% ../nbs/10_train.ipynb #f9234183
-def init_distributed():
-    "Join the process group if launched by `torchrun` (nccl on CUDA, gloo on CPU); returns (rank, world_size, local_rank)."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    if not dist.is_initialized():
-        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
-        if backend == 'nccl':
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-# %% ../nbs/10_train.ipynb #a7d5454b
-@torch.no_grad()
-def replica_max_diff(model):
-    "Under DDP: max |theta_rank - theta_rank0| over all parameters and ranks (0.0 when the replicas agree bitwise)."
-    v = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-    v0 = v.clone()
-    dist.broadcast(v0, 0)
-    d = (v - v0).abs().max().reshape(1)
-    dist.all_reduce(d, op=dist.ReduceOp.MAX)
-    return d.item()
-
-# %% ../nbs/10_train.ipynb #d4f449c4
-def _rng_state():
-    "Python, NumPy, torch (and CUDA) RNG states as tensors and plain numbers, so that a weights-only file holds them."
-    version, words, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    s = dict(
-        python=dict(version=version, state=torch.tensor(words, dtype=torch.int64), gauss=gauss),
-        numpy=dict(
-            name=name,
-            keys=torch.from_numpy(keys.astype(np.int64)),
-            pos=int(pos),
-            has_gauss=int(has_gauss),
-            cached_gaussian=float(cached),
-        ),
-        torch=torch.get_rng_state(),
-    )
-    if torch.cuda.is_available():
-        s['cuda'] = torch.cuda.get_rng_state_all()
-    return s
-
-# %% ../nbs/10_train.ipynb #26f1347d
-def _set_rng_state(s):
-    "Restore `_rng_state()` (or the pickled tuples of checkpoints written before it stored tensors)."
-    py, nps = s['python'], s['numpy']
-    if isinstance(py, dict):
-        py = (py['version'], tuple(py['state'].tolist()), py['gauss'])
-    if isinstance(nps, dict):
-        nps = (nps['name'], nps['keys'].numpy().astype(np.uint32), nps['pos'], nps['has_gauss'], nps['cached_gaussian'])
-    random.setstate(py)
-    np.random.set_state(nps)
-    torch.set_rng_state(s['torch'])
-    if 'cuda' in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s['cuda'])
-
-# %% ../nbs/10_train.ipynb #378ce640
-def state_signature(model):
-    "A config for a model that has none: `{param name: shape}`."
-    return {k: list(v.shape) for k, v in model.state_dict().items()}
-
-# %% ../nbs/10_train.ipynb #369e4487
-def diffusion_signature(diffusion):
-    "The diffusion settings a checkpoint depends on: T, P2 (gamma, k), and a digest of alpha-bar."
-    ac = torch.as_tensor(diffusion.alphas_cumprod, dtype=torch.float64)
-    return dict(
-        num_timesteps=int(len(ac)),
-        p2_gamma=float(getattr(diffusion, 'p2_gamma', 0.0)),
-        p2_k=float(getattr(diffusion, 'p2_k', 1.0)),
-        alphas_cumprod_sum=round(float(ac.sum()), 9),
-        learn_sigma=bool(getattr(diffusion, 'learn_sigma', False)),
-    )
-
-# %% ../nbs/10_train.ipynb #27ea6a46
-class NonFiniteLossError(FloatingPointError):
-    "Raised when the training loss (or gradient norm) is NaN/inf; the last good checkpoint is left untouched."
-
-# %% ../nbs/10_train.ipynb #19170efe
-class StepImages(torch.utils.data.Dataset):
-    "Item `step`: (step, this rank's images of global batch `step`, fitted, in [-1,1]), for DataLoader workers."
-
-    def __init__(self, data, sampler, image_size, image_fit, name):
-        self.data, self.sampler, self.image_size, self.image_fit, self.name = data, sampler, image_size, image_fit, name
-
-    def __len__(self):
-        return 2**62  # indexed by step; the loader's sampler bounds it
-
-    def __getitem__(self, step):
-        x = load_images(self.data, self.sampler.local_batch(step)).float()
-        return step, to_diffusion_range(fit_images(x, self.image_size, self.image_fit, self.name))
-
-# %% ../nbs/10_train.ipynb #487aec6b
-def step_loader(images: StepImages, start: int, stop: int, num_workers: int, pin_memory: bool = False):
-    "Batches of steps start..stop-1 in order, loaded by `num_workers` processes ahead of the training loop."
-    own = torch.Generator().manual_seed(0)  # the workers' base seed: not drawn from the global RNG (dropout's)
-    return torch.utils.data.DataLoader(
-        images,
-        batch_size=None,
-        sampler=range(start, stop),
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        prefetch_factor=2 if num_workers else None,
-        generator=own,
-    )
-
-# %% ../nbs/10_train.ipynb #5660b8b3
-def save_image_grid(x01, path, nrow=None):
-    "Save a batch [N,C,H,W] in [0,1] as one PNG grid, atomically."
-    from torchvision.utils import make_grid
-    from PIL import Image
-
-    nrow = nrow or int(math.ceil(math.sqrt(len(x01))))
-    g = make_grid(x01.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
-    im = Image.fromarray((g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-    with atomic_path(path) as tmp:
-        im.save(tmp, format='PNG')
-    return Path(path)
+__all__ = ['CKPT_FORMAT', 'DiffusionTrainer', 'build_model_and_diffusion', 'train_diffusion', 'load_diffusion_checkpoint']
 
 # %% ../nbs/10_train.ipynb #dffb8caf
 CKPT_FORMAT = 'diffinject.DiffusionTrainer/2'  # weights-only: tensors, plain data, RNG states as tensors

@@ -702,7 +702,7 @@ UNET_PRESETS = {
 }
 
 # %% ../nbs/06_unet.ipynb #93512baa
-# candidates for what h carries (compared in 11_inject): a 4x4 h, and decoders that must read more through h
+# candidates for what h carries (compared in 11a_inject_diagnostics): a 4x4 h, and decoders that must read more through h
 UNET_PRESETS['cmnist_h4'] = dict(UNET_PRESETS['cmnist_quick'], channel_mult=(1, 1, 2, 2), attention_resolutions=(4, 8))
 UNET_PRESETS['cmnist_hgate'] = dict(UNET_PRESETS['cmnist_quick'], skip_resolutions=(), skip_gate_t=300, input_skip=True)
 UNET_PRESETS['cmnist_hgate_mean'] = dict(UNET_PRESETS['cmnist_hgate'], skip_pool='mean')
