@@ -125,7 +125,7 @@ BENCHMARKS = {
     'cifar10c': _spec('cifar10c', 10, 32, (0.005, 0.01, 0.02, 0.05)),
     'corrupted_mnist': _spec(
         'corrupted_mnist', 10, 32, (0.005, 0.01, 0.02, 0.05)
-    ),  # digit x corruption (02a_corrupted)
+    ),  # digit x corruption (02b_corrupted)
     'bffhq': _spec(
         'bffhq', 2, 224, (0.005, 0.01, 0.02, 0.05), test_conflict_only=True, flat_valid=True, shared_valid=True
     ),

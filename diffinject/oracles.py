@@ -142,7 +142,7 @@ def _as_rgb32(x01):
 # %% ../nbs/03_oracles.ipynb #4c6e96a9
 def uniformly_corrupted(digits32, names, severity: int = 5, seed: int = 1, draws: int = 1):
     "Every image of `digits32` (uint8 [N,32,32,3]) `draws` times, each with a corruption drawn uniformly: (x01, rows, corruption)."
-    from diffinject.corruptions import corrupt
+    from diffinject.corruption_sets import corrupt
 
     rng = np.random.default_rng([seed, 7])
     rows = np.tile(np.arange(len(digits32)), draws)
@@ -154,7 +154,7 @@ def uniformly_corrupted(digits32, names, severity: int = 5, seed: int = 1, draws
 def train_corruption_readers(source='mnist5k', data_root=None, steps: int = 800, severity: int = 5, seed: int = 0):
     "(digit reader, corruption reader, their held-out accuracies, description) for Corrupted MNIST built from `source`."
     from diffinject.corrupted import corrupted_mnist_source
-    from diffinject.corruptions import CORRUPTIONS_MNIST as names
+    from diffinject.corruption_sets import CORRUPTIONS_MNIST as names
 
     if source not in SHAPE_SOURCES:
         raise ValueError(f'source={source!r}: the corruption readers exist for {SHAPE_SOURCES}')

@@ -26,10 +26,13 @@ from .layout import DataCheckError
 import shutil
 from .train_helpers import init_distributed
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
-from .stages import STAGES, run_spec, source_title, data_key, stage_key  # noqa: F401 (re-exported)
-from .stages import stage_data, splits, eval_description, stage_bias  # noqa: F401 (re-exported)
-from .stages import one_diffusion_model, stage_diffusion, stage_synth  # noqa: F401 (re-exported)
-from .stages import stage_classifier, _device  # noqa: F401 (re-exported)
+from .options import STAGES  # noqa: F401 (re-exported)
+from .stages import run_spec, source_title, data_key, stage_key  # noqa: F401 (re-exported)
+from .stages import stage_data, splits, eval_description, _device  # noqa: F401 (re-exported)
+from .bias_stage import stage_bias  # noqa: F401 (re-exported)
+from .diffusion_stage import one_diffusion_model, stage_diffusion  # noqa: F401 (re-exported)
+from .synth_stage import stage_synth  # noqa: F401 (re-exported)
+from .classifier_stage import stage_classifier  # noqa: F401 (re-exported)
 from .plan import plan_sizes, time_plan, plan_by_stage, plan_lines  # noqa: F401 (re-exported)
 
 _all_ = [

@@ -11,7 +11,9 @@ import torch
 from .data import pct_name, DIGIT_BENCHMARKS
 from .classifiers import make_classifier
 from .config_checks import SYNTH_METHODS
-from .stages import STAGES, run_spec, splits, _device, _unet_for, _train_minutes, _diffusion_dir
+from .options import STAGES
+from .stages import run_spec, splits, _device
+from .diffusion_stage import _unet_for, _train_minutes, _diffusion_dir
 
 # %% auto #0
 __all__ = ['plan_sizes', 'time_plan', 'plan_by_stage', 'plan_lines']
