@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #9448efbc
 from __future__ import annotations
-import os, time, random
+import os, time, random, pickle
+import multiprocessing
 import importlib.resources
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ from fastprogress.fastprogress import progress_bar
 # %% auto #0
 __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'max_procs', 'check_device', 'seed_everything', 'asset_path', 'mean_std',
            'md_table', 'LineProgress', 'pbar', 'check_prob', 'check_precision', 'precision_autocast', 'grad_scaler',
-           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'OnRank0Failed']
+           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'OnRank0Failed', 'set_workers',
+           'get_workers', 'process_map']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -99,8 +101,10 @@ def _fmt_s(s: float) -> str:
 class LineProgress:
     "A line per `every` of `total` after `min_s` s, lines >= `gap_s` s apart (the last always): count, %, elapsed, ETA, `comment`."
 
-    def __init__(self, it, total=None, comment='', every=0.1, file=None, min_s=2.0, gap_s=10.0, clock=time.time):
-        self.it, self.comment, self.every, self.file, self.clock = it, comment, every, file, clock
+    def __init__(
+        self, it, total=None, comment='', every=0.1, file=None, min_s=2.0, gap_s=10.0, clock=time.time, tag=''
+    ):
+        self.it, self.comment, self.every, self.file, self.clock, self.tag = it, comment, every, file, clock, tag
         self.min_s, self.gap_s = min_s, gap_s
         self.total = total if total is not None else (len(it) if hasattr(it, '__len__') else None)
 
@@ -120,13 +124,16 @@ class LineProgress:
                 continue  # a loop over in less than min_s seconds writes nothing; a short one a few lines
             last = dt
             print(
-                f'  {i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
+                f'  {self.tag + " " if self.tag else ""}{i}/{n} ({100 * i / n:.0f}%) {_fmt_s(dt)} elapsed, ETA {_fmt_s(dt / i * (n - i))}'
                 + (f' {self.comment}' if self.comment else ''),
                 file=self.file or sys.stdout,
                 flush=True,
             )
 
 # %% ../nbs/00_core.ipynb #1ce6afc7
+_PROGRESS_TAG = ''  # set in a worker process of `process_map`: its lines start with `[tag]`
+
+
 def _interactive() -> bool:
     "Whether progress can be redrawn: a Jupyter kernel, or stdout is a terminal."
     return 'ipykernel' in sys.modules or sys.stdout.isatty()
@@ -138,8 +145,8 @@ def pbar(it, total=None, comment='', show=None, **kw):
         show = not IN_TEST
     if not show:
         return it
-    if not _interactive():
-        return LineProgress(it, total=total, comment=comment)
+    if _PROGRESS_TAG or not _interactive():  # a worker process shares the terminal: lines, tagged
+        return LineProgress(it, total=total, comment=comment, tag=_PROGRESS_TAG)
     pb = progress_bar(it, total=total, **kw)
     pb.comment = comment
     return pb
@@ -247,3 +254,78 @@ def _from_rank0(f):
     box = [_on_rank0(f)]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+# %% ../nbs/00_core.ipynb #3f60f2aa
+_WORKERS = 1  # processes for independent work on a CPU: set_workers
+
+
+def set_workers(n: int):
+    "How many processes (one thread each) independent CPU work may use (`process_map`); 1: in this process."
+    global _WORKERS
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_procs():
+        raise ValueError(f'workers={n!r}: expected an integer from 1 to {max_procs()}')
+    _WORKERS = n
+
+
+def get_workers() -> int:
+    "The processes `set_workers` allowed (1 unless set)."
+    return _WORKERS
+
+# %% ../nbs/00_core.ipynb #923055fa
+def _die_with_parent():
+    "Worker initializer: one torch thread; on Linux, SIGTERM when the parent process dies (no orphan keeps writing)."
+    torch.set_num_threads(1)
+    try:
+        import ctypes, signal
+
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker ends when its job does
+
+# %% ../nbs/00_core.ipynb #205a3c2a
+def _sendable(e: BaseException) -> BaseException:
+    "`e` if it survives pickling (a worker's exception is sent back), else the same kind of error with its message."
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:
+        kind = ValueError if isinstance(e, ValueError) else OSError if isinstance(e, OSError) else RuntimeError
+        return kind(f'{type(e).__name__}: {e}')
+
+# %% ../nbs/00_core.ipynb #8ccef1f5
+def _job(tag, f, args) -> tuple:
+    "One job in a worker: `f(*args)`, its progress lines tagged `tag`: (result, seconds), or (the exception, None)."
+    global _PROGRESS_TAG
+    _PROGRESS_TAG, t0 = tag, time.time()
+    try:
+        return f(*args), time.time() - t0
+    except Exception as e:
+        return _sendable(e), None
+
+# %% ../nbs/00_core.ipynb #5afd06ff
+def process_map(f, jobs: list, tags=None) -> list:
+    "[(f(*a), seconds) for a in `jobs`], `get_workers()` at a time in spawned one-thread processes; see above."
+    jobs = [tuple(a) for a in jobs]
+    n = min(get_workers(), len(jobs))
+    if n <= 1:
+        out = [_job('', f, a) for a in jobs]
+    else:
+        tags = tags or [f'[{i}]' for i in range(len(jobs))]
+        for g in (f, _die_with_parent):  # a worker would fail to load it, and the pool would restart workers forever
+            if getattr(g, '__module__', None) == '__main__':
+                raise ValueError(
+                    f'process_map: {g.__qualname__} is defined in __main__; a worker process imports what it runs'
+                )
+        pool = multiprocessing.get_context('spawn').Pool(n, initializer=_die_with_parent)
+        try:
+            out = [r.get() for r in [pool.apply_async(_job, (t, f, a)) for t, a in zip(tags, jobs)]]
+        except BaseException:
+            pool.terminate()  # Ctrl-C / SIGTERM: every worker stops now
+            raise
+        finally:
+            pool.close()
+            pool.join()
+    failed = [r for r, s in out if s is None]
+    if failed:
+        raise failed[0]
+    return out

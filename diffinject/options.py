@@ -104,7 +104,10 @@ class RunOptions(Options):
         expected='an integer >= 0 (0 = load in the main process)',
     )
     threads: int | None = opt(
-        None, 'torch CPU threads (default: every core of this machine; 1 on a shared one)', check=check_threads
+        None,
+        'CPU cores to use: torch threads, and on a CPU as many processes of one thread for the synthetic set and the '
+        'classifiers (default: every core of this machine; 1 on a shared one)',
+        check=check_threads,
     )
 
     def overrides(self) -> dict:

@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 from .core import mean_std, md_table
 from .files import write_json, read_json, atomic_write_text
-from .core import _on_rank0, OnRank0Failed
+from .core import _on_rank0, OnRank0Failed, get_workers, set_workers, process_map, max_procs
+from .core import rank_and_world
 from .data import pct_name
 from .classifier_training import CHECKPOINTS
 from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
@@ -331,6 +332,16 @@ def _timed(run, rank: int, verbose: bool, timings: dict, name, f, *a, together=F
     timings[name] = timings.get(name, 0.0) + time.time() - t0
     return r
 
+# %% ../nbs/19_pipeline.ipynb #17c3bfd7
+class _Timer:
+    "Runs and times the stages of one `run_pipeline` call (`_timed`); `timings`: seconds per stage kind."
+
+    def __init__(self, run, rank: int, verbose: bool):
+        self.run, self.rank, self.verbose, self.timings = run, rank, verbose, {}
+
+    def __call__(self, name, f, *a, together=False, where=None):
+        return _timed(self.run, self.rank, self.verbose, self.timings, name, f, *a, together=together, where=where)
+
 # %% ../nbs/19_pipeline.ipynb #75fd5a33
 def _data_stage(timed, run, cfg, new: bool):
     "The data stage through `timed`; on a failed data check the run directory is removed when this call made it (`new`)."
@@ -371,8 +382,29 @@ def _seed_stages(timed, run, cfg, root, ratio, seed, stages, model_ac: tuple, ou
         )
         figures[f'Fig. 2 {p}'] = run.path / p / 'synth' / 'fig2.png'
     if any(s in stages for s in ('classifier', 'report')):
-        for m in cfg['methods']:
-            results.append(timed(m, stage_classifier, run, cfg, root, ratio, seed, m, run.path / p / 'synth'))
+        results.extend(_classifier_stages(timed, run, cfg, root, ratio, seed))
+
+# %% ../nbs/19_pipeline.ipynb #af6556d1
+def _classifier_job(run_path, cfg, root, ratio, seed, method, synth_dir) -> dict:
+    "One method's classifier stage in a worker process (the run directory's lock stays with `run_pipeline`)."
+    return stage_classifier(RunDir(run_path, cfg, lock=False), cfg, root, ratio, seed, method, synth_dir)
+
+# %% ../nbs/19_pipeline.ipynb #8d811329
+def _classifier_stages(timed: _Timer, run, cfg, root, ratio, seed) -> list:
+    "The result of each method's classifier stage of (`ratio`, `seed`), in `cfg['methods']` order; see above."
+    p = f'{pct_name(ratio)}/seed{seed}'
+    synth, todo = run.path / p / 'synth', [m for m in cfg['methods'] if not (run.path / p / m).exists()]
+    w = min(get_workers() if _device(cfg).type == 'cpu' and rank_and_world()[1] == 1 else 1, len(todo))
+    got = {}
+    if w > 1:
+        if timed.verbose:
+            print(f'\n{time.strftime("%H:%M:%S")} stages {", ".join(todo)} ({pct_name(ratio)}, seed {seed}): '
+                  f'{w} at a time, a process each', flush=True)  # fmt: skip
+        jobs = [(run.path, cfg, root, ratio, seed, m, synth) for m in todo]
+        for m, (r, s) in zip(todo, process_map(_classifier_job, jobs, tags=[f'[{m}]' for m in todo])):
+            got[m], timed.timings[m] = r, timed.timings.get(m, 0.0) + s
+    return [got[m] if m in got else timed(m, stage_classifier, run, cfg, root, ratio, seed, m, synth)
+            for m in cfg['methods']]  # fmt: skip
 
 # %% ../nbs/19_pipeline.ipynb #4722d456
 def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> dict:
@@ -382,8 +414,9 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
     new = rank == 0 and not os.path.lexists(run_dir)  # made by this call: removed again if the data fails its check
     run = RunDir(run_dir, cfg)
     verbose = run.announce = verbose and rank == 0
-    timings, figures, results, bias_outs, synth_outs = {}, {}, [], {}, {}
-    timed = lambda name, f, *a, **kw: _timed(run, rank, verbose, timings, name, f, *a, **kw)
+    figures, results, bias_outs, synth_outs = {}, [], {}, {}
+    timed = _Timer(run, rank, verbose)
+    timings = timed.timings
     if verbose:
         _print_plan(run, cfg, stages)  # before the first stage: minutes per stage
     root = _data_stage(timed, run, cfg, new)
@@ -409,8 +442,11 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
 # %% ../nbs/19_pipeline.ipynb #d0729dcf
 def _run_stages(prog: str, opts: dict, stages) -> tuple:
     "make_config from the checked option sections `opts`, then `run_pipeline` of `stages`: (cfg, metrics, s, rank)."
-    torch.set_num_threads(opts['run'].threads or os.cpu_count() or 1)
+    threads = opts['run'].threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
     cfg = make_config(**config_args(opts))  # every check before anything is written
+    workers = get_workers()
+    set_workers(min(threads, max_procs()))  # independent work on a CPU: processes of one thread (core.process_map)
     run_dir, rank = opts['run'].run_dir, int(os.environ.get('RANK', '0'))  # under torchrun only rank 0 prints
     if rank == 0:
         methods = f"methods {','.join(cfg['methods'])}, " if 'classifier' in opts else ''  # a command that trains them
@@ -421,6 +457,7 @@ def _run_stages(prog: str, opts: dict, stages) -> tuple:
     except OnRank0Failed:
         raise SystemExit(1) from None  # rank 0 says what failed
     finally:
+        set_workers(workers)  # as it was (a command called from Python leaves no setting behind)
         if dist.is_initialized():
             dist.destroy_process_group()
     return cfg, m, time.time() - t0, rank

@@ -8,6 +8,7 @@ import math, time
 from pathlib import Path
 import numpy as np
 import torch
+from .core import get_workers
 from .data import pct_name, DIGIT_BENCHMARKS
 from .classifiers import make_classifier
 from .config_checks import SYNTH_METHODS
@@ -16,7 +17,7 @@ from .stages import run_spec, splits, _device
 from .diffusion_stage import _unet_for, _train_minutes, _diffusion_dir
 
 # %% auto #0
-__all__ = ['plan_sizes', 'time_plan', 'plan_by_stage', 'plan_lines']
+__all__ = ['plan_sizes', 'time_plan', 'plan_by_stage', 'plan_wall', 'plan_lines']
 
 # %% ../nbs/18_plan.ipynb #43ec22e3
 def _probe(f, device=None, reps: int = 3, min_s: float = 0.3) -> float:
@@ -124,12 +125,22 @@ def plan_sizes(cfg, run_dir, ratio) -> tuple:
         ), None
     return None, None
 
+# %% ../nbs/18_plan.ipynb #96adfe54
+def _on_threads(one: bool, f, *a):
+    "`f(*a)` on one torch thread (`one`) or on the threads set; the setting restored after."
+    old = torch.get_num_threads()
+    torch.set_num_threads(1 if one else old)
+    try:
+        return f(*a)
+    finally:
+        torch.set_num_threads(old)
+
 # %% ../nbs/18_plan.ipynb #a643c9e9
 class _Probes:
     "The timed probes of one plan, each run once when first needed; `fit` prices a classifier's training from them."
 
-    def __init__(self, spec, device, train):
-        self.spec, self.device, self.train, self.cache = spec, device, train, {}
+    def __init__(self, spec, device, train, workers: int = 1):
+        self.spec, self.device, self.train, self.workers, self.cache = spec, device, train, workers, {}
 
     def memo(self, key, f):
         if key not in self.cache:
@@ -139,15 +150,17 @@ class _Probes:
     def read(self) -> float:
         return self.memo('read', lambda: _read_probe(self.train, self.spec.image_size))
 
-    def cls(self, bs) -> tuple:
-        return self.memo(('cls', bs), lambda: _classifier_probe(self.spec, bs, self.device))
+    def cls(self, bs, one=False) -> tuple:
+        return self.memo(
+            ('cls', bs) + ('one',) * one, lambda: _on_threads(one, _classifier_probe, self.spec, bs, self.device)
+        )
 
-    def unet(self, key, unet_cfg, bs) -> float:
-        return self.memo(key, lambda: _unet_probe(unet_cfg, bs, self.device))
+    def unet(self, key, unet_cfg, bs, one=False) -> float:
+        return self.memo((key,) + ('one',) * one, lambda: _on_threads(one, _unet_probe, unet_cfg, bs, self.device))
 
-    def fit(self, steps, bs, eval_every, n_train, n, models=1) -> float:
+    def fit(self, steps, bs, eval_every, n_train, n, models=1, one=False) -> float:
         "A classifier's training: its steps, its evaluations on valid + test, and the images it reads."
-        step, fwd = self.cls(bs)
+        step, fwd = self.cls(bs, one)
         n_eval = n['valid'] + n['test']
         preload = self.spec.name in DIGIT_BENCHMARKS  # preloaded once, as stage_classifier does, else a batch per step
         reads = (n_train if preload else steps * bs) + n_eval
@@ -193,16 +206,19 @@ def _synth_unet(dc, spec):
 
 # %% ../nbs/18_plan.ipynb #c74f2279
 def _synth_s(cfg, n, n_syn, pr: _Probes) -> float:
-    "Seconds of stage 3: inversions and sampling (2.5 UNet passes per image per step), f_B's readings, the shape oracle."
+    "Seconds of stage 3: contents inverted, then per image 2.5 UNet passes a step (its batches shared by the workers), f_B's readings, the oracle."
     from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
     from diffinject.oracles import SHAPE_SOURCES
 
     ic, spec = cfg['inject'], pr.spec
-    unet_s = pr.unet('unet_syn', _synth_unet(cfg['diffusion'], spec), ic['batch_size'])
+    unet, bs = _synth_unet(cfg['diffusion'], spec), ic['batch_size']
+    w = min(pr.workers, math.ceil(n_syn / bs))  # synth._generate: batch b to worker b mod w
+    per_worker = min(n_syn, math.ceil(math.ceil(n_syn / bs) / w) * bs)  # images of the busiest worker
     fb_read = (n['train'] + n_syn) * (pr.cls(BIAS_CLASSIFIER_DEFAULTS[spec.name]['bs'])[1] + pr.read())
     oracle = spec.name == 'cmnist' and cfg['source'] in SHAPE_SOURCES
     return (
-        ic['steps'] * (min(cfg['bias']['k'] * spec.num_classes, n_syn) + 2.5 * n_syn) * unet_s
+        ic['steps'] * min(cfg['bias']['k'] * spec.num_classes, n_syn) * pr.unet('unet_syn', unet, bs)
+        + ic['steps'] * 2.5 * per_worker * pr.unet('unet_syn', unet, bs, one=w > 1)
         + fb_read
         + (pr.memo('oracle', _shape_oracle_probe) if oracle else 0.0)
     )
@@ -217,13 +233,14 @@ def _method_s(cfg, m, n, n_syn, pr: _Probes) -> float:
     from diffinject.baselines import method_hparams
 
     cc, cd = cfg['classifier'], CLASSIFIER_DEFAULTS[pr.spec.name]
+    one = pr.workers > 1 and len(cfg['methods']) > 1  # the methods train at once, a process of one thread each
     if m in SYNTH_METHODS:
         return pr.fit(cc['steps'] or cd['steps'], cc['bs'] or cd['bs'], cc['eval_every'] or cd['eval_every'],
-                      n['train'] + n_syn, n)  # fmt: skip
+                      n['train'] + n_syn, n, one=one)  # fmt: skip
     given = {k: cc[k] for k in ('steps', 'bs', 'eval_every') if cc[k]}
     hp = method_hparams(m, pr.spec.name, cfg['ratios'][0], cfg['baselines']['quick'], **given)
     bs, ev = hp.get('bs') or cd['bs'], hp.get('eval_every') or cd['eval_every']
-    return pr.fit(hp['steps'], bs, ev, n['train'], n, _MODELS.get(m, 1))
+    return pr.fit(hp['steps'], bs, ev, n['train'], n, _MODELS.get(m, 1), one=one)
 
 # %% ../nbs/18_plan.ipynb #1f9aba3c
 def time_plan(cfg, run_dir, stages=STAGES) -> dict:
@@ -234,11 +251,12 @@ def time_plan(cfg, run_dir, stages=STAGES) -> dict:
     done = lambda name: (run_dir / name / 'stage.json').exists()
     ratios, seeds = cfg['ratios'], cfg['seeds']
     n, train = plan_sizes(cfg, run_dir, ratios[0])
-    pr, out = _Probes(spec, _device(cfg), train), {}
+    dev = _device(cfg)
+    pr, out = _Probes(spec, dev, train, get_workers() if dev.type == 'cpu' else 1), {}
     if not done('data'):
         external = cfg['source'] in ('folder', 'imagefolder')
         files = None if n is None else (n['train'] + n['valid']) * (1 if external else len(ratios)) + n['test']
-        out['data'] = None if n is None else files * pr.read()  # built: the probe wrote and read each image
+        out['data'] = None if n is None else 2 * files * pr.read()  # each image written, then read back by the check
     if stages == ('data',):
         return out
     need_di = any(m in SYNTH_METHODS for m in cfg['methods'])
@@ -267,15 +285,37 @@ def plan_by_stage(plan: dict) -> dict:
         out[kind] = None if v is None or out.get(kind, 0.0) is None else out.get(kind, 0.0) + v
     return out
 
+# %% ../nbs/18_plan.ipynb #48b6eba3
+_NOT_METHODS = ('data', 'diffusion', 'bias', 'synth')
+
+
+def plan_wall(plan: dict, w: int = 1) -> float:
+    "Seconds of `plan` ({stage directory: s}) with the classifier stages of each `<pct>/seed<s>` run `w` at a time."
+    groups, other = {}, 0.0
+    for k, v in plan.items():
+        if Path(k).name in _NOT_METHODS or '/' not in k:
+            other += v
+        else:
+            groups.setdefault(str(Path(k).parent), []).append(v)
+    wall = other
+    for vs in groups.values():
+        free = [0.0] * max(1, min(w, len(vs)))
+        for v in vs:  # the next method to the first free worker
+            free[free.index(min(free))] += v
+        wall += max(free)
+    return wall
+
 # %% ../nbs/18_plan.ipynb #76a8e2ce
 def plan_lines(plan: dict, device=None) -> list:
-    "The plan as printed: a line per stage kind in minutes (and how many runs of it), then the total."
+    "The plan as printed: a line per stage kind in minutes (and how many runs of it), then the wall time in all."
     per, count = plan_by_stage(plan), {}
     for k, v in plan.items():
         if v:
             count[Path(k).name] = count.get(Path(k).name, 0) + 1
+    w = get_workers() if torch.device(device or 'cpu').type == 'cpu' else 1
     fmt = lambda s: '?' if s is None else f'{s / 60:.1f} min'
-    head = f'time plan on this machine ({device or "cpu"}, {torch.get_num_threads()} threads; estimated from timed probes):'
+    procs = f', {w} processes for the synthetic set and the classifiers' if w > 1 else ''
+    head = f'time plan on this machine ({device or "cpu"}, {torch.get_num_threads()} threads{procs}; estimated from timed probes):'
     lines = [head] + [
         f'  {k:<12} {fmt(v)}'
         + (f' ({count[k]} runs)' if count.get(k, 0) > 1 else '')
@@ -283,5 +323,7 @@ def plan_lines(plan: dict, device=None) -> list:
         for k, v in per.items()
     ]
     known = [v for v in per.values() if v is not None]
-    total = sum(known)
-    return lines + [f'  {"total":<12} {fmt(total)}' + ('' if len(known) == len(per) else ' + the stages marked ?')]
+    total, at_once = plan_wall({k: v for k, v in plan.items() if v is not None}, w), ' (classifiers at once)' * (w > 1)
+    return lines + [
+        f'  {"total":<12} {fmt(total)}{at_once}' + ('' if len(known) == len(per) else ' + the stages marked ?')
+    ]

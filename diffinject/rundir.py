@@ -47,11 +47,15 @@ def _drop_temp(d):
 class RunDir:
     "A run directory bound to one configuration, locked for this process (under torchrun: by rank 0); see above."
 
-    def __init__(self, path, config: dict):
+    def __init__(self, path, config: dict, lock: bool = True):
         self.path, self.config = Path(path), json.loads(json.dumps(config, default=str))
         self.rank, self._together, self._release = rank_and_world()[0], False, None
         self.announce = False  # print a line for each stage found finished
         self._verified = set()  # finished stages whose files were checked (sha256)
+        if not lock:  # a worker process of the one that holds the lock (`core.process_map`)
+            if not self._config_matches():
+                raise ValueError(f'{self.path}: no config.json; lock=False opens a run directory another process holds')
+            return
         _on_rank0(self._claim)  # the other ranks wait for rank 0 ...
         if self.rank != 0:
             self._config_matches()  # ... then read the configuration it checked
