@@ -21,7 +21,7 @@ from typing import ClassVar, get_type_hints
 from .core import PRECISIONS
 from .cli import _Parser, add_option, run_parsed, cli_list, cli_check, check_threads
 
-STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')  # a run's stages, in order (17_stages)
+STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')  # a run's stages, in order (17_stages to 17d)
 
 
 def opt(default, help: str, *, choices=None, lo=None, hi=None, gt=None, lt=None, each=None, expected=None, check=None):
@@ -105,8 +105,8 @@ class RunOptions(Options):
     )
     threads: int | None = opt(
         None,
-        'CPU cores to use: torch threads, and on a CPU as many processes of one thread for the synthetic set and the '
-        'classifiers (default: every core of this machine; 1 on a shared one)',
+        'CPU cores to use: torch threads, and on a CPU as many one-thread processes training the methods\' classifiers '
+        'at once (default: every core of this machine; 1 on a shared one)',
         check=check_threads,
     )
 

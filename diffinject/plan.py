@@ -155,8 +155,8 @@ class _Probes:
             ('cls', bs) + ('one',) * one, lambda: _on_threads(one, _classifier_probe, self.spec, bs, self.device)
         )
 
-    def unet(self, key, unet_cfg, bs, one=False) -> float:
-        return self.memo((key,) + ('one',) * one, lambda: _on_threads(one, _unet_probe, unet_cfg, bs, self.device))
+    def unet(self, key, unet_cfg, bs) -> float:
+        return self.memo(key, lambda: _unet_probe(unet_cfg, bs, self.device))
 
     def fit(self, steps, bs, eval_every, n_train, n, models=1, one=False) -> float:
         "A classifier's training: its steps, its evaluations on valid + test, and the images it reads."
@@ -206,19 +206,16 @@ def _synth_unet(dc, spec):
 
 # %% ../nbs/18_plan.ipynb #c74f2279
 def _synth_s(cfg, n, n_syn, pr: _Probes) -> float:
-    "Seconds of stage 3: contents inverted, then per image 2.5 UNet passes a step (its batches shared by the workers), f_B's readings, the oracle."
+    "Seconds of stage 3: inversions and sampling (2.5 UNet passes per image per step), f_B's readings, the shape oracle."
     from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
     from diffinject.oracles import SHAPE_SOURCES
 
     ic, spec = cfg['inject'], pr.spec
-    unet, bs = _synth_unet(cfg['diffusion'], spec), ic['batch_size']
-    w = min(pr.workers, math.ceil(n_syn / bs))  # synth._generate: batch b to worker b mod w
-    per_worker = min(n_syn, math.ceil(math.ceil(n_syn / bs) / w) * bs)  # images of the busiest worker
+    unet_s = pr.unet('unet_syn', _synth_unet(cfg['diffusion'], spec), ic['batch_size'])
     fb_read = (n['train'] + n_syn) * (pr.cls(BIAS_CLASSIFIER_DEFAULTS[spec.name]['bs'])[1] + pr.read())
     oracle = spec.name == 'cmnist' and cfg['source'] in SHAPE_SOURCES
     return (
-        ic['steps'] * min(cfg['bias']['k'] * spec.num_classes, n_syn) * pr.unet('unet_syn', unet, bs)
-        + ic['steps'] * 2.5 * per_worker * pr.unet('unet_syn', unet, bs, one=w > 1)
+        ic['steps'] * (min(cfg['bias']['k'] * spec.num_classes, n_syn) + 2.5 * n_syn) * unet_s
         + fb_read
         + (pr.memo('oracle', _shape_oracle_probe) if oracle else 0.0)
     )
@@ -314,7 +311,7 @@ def plan_lines(plan: dict, device=None) -> list:
             count[Path(k).name] = count.get(Path(k).name, 0) + 1
     w = get_workers() if torch.device(device or 'cpu').type == 'cpu' else 1
     fmt = lambda s: '?' if s is None else f'{s / 60:.1f} min'
-    procs = f', {w} processes for the synthetic set and the classifiers' if w > 1 else ''
+    procs = f', the classifiers {w} at a time' if w > 1 else ''
     head = f'time plan on this machine ({device or "cpu"}, {torch.get_num_threads()} threads{procs}; estimated from timed probes):'
     lines = [head] + [
         f'  {k:<12} {fmt(v)}'

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import pbar, get_workers, process_map
+from .core import pbar
 from .files import write_json, read_json, config_diff, atomic_path, CheckpointError
 from .checkpoints import file_sha256
 from .images import to_01
@@ -283,27 +283,8 @@ def _read_batches(parts, batches, n, bs, size, plan) -> tuple:
 
 # %% ../nbs/12_synth.ipynb #9779c75f
 @torch.no_grad()
-def _make_batches(model, ac, content_h, cpos, jobs, S, spec, parts, opts, progress):
-    "Make and write the batches `jobs` [(b, slice, style images, inject config, seeds, records)] in turn."
-    for b, sl, style01, bcfg, seeds, recs in pbar(jobs, comment='synthesize', show=progress):
-        out = _inject_batch(model, ac, style01, content_h, cpos[sl], bcfg, seeds, S, spec, opts)
-        _write_batch(parts, b, out, recs)
-
-# %% ../nbs/12_synth.ipynb #d5726d48
-def _batch_jobs(todo, train_ds, plan, cfg, gammas, t_edits, n, bs) -> list:
-    "What `_make_batches` needs of each batch of `todo`: its slice of the plan, its style images, config and seeds."
-    jobs = []
-    for b in todo:
-        sl = slice(b * bs, min(n, (b + 1) * bs))
-        style01 = load_images(train_ds, plan['style'][sl])  # read once: the model's input and the colour match
-        bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
-        jobs.append((b, sl, style01, bcfg, plan['seeds'][sl], _batch_records(plan, sl, gammas, t_edits, cfg.t_boost)))
-    return jobs
-
-# %% ../nbs/12_synth.ipynb #28f56d37
-@torch.no_grad()
 def _generate(model, ac, train_ds, plan, cfg, gammas, t_edits, S, spec, parts, opts, progress):
-    "Phase 1: the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; finished ones skipped; see above."
+    "Phase 1: the plan in batches, each written as synth_parts/batch_NNNNN.{npz,json}; finished ones skipped; rank r of W takes b = r mod W."
     n, bs = opts['n'], opts['batch_size']
     rank, world = rank_and_world()
     uniq, cpos = np.unique(np.asarray(plan['content'], dtype=np.int64), return_inverse=True)
@@ -311,12 +292,12 @@ def _generate(model, ac, train_ds, plan, cfg, gammas, t_edits, S, spec, parts, o
     todo = [b for b in batches if b % world == rank and not (parts / f'batch_{b:05d}.json').exists()]
     if todo:  # invert the contents once: h_t cached per step
         content_h = _invert_contents(model, ac, train_ds, uniq, cfg, S, opts)
-        jobs = _batch_jobs(todo, train_ds, plan, cfg, gammas, t_edits, n, bs)
-        cpu = next(model.parameters()).device.type == 'cpu'
-        w = min(get_workers() if cpu and world == 1 else 1, len(jobs))
-        shared = (model, ac, content_h, cpos)
-        process_map(_make_batches, [(*shared, jobs[k::w], S, spec, parts, opts, progress) for k in range(w)],
-                    tags=[f'[synth {k + 1}/{w}]' for k in range(w)])  # fmt: skip
+    for b in pbar(todo, comment='synthesize', show=progress):
+        sl = slice(b * bs, min(n, (b + 1) * bs))
+        style01 = load_images(train_ds, plan['style'][sl])  # read once: the model's input and the colour match
+        bcfg = replace(cfg, gamma=gammas[sl], t_edit=t_edits[sl])
+        out = _inject_batch(model, ac, style01, content_h, cpos[sl], bcfg, plan['seeds'][sl], S, spec, opts)
+        _write_batch(parts, b, out, _batch_records(plan, sl, gammas, t_edits, cfg.t_boost))
     dist_barrier()  # every shard is written
     return _read_batches(parts, batches, n, bs, spec.image_size, plan)
 
