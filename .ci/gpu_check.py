@@ -57,26 +57,22 @@ def coloured_digits(n):
 
 def stage_diffusion(a, dev, precision, data):
     "Train the diffusion preset for a.steps steps (after a warm-up); returns (images/s, EMA model, alphas_cumprod)."
-    from diffinject.train import build_model_and_diffusion, DiffusionTrainer
+    from diffinject.train import build_model_and_diffusion, DiffusionTrainer, TrainConfig
 
     model, diffusion, _ = build_model_and_diffusion(
         a.preset, p2_gamma=PAPER_CMNIST['p2_gamma'], p2_k=PAPER_CMNIST['p2_k']
     )
-    tr = DiffusionTrainer(
-        model,
-        diffusion,
-        data,
+    cfg = TrainConfig(
         batch_size=a.batch_size,
         lr=PAPER_CMNIST['lr'],
         ema_rate=PAPER_CMNIST['ema_rate'],
         image_fit=PAPER_CMNIST['image_fit'],
         amp=precision == 'bf16',
-        device=dev,
         ckpt_every=0,
         sample_every=0,
         log_every=10,
-        show_progress=False,
     )
+    tr = DiffusionTrainer(model, diffusion, data, cfg, device=dev, show_progress=False)
     tr.fit(a.warmup)  # allocator, cuDNN autotuning
     dt = timed(lambda: tr.fit(a.warmup + a.steps), dev)
     return a.steps * a.batch_size / dt, tr.ema, diffusion.alphas_cumprod

@@ -119,7 +119,7 @@ def _retrain_shipped(dc, d, dev, rank):
 # %% ../nbs/17b_diffusion_stage.ipynb #e57bec37
 def _train_in_run(cfg, root, ratio, spec, d, dev, rank):
     "Train the run's diffusion model (`cfg['diffusion']`) into `d`, every rank (DDP under torchrun)."
-    from diffinject.train import train_diffusion
+    from diffinject.train import TrainConfig, train_diffusion
     from diffinject.pretrained import diffusion_training_images
 
     dc = cfg['diffusion']
@@ -133,9 +133,7 @@ def _train_in_run(cfg, root, ratio, spec, d, dev, rank):
             f"{dc['batch_size']}, about {minutes:.0f} min here (resumable)",
             flush=True,
         )
-    train_diffusion(
-        data,
-        out_dir=d,
+    tc = TrainConfig(
         preset=unet,
         steps=dc['steps'],
         batch_size=dc['batch_size'],
@@ -147,11 +145,10 @@ def _train_in_run(cfg, root, ratio, spec, d, dev, rank):
         image_fit=dc['image_fit'],
         sample_every=dc['sample_every'],
         ckpt_every=dc['ckpt_every'],
-        device=dev,
-        show_progress=not IN_TEST,
         amp=run_option(cfg, 'precision') == 'bf16',
         num_workers=run_option(cfg, 'num_workers'),
-    )  # every rank: DDP under torchrun
+    )
+    train_diffusion(data, tc, d, device=dev, show_progress=not IN_TEST)  # every rank: DDP under torchrun
 
 # %% ../nbs/17b_diffusion_stage.ipynb #5432e147
 def stage_diffusion(run: RunDir, cfg, root, ratio):

@@ -16,7 +16,7 @@ from .oracles import SHAPE_SOURCES
 from .diffusion import GaussianDiffusion, get_beta_schedule
 from .unet import create_unet, load_unet_weights
 from .images import ArrayImages
-from .train import train_diffusion, load_diffusion_checkpoint
+from .train import TrainConfig, train_diffusion, load_diffusion_checkpoint
 
 # %% auto #0
 __all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_images', 'recipe_of', 'train_pretrained',
@@ -93,9 +93,8 @@ def train_pretrained(name: str, out_dir, steps=None, device=None, show_progress=
     kw = _train_kwargs(r)
     if steps is not None:
         kw['steps'] = steps
-    return train_diffusion(
-        data, out_dir, preset=r['unet'], device=device, show_progress=show_progress, sample_every=0, **kw
-    )
+    cfg = TrainConfig(preset=r['unet'], sample_every=0, **kw)
+    return train_diffusion(data, cfg, out_dir, device=device, show_progress=show_progress)
 
 # %% ../nbs/13_pretrained.ipynb #a2064215
 def export_pretrained(name: str, ckpt, out_dir, extra: dict | None = None) -> dict:

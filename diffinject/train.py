@@ -5,6 +5,7 @@
 # %% ../nbs/10_train.ipynb #b1fc0361
 from __future__ import annotations
 import time, math, copy
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -34,7 +35,8 @@ from .train_helpers import init_distributed, replica_max_diff, _rng_state, _set_
 from .train_helpers import diffusion_signature, NonFiniteLossError, StepImages, step_loader, save_image_grid
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'DiffusionTrainer', 'build_model_and_diffusion', 'train_diffusion', 'load_diffusion_checkpoint']
+__all__ = ['CKPT_FORMAT', 'TrainConfig', 'DiffusionTrainer', 'build_model_and_diffusion', 'train_diffusion',
+           'load_diffusion_checkpoint']
 
 # %% ../nbs/10_train.ipynb #dffb8caf
 CKPT_FORMAT = 'diffinject.DiffusionTrainer/2'  # weights-only: tensors, plain data, RNG states as tensors
@@ -55,73 +57,90 @@ def _model_shape(model, image_size, channels) -> tuple:
         raise ValueError('image_size/channels: the model has no .image_size/.in_channels; pass them explicitly')
     return image_size, channels
 
+# %% ../nbs/10_train.ipynb #bd56a9b6
+@dataclass(frozen=True)
+class TrainConfig:
+    "The settings of a diffusion training run (`DiffusionTrainer`, `train_diffusion`)."
+
+    preset: str | dict = 'cmnist_32'  # UNet preset name or config dict (train_diffusion builds it)
+    model_overrides: dict | None = None  # UNet arguments over the preset's, e.g. dict(dropout=0.1)
+    schedule: str = 'linear'  # beta schedule: 'linear' or 'cosine'
+    num_timesteps: int = 1000  # diffusion steps T
+    p2_gamma: float = 0.0  # P2 weighting exponent gamma (0: the plain eps loss)
+    p2_k: float = 1.0  # P2 weighting offset k
+    steps: int = 1000  # optimizer steps in total (train_diffusion; `fit`'s default)
+    batch_size: int = 32  # the global batch, split over the ranks under torchrun
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    ema_rate: float = 0.9999  # EMA decay of the weights that sampling uses
+    ema_warmup: bool = True  # EMA rate min(ema_rate, (1+step)/(10+step)) (ema_rate_at)
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
+    seed: int = 0  # the init, data order, t and eps: functions of (seed, step)
+    image_fit: str | None = None  # 'pad', 'resize' or None: the images to the model's size
+    amp: bool | None = None  # bf16 autocast; None: on CUDA, fp32 elsewhere
+    ckpt_every: int = 500  # checkpoint every N steps (0: at the end only)
+    sample_every: int = 0  # sample grid every N steps (0: never)
+    sample_n: int = 16  # images in a sample grid
+    sample_steps: int = 20  # DDIM steps of a sample grid
+    log_every: int = 10  # a loss record every N steps
+    num_workers: int = 0  # DataLoader worker processes loading the batches ahead
+    pin_memory: bool | None = None  # pinned host batches; None: on CUDA
+    resume: bool = True  # continue from out_dir/ckpt.pt when it exists
+    throttle: float = 0.0  # seconds of sleep per step (for tests that kill a run)
+
 # %% ../nbs/10_train.ipynb #08e14351
 class DiffusionTrainer:
-    """Train an eps-prediction diffusion model (Eq. (5)): AdamW, EMA, grad clipping, bf16 autocast on CUDA, sample grids,
-    atomic resumable checkpoints, DistributedDataParallel under `torchrun`. `batch_size` is the global batch."""
+    """Train an eps-prediction diffusion model (Eq. (5)) with the settings `cfg`: AdamW, EMA, grad clipping, bf16
+    autocast on CUDA, sample grids, atomic resumable checkpoints, DistributedDataParallel under `torchrun`.
+    `cfg.batch_size` is the global batch; `image_size`/`channels` default to the model's."""
 
     def __init__(
         self,
         model,
         diffusion,
         data,
+        cfg: TrainConfig,
         out_dir=None,
-        batch_size=32,
-        lr=1e-4,
-        weight_decay=0.0,
-        ema_rate=0.9999,
-        ema_warmup=True,
-        grad_clip=1.0,
-        seed=0,
-        image_fit=None,
-        image_size=None,
-        channels=None,
-        ckpt_every=500,
-        sample_every=0,
-        sample_n=16,
-        sample_steps=20,
-        log_every=10,
-        amp=None,
         device=None,
         model_config=None,
-        resume=True,
         show_progress=None,
-        throttle=0.0,
-        num_workers=0,
-        pin_memory=None,
+        image_size=None,
+        channels=None,
     ):
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f'cfg: expected a TrainConfig, got {type(cfg).__name__}')
+        self.cfg, self.show_progress = cfg, show_progress
         self.rank, self.world_size, local_rank = init_distributed()
         self.device = _trainer_device(device, local_rank)
-        self.amp = (self.device.type == 'cuda') if amp is None else amp  # bf16 autocast on CUDA, fp32 on CPU
+        self.amp = (self.device.type == 'cuda') if cfg.amp is None else cfg.amp  # bf16 autocast on CUDA, fp32 on CPU
         self.model, self.diffusion, self.data = model.to(self.device), diffusion, data
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.image_size, self.channels = _model_shape(model, image_size, channels)
-        self.data_name, self.image_fit = _dataset_name(data), image_fit
-        hp = dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema_rate=ema_rate, ema_warmup=ema_warmup)
-        hp.update(grad_clip=grad_clip, seed=seed, ckpt_every=ckpt_every, sample_every=sample_every, sample_n=sample_n)
-        hp.update(sample_steps=sample_steps, log_every=log_every, throttle=throttle, show_progress=show_progress)
-        self.__dict__.update(hp)
-        self.sampler = StepSampler(len(data), batch_size, seed, self.rank, self.world_size)
-        lk = loader_kwargs(self.device, num_workers, pin_memory)  # checks num_workers; pin_memory on CUDA only
+        self.data_name, self.image_fit = _dataset_name(data), cfg.image_fit
+        self.sampler = StepSampler(len(data), cfg.batch_size, cfg.seed, self.rank, self.world_size)
+        lk = loader_kwargs(self.device, cfg.num_workers, cfg.pin_memory)  # checks num_workers; pin_memory on CUDA only
         self.num_workers, self.pin_memory = lk['num_workers'], lk['pin_memory']
         self._ready = None  # a batch loaded by the workers
-        self.images = StepImages(data, self.sampler, self.image_size, image_fit, self.data_name)
+        self.images = StepImages(data, self.sampler, self.image_size, cfg.image_fit, self.data_name)
         self._check_data()
-        self.config = self._trainer_config(model, model_config, hp)
-        seed_everything(seed + self.rank)  # dropout etc.: per-rank global RNG
-        self._setup_model(lr, weight_decay)
+        self.config = self._trainer_config(model, model_config)
+        seed_everything(cfg.seed + self.rank)  # dropout etc.: per-rank global RNG
+        self._setup_model(cfg.lr, cfg.weight_decay)
         self.step, self.history, self.pending = 0, [], []  # pending: losses since the last log record
-        if resume and self.ckpt_path is not None and self.ckpt_path.exists():
+        if cfg.resume and self.ckpt_path is not None and self.ckpt_path.exists():
             self.load(self.ckpt_path)
 
 # %% ../nbs/10_train.ipynb #0bdb0f7d
 @patch
-def _trainer_config(self: DiffusionTrainer, model, model_config, hp: dict) -> dict:
+def _trainer_config(self: DiffusionTrainer, model, model_config) -> dict:
     "The run's configuration: model and diffusion signatures, the hyper-parameters that change the weights, the data's shape."
     return dict(
         model=model_config if model_config is not None else state_signature(model),
         diffusion=diffusion_signature(self.diffusion),
-        **{k: hp[k] for k in ('batch_size', 'lr', 'weight_decay', 'ema_rate', 'ema_warmup', 'grad_clip', 'seed')},
+        **{
+            k: getattr(self.cfg, k)
+            for k in ('batch_size', 'lr', 'weight_decay', 'ema_rate', 'ema_warmup', 'grad_clip', 'seed')
+        },
         image_fit=self.image_fit,
         image_size=self.image_size,
         channels=self.channels,
@@ -166,8 +185,8 @@ def get_batch(self: DiffusionTrainer, step):
     "This rank's slice of global batch `step`: (x0 in [-1,1], t, noise), a function of (seed, step) alone."
     ready, self._ready = self._ready, None
     x = ready[1] if ready is not None and ready[0] == step else self.images[step][1]  # from a worker, or load now
-    t, noise = step_noise(self.seed, step, self.batch_size, x.shape[1:], self.diffusion.num_timesteps)
-    per = self.batch_size // self.world_size
+    t, noise = step_noise(self.cfg.seed, step, self.cfg.batch_size, x.shape[1:], self.diffusion.num_timesteps)
+    per = self.cfg.batch_size // self.world_size
     sl = slice(self.rank * per, (self.rank + 1) * per)
     return x.to(self.device, non_blocking=self.pin_memory), t[sl].to(self.device), noise[sl].to(self.device)
 
@@ -182,7 +201,9 @@ def train_step(self: DiffusionTrainer, step):
     loss = losses['loss'].float().mean()  # mean over this rank's micro-batch
     self.opt.zero_grad(set_to_none=True)
     loss.backward()  # DDP all-reduces (averages) grads here
-    gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip if self.grad_clip else float('inf'))
+    gn = torch.nn.utils.clip_grad_norm_(
+        self.model.parameters(), self.cfg.grad_clip if self.cfg.grad_clip else float('inf')
+    )
     lg = loss.detach().clone()
     if self.world_size > 1:
         dist.all_reduce(lg)
@@ -198,13 +219,14 @@ def train_step(self: DiffusionTrainer, step):
             f'non-finite training loss {lg} (grad norm {gn}) at step {step}; stopped before the update; {last}'
         )
     self.opt.step()
-    ema_update(self.ema, self.model, ema_rate_at(step, self.ema_rate, self.ema_warmup))
+    ema_update(self.ema, self.model, ema_rate_at(step, self.cfg.ema_rate, self.cfg.ema_warmup))
     return lg, gn
 
 # %% ../nbs/10_train.ipynb #2b891ea8
 @patch
-def fit(self: DiffusionTrainer, steps):
-    "Train until `steps` optimizer steps in total (resuming from `self.step`); checkpoint at the end."
+def fit(self: DiffusionTrainer, steps=None):
+    "Train to `steps` (default `cfg.steps`) optimizer steps in total, resuming from `self.step`; checkpoint at the end."
+    steps = self.cfg.steps if steps is None else steps
     show = (self.rank == 0) and (self.show_progress if self.show_progress is not None else not IN_TEST)
     it = pbar(range(self.step, steps), total=steps - self.step, show=show)
     t0 = time.time()
@@ -217,18 +239,18 @@ def fit(self: DiffusionTrainer, steps):
         lg, gn = self.train_step(step)
         self.step = step + 1
         self.pending.append(lg)
-        if self.step % self.log_every == 0 or self.step == steps:
+        if self.step % self.cfg.log_every == 0 or self.step == steps:
             rec = dict(step=self.step, loss=float(np.mean(self.pending)), grad_norm=gn, time=time.time() - t0)
             self.history.append(rec)
             self.pending = []
             if show and hasattr(it, 'comment'):
                 it.comment = f'loss {rec["loss"]:.4f}'
-        if self.ckpt_every and self.step % self.ckpt_every == 0:
+        if self.cfg.ckpt_every and self.step % self.cfg.ckpt_every == 0:
             self.save()
-        if self.sample_every and self.step % self.sample_every == 0:
+        if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
             self.sample_grid()
-        if self.throttle:
-            time.sleep(self.throttle)  # for tests that kill a run mid-way
+        if self.cfg.throttle:
+            time.sleep(self.cfg.throttle)  # for tests that kill a run mid-way
     if self.ckpt_path is not None:
         self.save()
         self.export_ema()
@@ -297,7 +319,7 @@ def load(self: DiffusionTrainer, path):
     if len(sd['rng']) == self.world_size:
         _set_rng_state(sd['rng'][self.rank])
     else:
-        seed_everything(_mix(self.seed, self.step, self.rank) % 2**31)  # world size changed: fresh per-rank streams
+        seed_everything(_mix(self.cfg.seed, self.step, self.rank) % 2**31)  # world size changed: fresh per-rank streams
     return self
 
 # %% ../nbs/10_train.ipynb #3e0f480c
@@ -316,8 +338,8 @@ def sample(self: DiffusionTrainer, n=None, steps=None, seed=None, clip=True):
     "DDIM samples (eta=0, `steps` steps, x0 clipped to [-1,1] as ADM samples) from the EMA model, in [0,1]; fixed x_T."
     from diffinject.ddim import ddim_sample
 
-    n, steps = n or self.sample_n, steps or self.sample_steps
-    g = torch.Generator().manual_seed(_mix(self.seed if seed is None else seed, 99))
+    n, steps = n or self.cfg.sample_n, steps or self.cfg.sample_steps
+    g = torch.Generator().manual_seed(_mix(self.cfg.seed if seed is None else seed, 99))
     xT = torch.randn(n, self.channels, self.image_size, self.image_size, generator=g).to(self.device)
     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
         x = ddim_sample(self.ema, xT, self.diffusion.alphas_cumprod, steps, clip=clip)
@@ -358,46 +380,18 @@ def build_model_and_diffusion(
     return model, diffusion, cfg
 
 # %% ../nbs/10_train.ipynb #b7839dc9
-def train_diffusion(
-    data,
-    out_dir=None,
-    preset='cmnist_32',
-    steps=1000,
-    batch_size=32,
-    lr=1e-4,
-    weight_decay=0.0,
-    ema_rate=0.9999,
-    grad_clip=1.0,
-    p2_gamma=0.0,
-    p2_k=1.0,
-    schedule='linear',
-    num_timesteps=1000,
-    image_fit=None,
-    seed=0,
-    model_overrides=None,
-    benchmark=None,
-    ratio=None,
-    **kw,
-):
-    "Train a UNet preset with the P2-weighted loss (Eqs. (5)-(6)) on `data` (Dataset, .npz, image folder or benchmark root)."
-    seed_everything(seed)  # same init on every rank
-    model, diffusion, cfg = build_model_and_diffusion(preset, model_overrides, schedule, num_timesteps, p2_gamma, p2_k)
-    tr = DiffusionTrainer(
-        model,
-        diffusion,
-        image_dataset(data, benchmark, ratio),
-        out_dir=out_dir,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        ema_rate=ema_rate,
-        grad_clip=grad_clip,
-        seed=seed,
-        image_fit=image_fit,
-        model_config=cfg,
-        **kw,
+def train_diffusion(data, cfg: TrainConfig, out_dir=None, device=None, show_progress=None, benchmark=None, ratio=None):
+    """Build the UNet `cfg.preset` and its P2-weighted diffusion (Eqs. (5)-(6)), train it `cfg.steps` steps on `data`
+    (Dataset, .npz, image folder, or a benchmark root with `benchmark` and `ratio`), resuming from `out_dir`."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f'cfg: expected a TrainConfig, got {type(cfg).__name__}')
+    seed_everything(cfg.seed)  # same init on every rank
+    model, diffusion, mcfg = build_model_and_diffusion(
+        cfg.preset, cfg.model_overrides, cfg.schedule, cfg.num_timesteps, cfg.p2_gamma, cfg.p2_k
     )
-    return tr.fit(steps)
+    data = image_dataset(data, benchmark, ratio)
+    tr = DiffusionTrainer(model, diffusion, data, cfg, out_dir, device, model_config=mcfg, show_progress=show_progress)
+    return tr.fit(cfg.steps)
 
 # %% ../nbs/10_train.ipynb #b42aff2c
 def load_diffusion_checkpoint(path, which='ema', device='cpu'):
