@@ -4,13 +4,13 @@
 
 # %% ../nbs/05_bias.ipynb #7fb197a0
 from __future__ import annotations
-import time, math, functools
+import dataclasses, time, math, functools
 from pathlib import Path
 import torch
 from .core import seed_everything
 from .files import write_json
 from .classifiers import make_classifier, gce_loss
-from .classifier_training import train_classifier, train_vanilla, per_sample_loss
+from .classifier_training import train_classifier, train_vanilla, per_sample_loss, split_fit_kwargs
 from .classifier_training import TrainResult
 from .core import check_precision
 from .data import pct_name
@@ -57,20 +57,9 @@ def train_bias_classifier(
     seed_everything(seed)
     model = make_classifier(benchmark, getattr(train_ds, 'num_classes', None), **(model_kwargs or {}))
     loss = functools.partial(gce_loss, q=q, reduction='none', reference_scaling=reference_scaling)
-    return train_classifier(
-        model,
-        train_ds,
-        valid_ds,
-        test_ds,
-        loss=loss,
-        steps=steps,
-        bs=bs,
-        lr=lr,
-        eval_every=eval_every,
-        benchmark=benchmark,
-        seed=seed,
-        **kwargs,
-    )
+    cfg, rest = split_fit_kwargs(kwargs)
+    cfg = dataclasses.replace(cfg, loss=loss, steps=steps, bs=bs, lr=lr, eval_every=eval_every, seed=seed)
+    return train_classifier(model, train_ds, valid_ds, test_ds, cfg, benchmark=benchmark, **rest)
 
 # %% ../nbs/05_bias.ipynb #de852258
 def mine_topk(losses, labels, k: int = 10) -> torch.LongTensor:

@@ -14,7 +14,7 @@ from .core import default_device, seed_everything, pbar
 from .files import write_json
 from .classifiers import gce_loss
 from .classifier_training import CHECKPOINTS, TrainResult, evaluate
-from .classifier_training import materialize, train_classifier, _batches, keep_checkpoints
+from .classifier_training import materialize, train_classifier, FitConfig, _batches, keep_checkpoints
 
 # %% auto #0
 __all__ = ['SampleLossEMA', 'relative_difficulty', 'debias_loop', 'LfFLearner', 'DisEntNet', 'feature_swap', 'DisEntLearner',
@@ -364,21 +364,9 @@ def train_bias_committee(
         s = seed * 1000 + 101 * (m + 1)  # a distinct, reproducible init and batch order per member
         seed_everything(s)
         model = make_model()
-        res = train_classifier(
-            model,
-            train_t,
-            valid_ds,
-            None,
-            loss=functools.partial(gce_loss, q=q, reduction='none', reference_scaling=True),
-            steps=iters,
-            bs=min(bs, _n(train_t)),
-            lr=lr,
-            eval_every=eval_every,
-            seed=s,
-            device=device,
-            preload=preload,
-            show_progress=False,
-        )
+        loss = functools.partial(gce_loss, q=q, reduction='none', reference_scaling=True)
+        cfg = FitConfig(loss, iters, min(bs, _n(train_t)), lr, eval_every=eval_every, seed=s, preload=preload)
+        res = train_classifier(model, train_t, valid_ds, None, cfg, device=device, show_progress=False)
         if valid_ds is not None:
             res.load('best_valid')
         probs.append(label_probability(res.model, train_t))
