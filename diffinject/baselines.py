@@ -14,7 +14,7 @@ from .files import atomic_save, atomic_write_text, write_json
 from .core import md_table
 from .classifiers import CLASSIFIER_DEFAULTS, make_classifier
 from .classifier_training import CHECKPOINTS, TrainResult
-from .classifier_training import materialize, train_vanilla
+from .classifier_training import materialize, train_vanilla, FitConfig
 from .learners import LfFLearner, DisEntLearner, debias_loop, committee_pseudo_aligned, train_bias_committee
 
 # %% auto #0
@@ -255,8 +255,11 @@ def _learner(method: str, make_model, C: int, hp: dict, train_ds, train_t, valid
     if method == 'lff':
         return LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha']), {}
     if method == 'disent':
-        keys = 'lr lambda_dis lambda_swap lambda_swap_align swap_start lr_decay_step lr_gamma q ema_alpha'.split()
-        return DisEntLearner(make_model, labels, C, *[hp[k] for k in keys], seed=common['seed']), {}
+        cfg = FitConfig(
+            lr=hp['lr'], lr_decay_step=hp['lr_decay_step'], lr_decay_gamma=hp['lr_gamma'], seed=common['seed']
+        )
+        keys = 'lambda_dis lambda_swap lambda_swap_align swap_start q ema_alpha'.split()
+        return DisEntLearner(make_model, labels, C, cfg, *[hp[k] for k in keys]), {}
     return _lff_be_learner(make_model, labels, C, hp, train_ds, train_t, valid_ds, common)  # lff_be
 
 # %% ../nbs/15_baselines.ipynb #bfcc6eea

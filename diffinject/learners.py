@@ -233,18 +233,17 @@ class DisEntLearner(nn.Module):
         make_model,
         labels,
         num_classes: int,
-        lr: float,
+        cfg: FitConfig,
         lambda_dis: float,
         lambda_swap: float,
         lambda_swap_align: float,
         swap_start: int,
-        lr_decay_step: int | None = None,
-        lr_gamma: float = 0.5,
         q: float = 0.7,
         ema_alpha: float = 0.7,
-        weight_decay: float = 0.0,
-        seed: int = 0,
     ):
+        if not isinstance(cfg, FitConfig) or cfg.lr is None:
+            raise TypeError(f'cfg: expected a FitConfig with lr set, got {cfg!r}')
+        lr, weight_decay, lr_decay_step, lr_gamma = cfg.lr, cfg.weight_decay, cfg.lr_decay_step, cfg.lr_decay_gamma
         super().__init__()
         self.net = DisEntNet(make_model, num_classes)
         n = self.net
@@ -261,7 +260,7 @@ class DisEntLearner(nn.Module):
         )
         self.lambda_dis, self.lambda_swap, self.lambda_swap_align = lambda_dis, lambda_swap, lambda_swap_align
         self.swap_start, self.q = swap_start, q
-        self.g = torch.Generator().manual_seed(seed + 7)  # the swap permutations
+        self.g = torch.Generator().manual_seed(cfg.seed + 7)  # the swap permutations
 
     @property
     def predictor(self):
