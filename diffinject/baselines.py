@@ -265,13 +265,10 @@ def _learner(method: str, make_model, C: int, hp: dict, train_ds, train_t, valid
 # %% ../nbs/15_baselines.ipynb #bfcc6eea
 def run_method(
     method: str,
-    train_ds,
-    valid_ds=None,
-    test_ds=None,
+    data: tuple,
     benchmark: str = 'cmnist',
     ratio: float | None = None,
     seed: int = 0,
-    steps: int | None = None,
     out_dir=None,
     quick: bool = False,
     device=None,
@@ -280,8 +277,12 @@ def run_method(
     show_progress=None,
     **overrides,
 ) -> MethodResult:
-    "Train baseline `method` ('vanilla'|'lff'|'disent'|'lff_be') on `train_ds`; evaluate on valid/test; labelled checkpoints."
-    hp = method_hparams(method, benchmark, ratio, quick, steps=steps, **overrides)
+    """Train baseline `method` ('vanilla'|'lff'|'disent'|'lff_be') on `data` = (train_ds, valid_ds, test_ds) (valid/test
+    may be None); evaluate on valid/test; labelled checkpoints. `overrides`: hyper-parameters (`steps`, `bs`, ...)."""
+    if not isinstance(data, (tuple, list)) or len(data) != 3:
+        raise ValueError('data: expected (train_ds, valid_ds, test_ds); valid_ds/test_ds may be None')
+    train_ds, valid_ds, test_ds = data
+    hp = method_hparams(method, benchmark, ratio, quick, **overrides)
     from diffinject.data import DIGIT_BENCHMARKS
 
     if preload is None:
@@ -377,9 +378,7 @@ def compare_baselines(
                 od = Path(out_dir) / m / pct_name(r) / f'seed{s}' if out_dir else None
                 res = run_method(
                     m,
-                    tr,
-                    va,
-                    te,
+                    (tr, va, te),
                     benchmark,
                     r,
                     s,
