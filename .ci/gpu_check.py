@@ -81,7 +81,7 @@ def stage_diffusion(a, dev, precision, data):
 def stage_classifiers(a, dev, precision):
     "Images/s of training the CMNIST MLP and a ResNet-18 at 32 px, and of mining (per-sample loss) with the MLP."
     from diffinject.classifiers import CMNISTMLP, resnet18
-    from diffinject.classifier_training import train_classifier, toy_biased_dataset, per_sample_loss
+    from diffinject.classifier_training import FitConfig, train_classifier, toy_biased_dataset, per_sample_loss
 
     out = {}
     for name, model, size, bs in (
@@ -89,9 +89,12 @@ def stage_classifiers(a, dev, precision):
         ('classifier ResNet-18 (32 px)', resnet18(10), 32, a.resnet_batch),
     ):
         ds = toy_biased_dataset(max(bs * 4, 64), 0.05, size=size)
-        kw = dict(bs=bs, lr=1e-3, eval_every=10**9, device=dev, preload=True, precision=precision, show_progress=False)
-        train_classifier(model, ds, steps=a.cls_warmup, **kw)
-        out[name] = a.cls_steps * bs / timed(lambda: train_classifier(model, ds, steps=a.cls_steps, **kw), dev)
+        fit = dict(bs=bs, lr=1e-3, eval_every=10**9, preload=True, precision=precision)
+        kw = dict(device=dev, show_progress=False)
+        train_classifier(model, ds, cfg=FitConfig(steps=a.cls_warmup, **fit), **kw)
+        out[name] = a.cls_steps * bs / timed(
+            lambda: train_classifier(model, ds, cfg=FitConfig(steps=a.cls_steps, **fit), **kw), dev
+        )
         if name.startswith('classifier MLP'):
             big = toy_biased_dataset(a.mine_n, 0.05, size=size)
             per_sample_loss(model, big, device=dev, precision=precision)

@@ -14,7 +14,7 @@ from .files import atomic_save, atomic_write_text, write_json
 from .core import md_table
 from .classifiers import CLASSIFIER_DEFAULTS, make_classifier
 from .classifier_training import CHECKPOINTS, TrainResult
-from .classifier_training import materialize, train_vanilla
+from .classifier_training import materialize, train_vanilla, FitConfig
 from .learners import LfFLearner, DisEntLearner, debias_loop, committee_pseudo_aligned, train_bias_committee
 
 # %% auto #0
@@ -255,20 +255,20 @@ def _learner(method: str, make_model, C: int, hp: dict, train_ds, train_t, valid
     if method == 'lff':
         return LfFLearner(make_model, labels, C, hp['lr'], hp['q'], hp['ema_alpha']), {}
     if method == 'disent':
-        keys = 'lr lambda_dis lambda_swap lambda_swap_align swap_start lr_decay_step lr_gamma q ema_alpha'.split()
-        return DisEntLearner(make_model, labels, C, *[hp[k] for k in keys], seed=common['seed']), {}
+        cfg = FitConfig(
+            lr=hp['lr'], lr_decay_step=hp['lr_decay_step'], lr_decay_gamma=hp['lr_gamma'], seed=common['seed']
+        )
+        keys = 'lambda_dis lambda_swap lambda_swap_align swap_start q ema_alpha'.split()
+        return DisEntLearner(make_model, labels, C, cfg, *[hp[k] for k in keys]), {}
     return _lff_be_learner(make_model, labels, C, hp, train_ds, train_t, valid_ds, common)  # lff_be
 
 # %% ../nbs/15_baselines.ipynb #bfcc6eea
 def run_method(
     method: str,
-    train_ds,
-    valid_ds=None,
-    test_ds=None,
+    data: tuple,
     benchmark: str = 'cmnist',
     ratio: float | None = None,
     seed: int = 0,
-    steps: int | None = None,
     out_dir=None,
     quick: bool = False,
     device=None,
@@ -277,8 +277,12 @@ def run_method(
     show_progress=None,
     **overrides,
 ) -> MethodResult:
-    "Train baseline `method` ('vanilla'|'lff'|'disent'|'lff_be') on `train_ds`; evaluate on valid/test; labelled checkpoints."
-    hp = method_hparams(method, benchmark, ratio, quick, steps=steps, **overrides)
+    """Train baseline `method` ('vanilla'|'lff'|'disent'|'lff_be') on `data` = (train_ds, valid_ds, test_ds) (valid/test
+    may be None); evaluate on valid/test; labelled checkpoints. `overrides`: hyper-parameters (`steps`, `bs`, ...)."""
+    if not isinstance(data, (tuple, list)) or len(data) != 3:
+        raise ValueError('data: expected (train_ds, valid_ds, test_ds); valid_ds/test_ds may be None')
+    train_ds, valid_ds, test_ds = data
+    hp = method_hparams(method, benchmark, ratio, quick, **overrides)
     from diffinject.data import DIGIT_BENCHMARKS
 
     if preload is None:
@@ -374,9 +378,7 @@ def compare_baselines(
                 od = Path(out_dir) / m / pct_name(r) / f'seed{s}' if out_dir else None
                 res = run_method(
                     m,
-                    tr,
-                    va,
-                    te,
+                    (tr, va, te),
                     benchmark,
                     r,
                     s,

@@ -4,13 +4,13 @@
 
 # %% ../nbs/05_bias.ipynb #7fb197a0
 from __future__ import annotations
-import time, math, functools
+import dataclasses, time, math, functools
 from pathlib import Path
 import torch
 from .core import seed_everything
 from .files import write_json
 from .classifiers import make_classifier, gce_loss
-from .classifier_training import train_classifier, train_vanilla, per_sample_loss
+from .classifier_training import train_classifier, train_vanilla, per_sample_loss, split_fit_kwargs, FitConfig
 from .classifier_training import TrainResult
 from .core import check_precision
 from .data import pct_name
@@ -37,40 +37,25 @@ def train_bias_classifier(
     valid_ds=None,
     test_ds=None,
     benchmark: str = 'cmnist',
-    seed: int = 0,
     q: float = 0.7,
     reference_scaling: bool = False,
-    steps=None,
-    bs=None,
-    lr=None,
-    eval_every=None,
     model_kwargs=None,
     **kwargs,
 ) -> TrainResult:
-    "Bias classifier f_B: the benchmark's architecture trained with GCE, Eq. (1), via `train_classifier` (default: 50 epochs)."
+    """Bias classifier f_B: the benchmark's architecture trained with GCE, Eq. (1), via `train_classifier` (default: 50
+    epochs); `kwargs`: `FitConfig` settings (over `cfg=`) and `train_classifier`'s other arguments."""
     if benchmark not in BIAS_CLASSIFIER_DEFAULTS:
         raise ValueError(f'benchmark={benchmark!r}: expected one of {sorted(BIAS_CLASSIFIER_DEFAULTS)}')
+    cfg, rest = split_fit_kwargs(kwargs)
     d = BIAS_CLASSIFIER_DEFAULTS[benchmark]
-    bs, lr = bs or d['bs'], lr or d['lr']
-    steps = steps or math.ceil(d['epochs'] * len(train_ds) / bs)  # 50 epochs
-    eval_every = eval_every or max(1, min(500, steps // 10))
-    seed_everything(seed)
+    bs, lr = cfg.bs or d['bs'], cfg.lr or d['lr']
+    steps = cfg.steps or math.ceil(d['epochs'] * len(train_ds) / bs)  # 50 epochs
+    eval_every = cfg.eval_every or max(1, min(500, steps // 10))
+    seed_everything(cfg.seed)
     model = make_classifier(benchmark, getattr(train_ds, 'num_classes', None), **(model_kwargs or {}))
     loss = functools.partial(gce_loss, q=q, reduction='none', reference_scaling=reference_scaling)
-    return train_classifier(
-        model,
-        train_ds,
-        valid_ds,
-        test_ds,
-        loss=loss,
-        steps=steps,
-        bs=bs,
-        lr=lr,
-        eval_every=eval_every,
-        benchmark=benchmark,
-        seed=seed,
-        **kwargs,
-    )
+    cfg = dataclasses.replace(cfg, loss=loss, steps=steps, bs=bs, lr=lr, eval_every=eval_every)
+    return train_classifier(model, train_ds, valid_ds, test_ds, cfg, benchmark=benchmark, **rest)
 
 # %% ../nbs/05_bias.ipynb #de852258
 def mine_topk(losses, labels, k: int = 10) -> torch.LongTensor:
@@ -221,36 +206,38 @@ def run_bias_mining(
     out_dir='runs/cmnist5k',
     ratio: float = 0.01,
     k: int = 10,
-    steps: int = 2000,
+    cfg: FitConfig | None = None,
     bias_steps=None,
-    eval_every: int = 100,
-    seed: int = 0,
     device=None,
     data_root=None,
     which: str = 'best_valid',
     show_progress=None,
-    precision: str = 'fp32',
-    num_workers: int = 0,
 ) -> dict:
-    "Stage 1 on Colored MNIST from MNIST-5k at `ratio`: vanilla MLP + GCE f_B (mined with checkpoint `which`), top-`k` mining."
+    """Stage 1 on Colored MNIST from MNIST-5k at `ratio`: vanilla MLP + GCE f_B (mined with checkpoint `which`), top-`k`
+    mining. `cfg` (default `FitConfig(steps=2000, eval_every=100)`): both trainings' settings, `cfg.steps` the vanilla
+    model's; f_B trains `bias_steps` steps (None: 50 epochs)."""
+    cfg = FitConfig(steps=2000, eval_every=100) if cfg is None else cfg
+    if not isinstance(cfg, FitConfig):
+        raise TypeError(f'cfg: expected a FitConfig, got {type(cfg).__name__}')
     out_dir = Path(out_dir)
     data_root = Path(data_root) if data_root else out_dir / 'data'
     pct = pct_name(ratio)
     run_dir = out_dir / pct
+    seed, precision = cfg.seed, cfg.precision
     train_tf, train, valid, test = _cmnist5k_splits(data_root, ratio, seed)
     check_precision(precision)
-    common = dict(benchmark='cmnist', seed=seed, eval_every=eval_every, preload=True, device=device)
-    common.update(show_progress=show_progress, precision=precision, num_workers=num_workers)
+    cfg = dataclasses.replace(cfg, preload=True)  # CMNIST has no augmentation: preloading the training set is exact
+    common = dict(benchmark='cmnist', device=device, show_progress=show_progress)
     t0 = time.time()
-    # CMNIST has no augmentation, so preloading the training set (train transform) is exact
-    van = train_vanilla(train_tf, valid, test, steps=steps, out_dir=run_dir / 'vanilla', **common)
-    fb = train_bias_classifier(train_tf, valid, test, steps=bias_steps, out_dir=run_dir / 'bias', **common)
+    van = train_vanilla(train_tf, valid, test, cfg=cfg, out_dir=run_dir / 'vanilla', **common)
+    fb_cfg = dataclasses.replace(cfg, steps=bias_steps)
+    fb = train_bias_classifier(train_tf, valid, test, cfg=fb_cfg, out_dir=run_dir / 'bias', **common)
     which = which if which in fb.states else 'last'
     idx, losses = mine_bias_conflicting(fb.load(which), train, k=k, precision=precision)  # under the eval transform
     rep = mining_report(idx, train, k=k)
     topk = _topk_records(train, idx, losses)
     metrics = dict(benchmark='cmnist', source='mnist5k', ratio=ratio, pct=pct, seed=seed, k=k, precision=precision)
-    metrics.update(_split_counts(train, valid, test), vanilla=dict(steps=steps, checkpoints=_fmt_ckpts(van)))
+    metrics.update(_split_counts(train, valid, test), vanilla=dict(steps=cfg.steps, checkpoints=_fmt_ckpts(van)))
     metrics.update(bias_classifier=_bias_summary(fb, which), mining=rep, seconds=round(time.time() - t0, 1))
     write_json(run_dir / 'metrics.json', metrics)
     write_json(run_dir / 'topk.json', topk)

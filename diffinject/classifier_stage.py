@@ -62,12 +62,9 @@ def _train_synth_method(method, cfg, root, ratio, seed, spec, real, synth_dir, d
 # %% ../nbs/17d_classifier_stage.ipynb #9067f09b
 def _train_baseline(method, cfg, ratio, seed, spec, real, hp):
     "Train the baseline `method` on the real splits `real`: (result, extra numbers of the method)."
-    train, valid, test = real
     r = run_method(
         method,
-        train,
-        valid,
-        test,
+        real,
         spec.name,
         ratio,
         seed,

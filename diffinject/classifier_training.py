@@ -5,6 +5,7 @@
 # %% ../nbs/04a_classifier_training.ipynb #ac92dd58
 from __future__ import annotations
 import time, functools
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,8 @@ from .classifiers import CLASSIFIER_DEFAULTS, _check_benchmark, make_classifier,
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'materialize', 'predict', 'accuracy_report', 'evaluate', 'per_sample_loss', 'TrainResult',
-           'EpochSampler', 'keep_checkpoints', 'train_classifier', 'train_vanilla', 'toy_biased_dataset']
+           'EpochSampler', 'keep_checkpoints', 'FitConfig', 'train_classifier', 'split_fit_kwargs', 'train_vanilla',
+           'toy_biased_dataset']
 
 # %% ../nbs/04a_classifier_training.ipynb #487f5852
 def _loader(ds, bs, num_workers=0):
@@ -275,50 +277,62 @@ def _record(res, best, rec, model, out_dir, bar, evals):
     if hasattr(bar, 'comment'):
         bar.comment = f"loss {rec['train_loss']:.3f}" + ''.join(f" {k} {rec[k]['acc']:.3f}" for k in evals)
 
+# %% ../nbs/04a_classifier_training.ipynb #7c706ace
+@dataclass(frozen=True)
+class FitConfig:
+    "The settings of a classifier training run (`train_classifier`)."
+
+    loss: str | Callable = 'ce'  # 'ce', 'gce' or a per-sample loss fn(logits, y) -> [B]
+    steps: int | None = None  # optimizer steps; None: the benchmark's default
+    bs: int | None = None  # batch size; None: the benchmark's default
+    lr: float | None = None  # Adam learning rate; None: the benchmark's default
+    weight_decay: float = 0.0  # Adam weight decay
+    eval_every: int | None = None  # evaluate every N steps (and at the end); None: the benchmark's default
+    seed: int = 0  # the init RNG and the batch order
+    lr_decay_step: int | None = None  # StepLR: multiply lr by lr_decay_gamma every N steps (None: constant lr)
+    lr_decay_gamma: float = 0.5  # StepLR factor
+    precision: str = 'fp32'  # 'fp32', 'bf16' or 'fp16' (autocast of the forward)
+    preload: bool = False  # decode the training set once into tensors (deterministic transforms only)
+    num_workers: int = 0  # DataLoader worker processes loading the batches ahead
+    pin_memory: bool | None = None  # pinned host batches; None: on CUDA
+
 # %% ../nbs/04a_classifier_training.ipynb #fb909884
 def train_classifier(
     model,
     train_ds,
     valid_ds=None,
     test_ds=None,
-    loss='ce',
-    steps=None,
-    bs=None,
-    lr=None,
-    weight_decay: float = 0.0,
-    eval_every=None,
-    seed: int = 0,
+    cfg: FitConfig | None = None,
     device=None,
     out_dir=None,
     sample_weight_fn=None,
     benchmark=None,
-    preload: bool = False,
-    lr_decay_step=None,
-    lr_decay_gamma: float = 0.5,
     show_progress=None,
-    precision: str = 'fp32',
-    num_workers: int = 0,
-    pin_memory=None,
 ) -> TrainResult:
-    "Train `model` with Adam for `steps` steps on `train_ds`; evaluate every `eval_every`; keep best-valid/last/best-test."
-    hp = _resolve_hparams(benchmark, steps=steps, bs=bs, lr=lr, eval_every=eval_every)
+    """Train `model` with Adam for `cfg.steps` steps on `train_ds` (settings `cfg`, default `FitConfig()`); evaluate every
+    `cfg.eval_every`; keep best-valid/last/best-test."""
+    cfg = FitConfig() if cfg is None else cfg
+    if not isinstance(cfg, FitConfig):
+        raise TypeError(f'cfg: expected a FitConfig, got {type(cfg).__name__}')
+    hp = _resolve_hparams(benchmark, steps=cfg.steps, bs=cfg.bs, lr=cfg.lr, eval_every=cfg.eval_every)
     steps, bs, lr, eval_every = hp['steps'], hp['bs'], hp['lr'], hp['eval_every']
     _check_train_args(steps, eval_every, train_ds)
     device = torch.device(device) if device else default_device()
+    precision, num_workers, seed = cfg.precision, cfg.num_workers, cfg.seed
     check_precision(precision)
-    loader = loader_kwargs(device, num_workers, pin_memory)
+    loader = loader_kwargs(device, num_workers, cfg.pin_memory)
     seed_everything(seed)
     model.to(device).train()
-    loss_fn, g = _loss_fn(loss), torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, lr_decay_step, lr_decay_gamma) if lr_decay_step else None
+    loss_fn, g = _loss_fn(cfg.loss), torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_decay_step, cfg.lr_decay_gamma) if cfg.lr_decay_step else None
     scaler = grad_scaler(device, precision)
     evals = {
         k: materialize(v, num_workers=num_workers) for k, v in (('valid', valid_ds), ('test', test_ds)) if v is not None
     }
     res, best = TrainResult(model), {'best_valid': -1.0, 'best_test': -1.0}
     out_dir = Path(out_dir) if out_dir else None
-    batches, run_loss, t0 = _batches(train_ds, bs, g, preload, loader, seed), 0.0, time.time()
+    batches, run_loss, t0 = _batches(train_ds, bs, g, cfg.preload, loader, seed), 0.0, time.time()
     bar = pbar(range(1, steps + 1), total=steps, show=show_progress)
     args = (sample_weight_fn, device, precision, loader['pin_memory'])  # the same at every step
     for step in bar:
@@ -331,14 +345,28 @@ def train_classifier(
     res.metrics = {k: res.metrics[k] for k in CHECKPOINTS if k in res.metrics}  # fixed order
     return res
 
+# %% ../nbs/04a_classifier_training.ipynb #f06b45ca
+def split_fit_kwargs(kwargs: dict) -> tuple[FitConfig, dict]:
+    "(a FitConfig of the `FitConfig` fields in `kwargs`, over `kwargs['cfg']` or the defaults; the other keywords)."
+    kwargs = dict(kwargs)
+    cfg = kwargs.pop('cfg', None) or FitConfig()
+    if not isinstance(cfg, FitConfig):
+        raise TypeError(f'cfg: expected a FitConfig, got {type(cfg).__name__}')
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    fit = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+    return dataclasses.replace(cfg, **fit), kwargs
+
 # %% ../nbs/04a_classifier_training.ipynb #2931ab74
 def train_vanilla(
     train_ds, valid_ds=None, test_ds=None, benchmark: str = 'cmnist', seed: int = 0, model_kwargs=None, **kwargs
 ):
-    "The vanilla (CE) baseline: the benchmark's reference architecture, seeded, trained by `train_classifier`."
+    """The vanilla (CE) baseline: the benchmark's reference architecture, seeded, trained by `train_classifier`;
+    `kwargs`: `FitConfig` settings (over `cfg=` if given) and `train_classifier`'s other arguments."""
+    cfg, rest = split_fit_kwargs(kwargs)
     seed_everything(seed)
     model = make_classifier(benchmark, getattr(train_ds, 'num_classes', None), **(model_kwargs or {}))
-    return train_classifier(model, train_ds, valid_ds, test_ds, loss='ce', benchmark=benchmark, seed=seed, **kwargs)
+    cfg = dataclasses.replace(cfg, loss='ce', seed=seed)
+    return train_classifier(model, train_ds, valid_ds, test_ds, cfg, benchmark=benchmark, **rest)
 
 # %% ../nbs/04a_classifier_training.ipynb #903cd0e2
 def toy_biased_dataset(

@@ -8,7 +8,8 @@ import torch
 from .core import seed_everything
 from .data import BiasedDataset
 from .classifiers import make_classifier
-from .classifier_training import train_classifier, TrainResult
+import dataclasses
+from .classifier_training import train_classifier, TrainResult, split_fit_kwargs
 
 # %% auto #0
 __all__ = ['real_plus_synthetic', 'train_debiased']
@@ -43,4 +44,6 @@ def train_debiased(
     both = real_plus_synthetic(real, synthetic, num_classes)
     seed_everything(seed)
     model = make_classifier(benchmark, both.num_classes)
-    return train_classifier(model, both, valid, test, loss=loss, benchmark=benchmark, seed=seed, **kwargs)
+    cfg, rest = split_fit_kwargs(kwargs)
+    cfg = dataclasses.replace(cfg, loss=loss, seed=seed)
+    return train_classifier(model, both, valid, test, cfg, benchmark=benchmark, **rest)

@@ -14,7 +14,7 @@ from .core import default_device, seed_everything, pbar
 from .files import write_json
 from .classifiers import gce_loss
 from .classifier_training import CHECKPOINTS, TrainResult, evaluate
-from .classifier_training import materialize, train_classifier, _batches, keep_checkpoints
+from .classifier_training import materialize, train_classifier, FitConfig, _batches, keep_checkpoints
 
 # %% auto #0
 __all__ = ['SampleLossEMA', 'relative_difficulty', 'debias_loop', 'LfFLearner', 'DisEntNet', 'feature_swap', 'DisEntLearner',
@@ -233,18 +233,17 @@ class DisEntLearner(nn.Module):
         make_model,
         labels,
         num_classes: int,
-        lr: float,
+        cfg: FitConfig,
         lambda_dis: float,
         lambda_swap: float,
         lambda_swap_align: float,
         swap_start: int,
-        lr_decay_step: int | None = None,
-        lr_gamma: float = 0.5,
         q: float = 0.7,
         ema_alpha: float = 0.7,
-        weight_decay: float = 0.0,
-        seed: int = 0,
     ):
+        if not isinstance(cfg, FitConfig) or cfg.lr is None:
+            raise TypeError(f'cfg: expected a FitConfig with lr set, got {cfg!r}')
+        lr, weight_decay, lr_decay_step, lr_gamma = cfg.lr, cfg.weight_decay, cfg.lr_decay_step, cfg.lr_decay_gamma
         super().__init__()
         self.net = DisEntNet(make_model, num_classes)
         n = self.net
@@ -261,7 +260,7 @@ class DisEntLearner(nn.Module):
         )
         self.lambda_dis, self.lambda_swap, self.lambda_swap_align = lambda_dis, lambda_swap, lambda_swap_align
         self.swap_start, self.q = swap_start, q
-        self.g = torch.Generator().manual_seed(seed + 7)  # the swap permutations
+        self.g = torch.Generator().manual_seed(cfg.seed + 7)  # the swap permutations
 
     @property
     def predictor(self):
@@ -364,21 +363,9 @@ def train_bias_committee(
         s = seed * 1000 + 101 * (m + 1)  # a distinct, reproducible init and batch order per member
         seed_everything(s)
         model = make_model()
-        res = train_classifier(
-            model,
-            train_t,
-            valid_ds,
-            None,
-            loss=functools.partial(gce_loss, q=q, reduction='none', reference_scaling=True),
-            steps=iters,
-            bs=min(bs, _n(train_t)),
-            lr=lr,
-            eval_every=eval_every,
-            seed=s,
-            device=device,
-            preload=preload,
-            show_progress=False,
-        )
+        loss = functools.partial(gce_loss, q=q, reduction='none', reference_scaling=True)
+        cfg = FitConfig(loss, iters, min(bs, _n(train_t)), lr, eval_every=eval_every, seed=s, preload=preload)
+        res = train_classifier(model, train_t, valid_ds, None, cfg, device=device, show_progress=False)
         if valid_ds is not None:
             res.load('best_valid')
         probs.append(label_probability(res.model, train_t))
