@@ -46,7 +46,7 @@ def train_bias_classifier(
     epochs); `kwargs`: `FitConfig` settings (over `cfg=`) and `train_classifier`'s other arguments."""
     if benchmark not in BIAS_CLASSIFIER_DEFAULTS:
         raise ValueError(f'benchmark={benchmark!r}: expected one of {sorted(BIAS_CLASSIFIER_DEFAULTS)}')
-    cfg, rest = split_fit_kwargs(kwargs)
+    cfg, rest = split_fit_kwargs(kwargs, fixed=('loss',))  # GCE, below
     d = BIAS_CLASSIFIER_DEFAULTS[benchmark]
     bs, lr = cfg.bs or d['bs'], cfg.lr or d['lr']
     steps = cfg.steps or math.ceil(d['epochs'] * len(train_ds) / bs)  # 50 epochs

@@ -346,8 +346,11 @@ def train_classifier(
     return res
 
 # %% ../nbs/04a_classifier_training.ipynb #f06b45ca
-def split_fit_kwargs(kwargs: dict) -> tuple[FitConfig, dict]:
-    "(a FitConfig of the `FitConfig` fields in `kwargs`, over `kwargs['cfg']` or the defaults; the other keywords)."
+def split_fit_kwargs(kwargs: dict, fixed=()) -> tuple[FitConfig, dict]:
+    "(a FitConfig of the `FitConfig` fields in `kwargs`, over `kwargs['cfg']` or the defaults; the other keywords); `fixed`: refused."
+    for k in fixed:
+        if k in kwargs:  # the caller sets it: a keyword would be dropped without a word
+            raise TypeError(f'{k}={kwargs[k]!r}: this function sets {k} itself; it is not a keyword here')
     kwargs = dict(kwargs)
     cfg = kwargs.pop('cfg', None) or FitConfig()
     if not isinstance(cfg, FitConfig):
@@ -362,7 +365,7 @@ def train_vanilla(
 ):
     """The vanilla (CE) baseline: the benchmark's reference architecture, seeded, trained by `train_classifier`;
     `kwargs`: `FitConfig` settings (over `cfg=` if given) and `train_classifier`'s other arguments."""
-    cfg, rest = split_fit_kwargs(kwargs)
+    cfg, rest = split_fit_kwargs(kwargs, fixed=('loss',))
     seed_everything(seed)
     model = make_classifier(benchmark, getattr(train_ds, 'num_classes', None), **(model_kwargs or {}))
     cfg = dataclasses.replace(cfg, loss='ce', seed=seed)
