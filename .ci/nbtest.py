@@ -23,6 +23,7 @@ if not nbs:
 # the longest notebooks start first, so that with several jobs no long one starts last and runs alone at the end
 LONG_FIRST = [
     '19_pipeline',
+    '18b_runner',
     '11_inject',
     '03_oracles',
     '10_train',

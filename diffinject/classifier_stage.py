@@ -36,7 +36,7 @@ def _train_synth_method(method, cfg, root, ratio, seed, spec, real, synth_dir, d
     train, valid, test = real
     cc = cfg['classifier']
     if method != 'diffinject':
-        from diffinject.synth import write_ablation
+        from diffinject.synth_ablations import write_ablation
 
         raw = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
         write_ablation(method, synth_dir, ratio, raw, d / 'set', spec.name)

@@ -12,7 +12,9 @@ from .colored_mnist import TORCHVISION_SOURCES, _idx_file
 from .layout import split_files
 from .imagefolder import read_bias_csv
 from .unet import carries_style
-from .synth import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS, ABLATIONS
+from .synth_pairs import check_choice, LABEL_FROM, FILTERS, STYLE_POOLS
+from .synth_images import COLOUR_MATCH, MODEL_INPUTS
+from .synth_ablations import ABLATIONS
 from .pretrained import TRAIN_ON, recipe_of
 from .unet import UNET_PRESETS, create_unet, read_state_dict, state_dict_mismatch
 from .oracles import SHAPE_SOURCES
@@ -41,7 +43,7 @@ PRESETS = ('quick', 'paper')
 
 SYNTH_METHODS = (
     'diffinject',
-) + ABLATIONS  # trained on real + a synthetic set: DiffInject and its ablations (12_synth)
+) + ABLATIONS  # trained on real + a synthetic set: DiffInject and its ablations (12a_synth_ablations)
 METHODS = SYNTH_METHODS + tuple(BASELINES)  # every --method
 
 # %% ../nbs/15a_config_checks.ipynb #298ed19e

@@ -5,7 +5,8 @@
 # %% ../nbs/16a_options.ipynb #85f4db73
 from __future__ import annotations
 from pathlib import Path
-from .synth import LABEL_FROM, FILTERS, STYLE_POOLS, COLOUR_MATCH, MODEL_INPUTS
+from .synth_pairs import LABEL_FROM, FILTERS, STYLE_POOLS
+from .synth_images import COLOUR_MATCH, MODEL_INPUTS
 from .pretrained import TRAIN_ON
 from .baselines import METHODS as BASELINES
 from .config_checks import SOURCES

@@ -242,7 +242,7 @@ def _method_s(cfg, m, n, n_syn, pr: _Probes) -> float:
 # %% ../nbs/18_plan.ipynb #1f9aba3c
 def time_plan(cfg, run_dir, stages=STAGES) -> dict:
     "Estimated seconds of each stage of `cfg` still to run in `run_dir` ({stage directory: s}; finished: 0), from probes."
-    from diffinject.synth import synth_size
+    from diffinject.synth_pairs import synth_size
 
     run_dir, spec = Path(run_dir), run_spec(cfg)
     done = lambda name: (run_dir / name / 'stage.json').exists()

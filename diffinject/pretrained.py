@@ -242,7 +242,7 @@ def model_report(
     from diffinject.inject import diff_inject
     from diffinject.inject_diagnostics import swap_shares, attribute_transfer, attribute_swaps
     from diffinject.oracles import sample_quality
-    from diffinject.synth import to_model_images, to_benchmark_images
+    from diffinject.synth_images import to_model_images, to_benchmark_images
     from diffinject.train import load_images
 
     S, size = model.image_size, ds[0][0].shape[-1]

@@ -63,7 +63,7 @@ def load_metrics(source) -> dict:
     if 'results' not in m or 'dataset' not in m.get('config', {}):
         raise ValueError(
             f"{source if not isinstance(source, dict) else 'metrics dict'}: "
-            "expected keys 'results' and 'config.dataset' (pipeline.write_report's metrics)"
+            "expected keys 'results' and 'config.dataset' (run_report.write_report's metrics)"
         )
     return m
 

@@ -59,7 +59,7 @@ def _check_topk(topk, n_train, path):
 # %% ../nbs/17c_synth_stage.ipynb #c116c756
 def _style_pool(ic, train, ev, fb, topk):
     "Indices of the style images: f_B's pool (`ic['style_pool'] == 'fb'`), else the bias-label aligned pool."
-    from diffinject.synth import style_pool, aligned_pool
+    from diffinject.synth_pairs import style_pool, aligned_pool
     from diffinject.classifier_training import materialize, predict, per_sample_loss
 
     if ic['style_pool'] != 'fb':

@@ -844,7 +844,7 @@ API = [
     ('run-pipeline-not-config', 'run_pipeline({{"a": 1}}, {rd!r})', ['config', 'cfg']),
     ('run-pipeline-run-dir-none', 'run_pipeline(make_config(), None)', ['run_dir']),
 ]
-HEAD = 'from diffinject.pipeline import debias, run_pipeline\nfrom diffinject.config import make_config\n'
+HEAD = 'from diffinject.pipeline import debias\nfrom diffinject.runner import run_pipeline\nfrom diffinject.config import make_config\n'
 for _n, _c, _names in API:
 
     def _api(_n=_n, _c=_c, _names=_names):
