@@ -92,8 +92,10 @@ def stage_classifiers(a, dev, precision):
         fit = dict(bs=bs, lr=1e-3, eval_every=10**9, preload=True, precision=precision)
         kw = dict(device=dev, show_progress=False)
         train_classifier(model, ds, cfg=FitConfig(steps=a.cls_warmup, **fit), **kw)
-        out[name] = a.cls_steps * bs / timed(
-            lambda: train_classifier(model, ds, cfg=FitConfig(steps=a.cls_steps, **fit), **kw), dev
+        out[name] = (
+            a.cls_steps
+            * bs
+            / timed(lambda: train_classifier(model, ds, cfg=FitConfig(steps=a.cls_steps, **fit), **kw), dev)
         )
         if name.startswith('classifier MLP'):
             big = toy_biased_dataset(a.mine_n, 0.05, size=size)
