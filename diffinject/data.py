@@ -4,6 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #6a2e3503
 from __future__ import annotations
+import os
 import re
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,7 +59,7 @@ _NAME_RE = re.compile(r'(\d+)_(\d+)_(\d+|-1)')  # bias -1: unknown
 
 def parse_name(path) -> tuple[int, int, int]:
     "(idx, label, bias) from a DisEnt file name `<idx>_<label>_<bias>.<ext>`."
-    m = _NAME_RE.fullmatch(Path(path).stem)
+    m = _NAME_RE.fullmatch(os.path.splitext(os.path.basename(os.fspath(path)))[0])  # the stem, without a Path
     if not m:
         raise ValueError(
             f'{path}: file name does not parse; expected <idx>_<label>_<bias>.<ext> with integer fields, e.g. 123_4_7.png'

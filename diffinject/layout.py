@@ -93,20 +93,23 @@ def write_biased_dataset(root, ratio, train, valid, test, ext='png') -> Path:
 def _image_files(folder: Path) -> list[Path]:
     "All image files under `folder` (recursively), sorted by (subfolder, idx); a non-image file raises."
     out = []
-    for p in folder.rglob('*'):
-        if p.is_dir() or any(part.startswith('.') for part in p.relative_to(folder).parts):
-            continue
-        if p.suffix.lower() not in IMAGE_EXTS:
-            raise ValueError(f'{p}: unexpected file in {folder}; expected only images {IMAGE_EXTS}')
-        out.append(p)
-    return sorted(out, key=lambda p: (str(p.parent), parse_name(p)[0], p.name))
+    for d, dirs, names in os.walk(folder):  # symlinked folders are not entered, as rglob does not
+        dirs[:] = [s for s in dirs if not s.startswith('.')]  # hidden folders and files are skipped
+        for s in names:
+            if s.startswith('.'):
+                continue
+            if os.path.splitext(s)[1].lower() not in IMAGE_EXTS:
+                raise ValueError(f'{Path(d, s)}: unexpected file in {folder}; expected only images {IMAGE_EXTS}')
+            out.append((d, parse_name(os.path.join(d, s))[0], s))  # an error names the whole path
+    return [Path(d, s) for d, _, s in sorted(out)]  # by (subfolder, idx, name)
 
 # %% ../nbs/01a_layout.ipynb #d8b945ae
 def _check_folder(files, folder: Path, kind=None):
     "Check each file's label matches its <label>/ subfolder, and align/conflict membership."
     for p in files:
         idx, y, b = parse_name(p)
-        rel = p.relative_to(folder).parts
+        s, f = str(p), str(folder)
+        rel = s[len(f) + 1 :].split(os.sep) if s.startswith(f + os.sep) else p.relative_to(folder).parts
         if len(rel) > 1 and rel[0].isdigit() and int(rel[0]) != y:
             raise ValueError(
                 f'{p}: label {y} in the file name but the file is in folder {rel[0]}/; expected <label>/<idx>_<label>_<bias>'

@@ -4,12 +4,13 @@
 
 # %% ../nbs/18_plan.ipynb #1c2c2083
 from __future__ import annotations
-import math, time
+import io, math, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
 from .core import get_workers
-from .data import pct_name, DIGIT_BENCHMARKS
+from .data import pct_name, DIGIT_BENCHMARKS, BiasedDataset
+from .layout import _image_files, _check_folder
 from .classifiers import make_classifier
 from .config_checks import SYNTH_METHODS
 from .options import STAGES
@@ -105,6 +106,39 @@ def _shape_oracle_probe(steps: int = 800) -> float:
 
     return _probe(step) * steps
 
+# %% ../nbs/18_plan.ipynb #2e4548bf
+def _list_probe(k: int = 256) -> float:
+    "Seconds per file of loading a split: `k` empty files listed, checked and parsed by the functions `splits` uses."
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        for i in range(k):
+            (d / f'{i}_{i % 10}_{i % 10}.png').touch()
+
+        def load():
+            fs = _image_files(d)
+            _check_folder(fs, d, 'align')
+            BiasedDataset(fs)
+
+        return _probe(load) / k
+
+# %% ../nbs/18_plan.ipynb #2e1cb61d
+def _figure_probe(k: int = 10, size: int = 28) -> float:
+    "Seconds per row of a `bias.show_mined` grid: a 2 x `k` figure of titled `size`-px images, laid out, saved as PNG."
+    import matplotlib.pyplot as plt
+
+    def figure():
+        fig, axs = plt.subplots(2, k, figsize=(0.9 * k, 2.2), squeeze=False)
+        for ax in axs.flat:
+            ax.imshow(np.zeros((size, size, 3)))
+            ax.set_title('b=0', fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        fig.savefig(io.BytesIO(), dpi=100)
+        plt.close(fig)
+
+    return _probe(figure, reps=1, min_s=0.0) / 2
+
 # %% ../nbs/18_plan.ipynb #97a77852
 def plan_sizes(cfg, run_dir, ratio) -> tuple:
     "({'train', 'valid', 'test'}: image counts at `ratio`, the training set or None), from file lists; (None, None) if unknown."
@@ -150,6 +184,12 @@ class _Probes:
     def read(self) -> float:
         return self.memo('read', lambda: _read_probe(self.train, self.spec.image_size))
 
+    def list(self) -> float:
+        return self.memo('list', _list_probe)
+
+    def figure(self, k) -> float:
+        return self.memo(('figure', k), lambda: _figure_probe(k, self.spec.image_size))
+
     def cls(self, bs, one=False) -> tuple:
         return self.memo(
             ('cls', bs) + ('one',) * one, lambda: _on_threads(one, _classifier_probe, self.spec, bs, self.device)
@@ -187,13 +227,15 @@ def _diffusion_plan(cfg, ratios, pr: _Probes, done) -> dict:
 
 # %% ../nbs/18_plan.ipynb #d61c7925
 def _bias_s(cfg, n, pr: _Probes) -> float:
-    "Seconds of stage 1: f_B's training (`bias.train_bias_classifier`'s 50 epochs unless steps are given), then mining."
+    "Seconds of stage 1: the splits loaded twice, f_B's training (50 epochs unless steps are given), mining, the figure."
     from diffinject.bias import BIAS_CLASSIFIER_DEFAULTS
 
-    bd, steps = BIAS_CLASSIFIER_DEFAULTS[pr.spec.name], cfg['bias']['steps']
+    bd, steps, k = BIAS_CLASSIFIER_DEFAULTS[pr.spec.name], cfg['bias']['steps'], cfg['bias']['k']
     steps = steps or math.ceil(bd['epochs'] * n['train'] / bd['bs'])
     ev = cfg['classifier']['eval_every'] or max(1, min(500, steps // 10))
-    return pr.fit(steps, bd['bs'], ev, n['train'], n) + n['train'] * (pr.cls(bd['bs'])[1] + pr.read())
+    load = 2 * (n['train'] + n['valid'] + n['test']) * pr.list()  # with the training, then the evaluation transform
+    mine = n['train'] * (pr.cls(bd['bs'])[1] + pr.read())
+    return load + pr.fit(steps, bd['bs'], ev, n['train'], n) + mine + pr.spec.num_classes * pr.figure(k)
 
 # %% ../nbs/18_plan.ipynb #c1361432
 def _synth_unet(dc, spec):
