@@ -139,6 +139,8 @@ def guided_diffusion_unet(cfg: dict, path=None):
     if extra:
         return None, f'the config uses {extra}, which guided-diffusion does not have'
     accepted = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):  # a class taking **settings (ours) gets them all
+        return cls(**cfg), None
     return cls(**{k: v for k, v in cfg.items() if k in accepted}), None
 
 # %% ../nbs/26_bench.ipynb #7f8a0779

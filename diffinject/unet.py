@@ -4,7 +4,8 @@
 
 # %% ../nbs/06_unet.ipynb #d68f47c7
 from __future__ import annotations
-import math
+import dataclasses, math
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 import torch.nn as nn
@@ -18,7 +19,7 @@ from .images import check_images
 # %% auto #0
 __all__ = ['UNET_PRESETS', 'timestep_embedding', 'GroupNorm32', 'normalization', 'conv_nd', 'avg_pool_nd', 'zero_module',
            'Upsample', 'Downsample', 'TimestepBlock', 'TimestepEmbedSequential', 'ResBlock', 'QKVAttentionLegacy',
-           'QKVAttention', 'AttentionBlock', 'skip_statistics', 'UNetModel', 'unet_config', 'create_unet',
+           'QKVAttention', 'AttentionBlock', 'skip_statistics', 'UNetConfig', 'UNetModel', 'unet_config', 'create_unet',
            'carries_style', 'CheckpointMismatchError', 'read_state_dict', 'state_dict_mismatch', 'load_unet_weights',
            'load_unet', 'unet_flops', 'unet_layout', 'layout_markdown']
 
@@ -291,6 +292,47 @@ def skip_statistics(s, eps: float = 1e-5):
     s = s.float()
     return torch.cat([s.mean((2, 3)), 0.5 * torch.log(s.var((2, 3), unbiased=False) + eps)], 1)
 
+# %% ../nbs/06_unet.ipynb #182f2989
+@dataclass(frozen=True)
+class UNetConfig:
+    "The settings of a `UNetModel` (guided-diffusion's argument names and defaults, then ours)."
+
+    image_size: int | tuple  # side of the square images (or (H, W))
+    in_channels: int  # image channels
+    model_channels: int  # channels of the first level; the timestep embedding is 4x this
+    out_channels: int  # head channels: in_channels (eps) or 2*in_channels (eps and v, learned sigma)
+    num_res_blocks: int  # ResBlocks per encoder level (the decoder has one more)
+    attention_resolutions: tuple  # downsampling rates ds (1, 2, 4, ...) with self-attention after each ResBlock
+    dropout: float = 0  # dropout in every ResBlock
+    channel_mult: tuple = (1, 2, 4, 8)  # channels of each level, times model_channels
+    conv_resample: bool = True  # learned 3x3 conv in Upsample/Downsample (else nearest / average pooling)
+    dims: int = 2  # spatial dimensions of the signal (1, 2 or 3)
+    num_classes: int | None = None  # class-conditional with this many classes (None: unconditional)
+    use_checkpoint: bool = False  # gradient checkpointing: recompute the activations in the backward pass
+    use_fp16: bool = False  # the convs of the block stacks in fp16
+    num_heads: int = 1  # attention heads (when num_head_channels is -1)
+    num_head_channels: int = -1  # channels per attention head (-1: num_heads heads)
+    num_heads_upsample: int = -1  # heads of the decoder's attention (-1: num_heads)
+    use_scale_shift_norm: bool = False  # AdaGN: the embedding scales and shifts the normalised features
+    resblock_updown: bool = False  # change resolution with up/down ResBlocks (else Upsample/Downsample)
+    use_new_attention_order: bool = False  # QKVAttention (split q, k, v first) instead of the legacy order
+    skip_resolutions: tuple | None = None  # ds of the skips the decoder always gets in full (None: all)
+    skip_pool: str = 'none'  # the other skips: 'none' (zeros) or 'mean' (their spatial mean)
+    skip_gate_t: int | None = None  # reduce the other skips only for t >= this (None: at every t)
+    input_skip: bool = False  # the linear input skip eps += s(t) * x_t
+    h_channels: int | None = None  # h-space width: 1x1 convs to this many instance-normalised channels (None: none)
+    skip_stats: tuple | None = None  # ds of the skips whose mean/log-std feed the embedding (None: none)
+
+    def __post_init__(self):
+        for k in ('attention_resolutions', 'channel_mult', 'skip_resolutions', 'skip_stats'):
+            if getattr(self, k) is not None:
+                object.__setattr__(self, k, tuple(getattr(self, k)))
+        if self.skip_pool not in ('none', 'mean'):
+            raise ValueError(f"skip_pool={self.skip_pool!r}: expected 'none' (zeros) or 'mean'")
+
+
+_UNET_ARGS = tuple(f.name for f in dataclasses.fields(UNetConfig))  # UNetModel's settings, in order
+
 # %% ../nbs/06_unet.ipynb #def5a6c8
 def _config_of(args: dict) -> dict:
     "The model's `config` from its arguments (in order): sequences as tuples; `h_channels`, `skip_stats` only when set."
@@ -424,64 +466,51 @@ def _out_head(cfg: dict) -> nn.Sequential:
         normalization(ch), nn.SiLU(), zero_module(conv_nd(cfg['dims'], ch, cfg['out_channels'], 3, padding=1))
     )
 
+# %% ../nbs/06_unet.ipynb #fcbf8c7f
+def _as_unet_config(config: UNetConfig | dict | None, overrides: dict) -> UNetConfig:
+    "`config` (a `UNetConfig`, a dict of its fields or None) with the settings `overrides` over it, as a `UNetConfig`."
+    if isinstance(config, UNetConfig):
+        config = dataclasses.asdict(config)
+    elif config is not None and not isinstance(config, dict):
+        raise TypeError(f'config: expected a UNetConfig, a dict of its fields or None, got {type(config).__name__}')
+    kw = {**(config or {}), **overrides}
+    bad = [k for k in kw if k not in _UNET_ARGS]
+    if bad:
+        raise TypeError(f'unknown UNetModel argument(s) {bad}: expected UNetConfig fields ({", ".join(_UNET_ARGS)})')
+    return UNetConfig(**kw)
+
 # %% ../nbs/06_unet.ipynb #b90488e4
 class UNetModel(nn.Module):
     """ADM UNet (guided-diffusion argument names and state-dict keys) split at the h-space:
-    `encode(x, t, y) -> (h, skips, emb)`, `decode(h, skips, emb) -> out`; `forward = decode(*encode(...))`."""
+    `encode(x, t, y) -> (h, skips, emb)`, `decode(h, skips, emb) -> out`; `forward = decode(*encode(...))`.
+    Settings: a `UNetConfig`, a dict of its fields, or keywords (`UNetModel(**cfg)`, as in guided-diffusion)."""
 
-    def __init__(
-        self,
-        image_size,
-        in_channels,
-        model_channels,
-        out_channels,
-        num_res_blocks,
-        attention_resolutions,
-        dropout=0,
-        channel_mult=(1, 2, 4, 8),
-        conv_resample=True,
-        dims=2,
-        num_classes=None,
-        use_checkpoint=False,
-        use_fp16=False,
-        num_heads=1,
-        num_head_channels=-1,
-        num_heads_upsample=-1,
-        use_scale_shift_norm=False,
-        resblock_updown=False,
-        use_new_attention_order=False,
-        skip_resolutions=None,
-        skip_pool='none',
-        skip_gate_t=None,
-        input_skip=False,
-        h_channels=None,
-        skip_stats=None,
-    ):
+    def __init__(self, config: UNetConfig | dict | None = None, **overrides):
         super().__init__()
-        args = {k: v for k, v in locals().items() if k not in ('self', '__class__')}  # the arguments, in order
-        if skip_pool not in ('none', 'mean'):
-            raise ValueError(f"skip_pool={skip_pool!r}: expected 'none' (zeros) or 'mean'")
-        if num_heads_upsample == -1:
-            args['num_heads_upsample'] = num_heads
+        c = _as_unet_config(config, overrides)
+        args = dataclasses.asdict(c)  # the settings, in order
+        if c.num_heads_upsample == -1:
+            args['num_heads_upsample'] = c.num_heads
         self.config = cfg = _config_of(args)
         for k, v in _attrs_of(cfg).items():
             setattr(self, k, v)
-        ted = model_channels * 4  # timestep-embedding width
-        self.time_embed = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
-        if num_classes is not None:
-            self.label_emb = nn.Embedding(num_classes, ted)
+        ted = c.model_channels * 4  # timestep-embedding width
+        self.time_embed = nn.Sequential(nn.Linear(c.model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
+        if c.num_classes is not None:
+            self.label_emb = nn.Embedding(c.num_classes, ted)
         self.input_blocks, skip_chans, skip_ds = _input_blocks(cfg)
         ch, ds = skip_chans[-1], skip_ds[-1]
         self.middle_block = _middle_block(cfg, ch)
-        self._h_channels, self._ds_max = h_channels or ch, ds
+        self._h_channels, self._ds_max = c.h_channels or ch, ds
         self.h_down, self.h_up = _h_bottleneck(cfg, ch)  # h-space bottleneck: IN(1x1 conv to h_channels)
-        self.stats_at = _stats_at(skip_ds, skip_stats)  # skips summarised by mean/log-std
+        self.stats_at = _stats_at(skip_ds, c.skip_stats)  # skips summarised by mean/log-std
         self.style_proj = nn.ModuleList([zero_module(nn.Linear(2 * skip_chans[i], ted)) for i in self.stats_at])
-        self.skip_full = _skip_full(skip_ds, skip_resolutions)  # per skip (encoder order): always passed in full?
+        self.skip_full = _skip_full(skip_ds, c.skip_resolutions)  # per skip (encoder order): always passed in full?
         self.output_blocks = _output_blocks(cfg, skip_chans, ds)
         self.out = _out_head(cfg)
-        self.input_skip = zero_module(nn.Linear(ted, in_channels)) if input_skip else None  # s(t): eps += s(t) * x_t
-        if use_fp16:
+        # the linear input skip s(t): eps += s(t) * x_t
+        self.input_skip = zero_module(nn.Linear(ted, c.in_channels)) if c.input_skip else None
+        if c.use_fp16:
             self.convert_to_fp16()
 
 # %% ../nbs/06_unet.ipynb #1a3a18ea
@@ -708,35 +737,6 @@ UNET_PRESETS['cmnist_hgate'] = dict(UNET_PRESETS['cmnist_quick'], skip_resolutio
 UNET_PRESETS['cmnist_hgate_mean'] = dict(UNET_PRESETS['cmnist_hgate'], skip_pool='mean')
 # content through a 2-channel instance-normalised h, style through the mean/log-std of the 32 and 16 px skips (12_synth)
 UNET_PRESETS['cmnist_split'] = dict(UNET_PRESETS['cmnist_hgate'], h_channels=2, skip_stats=(1, 2))
-
-# %% ../nbs/06_unet.ipynb #d6ae3bae
-_UNET_ARGS = (
-    'image_size',
-    'in_channels',
-    'model_channels',
-    'out_channels',
-    'num_res_blocks',
-    'attention_resolutions',
-    'dropout',
-    'channel_mult',
-    'conv_resample',
-    'dims',
-    'num_classes',
-    'use_checkpoint',
-    'use_fp16',
-    'num_heads',
-    'num_head_channels',
-    'num_heads_upsample',
-    'use_scale_shift_norm',
-    'resblock_updown',
-    'use_new_attention_order',
-    'skip_resolutions',
-    'skip_pool',
-    'skip_gate_t',
-    'input_skip',
-    'h_channels',
-    'skip_stats',
-)
 
 # %% ../nbs/06_unet.ipynb #5f559583
 def unet_config(preset_or_dict, **overrides) -> dict:
