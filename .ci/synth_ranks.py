@@ -33,7 +33,8 @@ def worker(a):
     from diffinject.core import dist_barrier
     from diffinject.layout import load_split
     from diffinject.pretrained import load_pretrained
-    from diffinject.synth import synthesize
+    from diffinject.synth import synthesize, SynthConfig
+    from diffinject.inject import InjectConfig
 
     rank, world, _ = init_distributed()
     train = load_split(a.data, 'cmnist', 'train', 0.05, transform=None)
@@ -50,13 +51,8 @@ def worker(a):
         style,
         a.worker,
         0.05,
-        n=a.images,
-        steps=a.steps,
-        batch_size=a.batch_size,
-        image_fit='pad',
-        gamma=0.7,
-        t_edit=200,
-        t_boost=200,
+        SynthConfig(n=a.images, batch_size=a.batch_size, image_fit='pad'),
+        InjectConfig(steps=a.steps, gamma=0.7, t_edit=200, t_boost=200),
         progress=False,
     )
     if rank == 0:

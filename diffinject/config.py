@@ -8,6 +8,7 @@ import math
 from .data import get_benchmark
 from .imagefolder import imagefolder_layout
 from .inject import InjectConfig
+from .synth import SynthConfig
 from .pretrained import recipe_of
 from .config_checks import OPTIONAL_KEYS, PRESETS, RUN_OPTIONS, SOURCES, _check_config, _check_number
 
@@ -16,18 +17,19 @@ __all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 
            'size_imagefolder', 'make_config']
 
 # %% ../nbs/16_config.ipynb #333ca520
-# the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's);
+# the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's),
+# the synthetic set's are synth.SynthConfig's but the label rule (f_B's evidence decides);
 # `quick` replaces gamma, t_edit, t_boost, the label rule and the filter by QUICK_INJECT (chosen in 12_synth)
 INJECT_DEFAULTS = dict(
     gamma=InjectConfig.gamma,
     t_edit=InjectConfig.t_edit,
     t_boost=InjectConfig.t_boost,
-    size_ratio=0.1,
-    n=None,
+    size_ratio=SynthConfig.size_ratio,
+    n=SynthConfig.n,
     label_from='auto',
-    filter='none',
-    colour_match='none',
-    model_input='rgb',
+    filter=SynthConfig.filter,
+    colour_match=SynthConfig.colour_match,
+    model_input=SynthConfig.model_input,
     style_pool='fb',
     style_max_per_class=None,
 )

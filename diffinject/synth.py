@@ -5,7 +5,7 @@
 # %% ../nbs/12_synth.ipynb #187b7775
 from __future__ import annotations
 import json, math
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from .core import pbar
 from .files import write_json, read_json, config_diff, atomic_path, CheckpointError
 from .checkpoints import file_sha256
 from .core import rank_and_world, dist_barrier
-from .data import pct_name, BiasedDataset, get_benchmark
+from .data import pct_name, BiasedDataset, BenchmarkSpec, get_benchmark
 from .layout import write_sample, split_files
 from .images import load_images
 from .classifier_training import predict
@@ -25,7 +25,7 @@ from .synth_images import to_model_images, to_benchmark_images, to_uint8_hwc, CO
 from .synth_images import MODEL_INPUTS, model_view
 
 # %% auto #0
-__all__ = ['classifier_reader', 'synthesize', 'load_synthetic', 'synth_fidelity', 'fidelity_markdown']
+__all__ = ['classifier_reader', 'SynthConfig', 'synthesize', 'load_synthetic', 'synth_fidelity', 'fidelity_markdown']
 
 # %% ../nbs/12_synth.ipynb #55e51ea7
 def _per_pair(v, n, name):
@@ -181,15 +181,41 @@ def _read_batch(parts, b, size, plan=None, sl=None) -> tuple:
         )
     return items, ims
 
-# %% ../nbs/12_synth.ipynb #2c94231e
-def _check_options(label_from, filter, colour_match, model_input, bias_reader):
-    "Each option one of its choices; `label_from='auto'` and a filter need `bias_reader`."
-    check_choice(label_from, LABEL_FROM, 'label_from')
-    check_choice(filter, FILTERS, 'filter')
-    check_choice(colour_match, COLOUR_MATCH, 'colour_match')
-    check_choice(model_input, MODEL_INPUTS, 'model_input')
-    if bias_reader is None and (label_from == 'auto' or filter != 'none'):
-        raise ValueError(f"bias_reader: label_from={label_from!r} / filter={filter!r} need f_B's reading of the images")
+# %% ../nbs/12_synth.ipynb #3d307af1
+@dataclass(frozen=True)
+class SynthConfig:
+    "The settings of a synthetic set (`synthesize`): its benchmark and size, label rule, filter, model view, batches, seed."
+
+    benchmark: str | BenchmarkSpec = 'cmnist'  # benchmark name or its `BenchmarkSpec`: the size and format of the files
+    n: int | None = None  # images to generate; None: `synth_size(len(train_ds), size_ratio)`
+    size_ratio: float = 0.1  # the set's size as a share of the training set when `n` is None
+    label_from: str = 'content'  # the label rule: 'content', 'style' or 'auto' (f_B's evidence decides)
+    filter: str = 'none'  # 'none', or 'fb': keep only the images f_B reads as conflicting with their label
+    colour_match: str = 'none'  # 'none', or 'style': each image given its style's colour statistics
+    model_input: str = 'rgb'  # what the diffusion model is given: the images ('rgb') or their HSV value ('value')
+    image_fit: str | None = None  # 'pad', 'resize' or None: the images to the model's size and back
+    batch_size: int = 16  # pairs per batch: one synth_parts file each, the unit of resume and of sharding
+    seed: int = 0  # the plan of the pairs and each pair's noise seed
+    idx_offset: int = 10**6  # the file index of pair 0, clear of the real images' indices
+
+    def __post_init__(self):
+        "Each option one of its choices (one-line errors naming the option)."
+        get_benchmark(self.benchmark)
+        check_choice(self.label_from, LABEL_FROM, 'label_from')
+        check_choice(self.filter, FILTERS, 'filter')
+        check_choice(self.colour_match, COLOUR_MATCH, 'colour_match')
+        check_choice(self.model_input, MODEL_INPUTS, 'model_input')
+        b = self.batch_size
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise ValueError(f'batch_size={b!r}: expected a positive integer (pairs per batch)')
+
+# %% ../nbs/12_synth.ipynb #6a8bb900
+def _check_reader(cfg: SynthConfig, bias_reader):
+    "`label_from='auto'` and a filter need `bias_reader` (f_B's reading of the images)."
+    if bias_reader is None and (cfg.label_from == 'auto' or cfg.filter != 'none'):
+        raise ValueError(
+            f"bias_reader: label_from={cfg.label_from!r} / filter={cfg.filter!r} need f_B's reading of the images"
+        )
 
 # %% ../nbs/12_synth.ipynb #79b6a3b2
 def _synth_n(n, n_train: int, size_ratio: float) -> int:
@@ -233,46 +259,35 @@ def synthesize(
     style_idx,
     root,
     ratio,
-    benchmark='cmnist',
-    n=None,
-    size_ratio=0.1,
-    cfg: InjectConfig | None = None,
-    label_from='content',
+    cfg: SynthConfig | None = None,
+    inject: InjectConfig | None = None,
     bias_reader=None,
-    filter='none',
-    colour_match='none',
-    model_input='rgb',
-    image_fit=None,
-    batch_size=16,
-    seed=0,
-    idx_offset=10**6,
     progress=None,
-    **kw,
 ) -> dict:
     "DiffInject stage 3: contents = top-K `content_idx`, styles = `style_idx` (f_B's pool); labels by rule; DisEnt layout + manifest."
-    cfg = replace(cfg or InjectConfig(), **kw)
-    spec = get_benchmark(benchmark)
+    sc, ic = cfg or SynthConfig(), inject or InjectConfig()
+    spec = get_benchmark(sc.benchmark)
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-    _check_options(label_from, filter, colour_match, model_input, bias_reader)
+    _check_reader(sc, bias_reader)
     content_idx = _check_indices(content_idx, len(train_ds), 'content_idx')
     style_idx = _check_indices(style_idx, len(train_ds), 'style_idx')
-    n = _synth_n(n, len(train_ds), size_ratio)
-    gammas, t_edits = _pair_values(cfg, n, len(ac))
-    plan = plan_pairs(content_idx, style_idx, n, seed)
-    S = _model_size(model, spec, train_ds, image_fit)
+    n = _synth_n(sc.n, len(train_ds), sc.size_ratio)
+    gammas, t_edits = _pair_values(ic, n, len(ac))
+    plan = plan_pairs(content_idx, style_idx, n, sc.seed)
+    S = _model_size(model, spec, train_ds, sc.image_fit)
     pdir = Path(root) / pct_name(ratio)
-    opts = {k: v for k, v in locals().items() if k in _RUN_OPTS}  # the options as passed (n as computed)
+    opts = {**{k: getattr(sc, k) for k in _RUN_OPTS}, 'n': n}  # the settings as given (n as computed)
     facts = dict(benchmark=spec.name, ratio=ratio, content_idx=content_idx.tolist(), n_style_pool=len(style_idx))
     facts.update(n_train=len(train_ds), model_image_size=getattr(model, 'image_size', None))
-    run = _synth_run(cfg, gammas, t_edits, opts, **facts)
+    run = _synth_run(ic, gammas, t_edits, opts, **facts)
     if rank_and_world()[0] == 0:
         _claim(pdir / 'synth_config.json', run)  # rank 0 checks and writes the settings
     dist_barrier()  # ... before any shard starts
-    recs, ims = _generate(
-        model, ac, train_ds, plan, cfg, gammas, t_edits, S, spec, pdir / 'synth_parts', opts, progress
-    )
+    recs, ims = _generate(model, ac, train_ds, plan, ic, gammas, t_edits, S, spec, pdir / 'synth_parts', opts, progress)
     if rank_and_world()[0] == 0:
-        _label_and_write(recs, ims, train_ds, plan, run, pdir, spec, label_from, bias_reader, filter, idx_offset)
+        _label_and_write(
+            recs, ims, train_ds, plan, run, pdir, spec, sc.label_from, bias_reader, sc.filter, sc.idx_offset
+        )
     dist_barrier()  # rank 0 wrote the files and the manifest
     return read_json(pdir / 'synth_manifest.json')
 

@@ -72,34 +72,31 @@ def _style_pool(ic, train, ev, fb, topk):
 # %% ../nbs/17c_synth_stage.ipynb #21af19d0
 def _synthesize(cfg, model, ac, train, topk, pool, d, ratio, spec, fb, seed) -> dict:
     "The synthetic set of `ratio` written into `d` by every rank (its share of the batches): `synthesize`'s manifest."
-    from diffinject.synth import synthesize, classifier_reader
+    from diffinject.synth import synthesize, classifier_reader, SynthConfig
+    from diffinject.inject import InjectConfig
 
     ic = cfg['inject']
-    return synthesize(
-        model,
-        ac,
-        train,
-        topk,
-        pool,
-        d,
-        ratio,
+    synth = SynthConfig(
         benchmark=spec,
-        size_ratio=ic['size_ratio'],
         n=ic['n'],
+        size_ratio=ic['size_ratio'],
         label_from=ic['label_from'],
         filter=ic['filter'],
-        bias_reader=classifier_reader(fb, spec),
         colour_match=ic['colour_match'],
         model_input=ic['model_input'],
         image_fit=cfg['diffusion']['image_fit'],
         batch_size=ic['batch_size'],
         seed=seed,
+    )
+    inject = InjectConfig(
         gamma=ic['gamma'],
         t_edit=ic['t_edit'],
         t_boost=ic['t_boost'],
         steps=ic['steps'],
-        progress=not IN_TEST,
         precision=run_option(cfg, 'precision'),
+    )
+    return synthesize(
+        model, ac, train, topk, pool, d, ratio, synth, inject, classifier_reader(fb, spec), progress=not IN_TEST
     )
 
 # %% ../nbs/17c_synth_stage.ipynb #dcbd6cea
