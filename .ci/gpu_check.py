@@ -166,19 +166,21 @@ def main(argv=None):
     for k, v in rates.items():
         print(f"{k:<40} {v['fp32']:12.1f} {v['bf16']:12.1f} {v['bf16'] / v['fp32']:10.2f}")
     print('\ncompare (fp32, side by side):', flush=True)
-    from diffinject.bench_commands import bench_compare
+    from diffinject.bench_commands import bench_compare, CompareConfig
 
     kw = (
-        dict(smoke=True)
+        dict(cfg=CompareConfig.smoke())
         if a.smoke
         else dict(
-            batch_size=64,
-            train_batch=64,
-            inject_batch=64,
-            rounds=5,
-            synth_pairs=32,
-            synth_contents=4,
-            synth_steps=20,
+            cfg=CompareConfig(
+                batch_size=64,
+                train_batch=64,
+                inject_batch=64,
+                rounds=5,
+                synth_pairs=32,
+                synth_contents=4,
+                synth_steps=20,
+            ),
             threads=None,
         )
     )

@@ -5,6 +5,7 @@
 # %% ../nbs/26a_bench_commands.ipynb #1081e481
 from __future__ import annotations
 import time, json, inspect
+from dataclasses import dataclass, fields, replace
 import torch
 from .core import default_device, check_device
 from .cli import script, cli_check, UsageError, check_threads
@@ -12,18 +13,21 @@ from .bench import time_per_call, count_flops, matmul_peak, cpu_name, fmt_si, _c
 from .bench import side_by_side, median_s, paired_ratio, randomize_, bench_peers, _say
 
 # %% auto #0
-__all__ = ['BENCH_COMMANDS', 'register_bench', 'bench_diffusion', 'print_bench', 'bench_inject', 'bench_inject_cmd',
-           'bench_synth', 'bench_compare', 'bench_cli']
+__all__ = ['BENCH_COMMANDS', 'BENCH_CONFIGS', 'register_bench', 'bench_diffusion', 'print_bench', 'bench_inject',
+           'bench_inject_cmd', 'bench_synth', 'CompareConfig', 'bench_compare', 'bench_cli']
 
 # %% ../nbs/26a_bench_commands.ipynb #501979d6
 BENCH_COMMANDS = {}  # name -> function(**opts) -> dict of numbers; `diffinject_bench <name>` runs it
+BENCH_CONFIGS = {}  # name -> the frozen dataclass of its settings, when the function takes them as `cfg`
 
 
-def register_bench(name):
-    "Decorator: make `fn` available as `diffinject_bench <name>`."
+def register_bench(name, cfg_type=None):
+    "Decorator: make `fn` available as `diffinject_bench <name>`; `cfg_type`: the dataclass of its `cfg` argument."
 
     def _reg(fn):
         BENCH_COMMANDS[name] = fn
+        if cfg_type is not None:
+            BENCH_CONFIGS[name] = cfg_type
         return fn
 
     return _reg
@@ -319,31 +323,38 @@ def bench_synth(model, n_pairs=6, n_contents=2, steps=8, device=None, T=1000, ro
     _say_synth(verbose, r)
     return r
 
+# %% ../nbs/26a_bench_commands.ipynb #00086799
+@dataclass(frozen=True)
+class CompareConfig:
+    "The sizes of `bench_compare`: the preset, the batches, the timed rounds and the synthesis."
+
+    preset: str = 'cmnist_32'  # the UNet preset measured
+    batch_size: int = 16  # the peers' forward batch
+    train_batch: int = 8  # the peers' forward+backward batch
+    inject_batch: int = 8  # the batch of the injected vs plain step
+    rounds: int = 5  # interleaved rounds of the peers
+    inject_rounds: int = 10  # interleaved rounds of the injected step
+    synth_pairs: int = 6  # synthetic images of batched vs batch-1 synthesis
+    synth_contents: int = 2  # content images the pairs share
+    synth_steps: int = 8  # DDIM steps of the inversions and of the sampling
+    min_time: float = 0.0  # seconds a timed measurement lasts at least (0: the rounds alone)
+
+    @classmethod
+    def smoke(cls) -> CompareConfig:
+        "Seconds: the tiny preset, tiny batches, one round."
+        return cls('tiny_32', 2, 2, 2, 1, 1, 2, 1, 2)
+
 # %% ../nbs/26a_bench_commands.ipynb #831b4447
-@register_bench('compare')
-def bench_compare(
-    preset='cmnist_32',
-    device=None,
-    threads=1,
-    batch_size=16,
-    train_batch=8,
-    inject_batch=8,
-    rounds=5,
-    inject_rounds=10,
-    synth_pairs=6,
-    synth_contents=2,
-    synth_steps=8,
-    gd_path=None,
-    min_time=0.0,
-    smoke=False,
-    verbose=True,
-) -> dict:
-    "Ratios measured side by side in one run: UNet vs its peers, injected vs plain step, batched synthesis vs batch-1."
+@register_bench('compare', CompareConfig)
+def bench_compare(cfg: CompareConfig | None = None, device=None, threads=1, gd_path=None, verbose=True) -> dict:
+    """Ratios measured side by side in one run, at the sizes `cfg` (default `CompareConfig()`): UNet vs its peers,
+    injected vs plain step, batched synthesis vs batch-1."""
     from diffinject.unet import create_unet
 
-    if smoke:  # seconds: the tiny preset, tiny batches
-        preset, batch_size, train_batch, inject_batch, rounds, inject_rounds = 'tiny_32', 2, 2, 2, 1, 1
-        synth_pairs, synth_contents, synth_steps = 2, 1, 2
+    cfg = CompareConfig() if cfg is None else cfg
+    if not isinstance(cfg, CompareConfig):
+        raise TypeError(f'cfg: expected a CompareConfig, got {type(cfg).__name__}')
+    preset, min_time = cfg.preset, cfg.min_time
     device = torch.device(device) if device else default_device()
     old = torch.get_num_threads()
     if threads and device.type == 'cpu':
@@ -358,21 +369,41 @@ def bench_compare(
         )
         r = dict(
             preset=preset,
-            peers=bench_peers(preset, batch_size, train_batch, device, min_time, rounds, gd_path, verbose=verbose),
+            peers=bench_peers(
+                preset, cfg.batch_size, cfg.train_batch, device, min_time, cfg.rounds, gd_path, verbose=verbose
+            ),
         )
-        _say(verbose, f'injected step (batch {inject_batch}):')
+        _say(verbose, f'injected step (batch {cfg.inject_batch}):')
         torch.manual_seed(0)
         model = randomize_(create_unet(preset)).to(device)
         r['inject'] = bench_inject(
-            model, inject_batch, device=device, min_time=min_time, rounds=inject_rounds, synth=False, verbose=verbose
-        )
+            model, cfg.inject_batch, device=device, min_time=min_time, rounds=cfg.inject_rounds, synth=False,
+            verbose=verbose,
+        )  # fmt: skip
         _say(verbose, 'synthesis:')
-        r['synth'] = bench_synth(model, synth_pairs, synth_contents, synth_steps, device, verbose=verbose)
+        r['synth'] = bench_synth(model, cfg.synth_pairs, cfg.synth_contents, cfg.synth_steps, device, verbose=verbose)
     finally:
         torch.set_num_threads(old)
     r['seconds'] = time.perf_counter() - t0
     _say(verbose, f"done in {r['seconds']:.1f} s")
     return r
+
+# %% ../nbs/26a_bench_commands.ipynb #71563e3b
+def _bench_kwargs(what: str, extra: dict, opts: str, given: dict) -> dict:
+    """The keyword arguments of benchmark `what`: `extra` (--opts) over the `given` options (not None) it takes. A
+    benchmark with a settings dataclass (`BENCH_CONFIGS`) takes its fields as options, and `smoke` (true: its smoke
+    settings), in `cfg`."""
+    ctype = BENCH_CONFIGS.get(what)
+    in_cfg = [f.name for f in fields(ctype)] + ['smoke'] if ctype else []
+    known = [p for p in inspect.signature(BENCH_COMMANDS[what]).parameters if p not in ('device', 'cfg')] + in_cfg
+    bad = [k for k in extra if k not in known]
+    cli_check(not bad, '--opts', opts, f"options of {what} ({', '.join(known)}); unknown: {', '.join(bad)}")
+    kw = {**{k: v for k, v in given.items() if v is not None and k in known}, **extra}
+    if not ctype:
+        return kw
+    sizes = {k: kw.pop(k) for k in in_cfg if k in kw}
+    base = ctype.smoke() if sizes.pop('smoke', False) else ctype()
+    return dict(kw, cfg=replace(base, **sizes))
 
 # %% ../nbs/26a_bench_commands.ipynb #93d4ba30
 @script
@@ -397,13 +428,8 @@ def bench_cli(
     if threads:
         torch.set_num_threads(threads)
     devs = [device] if device else (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
-    fn = BENCH_COMMANDS[what]
-    known = [p for p in inspect.signature(fn).parameters if p != 'device']
-    bad = [k for k in extra if k not in known]
-    cli_check(not bad, '--opts', opts, f"options of {what} ({', '.join(known)}); unknown: {', '.join(bad)}")
-    given = dict(min_time=min_time, threads=threads)
-    kw = {k: v for k, v in given.items() if v is not None and k in inspect.signature(fn).parameters}
-    res = [fn(device=d, **{**kw, **extra}) for d in devs]
+    kw = _bench_kwargs(what, extra, opts, dict(min_time=min_time, threads=threads))
+    res = [BENCH_COMMANDS[what](device=d, **kw) for d in devs]
     if json_out:
         from diffinject.files import write_json
 

@@ -15,6 +15,7 @@ from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-
 from .config import make_config  # noqa: F401 (re-exported)
 from .config_checks import SYNTH_METHODS  # noqa: F401 (re-exported)
 from .config import INJECT_DEFAULTS  # noqa: F401 (re-exported)
+from dataclasses import fields
 from .options import Command, config_args, RunOptions, StageOptions, DataOptions
 from .options import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
@@ -55,9 +56,9 @@ _all_ = [
 ]
 
 # %% auto #0
-__all__ = ['SECTIONS', 'diffinject_run', 'diffinject_mine', 'diffinject_train_diffusion', 'diffinject_baselines', 'debias',
-           'digit_folder', 'STAGES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'OnRank0Failed', 'RunDir',
-           'run_spec', 'source_title', 'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description',
+__all__ = ['SECTIONS', 'diffinject_run', 'diffinject_mine', 'diffinject_train_diffusion', 'diffinject_baselines', 'run_settings',
+           'debias', 'digit_folder', 'STAGES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'OnRank0Failed',
+           'RunDir', 'run_spec', 'source_title', 'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description',
            'stage_bias', 'one_diffusion_model', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'plan_sizes',
            'time_plan', 'plan_by_stage', 'plan_lines']
 
@@ -171,45 +172,62 @@ diffinject_baselines = Command(
 )
 
 # %% ../nbs/19_pipeline.ipynb #f5b861db
+_OWN = ('run_dir', 'data_root', 'seeds', 'device')  # diffinject_run's options that are debias' own arguments
+_NOT_SETTINGS = {  # diffinject_run's options debias takes otherwise: why (its own arguments are named as they are)
+    'stage': 'pass stages=, a list of stages',
+    'method': 'pass methods=, a list of method names',
+    'source': "debias reads an image folder (source='imagefolder')",
+    'dataset': "debias reads an image folder (source='imagefolder')",
+    'threads': 'a setting of this process: torch.set_num_threads(n)',
+}
+
+
+def run_settings() -> tuple:
+    "The keyword settings `debias` takes: `diffinject_run`'s options by their flag names, less its own arguments."
+    return tuple(f.name for sec in SECTIONS for f in fields(sec) if f.name not in (*_OWN, *_NOT_SETTINGS))
+
+
+def _debias_config(data_root, methods, seeds, device, settings: dict) -> dict:
+    "make_config of `diffinject_run`'s option sections set from debias' arguments and `settings` (by flag name)."
+    known = run_settings()
+    for k in settings:
+        if k in _NOT_SETTINGS:
+            raise TypeError(f'debias: {k}= is not a setting here: {_NOT_SETTINGS[k]}')
+        if k not in known:
+            raise TypeError(
+                f"debias: {k}= is not a setting (expected one of diffinject_run's options by its flag name, "
+                'see diffinject_run --help)'
+            )
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # anything else: refused, named
+    bias_csv = settings.get('bias_csv')
+    given = dict(
+        settings,
+        data_root=str(data_root),
+        source='imagefolder',
+        method=as_list(methods),
+        seeds=as_list(seeds),
+        device=device,
+        bias_csv=str(bias_csv) if bias_csv else None,
+    )
+    opts = {sec.name: sec(**{f.name: given.get(f.name, f.default) for f in fields(sec)}) for sec in SECTIONS}
+    return make_config(**config_args(opts))  # every value checked here, as diffinject_run's
+
+
 def debias(
     data_root,
     run_dir=None,
     methods=('vanilla', 'upsample', 'diffinject'),
     seeds=(0,),
-    image_size: int | None = None,
-    max_train_per_class: int | None = None,
-    bias_csv=None,
-    synth_size: int | None = None,
-    classifier_steps=None,
-    diffusion_steps=None,
-    bias_steps=None,
-    minutes=None,
     device=None,
     stages=STAGES,
     verbose: bool = True,
+    **settings,
 ) -> dict:
-    "DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/, test/."
-    ov = dict(
-        classifier=dict(steps=classifier_steps) if classifier_steps is not None else None,
-        diffusion=dict(steps=diffusion_steps) if diffusion_steps is not None else None,
-        bias=dict(steps=bias_steps) if bias_steps is not None else None,
-    )
-    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # anything else: refused, named
-    cfg = make_config(
-        'quick',
-        source='imagefolder',
-        data_root=str(data_root),
-        methods=as_list(methods),
-        seeds=as_list(seeds),
-        image_size=image_size,
-        max_train_per_class=max_train_per_class,
-        bias_csv=str(bias_csv) if bias_csv else None,
-        synth_size=synth_size,
-        minutes=minutes,
-        device=device,
-        **ov,
-    )
-    return run_pipeline(cfg, run_dir or Path('runs') / Path(data_root).resolve().name, as_list(stages), verbose=verbose)
+    """DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/,
+    test/. `settings`: any of `run_settings()`, diffinject_run's options by their flag names (e.g. image_size=32)."""
+    cfg = _debias_config(data_root, methods, seeds, device, settings)
+    stages = list(stages) if isinstance(stages, (list, tuple)) else stages
+    return run_pipeline(cfg, run_dir or Path('runs') / Path(data_root).resolve().name, stages, verbose=verbose)
 
 # %% ../nbs/19_pipeline.ipynb #f3953ef8
 def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0) -> Path:

@@ -5,6 +5,7 @@
 # %% ../nbs/13_pretrained.ipynb #67f85f08
 from __future__ import annotations
 import json
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from .train import TrainConfig, train_diffusion, load_diffusion_checkpoint
 # %% auto #0
 __all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_images', 'recipe_of', 'train_pretrained',
            'export_pretrained', 'pretrained_registry', 'rebuild_command', 'diffusion_of', 'load_pretrained',
-           'cmnist_pairs', 'model_report']
+           'cmnist_pairs', 'ReportConfig', 'model_report']
 
 # %% ../nbs/13_pretrained.ipynb #ad55b286
 TRAIN_ON = ('source', 'train')
@@ -220,6 +221,18 @@ def cmnist_pairs(ds, n: int = 48, seed: int = 0):
     conf, al = np.nonzero(ds.conflicting.numpy())[0], np.nonzero(ds.aligned.numpy())[0]
     return rng.choice(conf, min(n, len(conf)), replace=False), rng.choice(al, min(n, len(conf)), replace=False)
 
+# %% ../nbs/13_pretrained.ipynb #b879576b
+@dataclass(frozen=True)
+class ReportConfig:
+    "The sizes of `model_report`'s evaluation."
+
+    n_pairs: int = 48  # content/style pairs (bias-conflicting contents, bias-aligned styles)
+    n_samples: int = 1000  # DDIM samples whose quality is read
+    sample_steps: int = 50  # DDIM steps of those samples
+    inject_steps: int = 25  # DDIM steps of each injection
+    ts: tuple = (200, 400, 600, 800)  # timesteps of the swap shares (the first three: the attribute swaps)
+    seed: int = 0  # the samples' noise, the real images and the pairs drawn, the injections
+
 # %% ../nbs/13_pretrained.ipynb #4d6a0a1a
 @torch.no_grad()
 def model_report(
@@ -228,16 +241,16 @@ def model_report(
     ds,
     oracles,
     settings=((0.5, 400, 200),),
-    n_pairs: int = 48,
-    n_samples: int = 1000,
-    sample_steps: int = 50,
-    inject_steps: int = 25,
-    ts=(200, 400, 600, 800),
+    cfg: ReportConfig | None = None,
     image_fit='pad',
-    seed=0,
     attributes=('digit', 'colour'),
 ) -> dict:
-    "Sample quality, swap shares and attribute transfer of a diffusion model on pairs of `ds` (evaluation); `attributes`: task, bias names."
+    """Sample quality, swap shares and attribute transfer of a diffusion model on pairs of `ds` (evaluation), at the
+    sizes `cfg` (default `ReportConfig()`); `settings`: (gamma, t_edit, t_boost) each; `attributes`: task, bias names."""
+    cfg = ReportConfig() if cfg is None else cfg
+    if not isinstance(cfg, ReportConfig):
+        raise TypeError(f'cfg: expected a ReportConfig, got {type(cfg).__name__}')
+    n_pairs, n_samples, ts, seed = cfg.n_pairs, cfg.n_samples, cfg.ts, cfg.seed
     from diffinject.ddim import ddim_sample
     from diffinject.inject import diff_inject
     from diffinject.inject_diagnostics import swap_shares, attribute_transfer, attribute_swaps
@@ -249,7 +262,10 @@ def model_report(
     g = torch.Generator().manual_seed(seed)
     xT = torch.randn(n_samples, model.in_channels, S, S, generator=g)
     smp = torch.cat(
-        [ddim_sample(model, xT[i : i + 100], alphas_cumprod, sample_steps, clip=True) for i in range(0, n_samples, 100)]
+        [
+            ddim_sample(model, xT[i : i + 100], alphas_cumprod, cfg.sample_steps, clip=True)
+            for i in range(0, n_samples, 100)
+        ]
     )
     smp01 = to_benchmark_images(smp, size, image_fit)
     real = load_images(ds, np.random.default_rng(seed).choice(len(ds), min(1000, len(ds)), replace=False))
@@ -266,7 +282,15 @@ def model_report(
     for gm, te, tb in settings:
         y01 = to_benchmark_images(
             diff_inject(
-                model, xs, alphas_cumprod, content=xc, gamma=gm, t_edit=te, t_boost=tb, steps=inject_steps, seeds=seed
+                model,
+                xs,
+                alphas_cumprod,
+                content=xc,
+                gamma=gm,
+                t_edit=te,
+                t_boost=tb,
+                steps=cfg.inject_steps,
+                seeds=seed,
             ),
             size,
             image_fit,
