@@ -233,6 +233,43 @@ class ReportConfig:
     ts: tuple = (200, 400, 600, 800)  # timesteps of the swap shares (the first three: the attribute swaps)
     seed: int = 0  # the samples' noise, the real images and the pairs drawn, the injections
 
+# %% ../nbs/13_pretrained.ipynb #c0f1dfd7
+def _report_quality(model, alphas_cumprod, ds, shape_net, cfg: ReportConfig, image_fit) -> dict:
+    "`cfg.n_samples` DDIM samples of `model` (batches of 100): their quality against real images of `ds`, the first 64."
+    from diffinject.ddim import ddim_sample
+    from diffinject.oracles import sample_quality
+    from diffinject.synth_images import to_benchmark_images
+    from diffinject.train import load_images
+
+    S, n, size = model.image_size, cfg.n_samples, ds[0][0].shape[-1]
+    xT = torch.randn(n, model.in_channels, S, S, generator=torch.Generator().manual_seed(cfg.seed))
+    smp = torch.cat(
+        [ddim_sample(model, xT[i : i + 100], alphas_cumprod, cfg.sample_steps, clip=True) for i in range(0, n, 100)]
+    )
+    smp01 = to_benchmark_images(smp, size, image_fit)
+    real = load_images(ds, np.random.default_rng(cfg.seed).choice(len(ds), min(1000, len(ds)), replace=False))
+    return dict(quality=sample_quality(shape_net, smp01, real), samples=smp01[:64])
+
+# %% ../nbs/13_pretrained.ipynb #4c64a365
+def _report_transfer(model, alphas_cumprod, ds, oracles, pairs, readers, setting, cfg: ReportConfig, image_fit):
+    "One injection `setting` (gamma, t_edit, t_boost) on `pairs` (contents, styles): attribute transfer and the images."
+    from diffinject.inject import diff_inject
+    from diffinject.inject_diagnostics import attribute_transfer
+    from diffinject.synth_images import to_benchmark_images
+    from diffinject.train import load_images
+
+    (ci, si, xc, xs), (gm, te, tb), (ta, ba) = pairs, setting, tuple(readers)
+    y = diff_inject(
+        model, xs, alphas_cumprod, content=xc, gamma=gm, t_edit=te, t_boost=tb, steps=cfg.inject_steps, seeds=cfg.seed
+    )
+    y01 = to_benchmark_images(y, ds[0][0].shape[-1], image_fit)
+    sa, ca = {ta: ds.labels[si], ba: ds.biases[si]}, {ta: ds.labels[ci], ba: ds.biases[ci]}
+    tr = attribute_transfer(y01, load_images(ds, si), sa, ca, readers)
+    d, c = torch.as_tensor(oracles['task'](y01)), torch.as_tensor(oracles['bias'](y01))
+    for rule, lab in (('content', ds.labels[ci]), ('style', ds.labels[si])):
+        tr[f'ok_{rule}_label'] = ((d == lab) & (c != lab)).float().mean().item()
+    return tr, y01[:12]
+
 # %% ../nbs/13_pretrained.ipynb #4d6a0a1a
 @torch.no_grad()
 def model_report(
@@ -250,55 +287,24 @@ def model_report(
     cfg = ReportConfig() if cfg is None else cfg
     if not isinstance(cfg, ReportConfig):
         raise TypeError(f'cfg: expected a ReportConfig, got {type(cfg).__name__}')
-    n_pairs, n_samples, ts, seed = cfg.n_pairs, cfg.n_samples, cfg.ts, cfg.seed
-    from diffinject.ddim import ddim_sample
-    from diffinject.inject import diff_inject
-    from diffinject.inject_diagnostics import swap_shares, attribute_transfer, attribute_swaps
-    from diffinject.oracles import sample_quality
+    from diffinject.inject_diagnostics import swap_shares, attribute_swaps
     from diffinject.synth_images import to_model_images, to_benchmark_images
     from diffinject.train import load_images
 
+    out = _report_quality(model, alphas_cumprod, ds, oracles['shape_net'], cfg, image_fit)
     S, size = model.image_size, ds[0][0].shape[-1]
-    g = torch.Generator().manual_seed(seed)
-    xT = torch.randn(n_samples, model.in_channels, S, S, generator=g)
-    smp = torch.cat(
-        [
-            ddim_sample(model, xT[i : i + 100], alphas_cumprod, cfg.sample_steps, clip=True)
-            for i in range(0, n_samples, 100)
-        ]
-    )
-    smp01 = to_benchmark_images(smp, size, image_fit)
-    real = load_images(ds, np.random.default_rng(seed).choice(len(ds), min(1000, len(ds)), replace=False))
-    out = dict(quality=sample_quality(oracles['shape_net'], smp01, real), samples=smp01[:64])
-    ci, si = cmnist_pairs(ds, n_pairs, seed)
+    ci, si = cmnist_pairs(ds, cfg.n_pairs, cfg.seed)
     xc, xs = (to_model_images(load_images(ds, i), S, image_fit) for i in (ci, si))
-    out['shares'] = swap_shares(model, xc, xs, alphas_cumprod, ts=ts)
+    out['shares'] = swap_shares(model, xc, xs, alphas_cumprod, ts=cfg.ts)
     ta, ba = attributes
     readers = {ta: oracles['task'], ba: oracles['bias']}
     sa, ca = {ta: ds.labels[si], ba: ds.biases[si]}, {ta: ds.labels[ci], ba: ds.biases[ci]}
     fit01 = lambda x: to_benchmark_images(x, size, image_fit)  # P_t read at the benchmark size
-    out['attr_swaps'] = attribute_swaps(model, xc, xs, alphas_cumprod, readers, ca, sa, ts=ts[:3], to01=fit01)
+    out['attr_swaps'] = attribute_swaps(model, xc, xs, alphas_cumprod, readers, ca, sa, ts=cfg.ts[:3], to01=fit01)
     out['transfer'], out['generated'] = {}, {}
-    for gm, te, tb in settings:
-        y01 = to_benchmark_images(
-            diff_inject(
-                model,
-                xs,
-                alphas_cumprod,
-                content=xc,
-                gamma=gm,
-                t_edit=te,
-                t_boost=tb,
-                steps=cfg.inject_steps,
-                seeds=seed,
-            ),
-            size,
-            image_fit,
+    for st in settings:
+        out['transfer'][tuple(st)], out['generated'][tuple(st)] = _report_transfer(
+            model, alphas_cumprod, ds, oracles, (ci, si, xc, xs), readers, st, cfg, image_fit
         )
-        tr = attribute_transfer(y01, load_images(ds, si), sa, ca, readers)
-        d, c = torch.as_tensor(oracles['task'](y01)), torch.as_tensor(oracles['bias'](y01))
-        for rule, lab in (('content', ds.labels[ci]), ('style', ds.labels[si])):
-            tr[f'ok_{rule}_label'] = ((d == lab) & (c != lab)).float().mean().item()
-        out['transfer'][(gm, te, tb)], out['generated'][(gm, te, tb)] = tr, y01[:12]
     out['pairs'] = (ci[:12], si[:12])
     return out
