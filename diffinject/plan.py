@@ -184,7 +184,7 @@ class _Probes:
     def read(self) -> float:
         return self.memo('read', lambda: _read_probe(self.train, self.spec.image_size))
 
-    def list(self) -> float:
+    def listing(self) -> float:
         return self.memo('list', _list_probe)
 
     def figure(self, k) -> float:
@@ -233,7 +233,7 @@ def _bias_s(cfg, n, pr: _Probes) -> float:
     bd, steps, k = BIAS_CLASSIFIER_DEFAULTS[pr.spec.name], cfg['bias']['steps'], cfg['bias']['k']
     steps = steps or math.ceil(bd['epochs'] * n['train'] / bd['bs'])
     ev = cfg['classifier']['eval_every'] or max(1, min(500, steps // 10))
-    load = 2 * (n['train'] + n['valid'] + n['test']) * pr.list()  # with the training, then the evaluation transform
+    load = 2 * (n['train'] + n['valid'] + n['test']) * pr.listing()  # with the training, then the evaluation transform
     mine = n['train'] * (pr.cls(bd['bs'])[1] + pr.read())
     return load + pr.fit(steps, bd['bs'], ev, n['train'], n) + mine + pr.spec.num_classes * pr.figure(k)
 

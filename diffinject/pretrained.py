@@ -251,20 +251,19 @@ def _report_quality(model, alphas_cumprod, ds, shape_net, cfg: ReportConfig, ima
     return dict(quality=sample_quality(shape_net, smp01, real), samples=smp01[:64])
 
 # %% ../nbs/13_pretrained.ipynb #4c64a365
-def _report_transfer(model, alphas_cumprod, ds, oracles, pairs, readers, setting, cfg: ReportConfig, image_fit):
-    "One injection `setting` (gamma, t_edit, t_boost) on `pairs` (contents, styles): attribute transfer and the images."
+def _report_transfer(model, alphas_cumprod, ds, oracles, pairs, truth, setting, cfg: ReportConfig, image_fit):
+    """One injection `setting` (gamma, t_edit, t_boost) on `pairs` (content and style indices, their model images, the
+    styles' images in [0, 1]): attribute transfer and the images; `truth`: (readers, style's, content's attributes)."""
     from diffinject.inject import diff_inject
     from diffinject.inject_diagnostics import attribute_transfer
     from diffinject.synth_images import to_benchmark_images
-    from diffinject.train import load_images
 
-    (ci, si, xc, xs), (gm, te, tb), (ta, ba) = pairs, setting, tuple(readers)
+    (ci, si, xc, xs, s01), (gm, te, tb), (readers, sa, ca) = pairs, setting, truth
     y = diff_inject(
         model, xs, alphas_cumprod, content=xc, gamma=gm, t_edit=te, t_boost=tb, steps=cfg.inject_steps, seeds=cfg.seed
     )
     y01 = to_benchmark_images(y, ds[0][0].shape[-1], image_fit)
-    sa, ca = {ta: ds.labels[si], ba: ds.biases[si]}, {ta: ds.labels[ci], ba: ds.biases[ci]}
-    tr = attribute_transfer(y01, load_images(ds, si), sa, ca, readers)
+    tr = attribute_transfer(y01, s01, sa, ca, readers)
     d, c = torch.as_tensor(oracles['task'](y01)), torch.as_tensor(oracles['bias'](y01))
     for rule, lab in (('content', ds.labels[ci]), ('style', ds.labels[si])):
         tr[f'ok_{rule}_label'] = ((d == lab) & (c != lab)).float().mean().item()
@@ -294,7 +293,8 @@ def model_report(
     out = _report_quality(model, alphas_cumprod, ds, oracles['shape_net'], cfg, image_fit)
     S, size = model.image_size, ds[0][0].shape[-1]
     ci, si = cmnist_pairs(ds, cfg.n_pairs, cfg.seed)
-    xc, xs = (to_model_images(load_images(ds, i), S, image_fit) for i in (ci, si))
+    c01, s01 = load_images(ds, ci), load_images(ds, si)  # read once: the styles serve every setting
+    xc, xs = to_model_images(c01, S, image_fit), to_model_images(s01, S, image_fit)
     out['shares'] = swap_shares(model, xc, xs, alphas_cumprod, ts=cfg.ts)
     ta, ba = attributes
     readers = {ta: oracles['task'], ba: oracles['bias']}
@@ -304,7 +304,7 @@ def model_report(
     out['transfer'], out['generated'] = {}, {}
     for st in settings:
         out['transfer'][tuple(st)], out['generated'][tuple(st)] = _report_transfer(
-            model, alphas_cumprod, ds, oracles, (ci, si, xc, xs), readers, st, cfg, image_fit
+            model, alphas_cumprod, ds, oracles, (ci, si, xc, xs, s01), (readers, sa, ca), st, cfg, image_fit
         )
     out['pairs'] = (ci[:12], si[:12])
     return out
