@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from .files import atomic_write_text
+from .synth_pairs import check_choice
 from .core import OnRank0Failed, get_workers, set_workers, max_procs
 from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
 from .config import make_config  # noqa: F401 (re-exported)
@@ -56,11 +57,11 @@ _all_ = [
 ]
 
 # %% auto #0
-__all__ = ['SECTIONS', 'diffinject_run', 'diffinject_mine', 'diffinject_train_diffusion', 'diffinject_baselines', 'run_settings',
-           'debias', 'digit_folder', 'STAGES', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'OnRank0Failed',
-           'RunDir', 'run_spec', 'source_title', 'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description',
-           'stage_bias', 'one_diffusion_model', 'stage_diffusion', 'stage_synth', 'stage_classifier', 'plan_sizes',
-           'time_plan', 'plan_by_stage', 'plan_lines']
+__all__ = ['SECTIONS', 'diffinject_run', 'diffinject_mine', 'diffinject_train_diffusion', 'diffinject_baselines',
+           'DIGIT_FOLDER_BIASES', 'run_settings', 'debias', 'digit_folder', 'STAGES', 'RunDirLocked', 'lock_run_dir',
+           'unlock_run_dir', 'OnRank0Failed', 'RunDir', 'run_spec', 'source_title', 'data_key', 'stage_key',
+           'stage_data', 'splits', 'eval_description', 'stage_bias', 'one_diffusion_model', 'stage_diffusion',
+           'stage_synth', 'stage_classifier', 'plan_sizes', 'time_plan', 'plan_by_stage', 'plan_lines']
 
 # %% ../nbs/19_pipeline.ipynb #d0729dcf
 def _run_stages(prog: str, opts: dict, stages) -> tuple:
@@ -230,22 +231,37 @@ def debias(
     return run_pipeline(cfg, run_dir or Path('runs') / Path(data_root).resolve().name, stages, verbose=verbose)
 
 # %% ../nbs/19_pipeline.ipynb #f3953ef8
-def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0) -> Path:
-    "Write coloured digits as an image folder `root`: (train, valid, test) images per class, `bias.csv` beside them."
-    from PIL import Image
-    from diffinject.colored_mnist import colored_mnist_split, colored_mnist_source, TEST_CONFLICT_RATIO
+DIGIT_FOLDER_BIASES = ('colour', 'corruption')  # what `digit_folder` ties to each digit
 
-    root, src, rows = Path(root), colored_mnist_source('mnist5k'), []
+
+def _digit_split(bias: str, seed: int) -> tuple:
+    "(split function, its clean source) for `bias`: Colored MNIST's colours or Corrupted MNIST's corruptions."
+    from diffinject.colored_mnist import colored_mnist_split, colored_mnist_source
+    from diffinject.corrupted import corrupted_mnist_split, corrupted_mnist_source
+
+    check_choice(bias, DIGIT_FOLDER_BIASES, 'bias')
+    if bias == 'colour':
+        return (lambda s, r, src: colored_mnist_split(s, r, seed=seed, src=src)), colored_mnist_source('mnist5k')
+    return (lambda s, r, src: corrupted_mnist_split(s, r, seed=seed, src=src)), corrupted_mnist_source('mnist5k')
+
+
+def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0, bias: str = 'colour') -> Path:
+    "Write biased digits as an image folder `root`: (train, valid, test) images per class, `bias.csv` beside them."
+    from PIL import Image
+    from diffinject.colored_mnist import TEST_CONFLICT_RATIO
+
+    split_fn, src = _digit_split(bias, seed)
+    root, rows = Path(root), []
     for split, k in zip(('train', 'valid', 'test'), per_class):
         if not k:
             continue
-        x, y, b, _ = colored_mnist_split(split, TEST_CONFLICT_RATIO if split == 'test' else ratio, seed=seed, src=src)
+        x, y, b, _ = split_fn(split, TEST_CONFLICT_RATIO if split == 'test' else ratio, src)
         for c in range(10):
             (root / split / str(c)).mkdir(parents=True, exist_ok=True)
             idx = np.nonzero(y == c)[0]
             if len(idx) < k:
                 raise ValueError(f'per_class: {split} has {len(idx)} digits of class {c}, asked for {k}')
-            for i in idx[:k]:
+            for i in idx[np.linspace(0, len(idx) - 1, k).round().astype(int)]:  # spread: the split's bias mix kept
                 Image.fromarray(x[i]).save(root / split / str(c) / f'{i}.png')
                 rows.append(f'{split}/{c}/{i}.png,{int(b[i])}')
     atomic_write_text(root / 'bias.csv', 'path,bias\n' + '\n'.join(rows) + '\n')
