@@ -234,15 +234,17 @@ def debias(
 DIGIT_FOLDER_BIASES = ('colour', 'corruption')  # what `digit_folder` ties to each digit
 
 
-def _digit_split(bias: str, seed: int) -> tuple:
-    "(split function, its clean source) for `bias`: Colored MNIST's colours or Corrupted MNIST's corruptions."
+def _digit_split(bias: str) -> tuple:
+    "(split function, clean source) for `bias`: Colored MNIST's colours or Corrupted MNIST's corruptions (same signature)."
     from diffinject.colored_mnist import colored_mnist_split, colored_mnist_source
     from diffinject.corrupted import corrupted_mnist_split, corrupted_mnist_source
 
     check_choice(bias, DIGIT_FOLDER_BIASES, 'bias')
-    if bias == 'colour':
-        return (lambda s, r, src: colored_mnist_split(s, r, seed=seed, src=src)), colored_mnist_source('mnist5k')
-    return (lambda s, r, src: corrupted_mnist_split(s, r, seed=seed, src=src)), corrupted_mnist_source('mnist5k')
+    split_fn, source = {
+        'colour': (colored_mnist_split, colored_mnist_source),
+        'corruption': (corrupted_mnist_split, corrupted_mnist_source),
+    }[bias]
+    return split_fn, source('mnist5k')
 
 
 def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int = 0, bias: str = 'colour') -> Path:
@@ -250,12 +252,12 @@ def digit_folder(root, per_class=(300, 40, 100), ratio: float = 0.05, seed: int 
     from PIL import Image
     from diffinject.colored_mnist import TEST_CONFLICT_RATIO
 
-    split_fn, src = _digit_split(bias, seed)
+    split_fn, src = _digit_split(bias)
     root, rows = Path(root), []
     for split, k in zip(('train', 'valid', 'test'), per_class):
         if not k:
             continue
-        x, y, b, _ = split_fn(split, TEST_CONFLICT_RATIO if split == 'test' else ratio, src)
+        x, y, b, _ = split_fn(split, TEST_CONFLICT_RATIO if split == 'test' else ratio, seed=seed, src=src)
         for c in range(10):
             (root / split / str(c)).mkdir(parents=True, exist_ok=True)
             idx = np.nonzero(y == c)[0]
