@@ -120,9 +120,9 @@ def _quick(dataset='cmnist') -> dict:
     return cfg
 
 # %% ../nbs/16_config.ipynb #94f8223f
-IMAGEFOLDER_CPU = dict(
+IMAGEFOLDER_CPU = dict(  # the reference lengths: one unit of the scale s (see above)
     image_size=32,
-    diffusion_steps=150,
+    diffusion_steps=400,
     bias_epochs=2,
     bias_max_steps=80,
     classifier_epochs=2,
@@ -137,11 +137,13 @@ GPU_SPEEDUP = (
 BIAS_BS = 64  # f_B's batch size on an image folder (bias.BIAS_CLASSIFIER_DEFAULTS)
 
 
-def size_imagefolder(cfg, n_train: int, given: dict, cuda: bool = False, minutes: float = 20.0) -> dict:
-    "The quick image-folder preset sized to `n_train` training images and the device (see above); `given` options are kept."
+def size_imagefolder(
+    cfg, n_train: int, given: dict, cuda: bool = False, minutes: float = 20.0, scale: float | None = None
+) -> dict:
+    "The quick image-folder preset sized to `n_train` images: `scale` (None: `minutes`/20, x `GPU_SPEEDUP` on `cuda`)."
     if not minutes > 0:
         raise ValueError(f'minutes={minutes}: expected a positive number of minutes')
-    c, s = IMAGEFOLDER_CPU, minutes / 20 * (GPU_SPEEDUP if cuda else 1)
+    c, s = IMAGEFOLDER_CPU, scale or minutes / 20 * (GPU_SPEEDUP if cuda else 1)
     steps = lambda epochs, bs, cap: max(1, round(s * min(math.ceil(epochs * n_train / bs), cap)))
     cls = given.get('classifier') or {}
     bs = cls.get('bs') or c['classifier_bs']
@@ -166,8 +168,14 @@ def size_imagefolder(cfg, n_train: int, given: dict, cuda: bool = False, minutes
     return out
 
 # %% ../nbs/16_config.ipynb #df8690e2
-def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes) -> dict:
-    "`size_imagefolder` for the folder of `lay` (its training images counted from the file lists) and the run's device."
+def _sized_lengths(given: dict) -> bool:
+    "True if the options `given` leave a length of an image-folder run to the sizing."
+    steps = [(given.get(k) or {}).get('steps') for k in ('classifier', 'bias', 'diffusion')]
+    return not all(steps) or not given.get('synth_size')
+
+
+def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes, sizing) -> dict:
+    "`size_imagefolder` for the folder of `lay` and the run's device, at the scale of `sizing` when its budget is `minutes`."
     from diffinject.imagefolder import load_imagefolder
     from diffinject.core import default_device
 
@@ -175,11 +183,24 @@ def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes) -> dict:
     if k is not None:
         _check_number('max_train_per_class', k)  # read below: checked first
     n = len(load_imagefolder(lay['root'], 8, 'eval', k, layout=lay)['train'])
-    dev = cfg['device'] or default_device().type
-    given = {k: overrides.get(k) for k in ('image_size', 'classifier', 'bias', 'diffusion')}
-    return size_imagefolder(
-        cfg, n, {**given, 'synth_size': synth_size}, cuda=str(dev).startswith('cuda'), minutes=minutes or 20.0
-    )
+    cuda, minutes = str(cfg['device'] or default_device().type).startswith('cuda'), minutes or 20.0
+    given = {k: overrides.get(k) for k in ('image_size', 'classifier', 'bias', 'diffusion')} | {
+        'synth_size': synth_size
+    }
+    if sizing is not None:
+        _check_sizing(sizing)
+    scale = sizing['scale'] if sizing and sizing['minutes'] == minutes and _sized_lengths(given) else None
+    out = size_imagefolder(cfg, n, given, cuda, minutes, scale)
+    if scale is not None:
+        out['sizing'] = dict(minutes=minutes, scale=scale)  # recorded: a rerun gets the same lengths
+    return out
+
+
+def _check_sizing(sizing):
+    "A `sizing`: {'minutes': a positive number, 'scale': a positive number}, else a one-line error."
+    ok = isinstance(sizing, dict) and set(sizing) == {'minutes', 'scale'}
+    if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in sizing.values()):
+        raise ValueError(f'sizing={sizing!r}: expected {{"minutes": a positive number, "scale": a positive number}}')
 
 # %% ../nbs/16_config.ipynb #1585e3f6
 _PAPER = {  # per benchmark: what `paper` sets on top of the shared defaults
@@ -316,7 +337,7 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
     "The configuration of a run: `preset` ('quick'|'paper') for `dataset`, then `overrides` (nested dicts merge), checked."
     cfg = _preset_config(preset, dataset, overrides.get('source'))
     synth_size, shipped = overrides.pop('synth_size', None), cfg['diffusion']['pretrained']
-    minutes = overrides.pop('minutes', None)
+    minutes, sizing = overrides.pop('minutes', None), overrides.pop('sizing', None)
     if minutes is not None and cfg['dataset'] != 'imagefolder':
         raise ValueError(f"minutes={minutes}: only for source='imagefolder' (a benchmark's preset has its own lengths)")
     cfg = _apply_overrides(cfg, overrides)
@@ -330,5 +351,5 @@ def make_config(preset='quick', dataset=None, check_data: bool = True, **overrid
         lay = imagefolder_layout(cfg['data_root'])  # every layout problem is listed here
         cfg['classes'] = lay['classes']
         if preset == 'quick':
-            cfg = _fit_imagefolder(cfg, lay, overrides, synth_size, minutes)
+            cfg = _fit_imagefolder(cfg, lay, overrides, synth_size, minutes, sizing)
     return _check_config(cfg, check_data)

@@ -170,8 +170,8 @@ class DataOptions(Options):
     )
     minutes: float | None = opt(
         None,
-        'imagefolder: the time the default lengths are sized for (20: ~3,000 images on 2 CPU cores; a GPU gets 20x '
-        'the lengths); options you give are kept',
+        'imagefolder: the wall time the default lengths are sized for, one seed (20; on a CPU from timed probes of '
+        'this machine, recorded for reruns; a GPU gets minutes/20 x 20 the reference lengths); options you give are kept',
         gt=0,
         expected='a positive number of minutes',
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from .files import atomic_write_text
+from .files import atomic_write_text, read_json
 from .synth_pairs import check_choice
 from .core import OnRank0Failed, get_workers, set_workers, max_procs
 from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
@@ -28,6 +28,7 @@ from .diffusion_stage import one_diffusion_model, stage_diffusion  # noqa: F401 
 from .synth_stage import stage_synth  # noqa: F401 (re-exported)
 from .classifier_stage import stage_classifier  # noqa: F401 (re-exported)
 from .plan import plan_sizes, time_plan, plan_by_stage, plan_lines  # noqa: F401 (re-exported)
+from .plan import sized_config, sizing_line
 from .run_report import METRIC_TITLES, results_table, class_table, has_bias_labels, bias_table
 from .runner import run_pipeline
 
@@ -63,20 +64,28 @@ __all__ = ['SECTIONS', 'diffinject_run', 'diffinject_mine', 'diffinject_train_di
            'stage_data', 'splits', 'eval_description', 'stage_bias', 'one_diffusion_model', 'stage_diffusion',
            'stage_synth', 'stage_classifier', 'plan_sizes', 'time_plan', 'plan_by_stage', 'plan_lines']
 
+# %% ../nbs/19_pipeline.ipynb #2f555716
+def _recorded_sizing(run_dir) -> dict | None:
+    "The sizing an image-folder run recorded in `run_dir` (its config.json), so that a rerun gets the same lengths."
+    f = Path(run_dir) / 'config.json'
+    return read_json(f).get('sizing') if f.exists() else None
+
 # %% ../nbs/19_pipeline.ipynb #d0729dcf
 def _run_stages(prog: str, opts: dict, stages) -> tuple:
     "make_config from the checked option sections `opts`, then `run_pipeline` of `stages`: (cfg, metrics, s, rank)."
     threads = opts['run'].threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    cfg = make_config(**config_args(opts))  # every check before anything is written
     workers = get_workers()
     set_workers(min(threads, max_procs()))  # independent work on a CPU: processes of one thread (core.process_map)
     run_dir, rank = opts['run'].run_dir, int(os.environ.get('RANK', '0'))  # under torchrun only rank 0 prints
-    if rank == 0:
-        methods = f"methods {','.join(cfg['methods'])}, " if 'classifier' in opts else ''  # a command that trains them
-        print(f"{prog}: {source_title(cfg)}, {cfg['preset']} preset, {methods}run directory {run_dir}", flush=True)
-    t0 = time.time()
-    try:
+    try:  # the workers set first: a folder's sizing plans with them
+        cfg = sized_config(config_args(opts), _recorded_sizing(run_dir))  # every check before any write
+        if rank == 0:
+            methods = f"methods {','.join(cfg['methods'])}, " if 'classifier' in opts else ''  # a command that trains
+            print(f"{prog}: {source_title(cfg)}, {cfg['preset']} preset, {methods}run directory {run_dir}", flush=True)
+            if cfg.get('sizing'):
+                print(sizing_line(cfg), flush=True)
+        t0 = time.time()
         m = run_pipeline(cfg, run_dir, stages, verbose=True)  # ValueError, OSError (RunDirLocked, ...): one line
     except OnRank0Failed:
         raise SystemExit(1) from None  # rank 0 says what failed
@@ -188,7 +197,7 @@ def run_settings() -> tuple:
     return tuple(f.name for sec in SECTIONS for f in fields(sec) if f.name not in (*_OWN, *_NOT_SETTINGS))
 
 
-def _debias_config(data_root, methods, seeds, device, settings: dict) -> dict:
+def _debias_config(data_root, methods, seeds, device, settings: dict, sizing=None) -> dict:
     "make_config of `diffinject_run`'s option sections set from debias' arguments and `settings` (by flag name)."
     known = run_settings()
     for k in settings:
@@ -211,7 +220,7 @@ def _debias_config(data_root, methods, seeds, device, settings: dict) -> dict:
         bias_csv=str(bias_csv) if bias_csv else None,
     )
     opts = {sec.name: sec(**{f.name: given.get(f.name, f.default) for f in fields(sec)}) for sec in SECTIONS}
-    return make_config(**config_args(opts))  # every value checked here, as diffinject_run's
+    return sized_config(config_args(opts), sizing)  # every value checked here, as diffinject_run's
 
 
 def debias(
@@ -226,9 +235,10 @@ def debias(
 ) -> dict:
     """DiffInject (and the baselines in `methods`) on your image folder `data_root`: train/<class>/*, optional valid/,
     test/. `settings`: any of `run_settings()`, diffinject_run's options by their flag names (e.g. image_size=32)."""
-    cfg = _debias_config(data_root, methods, seeds, device, settings)
+    run_dir = run_dir or Path('runs') / Path(data_root).resolve().name
+    cfg = _debias_config(data_root, methods, seeds, device, settings, _recorded_sizing(run_dir))
     stages = list(stages) if isinstance(stages, (list, tuple)) else stages
-    return run_pipeline(cfg, run_dir or Path('runs') / Path(data_root).resolve().name, stages, verbose=verbose)
+    return run_pipeline(cfg, run_dir, stages, verbose=verbose)
 
 # %% ../nbs/19_pipeline.ipynb #f3953ef8
 DIGIT_FOLDER_BIASES = ('colour', 'corruption')  # what `digit_folder` ties to each digit

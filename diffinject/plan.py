@@ -16,9 +16,11 @@ from .config_checks import SYNTH_METHODS
 from .options import STAGES
 from .stages import run_spec, splits, _device
 from .diffusion_stage import _unet_for, _train_minutes, _diffusion_dir
+from .config import make_config, _sized_lengths
 
 # %% auto #0
-__all__ = ['plan_sizes', 'time_plan', 'plan_by_stage', 'plan_wall', 'plan_lines']
+__all__ = ['PLAN_MARGIN', 'MIN_SCALE', 'plan_sizes', 'time_plan', 'plan_by_stage', 'plan_wall', 'plan_lines', 'fit_scale',
+           'sized_config', 'sizing_line']
 
 # %% ../nbs/18_plan.ipynb #43ec22e3
 def _probe(f, device=None, reps: int = 3, min_s: float = 0.3) -> float:
@@ -173,8 +175,9 @@ def _on_threads(one: bool, f, *a):
 class _Probes:
     "The timed probes of one plan, each run once when first needed; `fit` prices a classifier's training from them."
 
-    def __init__(self, spec, device, train, workers: int = 1):
-        self.spec, self.device, self.train, self.workers, self.cache = spec, device, train, workers, {}
+    def __init__(self, spec, device, train, workers: int = 1, cache: dict | None = None):
+        self.spec, self.device, self.train, self.workers = spec, device, train, workers
+        self.cache = {} if cache is None else cache  # shared: plans of one folder at several lengths probe once
 
     def memo(self, key, f):
         if key not in self.cache:
@@ -220,9 +223,8 @@ def _diffusion_plan(cfg, ratios, pr: _Probes, done) -> dict:
     r = recipe_of(dc['pretrained']) if dc['pretrained'] else {}
     unet = r.get('unet') or _unet_for(dc['preset'], pr.spec)
     steps, bs = r.get('steps') or dc['steps'], r.get('batch_size') or dc['batch_size']
-    one = lambda: pr.memo(
-        'train', lambda: 60 * _train_minutes(unet, bs, steps, pr.device) + 50 * 16 * pr.unet('unet16', unet, 16)
-    )  # + the sample grid
+    step_s = lambda: pr.memo(('train', bs), lambda: 60 * _train_minutes(unet, bs, 1, pr.device))  # one step
+    one = lambda: steps * step_s() + 50 * 16 * pr.unet('unet16', unet, 16)  # + the sample grid
     return {name: 0.0 if done(name) else one() for name in dict.fromkeys(_diffusion_dir(cfg, r) for r in ratios)}
 
 # %% ../nbs/18_plan.ipynb #d61c7925
@@ -282,7 +284,7 @@ def _method_s(cfg, m, n, n_syn, pr: _Probes) -> float:
     return pr.fit(hp['steps'], bs, ev, n['train'], n, _MODELS.get(m, 1), one=one)
 
 # %% ../nbs/18_plan.ipynb #1f9aba3c
-def time_plan(cfg, run_dir, stages=STAGES) -> dict:
+def time_plan(cfg, run_dir, stages=STAGES, probes: dict | None = None) -> dict:
     "Estimated seconds of each stage of `cfg` still to run in `run_dir` ({stage directory: s}; finished: 0), from probes."
     from diffinject.synth_pairs import synth_size
 
@@ -291,7 +293,7 @@ def time_plan(cfg, run_dir, stages=STAGES) -> dict:
     ratios, seeds = cfg['ratios'], cfg['seeds']
     n, train = plan_sizes(cfg, run_dir, ratios[0])
     dev = _device(cfg)
-    pr, out = _Probes(spec, dev, train, get_workers() if dev.type == 'cpu' else 1), {}
+    pr, out = _Probes(spec, dev, train, get_workers() if dev.type == 'cpu' else 1, probes), {}
     if not done('data'):
         external = cfg['source'] in ('folder', 'imagefolder')
         files = None if n is None else (n['train'] + n['valid']) * (1 if external else len(ratios)) + n['test']
@@ -366,3 +368,50 @@ def plan_lines(plan: dict, device=None) -> list:
     return lines + [
         f'  {"total":<12} {fmt(total)}{at_once}' + ('' if len(known) == len(per) else ' + the stages marked ?')
     ]
+
+# %% ../nbs/18_plan.ipynb #f1c79f3b
+PLAN_MARGIN = 0.8  # a folder run's plan has come out up to 20 % short of its measured wall time
+MIN_SCALE = 0.05  # the smallest scale fit_scale returns (a budget below the fixed part of the run)
+
+
+def fit_scale(sized, minutes: float, margin: float = PLAN_MARGIN) -> float:
+    "The scale s whose configuration `sized(s)` plans one seed at one ratio in `margin * minutes` here (see above)."
+    cache, target = {}, margin * minutes * 60
+    with tempfile.TemporaryDirectory() as d:  # nothing is finished there: every stage is planned
+
+        def wall(s):
+            cfg = sized(s)
+            one = {**cfg, 'ratios': cfg['ratios'][:1], 'seeds': cfg['seeds'][:1]}
+            w = get_workers() if _device(one).type == 'cpu' else 1
+            return plan_wall(time_plan(one, d, probes=cache), w)
+
+        t1, t2 = wall(1.0), wall(2.0)
+        b = max(t2 - t1, 1e-6)  # seconds per unit of s
+        a = t1 - b  # the part that does not grow with the lengths
+        s = max(MIN_SCALE, (target - a) / b)
+        t = wall(s)
+        if t > target and t > a:  # a cap bent the line: once more, from the point planned
+            s = max(MIN_SCALE, s * (target - a) / (t - a))
+    return round(s, 2)
+
+# %% ../nbs/18_plan.ipynb #94974cf9
+def sized_config(args: dict, recorded: dict | None = None) -> dict:
+    "`make_config(**args)`; an image folder on a CPU with lengths left open: at the `recorded` scale, else one fitted here."
+    cfg = make_config(**args, sizing=recorded)
+    if cfg['dataset'] != 'imagefolder' or cfg['preset'] != 'quick' or 'sizing' in cfg or not _sized_lengths(args):
+        return cfg
+    if _device(cfg).type != 'cpu':
+        return cfg  # a GPU: the reference lengths x GPU_SPEEDUP, nothing probed
+    minutes = args.get('minutes') or 20.0
+    sized = lambda s: make_config(**args, sizing=dict(minutes=minutes, scale=s), check_data=False)
+    return make_config(**args, sizing=dict(minutes=minutes, scale=fit_scale(sized, minutes)))
+
+
+def sizing_line(cfg) -> str:
+    "How an image-folder run was sized: the budget, the scale and the lengths it gave."
+    sz, dc, cc, bc = cfg['sizing'], cfg['diffusion'], cfg['classifier'], cfg['bias']
+    return (
+        f"lengths for --minutes {sz['minutes']:g} on this machine (scale {sz['scale']:g} of the reference lengths, from "
+        f"timed probes): diffusion {dc['steps']} steps, f_B {bc['steps']}, classifiers {cc['steps']}, "
+        f"{cfg['inject']['n']} synthetic images"
+    )
