@@ -374,9 +374,9 @@ PLAN_MARGIN = 0.8  # a folder run's plan has come out up to 20 % short of its me
 MIN_SCALE = 0.05  # the smallest scale fit_scale returns (a budget below the fixed part of the run)
 
 
-def fit_scale(sized, minutes: float, margin: float = PLAN_MARGIN) -> float:
+def fit_scale(sized, minutes: float, margin: float = PLAN_MARGIN, probes: dict | None = None) -> float:
     "The scale s whose configuration `sized(s)` plans one seed at one ratio in `margin * minutes` here (see above)."
-    cache, target = {}, margin * minutes * 60
+    cache, target = {} if probes is None else probes, margin * minutes * 60
     with tempfile.TemporaryDirectory() as d:  # nothing is finished there: every stage is planned
 
         def wall(s):
