@@ -13,8 +13,8 @@ from .pretrained import recipe_of
 from .config_checks import OPTIONAL_KEYS, PRESETS, RUN_OPTIONS, SOURCES, _check_config, _check_number
 
 # %% auto #0
-__all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 'BIAS_BS', 'SHIPPED_SOURCES', 'SHIPPED_PRESETS',
-           'size_imagefolder', 'make_config']
+__all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 'REFERENCE_MINUTES', 'BIAS_BS', 'SHIPPED_SOURCES',
+           'SHIPPED_PRESETS', 'size_imagefolder', 'make_config']
 
 # %% ../nbs/16_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's),
@@ -134,16 +134,17 @@ IMAGEFOLDER_CPU = dict(  # the reference lengths: one unit of the scale s (see a
 GPU_SPEEDUP = (
     20  # a GPU runs these networks at least this many times faster than one CPU thread (the lengths scale by it)
 )
+REFERENCE_MINUTES = 20.0  # the budget of the reference lengths (scale 1), and the default --minutes
 BIAS_BS = 64  # f_B's batch size on an image folder (bias.BIAS_CLASSIFIER_DEFAULTS)
 
 
 def size_imagefolder(
-    cfg, n_train: int, given: dict, cuda: bool = False, minutes: float = 20.0, scale: float | None = None
+    cfg, n_train: int, given: dict, cuda: bool = False, minutes: float = REFERENCE_MINUTES, scale: float | None = None
 ) -> dict:
     "The quick image-folder preset sized to `n_train` images: `scale` (None: `minutes`/20, x `GPU_SPEEDUP` on `cuda`)."
     if not minutes > 0:
         raise ValueError(f'minutes={minutes}: expected a positive number of minutes')
-    c, s = IMAGEFOLDER_CPU, scale or minutes / 20 * (GPU_SPEEDUP if cuda else 1)
+    c, s = IMAGEFOLDER_CPU, scale or minutes / REFERENCE_MINUTES * (GPU_SPEEDUP if cuda else 1)
     steps = lambda epochs, bs, cap: max(1, round(s * min(math.ceil(epochs * n_train / bs), cap)))
     cls = given.get('classifier') or {}
     bs = cls.get('bs') or c['classifier_bs']
@@ -183,7 +184,7 @@ def _fit_imagefolder(cfg, lay, overrides, synth_size, minutes, sizing) -> dict:
     if k is not None:
         _check_number('max_train_per_class', k)  # read below: checked first
     n = len(load_imagefolder(lay['root'], 8, 'eval', k, layout=lay)['train'])
-    cuda, minutes = str(cfg['device'] or default_device().type).startswith('cuda'), minutes or 20.0
+    cuda, minutes = str(cfg['device'] or default_device().type).startswith('cuda'), minutes or REFERENCE_MINUTES
     given = {k: overrides.get(k) for k in ('image_size', 'classifier', 'bias', 'diffusion')} | {
         'synth_size': synth_size
     }

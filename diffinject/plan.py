@@ -16,7 +16,7 @@ from .config_checks import SYNTH_METHODS
 from .options import STAGES
 from .stages import run_spec, splits, _device
 from .diffusion_stage import _unet_for, _train_minutes, _diffusion_dir
-from .config import make_config, _sized_lengths
+from .config import make_config, _sized_lengths, REFERENCE_MINUTES
 
 # %% auto #0
 __all__ = ['PLAN_MARGIN', 'MIN_SCALE', 'plan_sizes', 'time_plan', 'plan_by_stage', 'plan_wall', 'plan_lines', 'fit_scale',
@@ -402,7 +402,7 @@ def sized_config(args: dict, recorded: dict | None = None) -> dict:
         return cfg
     if _device(cfg).type != 'cpu':
         return cfg  # a GPU: the reference lengths x GPU_SPEEDUP, nothing probed
-    minutes = args.get('minutes') or 20.0
+    minutes = args.get('minutes') or REFERENCE_MINUTES
     sized = lambda s: make_config(**args, sizing=dict(minutes=minutes, scale=s), check_data=False)
     return make_config(**args, sizing=dict(minutes=minutes, scale=fit_scale(sized, minutes)))
 
