@@ -72,6 +72,7 @@ def _base() -> dict:
             image_fit=None,
             sample_every=5000,
             ckpt_every=5000,
+            upweight=0,
         ),
         inject=dict(INJECT_DEFAULTS, steps=50, batch_size=64),
         baselines=dict(quick=False),
@@ -225,11 +226,13 @@ def _paper(dataset) -> dict:
 SHIPPED_SOURCES = {
     'cmnist': ('mnist5k', 'mnist', 'folder'),  # the sources whose images a shipped model learned: MNIST digits
     'cmnist_split': ('mnist5k', 'mnist', 'folder'),
+    'cmnist_split_up': ('mnist5k', 'mnist', 'folder'),
     'corrupted_mnist_split': ('mnist5k', 'mnist', 'folder'),
 }
 SHIPPED_PRESETS = {
     'cmnist': 'cmnist_hgate',
     'cmnist_split': 'cmnist_split',  # a shipped model's UNet preset
+    'cmnist_split_up': 'cmnist_split',
     'corrupted_mnist_split': 'cmnist_split',
 }
 

@@ -22,7 +22,7 @@ from .baselines import METHODS as BASELINES
 
 # %% auto #0
 __all__ = ['DIGITS', 'SOURCES', 'OPTIONAL_KEYS', 'PRESETS', 'SYNTH_METHODS', 'METHODS', 'RUN_OPTIONS', 'MAX_SEED', 'LIMITS',
-           'CLI_NAMES', 'run_option']
+           'CLI_NAMES', 'run_option', 'diffusion_upweight']
 
 # %% ../nbs/15a_config_checks.ipynb #5bad6f1b
 DIGITS = ('cmnist', 'corrupted_mnist')  # what a digit source builds: Colored MNIST (its default) or Corrupted MNIST
@@ -73,6 +73,7 @@ LIMITS = {  # key: (int or float, lowest, highest); lowest None: above 0. A None
     'diffusion.p2_gamma': (float, 0.0, 100.0),
     'diffusion.p2_k': (float, None, 100.0),
     'diffusion.seed': (int, 0, MAX_SEED),
+    'diffusion.upweight': (int, 0, 10**4),
     'diffusion.sample_every': (int, 0, 10**7),
     'diffusion.ckpt_every': (int, 0, 10**7),
     'inject.gamma': (float, 0.0, 1.0),
@@ -95,6 +96,7 @@ CLI_NAMES = {
     'inject.n': '--synth_size',
     'diffusion.train': '--train_diffusion',
     'diffusion.train_on': '--train_on',
+    'diffusion.upweight': '--diffusion_upweight',
     'methods': '--method',
     **{
         f'inject.{k}': f'--{k}'
@@ -283,6 +285,35 @@ def _check_diffusion_model(dc: dict, ic: dict):
             'retrains the shipped model; pass one of them'
         )
 
+# %% ../nbs/15a_config_checks.ipynb #cfa95219
+def diffusion_upweight(cfg) -> int:
+    "Extra copies of f_B's top-K (the run's first seed) in the diffusion model's training set; 0: none or not trained here."
+    dc = cfg['diffusion']
+    if dc['ckpt'] or (dc['pretrained'] and not dc['train']):
+        return 0  # used as it is
+    return recipe_of(dc['pretrained']).get('upweight', 0) if dc['pretrained'] else dc.get('upweight', 0)
+
+
+def _check_shipped_and_upweight(cfg):
+    "--pretrained: a model of this dataset; --diffusion_upweight: a model trained here on the biased training split."
+    dc, up = cfg['diffusion'], cfg['diffusion'].get('upweight', 0)
+    if dc['pretrained'] and recipe_of(dc['pretrained'])['benchmark'] != cfg['dataset']:
+        raise ValueError(
+            f"pretrained={dc['pretrained']!r} (--pretrained): learned {recipe_of(dc['pretrained'])['benchmark']}'s "
+            f"images; this run's dataset is {cfg['dataset']}"
+        )
+    if up and (dc['ckpt'] or dc['pretrained']):
+        raise ValueError(
+            f'diffusion_upweight={up} (--diffusion_upweight): applies to a diffusion model trained in this run; '
+            + ('the checkpoint diffusion_ckpt is used as it is' if dc['ckpt'] else f"the shipped model {dc['pretrained']!r} keeps its recipe")
+            + '; pass --diffusion_preset or --diffusion_steps to train one'
+        )  # fmt: skip
+    if up and dc['train_on'] != 'train':
+        raise ValueError(
+            f'diffusion_upweight={up} (--diffusion_upweight): up-weights samples of the biased training split; '
+            f"the model here trains on train_on={dc['train_on']!r}; add --train_on train"
+        )
+
 # %% ../nbs/15a_config_checks.ipynb #fb159705
 def _check_diffusion_source(cfg, need: bool):
     "A diffusion model the run uses (`need`) has a preset; one trained on the source images has source images."
@@ -315,6 +346,7 @@ def _check_config(cfg, check_data=True):
     ic, dc = cfg['inject'], cfg['diffusion']
     _check_inject_keys(ic, cfg['dataset'])
     _check_diffusion_model(dc, ic)
+    _check_shipped_and_upweight(cfg)
     need = any(m in SYNTH_METHODS for m in cfg['methods'])  # a diffusion model is used
     _check_diffusion_source(cfg, need)
     if cfg['classifier']['loss'] not in ('ce', 'gce'):

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import IN_TEST, rank_and_world
-from .files import write_json
+from .files import write_json, read_json
 from .data import pct_name
-from .config_checks import run_option
+from .config_checks import run_option, diffusion_upweight
 from .rundir import RunDir
 from .stages import run_spec, _device, stage_key, splits, _raw_transform
 
@@ -96,7 +96,7 @@ def _shipped_model(run: RunDir, dc, dev, rank):
     return model, ac, grid
 
 # %% ../nbs/17b_diffusion_stage.ipynb #c3e6f7f7
-def _retrain_shipped(dc, d, dev, rank):
+def _retrain_shipped(dc, d, dev, rank, train_ds=None, topk=None):
     "Train the shipped recipe `dc['pretrained']` into `d` (every rank, DDP); rank 0 exports the EMA weights."
     from diffinject.pretrained import pretrained_registry, train_pretrained, export_pretrained, recipe_of
 
@@ -106,7 +106,7 @@ def _retrain_shipped(dc, d, dev, rank):
             f"training the diffusion model with the recipe of the shipped {dc['pretrained']!r} "
             f"({r['steps']} steps of {r['batch_size']} images; resumable)"
         )
-    train_pretrained(dc['pretrained'], d, device=dev, show_progress=not IN_TEST)  # every rank (DDP)
+    train_pretrained(dc['pretrained'], d, device=dev, show_progress=not IN_TEST, train_ds=train_ds, topk=topk)
     if rank == 0:
         entry = export_pretrained(dc['pretrained'], d / 'ckpt.pt', d)
         write_json(d / 'pretrained_entry.json', entry)
@@ -117,14 +117,18 @@ def _retrain_shipped(dc, d, dev, rank):
         )
 
 # %% ../nbs/17b_diffusion_stage.ipynb #e57bec37
-def _train_in_run(cfg, root, ratio, spec, d, dev, rank):
-    "Train the run's diffusion model (`cfg['diffusion']`) into `d`, every rank (DDP under torchrun)."
+def _train_in_run(cfg, root, ratio, spec, d, dev, rank, topk=None):
+    "Train the run's diffusion model (`cfg['diffusion']`) into `d`, every rank (DDP); `topk`: f_B's, up-weighted."
     from diffinject.train import TrainConfig, train_diffusion
-    from diffinject.pretrained import diffusion_training_images
+    from diffinject.pretrained import diffusion_training_images, Upweighted
 
     dc = cfg['diffusion']
     train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
     data = diffusion_training_images(spec, dc['train_on'], cfg['source'], cfg['data_root'], train_ds=train)
+    if topk is not None:
+        data = Upweighted(data, topk, diffusion_upweight(cfg))
+    if rank == 0:
+        write_json(d / 'data.json', dict(images=len(data), name=getattr(data, 'name', None), topk=topk))
     unet = _unet_for(dc['preset'], spec)
     if rank == 0:
         minutes = _train_minutes(unet, dc['batch_size'], dc['steps'], dev)
@@ -150,6 +154,18 @@ def _train_in_run(cfg, root, ratio, spec, d, dev, rank):
     )
     train_diffusion(data, tc, d, device=dev, show_progress=not IN_TEST)  # every rank: DDP under torchrun
 
+# %% ../nbs/17b_diffusion_stage.ipynb #89952b3c
+def _mined_topk(run: RunDir, cfg, ratio) -> list | None:
+    "f_B's top-K (indices into the training split) of `ratio` and the run's first seed, when the model up-weights them."
+    if not diffusion_upweight(cfg):
+        return None
+    p = run.path / pct_name(ratio) / f"seed{cfg['seeds'][0]}" / 'bias' / 'bias.json'
+    if not p.exists():
+        raise FileNotFoundError(
+            f"{p}: the diffusion model up-weights f_B's top-K; run the bias stage of seed {cfg['seeds'][0]} first"
+        )
+    return read_json(p)['topk']
+
 # %% ../nbs/17b_diffusion_stage.ipynb #5432e147
 def stage_diffusion(run: RunDir, cfg, root, ratio):
     "Stage 2: the shipped pretrained model, a released checkpoint, or an ADM UNet trained with P2 weighting (Eqs. (5)-(6))."
@@ -164,11 +180,21 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
     key = stage_key(cfg, 'diffusion', ratio)
     if not run.done(name, key):
         spec = run_spec(cfg)
+        topk = _mined_topk(run, cfg, ratio)
+        if topk is not None and dc['pretrained']:
+            from diffinject.pretrained import recipe_of
+
+            if float(ratio) != recipe_of(dc['pretrained'])['ratio']:
+                r = recipe_of(dc['pretrained'])['ratio']
+                raise ValueError(
+                    f"ratios: the recipe of {dc['pretrained']!r} mines f_B's top-K at {r}; pass --ratios {r}"
+                )
         with run.stage(name, key) as d:
             if dc['pretrained']:  # --train_diffusion: the shipped recipe, retrained
-                _retrain_shipped(dc, d, dev, rank)
+                train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0] if topk else None
+                _retrain_shipped(dc, d, dev, rank, train, topk)
             else:
-                _train_in_run(cfg, root, ratio, spec, d, dev, rank)
+                _train_in_run(cfg, root, ratio, spec, d, dev, rank, topk)
             if rank == 0:
                 model, diffusion = load_diffusion_checkpoint(d / 'ckpt.pt', 'ema', device=dev)
                 _sample_grid(model, diffusion.alphas_cumprod, d / 'samples.png', seed=dc['seed'])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from .synth_pairs import LABEL_FROM, FILTERS, STYLE_POOLS
 from .synth_images import COLOUR_MATCH, MODEL_INPUTS
-from .pretrained import TRAIN_ON
+from .pretrained import TRAIN_ON, PRETRAINED_RECIPES
 from .baselines import METHODS as BASELINES
 from .config_checks import SOURCES
 
@@ -223,6 +223,11 @@ class DiffusionOptions(Options):
     "The diffusion model (the shipped one, a released checkpoint, or one trained in the run)"
 
     name: ClassVar[str] = 'diffusion'
+    pretrained: str | None = opt(
+        None,
+        "a shipped diffusion model other than the dataset's default (cmnist_split_up: trained with f_B's top-K up-weighted)",
+        choices=tuple(PRETRAINED_RECIPES),
+    )
     train_diffusion: bool = opt(False, 'retrain the shipped diffusion model from scratch with its recipe (resumable)')
     train_on: str | None = opt(
         None,
@@ -242,16 +247,29 @@ class DiffusionOptions(Options):
         lo=1,
         expected='a positive integer',
     )
+    diffusion_upweight: int | None = opt(
+        None,
+        "a diffusion model trained here on the training split sees f_B's top-K (the first seed's) this many more "
+        'times (default 0)',
+        lo=1,
+        expected='a positive integer',
+    )
 
     def overrides(self) -> dict:
         train_here = (self.diffusion_preset or self.diffusion_steps) and not self.diffusion_ckpt
+        if self.pretrained and (train_here or self.diffusion_ckpt):
+            raise ValueError(
+                f'pretrained={self.pretrained!r} (--pretrained): a shipped model; --diffusion_ckpt, --diffusion_preset '
+                'and --diffusion_steps choose another model: pass one of them'
+            )
         d = _given(
             ckpt=self.diffusion_ckpt,
             preset=self.diffusion_preset,
             steps=self.diffusion_steps,
             train_on=self.train_on,
+            upweight=self.diffusion_upweight,
             train=self.train_diffusion or None,
-            **({'pretrained': ''} if train_here else {}),
+            **({'pretrained': ''} if train_here else {'pretrained': self.pretrained} if self.pretrained else {}),
         )
         return dict(diffusion=d)
 

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from .files import atomic_write_text, read_json
 from .synth_pairs import check_choice
-from .core import OnRank0Failed, get_workers, set_workers, max_procs
+from .core import OnRank0Failed, get_workers, set_workers, max_procs, dist_barrier
 from .config_checks import run_option, SOURCES, OPTIONAL_KEYS  # noqa: F401 (re-exported)
 from .config import make_config  # noqa: F401 (re-exported)
 from .config_checks import SYNTH_METHODS  # noqa: F401 (re-exported)
@@ -87,6 +87,7 @@ def _run_stages(prog: str, opts: dict, stages) -> tuple:
                 print(sizing_line(cfg), flush=True)
         t0 = time.time()
         m = run_pipeline(cfg, run_dir, stages, verbose=True)  # ValueError, OSError (RunDirLocked, ...): one line
+        dist_barrier()  # under torchrun: every rank done before any closes its connections
     except OnRank0Failed:
         raise SystemExit(1) from None  # rank 0 says what failed
     finally:

@@ -22,9 +22,9 @@ from .images import ArrayImages
 from .train import TrainConfig, train_diffusion, load_diffusion_checkpoint
 
 # %% auto #0
-__all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_images', 'recipe_of', 'train_pretrained',
-           'export_pretrained', 'pretrained_registry', 'rebuild_command', 'diffusion_of', 'load_pretrained',
-           'cmnist_pairs', 'ReportConfig', 'model_report']
+__all__ = ['TRAIN_ON', 'PRETRAINED_RECIPES', 'REGISTRY', 'diffusion_training_images', 'Upweighted', 'recipe_of',
+           'train_pretrained', 'export_pretrained', 'pretrained_registry', 'rebuild_command', 'diffusion_of',
+           'load_pretrained', 'cmnist_pairs', 'ReportConfig', 'model_report']
 
 # %% ../nbs/13_pretrained.ipynb #ad55b286
 TRAIN_ON = ('source', 'train')
@@ -65,6 +65,26 @@ def diffusion_training_images(
 
     return ArrayImages(corrupted_cifar10_source(source, data_root, download)['train'][0], name='cifar10 train (clean)')
 
+# %% ../nbs/13_pretrained.ipynb #241ec1a5
+class Upweighted(torch.utils.data.Dataset):
+    "`ds`, then its samples `idx` (f_B's top-K) `times` more times: JTT-style up-weighting of the mined samples."
+
+    def __init__(self, ds, idx, times: int):
+        idx = [int(i) for i in idx]
+        if not isinstance(times, int) or times < 0:
+            raise ValueError(f'upweight={times!r}: expected an integer >= 0 (extra copies of each mined sample)')
+        bad = [i for i in idx if not 0 <= i < len(ds)]
+        if bad:
+            raise IndexError(f'upweight: mined index {bad[0]} outside the training set of {len(ds)} images')
+        self.ds, self.order = ds, list(range(len(ds))) + idx * times
+        self.name = f"{getattr(ds, 'name', None) or type(ds).__name__} + {len(idx)} mined samples x{times}"
+
+    def __len__(self):
+        return len(self.order)
+
+    def __getitem__(self, i):
+        return self.ds[self.order[i]]
+
 # %% ../nbs/13_pretrained.ipynb #fa00fe80
 def recipe_of(name: str) -> dict:
     "The recipe of the shipped model `name`."
@@ -84,15 +104,22 @@ def _train_kwargs(r) -> dict:
     return {k: r[k] for k in keys}
 
 # %% ../nbs/13_pretrained.ipynb #edd42f46
-def train_pretrained(name: str, out_dir, steps=None, device=None, show_progress=None):
-    "Train (or resume) the shipped model `name` with its recipe in `out_dir`; returns the trainer."
+def train_pretrained(name: str, out_dir, steps=None, device=None, show_progress=None, train_ds=None, topk=None):
+    """Train (or resume) the shipped model `name` with its recipe in `out_dir`; returns the trainer. A recipe that
+    up-weights f_B's top-K takes the run's training split `train_ds` and f_B's `topk` (indices into it)."""
     r = recipe_of(name)
-    train_ds = None
-    if r['train_on'] == 'train':  # the benchmark's biased training split, RGB as it is (its bias labels unused)
+    if r.get('upweight') and (train_ds is None or topk is None):
+        raise ValueError(
+            f"pretrained={name!r}: its recipe up-weights f_B's top-K, which a run's bias stage mines; "
+            f'rebuild it with `{rebuild_command(name)}`'
+        )
+    if r['train_on'] == 'train' and train_ds is None:  # the biased training split, RGB as it is (no bias labels)
         title, split = _SPLIT_BUILDERS[r['benchmark']]
         x = split('train', r['ratio'], r['source'])[0]
         train_ds = ArrayImages(x, name=f"{title} {100 * r['ratio']:g}% training split ({r['source']})")
     data = diffusion_training_images(r['benchmark'], r['train_on'], r['source'], train_ds=train_ds)
+    if r.get('upweight'):
+        data = Upweighted(data, topk, r['upweight'])
     kw = _train_kwargs(r)
     if steps is not None:
         kw['steps'] = steps
@@ -127,12 +154,14 @@ def export_pretrained(name: str, ckpt, out_dir, extra: dict | None = None) -> di
 
 # %% ../nbs/13_pretrained.ipynb #f14ed589
 # the shipped Colored MNIST model: the architecture and training set chosen by the comparison below
-def _split_recipe(file, benchmark, steps):
-    "The `cmnist_split` architecture's recipe, trained on `benchmark`'s 1 % training split (RGB, no bias labels)."
+def _split_recipe(file, benchmark, steps, seed=0, upweight=0):
+    """The `cmnist_split` architecture's recipe, trained on `benchmark`'s 1 % training split (RGB, no bias labels);
+    `upweight`: f_B's top-K (the run's first seed) repeated that many more times."""
     return dict(
         file=file, benchmark=benchmark, train_on='train', ratio=0.01, source='mnist5k',
         unet=dict(create_unet('cmnist_split', device='meta').config), steps=steps, batch_size=32, lr=1e-3,
-        ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=0, image_fit='pad', ckpt_every=250, log_every=50,
+        ema_rate=0.9995, p2_gamma=1.0, p2_k=1.0, seed=seed, image_fit='pad', ckpt_every=250, log_every=50,
+        **({'upweight': upweight} if upweight else {}),  # the recipes from before up-weighting: unchanged
     )  # fmt: skip
 
 # %% ../nbs/13_pretrained.ipynb #98e0c9f3
@@ -156,6 +185,9 @@ PRETRAINED_RECIPES = {
     ),
     # content through h, style through skip statistics (06_unet), trained on the 1 % training split in RGB (12_synth)
     'cmnist_split': _split_recipe('cmnist_split_rgb.safetensors', 'cmnist', steps=3000),
+    # the same, with f_B's top-K (seed 0 of the quick run) 18 more times in the training set; training seed 1 of the
+    # two trained, chosen by f_B's reading of the synthetic images (20_cmnist)
+    'cmnist_split_up': _split_recipe('cmnist_split_up_rgb.safetensors', 'cmnist', steps=3000, seed=1, upweight=18),
     # the same architecture and recipe on Corrupted MNIST's 1 % training split, a bias that is not colour (21_corrupted_mnist);
     # 2,000 steps instead of 3,000 to fit this machine's CPU budget
     'corrupted_mnist_split': _split_recipe('corrupted_mnist_split_rgb.safetensors', 'corrupted_mnist', steps=2000),

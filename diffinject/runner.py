@@ -8,7 +8,7 @@ import os, shutil, time
 from .core import _on_rank0, get_workers, process_map, rank_and_world
 from .files import write_json, read_json
 from .data import pct_name
-from .config_checks import SYNTH_METHODS, _check_config
+from .config_checks import SYNTH_METHODS, _check_config, diffusion_upweight
 from .config import _base
 from .options import STAGES
 from .layout import DataCheckError
@@ -173,6 +173,10 @@ def run_pipeline(cfg: dict, run_dir, stages=STAGES, verbose: bool = False) -> di
     for ratio in cfg['ratios']:
         if _needs_injection(cfg) and any(s in stages for s in ('diffusion', 'synth', 'classifier', 'report')):
             if model is None or not one:  # one model for every ratio: loaded once, announced once
+                if diffusion_upweight(cfg):  # the model up-weights f_B's top-K: the first seed's bias stage first
+                    bias_outs[(ratio, cfg['seeds'][0])] = timed(
+                        'bias', stage_bias, run, cfg, root, ratio, cfg['seeds'][0]
+                    )
                 model, ac = _diffusion_stage(timed, run, cfg, root, ratio, one, figures)
         for seed in cfg['seeds']:
             outs = (results, bias_outs, synth_outs, figures)

@@ -17,7 +17,7 @@ from .data import imagefolder_spec
 from .imagefolder import imagefolder_layout, load_imagefolder, check_imagefolder
 from .layout import check_benchmark
 from .imagefolder import per_class_subset
-from .config_checks import run_option, OPTIONAL_KEYS, SYNTH_METHODS
+from .config_checks import run_option, OPTIONAL_KEYS, SYNTH_METHODS, diffusion_upweight
 from .rundir import RunDir
 
 # %% auto #0
@@ -75,17 +75,20 @@ def stage_key(cfg, stage, ratio=None, seed=None) -> str:
     "The key of `stage` ('data', 'bias', 'diffusion', 'synth' or a method) at `ratio`, `seed`: a hash of what it reads."
     d, dc, p = data_key(cfg), cfg['diffusion'], run_option(cfg, 'precision')
     at = [] if p == 'fp32' else [dict(precision=p)]  # fp32: the keys from before precision existed
+    up = diffusion_upweight(cfg)  # f_B's top-K up-weighted: the model reads the first seed's bias stage too
+    dk = [d, {k: v for k, v in dc.items() if k != 'upweight'}]  # without up-weighting: the keys from before it
+    dk += [dict(upweight=up, bias=cfg['bias'], seed=cfg['seeds'][0], **(at[0] if at else {}))] if up else []
     if stage == 'data':
         return d
     if stage == 'bias':
         return config_key('bias', d, ratio, seed, cfg['bias'], *at)
     if stage == 'diffusion':
         amp = [dict(amp=True)] if p == 'bf16' else []  # the trainer autocasts in bf16 only
-        return config_key('diffusion', d, dc, *([ratio] if dc['train_on'] == 'train' else []), *amp)
+        return config_key('diffusion', *dk, *([ratio] if dc['train_on'] == 'train' else []), *amp)
     if stage == 'synth':
-        return config_key('synth', d, ratio, seed, cfg['bias'], dc, cfg['inject'], *at)
+        return config_key('synth', d, ratio, seed, cfg['bias'], *dk[1:], cfg['inject'], *at)
     if stage in SYNTH_METHODS:  # DiffInject and its ablations read the synthetic set
-        return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['bias'], dc, cfg['inject'], *at)
+        return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['bias'], *dk[1:], cfg['inject'], *at)
     return config_key(stage, d, ratio, seed, cfg['classifier'], cfg['baselines'])  # a baseline: fp32
 
 # %% ../nbs/17_stages.ipynb #235de9fd
