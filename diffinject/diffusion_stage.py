@@ -96,8 +96,8 @@ def _shipped_model(run: RunDir, dc, dev, rank):
     return model, ac, grid
 
 # %% ../nbs/17b_diffusion_stage.ipynb #c3e6f7f7
-def _retrain_shipped(dc, d, dev, rank, train_ds=None, topk=None):
-    "Train the shipped recipe `dc['pretrained']` into `d` (every rank, DDP); rank 0 exports the EMA weights."
+def _retrain_shipped(dc, d, dev, rank, train_ds=None, topk=None, final=None):
+    "Train the shipped recipe `dc['pretrained']` into `d` (every rank, DDP); rank 0 exports the EMA weights (`final`: the stage's folder once done)."
     from diffinject.pretrained import pretrained_registry, train_pretrained, export_pretrained, recipe_of
 
     r = recipe_of(dc['pretrained'])
@@ -112,7 +112,7 @@ def _retrain_shipped(dc, d, dev, rank, train_ds=None, topk=None):
         write_json(d / 'pretrained_entry.json', entry)
         shipped = pretrained_registry().get(dc['pretrained'], {}).get('sha256')
         print(
-            f"EMA weights: {d / entry['file']} sha256 {entry['sha256']} "
+            f"EMA weights: {(final or d) / entry['file']} sha256 {entry['sha256']} "
             f"({'identical to' if entry['sha256'] == shipped else 'differs from'} the shipped file)"
         )
 
@@ -192,7 +192,7 @@ def stage_diffusion(run: RunDir, cfg, root, ratio):
         with run.stage(name, key) as d:
             if dc['pretrained']:  # --train_diffusion: the shipped recipe, retrained
                 train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0] if topk else None
-                _retrain_shipped(dc, d, dev, rank, train, topk)
+                _retrain_shipped(dc, d, dev, rank, train, topk, final=run.path / name)
             else:
                 _train_in_run(cfg, root, ratio, spec, d, dev, rank, topk)
             if rank == 0:
