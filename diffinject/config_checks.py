@@ -297,10 +297,16 @@ def diffusion_upweight(cfg) -> int:
 def _check_shipped_and_upweight(cfg):
     "--pretrained: a model of this dataset; --diffusion_upweight: a model trained here on the biased training split."
     dc, up = cfg['diffusion'], cfg['diffusion'].get('upweight', 0)
-    if dc['pretrained'] and recipe_of(dc['pretrained'])['benchmark'] != cfg['dataset']:
+    r = recipe_of(dc['pretrained']) if dc['pretrained'] else {}
+    if r and r['benchmark'] != cfg['dataset']:
         raise ValueError(
-            f"pretrained={dc['pretrained']!r} (--pretrained): learned {recipe_of(dc['pretrained'])['benchmark']}'s "
-            f"images; this run's dataset is {cfg['dataset']}"
+            f"pretrained={dc['pretrained']!r} (--pretrained): learned {r['benchmark']}'s images; this run's dataset "
+            f"is {cfg['dataset']}"
+        )
+    if diffusion_upweight(cfg) and r and cfg['ratios'][0] != r['ratio']:  # retrained: the model's ratio comes first
+        raise ValueError(
+            f"ratios={cfg['ratios']} (--ratios): the recipe of {dc['pretrained']!r} mines f_B's top-K at {r['ratio']}; "
+            f"pass --ratios {r['ratio']}"
         )
     if up and (dc['ckpt'] or dc['pretrained']):
         raise ValueError(

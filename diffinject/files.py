@@ -16,7 +16,7 @@ except ImportError:
     fcntl = None  # not POSIX: folders are not locked
 
 # %% auto #0
-__all__ = ['WriteError', 'write_error', 'atomic_path', 'atomic_save', 'atomic_write_text', 'simulate_os_error',
+__all__ = ['ADDED_KEYS', 'WriteError', 'write_error', 'atomic_path', 'atomic_save', 'atomic_write_text', 'simulate_os_error',
            'simulate_disk_full', 'json_data', 'write_json', 'read_json', 'CheckpointError', 'flatten_config',
            'config_key', 'config_diff', 'RunDirLocked', 'lock_run_dir', 'unlock_run_dir']
 
@@ -255,10 +255,16 @@ def config_key(*parts) -> str:
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
 # %% ../nbs/00a_files.ipynb #3ba5b674
+ADDED_KEYS = {
+    'diffusion.upweight': 0
+}  # keys added after run directories were written: the value that does what they did
+
+
 def config_diff(old: dict, new: dict) -> list:
     "Differences between two nested configs as `key: old -> new` strings (JSON-normalised, so tuples equal lists)."
     norm = lambda d: flatten_config(json.loads(json.dumps(d, sort_keys=True, default=_json_default)))
     fa, fb, unset = norm(old), norm(new), '<unset>'
+    fa = {**{k: v for k, v in ADDED_KEYS.items() if k in fb}, **fa}  # an older config reads as the added key's value
     return [
         f'{k}: {fa.get(k, unset)!r} -> {fb.get(k, unset)!r}'
         for k in sorted(set(fa) | set(fb))

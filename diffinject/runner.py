@@ -117,7 +117,8 @@ def _seed_stages(timed, run, cfg, root, ratio, seed, stages, model_ac: tuple, ou
     results, bias_outs, synth_outs, figures = outs
     need_di, p = _needs_injection(cfg), f'{pct_name(ratio)}/seed{seed}'
     if 'bias' in stages or (need_di and any(s in stages for s in ('synth', 'classifier', 'report'))):
-        bias_outs[(ratio, seed)] = timed('bias', stage_bias, run, cfg, root, ratio, seed)
+        if (ratio, seed) not in bias_outs:  # mined already when the diffusion model up-weights its top-K
+            bias_outs[(ratio, seed)] = timed('bias', stage_bias, run, cfg, root, ratio, seed)
         figures[f'top-K {p}'] = run.path / p / 'bias' / 'topk.png'
     if need_di and any(s in stages for s in ('synth', 'classifier', 'report')):
         b = bias_outs[(ratio, seed)]
