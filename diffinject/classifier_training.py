@@ -189,19 +189,22 @@ class EpochSampler(torch.utils.data.Sampler):
 # %% ../nbs/04a_classifier_training.ipynb #3cb02207
 def _batches(ds, bs, generator, preload, loader=None, seed=0):
     "Endless (x, y, b, idx) batches, reshuffled every epoch with `generator`; `loader`: extra DataLoader options."
+    if len(ds) < 2:
+        raise ValueError(f'train_ds: {len(ds)} image(s); a classifier trains on at least 2')
     data = materialize(ds) if preload else None
     if preload:
         while True:
             perm = torch.randperm(len(data[1]), generator=generator)  # the sampler's order
             for i in range(0, len(perm), bs):
                 j = perm[i : i + bs]
-                yield tuple(t[j] for t in data)
+                if len(j) > 1:  # an epoch's last batch of one image is skipped: BatchNorm cannot train on it
+                    yield tuple(t[j] for t in data)
     worker_seeds = torch.Generator().manual_seed(seed + 1)  # workers' base seed, not the order
     dl = DataLoader(
         ds, batch_size=bs, sampler=EpochSampler(len(ds), generator), generator=worker_seeds, **(loader or {})
     )
     while True:
-        yield from dl
+        yield from (b for b in dl if len(b[1]) > 1)
 
 # %% ../nbs/04a_classifier_training.ipynb #e76954ae
 def _resolve_hparams(benchmark, **given):
