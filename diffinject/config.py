@@ -80,7 +80,7 @@ def _base() -> dict:
 
 # %% ../nbs/16_config.ipynb #c08e6b0c
 # chosen for the shipped model from f_B and the model's own features on training pairs, no oracle (12_synth)
-QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=200, filter='none', label_from='content')
+QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=200, filter='fb', label_from='content')
 
 
 def _quick(dataset='cmnist') -> dict:
@@ -94,7 +94,7 @@ def _quick(dataset='cmnist') -> dict:
         methods=['vanilla', 'upsample', 'recolour', 'diffinject'],  # DiffInject beside its ablations
         classifier=dict(steps=2000, eval_every=100),
         diffusion=dict(
-            pretrained='cmnist_split',
+            pretrained='cmnist_split_up',
             steps=1500,
             batch_size=32,
             lr=1e-3,
