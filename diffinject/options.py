@@ -225,7 +225,7 @@ class DiffusionOptions(Options):
     name: ClassVar[str] = 'diffusion'
     pretrained: str | None = opt(
         None,
-        "a shipped diffusion model other than the dataset's default (cmnist_split_up: trained with f_B's top-K up-weighted)",
+        "a shipped diffusion model other than the dataset's default (cmnist_split: the default's architecture without up-weighting)",
         choices=tuple(PRETRAINED_RECIPES),
     )
     train_diffusion: bool = opt(False, 'retrain the shipped diffusion model from scratch with its recipe (resumable)')
