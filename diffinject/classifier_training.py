@@ -197,14 +197,14 @@ def _batches(ds, bs, generator, preload, loader=None, seed=0):
             perm = torch.randperm(len(data[1]), generator=generator)  # the sampler's order
             for i in range(0, len(perm), bs):
                 j = perm[i : i + bs]
-                if len(j) > 1:  # an epoch's last batch of one image is skipped: BatchNorm cannot train on it
+                if len(j) > 1 or bs == 1:  # an epoch's one-image remainder is skipped: BatchNorm cannot train on it
                     yield tuple(t[j] for t in data)
     worker_seeds = torch.Generator().manual_seed(seed + 1)  # workers' base seed, not the order
     dl = DataLoader(
         ds, batch_size=bs, sampler=EpochSampler(len(ds), generator), generator=worker_seeds, **(loader or {})
     )
     while True:
-        yield from (b for b in dl if len(b[1]) > 1)
+        yield from (b for b in dl if len(b[1]) > 1 or bs == 1)
 
 # %% ../nbs/04a_classifier_training.ipynb #e76954ae
 def _resolve_hparams(benchmark, **given):
