@@ -84,11 +84,30 @@ def _released_checkpoint(dc, dev):
     return model, GaussianDiffusion(linear_beta_schedule(1000)).alphas_cumprod, None
 
 # %% ../nbs/17b_diffusion_stage.ipynb #6dab309d
+def _check_shipped(path, name: str, sha: str, rank: int = 0):
+    "Record `name`'s sha256 `sha` in the run's `path` (rank 0) on first use; refuse another file of the same name later."
+    rec = read_json(path) if Path(path).exists() else {}
+    if rec.get(name, sha) != sha:
+        raise ValueError(
+            f"{path}: this run was made with the shipped {name!r} of sha256 {rec[name][:16]}..., the installed file is "
+            f'{sha[:16]}... (another diffinject version); use a fresh --run_dir'
+        )
+    if rank == 0 and name not in rec:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {**rec, name: sha})
+
+
 def _shipped_model(run: RunDir, dc, dev, rank):
     "The shipped pretrained model `dc['pretrained']` on `dev`, its sample grid drawn once: (model, alphas_cumprod, grid)."
-    from diffinject.pretrained import load_pretrained
+    from diffinject.pretrained import load_pretrained, pretrained_registry
 
     model, ac = load_pretrained(dc['pretrained'], device=dev)
+    _check_shipped(
+        run.path / 'diffusion' / 'shipped.json',
+        dc['pretrained'],
+        pretrained_registry()[dc['pretrained']]['sha256'],
+        rank,
+    )
     grid = run.path / 'diffusion' / 'samples.png'  # where a model trained in the run has its grid
     if rank == 0 and not grid.exists():
         grid.parent.mkdir(parents=True, exist_ok=True)
