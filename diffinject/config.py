@@ -107,7 +107,7 @@ def _quick(dataset='cmnist') -> dict:
         baselines=dict(quick=True),
     )
     if dataset == 'corrupted_mnist':  # digit x corruption from the same digits: a bias that is not colour
-        cfg = _merge(cfg, dataset='corrupted_mnist', diffusion=dict(pretrained='corrupted_mnist_split'))
+        cfg = _merge(cfg, dataset='corrupted_mnist', diffusion=dict(pretrained='corrupted_mnist_split_up'))
     if dataset == 'imagefolder':  # your own data: its ratio is unknown, images fitted to image_size
         cfg = _merge(
             cfg,
@@ -228,12 +228,14 @@ SHIPPED_SOURCES = {
     'cmnist_split': ('mnist5k', 'mnist', 'folder'),
     'cmnist_split_up': ('mnist5k', 'mnist', 'folder'),
     'corrupted_mnist_split': ('mnist5k', 'mnist', 'folder'),
+    'corrupted_mnist_split_up': ('mnist5k', 'mnist', 'folder'),
 }
 SHIPPED_PRESETS = {
     'cmnist': 'cmnist_hgate',
     'cmnist_split': 'cmnist_split',  # a shipped model's UNet preset
     'cmnist_split_up': 'cmnist_split',
     'corrupted_mnist_split': 'cmnist_split',
+    'corrupted_mnist_split_up': 'cmnist_split',
 }
 
 # %% ../nbs/16_config.ipynb #56d1b6eb
