@@ -16,7 +16,7 @@ from .images import to_diffusion_range, ArrayImages, load_images
 # %% auto #0
 __all__ = ['ImageFolderImages', 'image_dataset', 'StepSampler', 'step_noise', 'ema_update', 'ema_rate_at', 'init_distributed',
            'replica_max_diff', 'state_signature', 'diffusion_signature', 'NonFiniteLossError', 'StepImages',
-           'step_loader', 'save_image_grid']
+           'step_loader', 'save_image_grid', 'held_out_loss']
 
 # %% ../nbs/09a_train_helpers.ipynb #f8e1b394
 class ImageFolderImages(torch.utils.data.Dataset):
@@ -247,3 +247,31 @@ def save_image_grid(x01, path, nrow=None):
     with atomic_path(path) as tmp:
         im.save(tmp, format='PNG')
     return Path(path)
+
+# %% ../nbs/09a_train_helpers.ipynb #95ee0451
+@torch.no_grad()
+def held_out_loss(model, diffusion, images, timesteps: int = 20, seed: int = 0, batch_size: int = 250, image_fit=None):
+    """Eq. (5)'s loss on held-out `images` (a dataset of [0,1] images, e.g. the biased validation split) at `timesteps`
+    evenly spaced t, the noise fixed by `seed`: dict(t, mse, vb) per t and their means (`loss` = mse + vb)."""
+    if not isinstance(timesteps, int) or not 1 <= timesteps <= diffusion.num_timesteps:
+        raise ValueError(f'timesteps={timesteps!r}: expected an integer in 1..{diffusion.num_timesteps}')
+    dev = next(model.parameters()).device
+    size = model.config['image_size']
+    x = to_diffusion_range(fit_images(load_images(images, range(len(images))).float(), size, image_fit))
+    ts = torch.linspace(0, diffusion.num_timesteps - 1, timesteps).round().long()
+    g = torch.Generator().manual_seed(seed)
+    per = dict(t=ts.tolist(), mse=[], vb=[])
+    for t in ts:
+        noise = torch.randn(x.shape, generator=g)  # one draw per t, in order: the same for every checkpoint
+        sums = dict(mse=0.0, vb=0.0)
+        for b in range(0, len(x), batch_size):
+            xb = x[b : b + batch_size].to(dev)
+            out = diffusion.training_losses(
+                model, xb, torch.full((len(xb),), int(t), device=dev), noise=noise[b : b + batch_size].to(dev)
+            )
+            for k in sums:
+                sums[k] += out[k].sum().item()
+        for k in sums:
+            per[k].append(sums[k] / len(x))
+    mse, vb = float(np.mean(per['mse'])), float(np.mean(per['vb']))
+    return dict(per, mse_mean=mse, vb_mean=vb, loss=mse + vb, n=len(x))
