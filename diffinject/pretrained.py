@@ -225,14 +225,13 @@ def _entry(name, registry=None):
 
 
 def diffusion_of(entry) -> GaussianDiffusion:
-    "The GaussianDiffusion a registry entry (or trainer config) was trained with."
-    d, u = entry['diffusion'], entry.get('unet') or {}
-    learn_sigma = d.get('learn_sigma', u.get('out_channels') == 2 * u.get('in_channels', 0))  # eps and v: 2C outputs
+    "The GaussianDiffusion a registry entry was trained with (learned variance: as its UNet, `UNetModel.learn_sigma`)."
+    d = entry['diffusion']
     return GaussianDiffusion(
         get_beta_schedule(d['schedule'], d['num_timesteps']),
         p2_gamma=d['p2_gamma'],
         p2_k=d['p2_k'],
-        learn_sigma=learn_sigma,
+        learn_sigma=create_unet(entry['unet'], device='meta').learn_sigma,
     )
 
 # %% ../nbs/13_pretrained.ipynb #0a1fcc91
