@@ -19,7 +19,7 @@ __all__ = ['INJECT_DEFAULTS', 'QUICK_INJECT', 'IMAGEFOLDER_CPU', 'GPU_SPEEDUP', 
 # %% ../nbs/16_config.ipynb #333ca520
 # the injection settings both presets start from: gamma, t_edit and t_boost are the paper's (inject.InjectConfig's),
 # the synthetic set's are synth.SynthConfig's but the label rule (f_B's evidence decides);
-# `quick` replaces gamma, t_edit, t_boost, the label rule and the filter by QUICK_INJECT (chosen in 12_synth)
+# `quick` replaces gamma, t_edit, t_boost, the label rule and the filter by QUICK_INJECT (chosen in 12b_inject_settings)
 INJECT_DEFAULTS = dict(
     gamma=InjectConfig.gamma,
     t_edit=InjectConfig.t_edit,
@@ -79,7 +79,7 @@ def _base() -> dict:
     )
 
 # %% ../nbs/16_config.ipynb #c08e6b0c
-# chosen for the shipped model from f_B and the model's own features on training pairs, no oracle (12_synth)
+# chosen for the shipped model from f_B and the model's own features on training pairs, no oracle (12b_inject_settings)
 QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=200, filter='fb', label_from='content')
 
 

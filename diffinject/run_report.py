@@ -14,8 +14,8 @@ from .stages import source_title, eval_description
 from .plan import plan_by_stage
 
 # %% auto #0
-__all__ = ['METRIC_TITLES', 'results_table', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro', 'synth_table',
-           'bias_table', 'write_report']
+__all__ = ['METRIC_TITLES', 'results_table', 'method_mean', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro',
+           'synth_table', 'bias_table', 'write_report']
 
 # %% ../nbs/18a_run_report.ipynb #f3b5d17c
 METRIC_TITLES = dict(
@@ -61,6 +61,14 @@ def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
             ]
         rows.append(cells)
     return md_table(head, rows)
+
+# %% ../nbs/18a_run_report.ipynb #ed41797f
+def method_mean(results: list, method: str, ratio, checkpoint='best_valid', metric='acc') -> float:
+    "The mean over seeds of `method`'s `metric` at `ratio` under the rule `checkpoint`, as a fraction."
+    v = [r['row'][f'{checkpoint}_{metric}'] for r in results if r['method'] == method and r['ratio'] == ratio]
+    if not v:
+        raise ValueError(f'method_mean: no result of method {method!r} at ratio {ratio!r}')
+    return sum(v) / len(v)
 
 # %% ../nbs/18a_run_report.ipynb #cb29bbd6
 def class_table(results: list, classes, checkpoint='best_valid') -> str:

@@ -18,7 +18,7 @@ from .rundir import RunDir
 from .stages import run_spec, _device, stage_key, splits, _raw_transform
 
 # %% auto #0
-__all__ = ['stage_synth']
+__all__ = ['stage_synth', 'pilot_of']
 
 # %% ../nbs/17c_synth_stage.ipynb #3b94a710
 def _load_fb(d, spec, device):
@@ -180,3 +180,19 @@ def _synth_figure(train, man, d, ratio, spec, n=8):
     fig = show_images(ims, nrow=len(its), row_labels=['style', 'content (top-K)', 'generated'], titles=titles)
     fig.savefig(d / 'fig2.png', dpi=100)
     plt.close(fig)
+
+# %% ../nbs/17c_synth_stage.ipynb #c6c7c557
+def pilot_of(run_dir, cfg, ratio, seed: int = 0, root=None, device='cpu') -> dict:
+    "Stage 1's outputs of `ratio` and `seed` as stage 3 reads them: the raw training set, f_B and its reader, top-K, style pool."
+    from diffinject.synth import classifier_reader
+
+    run_dir, spec = Path(run_dir), run_spec(cfg)
+    root = run_dir / 'data' if root is None else root
+    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
+    ev = splits(root, cfg, ratio, transform='eval')[0]
+    d = run_dir / f'{pct_name(ratio)}/seed{seed}/bias'
+    fb = _load_fb(d, spec, device)
+    topk = np.asarray(read_json(d / 'bias.json')['topk'])
+    _check_topk(topk, len(train), d / 'bias.json')
+    pool = _style_pool(cfg['inject'], train, ev, fb, topk)
+    return dict(train=train, fb=fb, read_fb=classifier_reader(fb, spec), topk=topk, pool=pool)
