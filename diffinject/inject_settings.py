@@ -166,7 +166,7 @@ def sweep_table(rows) -> str:
     out = [head + (f" | {'digit=con':>9} {'bias=sty':>8} {'CC':>5} {'CC kept':>7}" if orc else '')]
     for w in rows:
         line = (
-            f"{w['ratio']:>5} {w['gamma']:>5} {w['t_edit']:>6} {w['t_boost']:>7} {w['auto']:>7} | {w['h_content']:>5.2f} "
+            f"{str(w['ratio']):>5} {w['gamma']:>5} {w['t_edit']:>6} {w['t_boost']:>7} {w['auto']:>7} | {w['h_content']:>5.2f} "
             f"{w['rule']:>7} {w['proxy']:>5.2f} {w['fb_style']:>6.2f} {w['kept']:>5.2f}"
         )
         if orc:

@@ -13,8 +13,8 @@ from .config_checks import SOURCES
 
 # %% auto #0
 __all__ = ['STAGES', 'opt', 'check_option', 'Options', 'RunOptions', 'StageOptions', 'DataOptions', 'BiasOptions',
-           'DiffusionOptions', 'InjectOptions', 'ClassifierOptions', 'BaselineOptions', 'options_parser', 'config_args',
-           'Command']
+           'DiffusionOptions', 'InjectOptions', 'SweepOptions', 'ClassifierOptions', 'BaselineOptions',
+           'options_parser', 'config_args', 'Command']
 
 # %% ../nbs/16a_options.ipynb #52fbe885
 from dataclasses import dataclass, field, fields
@@ -325,6 +325,25 @@ class InjectOptions(Options):
     def overrides(self) -> dict:
         names = 'gamma t_edit t_boost label_from filter colour_match model_input style_pool'.split()
         return dict(synth_size=self.synth_size, inject=_given(**{k: getattr(self, k) for k in names}))
+
+# %% ../nbs/16a_options.ipynb #f037ce01
+@dataclass
+class SweepOptions(Options):
+    "The settings sweep: the grid scored on the run's own training pairs, f_B's and the model's signals only"
+
+    name: ClassVar[str] = 'sweep'
+    gammas: str = opt(
+        '0.5,0.7,0.9,1.0',
+        'comma-separated Slerp weights to score',
+        each=float,
+        lo=0,
+        hi=1,
+        expected='Slerp weights in [0, 1]',
+    )
+    t_edits: str = opt(
+        '200,400,600', 'comma-separated t_edit values to score', each=int, **dict(_T, expected='timesteps in 0..999')
+    )
+    pairs: int = opt(48, 'training pairs per ratio, scored at every setting', lo=2, expected='an integer >= 2')
 
 # %% ../nbs/16a_options.ipynb #f2b1dcde
 def _classifier_steps():

@@ -18,7 +18,14 @@ from .config_checks import SYNTH_METHODS  # noqa: F401 (re-exported)
 from .config import INJECT_DEFAULTS  # noqa: F401 (re-exported)
 from dataclasses import fields
 from .options import Command, config_args, RunOptions, StageOptions, DataOptions
-from .options import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
+from diffinject.options import (
+    BiasOptions,
+    DiffusionOptions,
+    InjectOptions,
+    ClassifierOptions,
+    BaselineOptions,
+    SweepOptions,
+)
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
 from .options import STAGES  # noqa: F401 (re-exported)
 from .stages import run_spec, source_title, data_key, stage_key  # noqa: F401 (re-exported)
@@ -59,10 +66,11 @@ _all_ = [
 
 # %% auto #0
 __all__ = ['SECTIONS', 'diffinject_run', 'diffinject_mine', 'diffinject_train_diffusion', 'diffinject_baselines',
-           'DIGIT_FOLDER_BIASES', 'run_settings', 'debias', 'digit_folder', 'STAGES', 'RunDirLocked', 'lock_run_dir',
-           'unlock_run_dir', 'OnRank0Failed', 'RunDir', 'run_spec', 'source_title', 'data_key', 'stage_key',
-           'stage_data', 'splits', 'eval_description', 'stage_bias', 'one_diffusion_model', 'stage_diffusion',
-           'stage_synth', 'stage_classifier', 'plan_sizes', 'time_plan', 'plan_by_stage', 'plan_lines']
+           'diffinject_settings', 'DIGIT_FOLDER_BIASES', 'run_settings', 'debias', 'digit_folder', 'STAGES',
+           'RunDirLocked', 'lock_run_dir', 'unlock_run_dir', 'OnRank0Failed', 'RunDir', 'run_spec', 'source_title',
+           'data_key', 'stage_key', 'stage_data', 'splits', 'eval_description', 'stage_bias', 'one_diffusion_model',
+           'stage_diffusion', 'stage_synth', 'stage_classifier', 'plan_sizes', 'time_plan', 'plan_by_stage',
+           'plan_lines']
 
 # %% ../nbs/19_pipeline.ipynb #2f555716
 def _recorded_sizing(run_dir) -> dict | None:
@@ -180,6 +188,53 @@ diffinject_baselines = Command(
     '(= diffinject_run --stage classifier with baseline methods).',
     (RunOptions, DataOptions, BiasOptions, BaselineOptions),
     _run_baselines,
+)
+
+# %% ../nbs/19_pipeline.ipynb #41d2029d
+def _settings_sweep(run: RunDir, cfg, root, sw) -> tuple:
+    """`inject_settings`' procedure on the run's own pairs (its first seed, every ratio): the grid at the configured
+    t_boost, then t_boost 0 at the choice; (choice, report text, rows, rows at t_boost 0)."""
+    from dataclasses import replace
+    from diffinject.synth_stage import pilot_of
+    from diffinject.inject_settings import SweepGrid, sweep_ratios, choose_setting, choice_report, sweep_table
+
+    ic, seed, spec = cfg['inject'], cfg['seeds'][0], run_spec(cfg)
+    fit = cfg['diffusion']['image_fit']
+    grid = SweepGrid(tuple(sw.gammas), tuple(sw.t_edits), ic['t_boost'], sw.pairs, seed, ic['steps'], fit)
+    pilots = {r: pilot_of(run.path, cfg, r, seed, root=root, device=_device(cfg)) for r in cfg['ratios']}
+    model, ac, _ = stage_diffusion(run, cfg, root, cfg['ratios'][0])
+    rows = sweep_ratios(model.eval(), ac, pilots, spec, grid)
+    c0 = choose_setting(rows)
+    at = replace(grid, gammas=(c0['gamma'],), tedits=(c0['t_edit'],), t_boost=0)
+    tb0 = sweep_ratios(model, ac, pilots, spec, at) if grid.t_boost else rows
+    ch, txt = choice_report(rows, tb0)
+    return ch, sweep_table(rows) + '\n\n' + txt, rows, tb0
+
+
+def _run_settings(prog: str, opts: dict):
+    "diffinject_settings: the data, f_B and the diffusion model, then the settings chosen on the run's own pairs."
+    from diffinject.files import write_json
+
+    cfg, m, s, rank = _run_stages(prog, opts, ('data', 'bias', 'diffusion'))
+    if rank != 0:
+        return
+    t0, run_dir = time.time(), Path(opts['run'].run_dir)
+    with RunDir(run_dir, cfg) as run:
+        ch, txt, rows, tb0 = _settings_sweep(run, cfg, stage_data(run, cfg), opts['sweep'])
+        write_json(run_dir / 'settings.json', dict(choice=ch, rows=rows, rows_t_boost0=tb0))
+    flags = f"--gamma {ch['gamma']} --t_edit {ch['t_edit']} --t_boost {ch['t_boost']} --filter {ch['filter']}"
+    print(
+        f'\n{txt}\n\ndone in {s + time.time() - t0:.0f} s: {run_dir}/settings.json; to use the choice, in a fresh run'
+    )
+    print(f"directory: diffinject_run <the same options> {flags} --label_from {ch['rule']}")
+
+
+diffinject_settings = Command(
+    'diffinject_settings',
+    "DiffInject's injection settings chosen without bias labels on a run's own training pairs: f_B's reading and the "
+    "diffusion model's h score a grid of gamma x t_edit (then t_boost 0 at the choice); writes settings.json.",
+    (RunOptions, DataOptions, BiasOptions, DiffusionOptions, SweepOptions),
+    _run_settings,
 )
 
 # %% ../nbs/19_pipeline.ipynb #f5b861db
