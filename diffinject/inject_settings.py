@@ -5,7 +5,7 @@
 # %% ../nbs/12b_inject_settings.ipynb #c8b31186
 from __future__ import annotations
 import json, math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
 import torch
@@ -49,6 +49,10 @@ class SweepGrid:
     def settings(self) -> list:
         "The (gamma, t_edit) pairs in order: gamma-major."
         return [(g, te) for g in self.gammas for te in self.tedits]
+
+    def at(self, gamma, t_edit, t_boost: int) -> SweepGrid:
+        "One setting of the same sweep (pairs, seed, steps) at `t_boost`: the grid of the t_boost comparison."
+        return replace(self, gammas=(gamma,), tedits=(t_edit,), t_boost=t_boost)
 
 # %% ../nbs/12b_inject_settings.ipynb #7e5402d3
 def _sweep_row(out, con, sty, model, ac, tr, p, fb_s, fb_c, read_fb, oracles, **setting) -> dict:

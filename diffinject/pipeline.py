@@ -18,14 +18,8 @@ from .config_checks import SYNTH_METHODS  # noqa: F401 (re-exported)
 from .config import INJECT_DEFAULTS  # noqa: F401 (re-exported)
 from dataclasses import fields
 from .options import Command, config_args, RunOptions, StageOptions, DataOptions
-from diffinject.options import (
-    BiasOptions,
-    DiffusionOptions,
-    InjectOptions,
-    ClassifierOptions,
-    BaselineOptions,
-    SweepOptions,
-)
+from .options import BiasOptions, DiffusionOptions, InjectOptions, ClassifierOptions, BaselineOptions
+from .options import SweepOptions
 from .rundir import RunDirLocked, lock_run_dir, unlock_run_dir, RunDir  # noqa: F401 (re-exported)
 from .options import STAGES  # noqa: F401 (re-exported)
 from .stages import run_spec, source_title, data_key, stage_key  # noqa: F401 (re-exported)
@@ -194,19 +188,18 @@ diffinject_baselines = Command(
 def _settings_sweep(run: RunDir, cfg, root, sw) -> tuple:
     """`inject_settings`' procedure on the run's own pairs (its first seed, every ratio): the grid at the configured
     t_boost, then t_boost 0 at the choice; (choice, report text, rows, rows at t_boost 0)."""
-    from dataclasses import replace
     from diffinject.synth_stage import pilot_of
     from diffinject.inject_settings import SweepGrid, sweep_ratios, choose_setting, choice_report, sweep_table
 
     ic, seed, spec = cfg['inject'], cfg['seeds'][0], run_spec(cfg)
     fit = cfg['diffusion']['image_fit']
-    grid = SweepGrid(tuple(sw.gammas), tuple(sw.t_edits), ic['t_boost'], sw.pairs, seed, ic['steps'], fit)
+    kw = dict(t_boost=ic['t_boost'], n=sw.pairs, seed=seed, steps=ic['steps'], image_fit=fit)
+    grid = SweepGrid(gammas=tuple(sw.gammas), tedits=tuple(sw.t_edits), **kw)
     pilots = {r: pilot_of(run.path, cfg, r, seed, root=root, device=_device(cfg)) for r in cfg['ratios']}
     model, ac, _ = stage_diffusion(run, cfg, root, cfg['ratios'][0])
     rows = sweep_ratios(model.eval(), ac, pilots, spec, grid)
     c0 = choose_setting(rows)
-    at = replace(grid, gammas=(c0['gamma'],), tedits=(c0['t_edit'],), t_boost=0)
-    tb0 = sweep_ratios(model, ac, pilots, spec, at) if grid.t_boost else rows
+    tb0 = sweep_ratios(model, ac, pilots, spec, grid.at(c0['gamma'], c0['t_edit'], 0)) if grid.t_boost else rows
     ch, txt = choice_report(rows, tb0)
     return ch, sweep_table(rows) + '\n\n' + txt, rows, tb0
 

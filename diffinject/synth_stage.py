@@ -18,7 +18,7 @@ from .rundir import RunDir
 from .stages import run_spec, _device, stage_key, splits, _raw_transform
 
 # %% auto #0
-__all__ = ['stage_synth', 'pilot_of']
+__all__ = ['pilot_of', 'stage_synth', 'generated_images']
 
 # %% ../nbs/17c_synth_stage.ipynb #3b94a710
 def _load_fb(d, spec, device):
@@ -114,6 +114,22 @@ def _synth_summary(man, ic, pool) -> dict:
         style_pool=dict(kind=ic['style_pool'], n=len(pool)),
     )
 
+# %% ../nbs/17c_synth_stage.ipynb #c6c7c557
+def pilot_of(run_dir, cfg, ratio, seed: int = 0, root=None, device='cpu', topk=None) -> dict:
+    "Stage 1's outputs of `ratio` and `seed` as stage 3 reads them: the raw training set, f_B and its reader, top-K, style pool."
+    from diffinject.synth import classifier_reader
+
+    run_dir, spec = Path(run_dir), run_spec(cfg)
+    root = run_dir / 'data' if root is None else root
+    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]  # the very training set stage 1 mined
+    ev = splits(root, cfg, ratio, transform='eval')[0]
+    d = run_dir / f'{pct_name(ratio)}/seed{seed}/bias'
+    fb = _load_fb(d, spec, device)
+    topk = np.asarray(read_json(d / 'bias.json')['topk'] if topk is None else topk)
+    _check_topk(topk, len(train), d / 'bias.json')
+    pool = _from_rank0(lambda: _style_pool(cfg['inject'], train, ev, fb, topk))  # under torchrun: rank 0's pool
+    return dict(train=train, fb=fb, read_fb=classifier_reader(fb, spec), topk=topk, pool=pool)
+
 # %% ../nbs/17c_synth_stage.ipynb #cdecad10
 def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dict:
     "Stage 3: h-space content injection (Eqs. (7)-(8)): contents = f_B's top-K, styles = f_B's pool; no bias label is read."
@@ -122,12 +138,8 @@ def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dic
     if run.done(name, key):
         return read_json(run.path / name / 'synth.json')
     spec, dev, rank = run_spec(cfg), _device(cfg), rank_and_world()[0]
-    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]  # the very training set stage 1 mined
-    ev = splits(root, cfg, ratio, transform='eval')[0]
-    fb = _load_fb(run.path / f'{pct_name(ratio)}/seed{seed}/bias', spec, dev)
-    topk = np.asarray(bias_out['topk'])
-    _check_topk(topk, len(train), run.path / f'{pct_name(ratio)}/seed{seed}/bias/bias.json')
-    pool = _from_rank0(lambda: _style_pool(ic, train, ev, fb, topk))  # under torchrun: rank 0's pool on every rank
+    p = pilot_of(run.path, cfg, ratio, seed, root=root, device=dev, topk=bias_out['topk'])
+    train, fb, topk, pool = p['train'], p['fb'], p['topk'], p['pool']
     with run.stage(name, key) as d:
         man = _synthesize(cfg, model, ac, train, topk, pool, d, ratio, spec, fb, seed)  # every rank: its share
         if rank == 0:
@@ -138,6 +150,15 @@ def stage_synth(run: RunDir, cfg, root, ratio, seed, bias_out, model, ac) -> dic
     return out if rank == 0 else read_json(run.path / name / 'synth.json')
 
 # %% ../nbs/17c_synth_stage.ipynb #8d10c2d6
+def generated_images(pdir) -> torch.Tensor:
+    "Every image a synthetic set generated (before the filter), in pair order, [N,C,H,W] in [0,1]: its `synth_parts/`."
+    ims = []
+    for f in sorted((Path(pdir) / 'synth_parts').glob('batch_*.npz')):
+        with np.load(f) as z:
+            ims.append(z['images'])
+    return torch.from_numpy(np.concatenate(ims)).permute(0, 3, 1, 2).float() / 255
+
+
 def _synth_evaluation(d, ratio, man, train, pool, cfg) -> dict:
     "Evaluation of a synthetic set (reads bias labels and oracles, never fed back): style-pool precision, oracle fidelity."
     from diffinject.oracles import benchmark_oracles
@@ -149,12 +170,7 @@ def _synth_evaluation(d, ratio, man, train, pool, cfg) -> dict:
     orc = benchmark_oracles(cfg['dataset'], cfg['source'], cfg['data_root'], steps=50 if IN_TEST else 800)
     if orc is None:
         return dict(out, fidelity=None, oracles='not measured (no oracle for this benchmark and source)')
-    ims = []
-    for f in sorted((d / pct_name(ratio) / 'synth_parts').glob('batch_*.npz')):
-        with np.load(f) as z:
-            ims.append(z['images'])
-    x01 = torch.from_numpy(np.concatenate(ims)).permute(0, 3, 1, 2).float() / 255
-    items = man['items']
+    x01, items = generated_images(d / pct_name(ratio)), man['items']
     kept = [i for i, it in enumerate(items) if it['kept']]
     fid = dict(generated=synth_fidelity(x01, items, train, orc))
     if len(kept) < len(items):
@@ -180,19 +196,3 @@ def _synth_figure(train, man, d, ratio, spec, n=8):
     fig = show_images(ims, nrow=len(its), row_labels=['style', 'content (top-K)', 'generated'], titles=titles)
     fig.savefig(d / 'fig2.png', dpi=100)
     plt.close(fig)
-
-# %% ../nbs/17c_synth_stage.ipynb #c6c7c557
-def pilot_of(run_dir, cfg, ratio, seed: int = 0, root=None, device='cpu') -> dict:
-    "Stage 1's outputs of `ratio` and `seed` as stage 3 reads them: the raw training set, f_B and its reader, top-K, style pool."
-    from diffinject.synth import classifier_reader
-
-    run_dir, spec = Path(run_dir), run_spec(cfg)
-    root = run_dir / 'data' if root is None else root
-    train = splits(root, cfg, ratio, transform=_raw_transform(spec))[0]
-    ev = splits(root, cfg, ratio, transform='eval')[0]
-    d = run_dir / f'{pct_name(ratio)}/seed{seed}/bias'
-    fb = _load_fb(d, spec, device)
-    topk = np.asarray(read_json(d / 'bias.json')['topk'])
-    _check_topk(topk, len(train), d / 'bias.json')
-    pool = _style_pool(cfg['inject'], train, ev, fb, topk)
-    return dict(train=train, fb=fb, read_fb=classifier_reader(fb, spec), topk=topk, pool=pool)
