@@ -16,8 +16,8 @@ from fastprogress.fastprogress import progress_bar
 # %% auto #0
 __all__ = ['IN_TEST', 'PRECISIONS', 'default_device', 'max_procs', 'check_device', 'seed_everything', 'asset_path', 'mean_std',
            'md_table', 'LineProgress', 'pbar', 'check_prob', 'check_precision', 'precision_autocast', 'grad_scaler',
-           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'OnRank0Failed', 'set_workers',
-           'get_workers', 'process_map']
+           'check_num_workers', 'loader_kwargs', 'rank_and_world', 'dist_barrier', 'as_torchrun_rank', 'OnRank0Failed',
+           'set_workers', 'get_workers', 'process_map']
 
 # %% ../nbs/00_core.ipynb #650b2b62
 IN_TEST = bool(os.environ.get('IN_TEST'))  # True under `nbdev_test`
@@ -217,6 +217,30 @@ def dist_barrier():
 
     if rank_and_world()[1] > 1:
         dist.barrier()
+
+# %% ../nbs/00_core.ipynb #62c57374
+def as_torchrun_rank(f):
+    """Run `f()` as a torchrun rank's whole program and end the process: exit status `f`'s int result (else 0),
+    a `SystemExit`'s code (its message printed), or 1 after any other error (its traceback printed)."""
+    import traceback
+    import torch.distributed as dist
+
+    try:
+        r = f()
+        code = r if type(r) is int else 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    if code == 0 and dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every rank done before any closes its connections
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 # %% ../nbs/00_core.ipynb #3ad740a2
 class OnRank0Failed(RuntimeError):

@@ -19,7 +19,8 @@ __all__ = ['STAGES', 'opt', 'check_option', 'Options', 'RunOptions', 'StageOptio
 # %% ../nbs/16a_options.ipynb #52fbe885
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, get_type_hints
-from .core import PRECISIONS
+import os
+from .core import PRECISIONS, as_torchrun_rank
 from .cli import _Parser, add_option, run_parsed, cli_list, cli_check, check_threads
 
 STAGES = ('data', 'bias', 'diffusion', 'synth', 'classifier', 'report')  # a run's stages, in order (17_stages to 17d)
@@ -429,9 +430,13 @@ class Command:
         return {sec.name: sec.checked(kw) for sec in self.sections}
 
     def main(self, argv=None):
-        "Run the command on `argv` (None: `sys.argv`, the console script's own name in its messages)."
+        """Run the command on `argv` (None: `sys.argv`, the console script's own name in its messages). A console
+        script under `torchrun` (WORLD_SIZE > 1) ends its process through `as_torchrun_rank` (`00_core`)."""
         p = options_parser(None if argv is None else self.prog, self.__doc__, self.sections)
-        return run_parsed(p, lambda **kw: self.run(p.prog, self.checked(kw)), argv)
+        go = lambda: run_parsed(p, lambda **kw: self.run(p.prog, self.checked(kw)), argv)
+        if argv is None and int(os.environ.get('WORLD_SIZE', '1')) > 1:
+            as_torchrun_rank(go)  # does not return
+        return go()
 
     def __call__(self, argv=None):
         return self.main(argv)
