@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .files import write_json, read_json
-from .data import get_benchmark
+from .data import get_benchmark, BenchmarkSpec
 from .images import load_images
 from .inject import invert_content, invert_style, inject_sample, select_h
 from .synth_pairs import plan_pairs, label_rule_evidence, synth_labels, fb_keep
@@ -92,7 +92,7 @@ def _sweep_row(out, con, sty, model, ac, tr, p, fb_s, fb_c, read_fb, oracles, **
 # %% ../nbs/12b_inject_settings.ipynb #4526fb5e
 @torch.no_grad()
 def setting_sweep(
-    model, ac, pilot: dict, benchmark: str, grid: SweepGrid = SweepGrid(), oracles=None, ratio=None
+    model, ac, pilot: dict, benchmark: str | BenchmarkSpec, grid: SweepGrid = SweepGrid(), oracles=None, ratio=None
 ) -> list:
     """One row per setting of `grid` on pairs drawn from `pilot` (train, topk, pool, read_fb) as the method draws
     them: the label-free proxies, and beside them the `oracles`' reading when given (evaluation only)."""
@@ -158,7 +158,9 @@ def cached_rows(f, key: dict, compute) -> list[dict]:
     return [{k: nan(v) for k, v in w.items()} for w in read_json(f)['rows']]
 
 # %% ../nbs/12b_inject_settings.ipynb #65fd4f6b
-def sweep_ratios(model, ac, pilots: dict, benchmark: str, grid: SweepGrid = SweepGrid(), oracles=None) -> list:
+def sweep_ratios(
+    model, ac, pilots: dict, benchmark: str | BenchmarkSpec, grid: SweepGrid = SweepGrid(), oracles=None
+) -> list:
     "`setting_sweep` on the pilot of every ratio of `pilots` ({ratio: pilot}), the rows of all ratios in one list."
     return [w for r, p in pilots.items() for w in setting_sweep(model, ac, p, benchmark, grid, oracles, ratio=r)]
 
