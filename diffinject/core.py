@@ -228,9 +228,9 @@ def as_torchrun_rank(f):
     try:
         r = f()
         code = r if type(r) is int else 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-        if not isinstance(e.code, int) and e.code is not None:
+    except SystemExit as e:  # sys.exit(): an int is the status, None is 0, anything else is printed and 1
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        if code and not isinstance(e.code, int):
             print(e.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from .core import mean_std, md_table
 from .files import write_json, read_json, atomic_write_text
-from .data import pct_name
+from .data import pct_name, pct_ratio
 from .classifier_training import CHECKPOINTS
 from .rundir import RunDir
 from .stages import source_title, eval_description
@@ -15,7 +15,7 @@ from .plan import plan_by_stage
 
 # %% auto #0
 __all__ = ['METRIC_TITLES', 'results_table', 'method_mean', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro',
-           'synth_table', 'bias_table', 'write_report']
+           'synth_table', 'run_synth_sets', 'bias_table', 'write_report']
 
 # %% ../nbs/18a_run_report.ipynb #f3b5d17c
 METRIC_TITLES = dict(
@@ -169,6 +169,12 @@ def synth_table(synth_outs: dict) -> str:
         head = f"| {pct_name(r)} | {s} | {o['n_generated']} | {o['n']} ({o['filter']}) | {view} | {rule} | {pool} | "
         out.append(head + ' | '.join(cells) + ' |')
     return '\n'.join(out)
+
+# %% ../nbs/18a_run_report.ipynb #493a455f
+def run_synth_sets(runs) -> dict:
+    "The finished synthetic sets of the run directories `runs`: {(ratio, seed): synth.json}, as `synth_table` takes them."
+    files = (f for d in runs for f in sorted(Path(d).glob('*/seed*/synth/synth.json')))  # <ratio>/seed<s>/synth
+    return {(pct_ratio(f.parts[-4]), int(f.parts[-3][len('seed') :])): read_json(f) for f in files}
 
 # %% ../nbs/18a_run_report.ipynb #b4dc402e
 def bias_table(bias_outs: dict) -> list:
