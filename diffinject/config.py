@@ -80,7 +80,7 @@ def _base() -> dict:
 
 # %% ../nbs/16_config.ipynb #c08e6b0c
 # chosen for the shipped model from f_B and the model's own features on training pairs, no oracle (12b_inject_settings)
-QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=200, filter='fb', label_from='content')
+QUICK_INJECT = dict(gamma=0.5, t_edit=200, t_boost=0, filter='fb', label_from='content')
 
 
 def _quick(dataset='cmnist') -> dict:

@@ -298,7 +298,7 @@ class InjectOptions(Options):
         expected='a Slerp weight in [0, 1]',
     )
     t_edit: int | None = opt(None, 'inject for t >= t_edit (default: quick 200 / paper 400)', **_T)
-    t_boost: int | None = opt(None, 'quality-boosting noise for t <= t_boost (default: quick 200 / paper 200)', **_T)
+    t_boost: int | None = opt(None, 'quality-boosting noise for t <= t_boost (default: quick 0 / paper 200)', **_T)
     label_from: str | None = opt(
         None,
         'synthetic labels: content (paper), style (reference CMNIST/CIFAR10C) or auto (f_B decides)',
