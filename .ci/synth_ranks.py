@@ -57,8 +57,6 @@ def worker(a):
     )
     if rank == 0:
         print(f'SECONDS {time.perf_counter() - t0:.3f} WORLD {world}', flush=True)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()  # before exit, as diffinject_run does
 
 
 def run(cmd):
@@ -71,8 +69,10 @@ def run(cmd):
 
 def main(argv=None):
     a = parse(argv)
-    if a.worker:
-        return worker(a)
+    if a.worker:  # a torchrun rank ends as diffinject_run's ranks do: leave the group, flush, os._exit (00_core)
+        from diffinject.core import as_torchrun_rank
+
+        return as_torchrun_rank(lambda: worker(a)) if int(os.environ.get('WORLD_SIZE', 1)) > 1 else worker(a)
     from diffinject.colored_mnist import build_colored_mnist
 
     with tempfile.TemporaryDirectory() as d:

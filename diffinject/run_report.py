@@ -5,6 +5,7 @@
 # %% ../nbs/18a_run_report.ipynb #f335be17
 from __future__ import annotations
 from pathlib import Path
+import numpy as np
 from .core import mean_std, md_table
 from .files import write_json, read_json, atomic_write_text
 from .data import pct_name, pct_ratio
@@ -14,8 +15,8 @@ from .stages import source_title, eval_description
 from .plan import plan_by_stage
 
 # %% auto #0
-__all__ = ['METRIC_TITLES', 'results_table', 'method_mean', 'class_table', 'has_bias_labels', 'stage_times', 'report_intro',
-           'synth_table', 'run_synth_sets', 'bias_table', 'write_report']
+__all__ = ['METRIC_TITLES', 'results_table', 'method_mean', 'mean_difference', 'class_table', 'has_bias_labels', 'stage_times',
+           'report_intro', 'synth_table', 'run_synth_sets', 'bias_table', 'write_report']
 
 # %% ../nbs/18a_run_report.ipynb #f3b5d17c
 METRIC_TITLES = dict(
@@ -63,12 +64,25 @@ def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
     return md_table(head, rows)
 
 # %% ../nbs/18a_run_report.ipynb #ed41797f
-def method_mean(results: list, method: str, ratio, checkpoint='best_valid', metric='acc') -> float:
-    "The mean over seeds of `method`'s `metric` at `ratio` under the rule `checkpoint`, as a fraction."
+def _seed_values(results: list, method: str, ratio, checkpoint: str, metric: str) -> list:
+    "`method`'s `metric` at `ratio` under the rule `checkpoint`, one value per seed (an error when there is none)."
     v = [r['row'][f'{checkpoint}_{metric}'] for r in results if r['method'] == method and r['ratio'] == ratio]
     if not v:
         raise ValueError(f'method_mean: no result of method {method!r} at ratio {ratio!r}')
+    return v
+
+
+def method_mean(results: list, method: str, ratio, checkpoint='best_valid', metric='acc') -> float:
+    "The mean over seeds of `method`'s `metric` at `ratio` under the rule `checkpoint`, as a fraction."
+    v = _seed_values(results, method, ratio, checkpoint, metric)
     return sum(v) / len(v)
+
+
+def mean_difference(a: list, b: list, method: str, ratio, checkpoint='best_valid', metric='acc') -> tuple:
+    "`method_mean` of results `a` minus that of `b`, and the standard error of the difference (sample variances)."
+    va, vb = (np.asarray(_seed_values(x, method, ratio, checkpoint, metric), float) for x in (a, b))
+    var = lambda v: v.var(ddof=1) / len(v) if len(v) > 1 else float('nan')
+    return float(va.mean() - vb.mean()), float(np.sqrt(var(va) + var(vb)))
 
 # %% ../nbs/18a_run_report.ipynb #cb29bbd6
 def class_table(results: list, classes, checkpoint='best_valid') -> str:
