@@ -78,9 +78,15 @@ def method_mean(results: list, method: str, ratio, checkpoint='best_valid', metr
     return sum(v) / len(v)
 
 
-def mean_difference(a: list, b: list, method: str, ratio, checkpoint='best_valid', metric='acc') -> tuple:
-    "`method_mean` of results `a` minus that of `b`, and the standard error of the difference (sample variances)."
-    va, vb = (np.asarray(_seed_values(x, method, ratio, checkpoint, metric), float) for x in (a, b))
+def mean_difference(
+    a: list, b: list, method: str, ratio, checkpoint='best_valid', metric='acc', method_b=None
+) -> tuple:
+    """`method_mean` of results `a` minus that of `b` (of `method_b`, default `method`), and the standard error of the
+    difference from the seeds' sample variances (as for independent runs; rows of the same runs share seeds, so they may be correlated)."""
+    va, vb = (
+        np.asarray(_seed_values(x, m, ratio, checkpoint, metric), float)
+        for x, m in ((a, method), (b, method_b or method))
+    )
     var = lambda v: v.var(ddof=1) / len(v) if len(v) > 1 else float('nan')
     return float(va.mean() - vb.mean()), float(np.sqrt(var(va) + var(vb)))
 
