@@ -15,8 +15,9 @@ from .stages import source_title, eval_description
 from .plan import plan_by_stage
 
 # %% auto #0
-__all__ = ['METRIC_TITLES', 'results_table', 'method_mean', 'mean_difference', 'class_table', 'has_bias_labels', 'stage_times',
-           'report_intro', 'synth_table', 'run_synth_sets', 'bias_table', 'write_report']
+__all__ = ['METRIC_TITLES', 'results_table', 'method_mean', 'mean_difference', 'difference_table', 'class_table',
+           'has_bias_labels', 'stage_times', 'report_intro', 'synth_table', 'run_synth_sets', 'bias_table',
+           'write_report']
 
 # %% ../nbs/18a_run_report.ipynb #f3b5d17c
 METRIC_TITLES = dict(
@@ -89,6 +90,26 @@ def mean_difference(
     )
     var = lambda v: v.var(ddof=1) / len(v) if len(v) > 1 else float('nan')
     return float(va.mean() - vb.mean()), float(np.sqrt(var(va) + var(vb)))
+
+# %% ../nbs/18a_run_report.ipynb #5a23f8d3
+def difference_table(results: list, method: str, others, checkpoints=CHECKPOINTS[:2]) -> str:
+    """Markdown table: `method` minus each of `others` (points ± the standard error of `mean_difference`), per ratio
+    and checkpoint rule, from the same `results`; a row for a method that did not run at a ratio reads '-'."""
+    ratios = sorted({r['ratio'] for r in results}, key=lambda r: -1 if r is None else r)
+    head = [f'{method} minus (points ± s.e.)'] + [f'{_ratio_label(r)} {c}' for r in ratios for c in checkpoints]
+    cell = lambda d: f'{100 * d[0]:+.2f} ± {100 * d[1]:.2f}'
+    rows = []
+    for m in others:
+        have = lambda r: any(x['method'] == m and x['ratio'] == r for x in results)
+        rows.append(
+            [m]
+            + [
+                cell(mean_difference(results, results, method, r, c, method_b=m)) if have(r) else '-'
+                for r in ratios
+                for c in checkpoints
+            ]
+        )
+    return md_table(head, rows)
 
 # %% ../nbs/18a_run_report.ipynb #cb29bbd6
 def class_table(results: list, classes, checkpoint='best_valid') -> str:
