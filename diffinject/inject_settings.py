@@ -209,11 +209,12 @@ def sweep_figure(rows, gammas, tedits, title: str = ''):
 # %% ../nbs/12b_inject_settings.ipynb #bafc40e7
 def choice_report(rows, tb0) -> tuple[dict, str]:
     """`choose_setting` on `rows`, then t_boost 0 (the rows `tb0`, same pairs) against the rows' t_boost at the
-    chosen setting, kept if its proxy is higher; with the oracles' reading beside when the rows carry it."""
+    chosen setting: the boosting interval is a component, kept only where the proxy resolves its gain (by more than
+    2 s.e. of the per-pair differences), else t_boost 0; with the oracles' reading beside when the rows carry it."""
     ch = choose_setting(rows)
     best, at = (ch['gamma'], ch['t_edit']), lambda k, rs=rows: mean_of(rs, k, ch['gamma'], ch['t_edit'])
     d, se = proxy_difference(tb0, best, rows, best)
-    ch = dict(ch, t_boost=0 if d > 0 else rows[0]['t_boost'], t_boost_margin=d, t_boost_se=se)
+    ch = dict(ch, t_boost=rows[0]['t_boost'] if -d > 2 * se else 0, t_boost_margin=d, t_boost_se=se)
     lines = [
         f"chosen by the proxy: gamma {best[0]}, t_edit {best[1]} (proxy {ch['proxy']:.2f}; ahead of "
         f"{ch['runner_up']} by {ch['margin']:.3f} ± {ch['margin_se']:.3f})",
@@ -221,7 +222,7 @@ def choice_report(rows, tb0) -> tuple[dict, str]:
         f"label rule {ch['rule']!r}: closer in h to the content than to the style in {at('h_content'):.2f} "
         f"(f_B's evidence, `auto`, would say {[w['auto'] for w in rows if (w['gamma'], w['t_edit']) == best]})",
         f"t_boost {ch['t_boost']}: proxy {at('proxy', tb0):.2f} with 0, {at('proxy'):.2f} with {rows[0]['t_boost']} "
-        f"(difference {d:.3f} ± {se:.3f})",
+        f"(difference {d:.3f} ± {se:.3f}; {rows[0]['t_boost']} is kept only if it leads by more than 2 s.e.)",
     ]
     if 'cc' in rows[0]:
         grid = list(dict.fromkeys((w['gamma'], w['t_edit']) for w in rows))
