@@ -44,9 +44,14 @@ def _group_note(results: list, checkpoint) -> str:
     return f'; {span(ng)} groups, worst {span(nw)} images'
 
 
+def _ratios(results: list) -> list:
+    "The ratios of `results` in order (an image folder's None first)."
+    return sorted({r['ratio'] for r in results}, key=lambda r: -1 if r is None else r)
+
+
 def results_table(results: list, metric='acc', checkpoints=CHECKPOINTS) -> str:
     "Markdown table: method x ratio, `metric` (%) mean ± std over seeds per checkpoint rule; the metric heads column 1."
-    ratios = sorted({r['ratio'] for r in results}, key=lambda r: -1 if r is None else r)
+    ratios = _ratios(results)
     methods = list(dict.fromkeys(r['method'] for r in results))
     head = [f'{METRIC_TITLES.get(metric, metric)} (%)'] + [
         f'{_ratio_label(r)} {c}' for r in ratios for c in checkpoints
@@ -83,7 +88,8 @@ def mean_difference(
     a: list, b: list, method: str, ratio, checkpoint='best_valid', metric='acc', method_b=None
 ) -> tuple:
     """`method_mean` of results `a` minus that of `b` (of `method_b`, default `method`), and the standard error of the
-    difference from the seeds' sample variances (as for independent runs; rows of the same runs share seeds, so they may be correlated)."""
+    difference from the seeds' sample variances (as for independent runs; rows of the same runs share seeds, so they
+    may be correlated)."""
     va, vb = (
         np.asarray(_seed_values(x, m, ratio, checkpoint, metric), float)
         for x, m in ((a, method), (b, method_b or method))
@@ -95,7 +101,7 @@ def mean_difference(
 def difference_table(results: list, method: str, others, checkpoints=CHECKPOINTS[:2]) -> str:
     """Markdown table: `method` minus each of `others` (points ± the standard error of `mean_difference`), per ratio
     and checkpoint rule, from the same `results`; a row for a method that did not run at a ratio reads '-'."""
-    ratios = sorted({r['ratio'] for r in results}, key=lambda r: -1 if r is None else r)
+    ratios = _ratios(results)
     head = [f'{method} minus (points ± s.e.)'] + [f'{_ratio_label(r)} {c}' for r in ratios for c in checkpoints]
     cell = lambda d: f'{100 * d[0]:+.2f} ± {100 * d[1]:.2f}'
     rows = []
